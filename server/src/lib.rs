@@ -1,0 +1,1 @@
+//! The server side of private inference (built in the end-to-end issue).
