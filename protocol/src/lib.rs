@@ -6,6 +6,7 @@
 //! linear layer before them) run as garbled circuits.
 //!
 //! Module map (one concept per module):
+//! - [`crypto`]: the 128-bit [`crypto::Block`] and fixed-key AES hashing.
 //! - [`error`]: the crate's error type, split by whose fault it is.
 //! - [`transport`]: the [`transport::Channel`] abstraction, an in-memory
 //!   duplex for tests and byte metering per label.
@@ -13,6 +14,7 @@
 //! Cryptographic cores are sans-IO state machines; only drivers touch a
 //! [`transport::Channel`].
 
+pub mod crypto;
 pub mod error;
 pub mod transport;
 

@@ -1,0 +1,8 @@
+//! Symmetric building blocks shared by OT extension and garbled circuits:
+//! the 128-bit [`Block`] and fixed-key AES hashing ([`FixedKeyAes`]).
+
+mod aes_hash;
+mod block;
+
+pub use aes_hash::{AES_BATCH, FixedKeyAes};
+pub use block::Block;
