@@ -43,13 +43,22 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn spec(spec: &str, reason: impl Into<String>) -> Self {
-        Error::Spec { spec: spec.to_string(), reason: reason.into() }
+        Error::Spec {
+            spec: spec.to_string(),
+            reason: reason.into(),
+        }
     }
     pub(crate) fn weights(tensor: &str, reason: impl Into<String>) -> Self {
-        Error::Weights { tensor: tensor.to_string(), reason: reason.into() }
+        Error::Weights {
+            tensor: tensor.to_string(),
+            reason: reason.into(),
+        }
     }
     pub(crate) fn mask(activation: &str, reason: impl Into<String>) -> Self {
-        Error::Mask { activation: activation.to_string(), reason: reason.into() }
+        Error::Mask {
+            activation: activation.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -49,10 +49,14 @@ impl RingParams {
     /// Checks 1 <= f and 2f < l <= 64 (a product of two scale-f values must fit).
     pub fn new(bits: u32, frac: u32) -> Result<Self> {
         if !(2..=64).contains(&bits) {
-            return Err(Error::Params(format!("ring bits l = {bits}: must be between 2 and 64")));
+            return Err(Error::Params(format!(
+                "ring bits l = {bits}: must be between 2 and 64"
+            )));
         }
         if frac == 0 || 2 * frac >= bits {
-            return Err(Error::Params(format!("fractional bits f = {frac}: need 1 <= f and 2f < l = {bits}")));
+            return Err(Error::Params(format!(
+                "fractional bits f = {frac}: need 1 <= f and 2f < l = {bits}"
+            )));
         }
         Ok(RingParams { bits, frac })
     }
@@ -67,7 +71,11 @@ impl RingParams {
     /// 2^l - 1.
     #[inline(always)]
     pub fn mask(&self) -> u64 {
-        if self.bits == 64 { u64::MAX } else { (1u64 << self.bits) - 1 }
+        if self.bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.bits) - 1
+        }
     }
     /// Reduces mod 2^l.
     #[inline(always)]
@@ -135,7 +143,12 @@ pub fn fc_ring(g: &FcGeom, weights: &[u64], input: &[u64], ring: RingParams) -> 
 }
 
 /// Either linear kind, without bias.
-pub fn linear_ring(kind: &LinearKind, weights: &[u64], input: &[u64], ring: RingParams) -> Vec<u64> {
+pub fn linear_ring(
+    kind: &LinearKind,
+    weights: &[u64],
+    input: &[u64],
+    ring: RingParams,
+) -> Vec<u64> {
     match kind {
         LinearKind::Conv(g) => conv2d_ring(g, weights, input, ring),
         LinearKind::Fc(g) => fc_ring(g, weights, input, ring),
@@ -144,18 +157,31 @@ pub fn linear_ring(kind: &LinearKind, weights: &[u64], input: &[u64], ring: Ring
 
 /// Adds a per-output-channel bias (each bias covers `out.len() / bias.len()` consecutive positions).
 pub fn add_bias_ring(out: &mut [u64], bias: &[u64], ring: RingParams) {
-    assert!(!bias.is_empty() && out.len() % bias.len() == 0, "bias length must divide output length");
+    assert!(
+        !bias.is_empty() && out.len().is_multiple_of(bias.len()),
+        "bias length must divide output length"
+    );
     let per = out.len() / bias.len();
     for (chunk, &b) in out.chunks_exact_mut(per).zip(bias) {
-        chunk.iter_mut().for_each(|v| *v = ring.reduce(v.wrapping_add(b)));
+        chunk
+            .iter_mut()
+            .for_each(|v| *v = ring.reduce(v.wrapping_add(b)));
     }
 }
 
 /// Residual add at scale 2f: `lhs + rhs * 2^f` if `rhs_upscale`, else `lhs + rhs`, mod 2^l.
-pub fn residual_add_ring(lhs: &[u64], rhs: &[u64], rhs_upscale: bool, ring: RingParams) -> Vec<u64> {
+pub fn residual_add_ring(
+    lhs: &[u64],
+    rhs: &[u64],
+    rhs_upscale: bool,
+    ring: RingParams,
+) -> Vec<u64> {
     assert_eq!(lhs.len(), rhs.len(), "residual operands differ in length");
     let sh = if rhs_upscale { ring.frac } else { 0 };
-    lhs.iter().zip(rhs).map(|(&a, &b)| ring.reduce(a.wrapping_add(b << sh))).collect()
+    lhs.iter()
+        .zip(rhs)
+        .map(|(&a, &b)| ring.reduce(a.wrapping_add(b << sh)))
+        .collect()
 }
 
 /// Quantised weights of one linear layer: weight at scale f, bias at scale 2f.
@@ -181,11 +207,21 @@ impl QuantModel {
         for (l, fl) in net.linears().zip(&folded.layers) {
             let q = |x: f64, s: u32, what: &str| {
                 ring.quantize(x, s).ok_or_else(|| {
-                    Error::weights(&l.name, format!("{what} value {x} does not fit the ring (l = {}, scale 2^{s})", ring.bits))
+                    Error::weights(
+                        &l.name,
+                        format!(
+                            "{what} value {x} does not fit the ring (l = {}, scale 2^{s})",
+                            ring.bits
+                        ),
+                    )
                 })
             };
             let weight = match l.kind {
-                LinearKind::Conv(_) => fl.weight.iter().map(|&w| q(w, f, "weight")).collect::<Result<Vec<_>>>()?,
+                LinearKind::Conv(_) => fl
+                    .weight
+                    .iter()
+                    .map(|&w| q(w, f, "weight"))
+                    .collect::<Result<Vec<_>>>()?,
                 LinearKind::Fc(g) => {
                     let area = g.pool_area();
                     let mut out = Vec::with_capacity(g.out * g.in_features());
@@ -196,7 +232,11 @@ impl QuantModel {
                     out
                 }
             };
-            let bias = fl.bias.iter().map(|&b| q(b, 2 * f, "bias")).collect::<Result<Vec<_>>>()?;
+            let bias = fl
+                .bias
+                .iter()
+                .map(|&b| q(b, 2 * f, "bias"))
+                .collect::<Result<Vec<_>>>()?;
             layers.push(QuantLinear { weight, bias });
         }
         Ok(QuantModel { ring, layers })
@@ -208,8 +248,11 @@ pub fn quantize_input(x: &[f32], ring: RingParams) -> Result<Vec<u64>> {
     x.iter()
         .enumerate()
         .map(|(i, &v)| {
-            ring.quantize(v as f64, ring.frac)
-                .ok_or_else(|| Error::Input(format!("element {i} = {v} is not finite or too large for the ring")))
+            ring.quantize(v as f64, ring.frac).ok_or_else(|| {
+                Error::Input(format!(
+                    "element {i} = {v} is not finite or too large for the ring"
+                ))
+            })
         })
         .collect()
 }
@@ -218,8 +261,16 @@ pub fn quantize_input(x: &[f32], ring: RingParams) -> Result<Vec<u64>> {
 /// indexed by [`crate::network::TensorId`]; the logits are `trace[net.output]`.
 pub fn forward_fixed_trace(net: &Network, model: &QuantModel, input: &[u64]) -> Vec<Vec<u64>> {
     let ring = model.ring;
-    assert_eq!(input.len(), net.tensors[net.input].shape.numel(), "input length");
-    assert_eq!(model.layers.len(), net.linears().count(), "one quantised layer per linear step");
+    assert_eq!(
+        input.len(),
+        net.tensors[net.input].shape.numel(),
+        "input length"
+    );
+    assert_eq!(
+        model.layers.len(),
+        net.linears().count(),
+        "one quantised layer per linear step"
+    );
     let mut t: Vec<Vec<u64>> = vec![Vec::new(); net.tensors.len()];
     t[net.input] = input.iter().map(|&v| ring.reduce(v)).collect();
     for step in &net.steps {
@@ -230,9 +281,15 @@ pub fn forward_fixed_trace(net: &Network, model: &QuantModel, input: &[u64]) -> 
                 add_bias_ring(&mut out, &q.bias, ring);
                 t[l.output] = out;
             }
-            Step::Add(a) => t[a.output] = residual_add_ring(&t[a.lhs], &t[a.rhs], a.rhs_upscale, ring),
+            Step::Add(a) => {
+                t[a.output] = residual_add_ring(&t[a.lhs], &t[a.rhs], a.rhs_upscale, ring)
+            }
             Step::Activation(a) => {
-                let out = t[a.input].iter().enumerate().map(|(i, &z)| ring.trunc_relu(z, a.keeps(i))).collect();
+                let out = t[a.input]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &z)| ring.trunc_relu(z, a.keeps(i)))
+                    .collect();
                 t[a.output] = out;
             }
         }

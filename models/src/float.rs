@@ -9,8 +9,16 @@ use crate::weights::FoldedModel;
 
 /// Runs the float network and returns every tensor (indexed by tensor id).
 pub fn forward_float_trace(net: &Network, model: &FoldedModel, input: &[f64]) -> Vec<Vec<f64>> {
-    assert_eq!(input.len(), net.tensors[net.input].shape.numel(), "input length");
-    assert_eq!(model.layers.len(), net.linears().count(), "one folded layer per linear step");
+    assert_eq!(
+        input.len(),
+        net.tensors[net.input].shape.numel(),
+        "input length"
+    );
+    assert_eq!(
+        model.layers.len(),
+        net.linears().count(),
+        "one folded layer per linear step"
+    );
     let mut t: Vec<Vec<f64>> = vec![Vec::new(); net.tensors.len()];
     t[net.input] = input.to_vec();
     for step in &net.steps {
@@ -20,14 +28,20 @@ pub fn forward_float_trace(net: &Network, model: &FoldedModel, input: &[f64]) ->
                 let out = match l.kind {
                     LinearKind::Conv(g) => {
                         let plane = g.out_h * g.out_w;
-                        let mut out: Vec<f64> = fl.bias.iter().flat_map(|&b| std::iter::repeat_n(b, plane)).collect();
+                        let mut out: Vec<f64> = fl
+                            .bias
+                            .iter()
+                            .flat_map(|&b| std::iter::repeat_n(b, plane))
+                            .collect();
                         conv2d_accumulate(&g, &fl.weight, &t[l.input], &mut out);
                         out
                     }
                     LinearKind::Fc(g) => {
                         let area = g.pool_area();
-                        let pooled: Vec<f64> =
-                            t[l.input].chunks_exact(area).map(|c| c.iter().sum::<f64>() / area as f64).collect();
+                        let pooled: Vec<f64> = t[l.input]
+                            .chunks_exact(area)
+                            .map(|c| c.iter().sum::<f64>() / area as f64)
+                            .collect();
                         let mut out = fl.bias.clone();
                         dense_accumulate(g.out, g.input.c, &fl.weight, &pooled, &mut out);
                         out
@@ -40,8 +54,11 @@ pub fn forward_float_trace(net: &Network, model: &FoldedModel, input: &[f64]) ->
                 t[a.output] = t[a.lhs].iter().zip(&t[a.rhs]).map(|(x, y)| x + y).collect();
             }
             Step::Activation(a) => {
-                t[a.output] =
-                    t[a.input].iter().enumerate().map(|(i, &z)| if a.keeps(i) { z.max(0.0) } else { z }).collect();
+                t[a.output] = t[a.input]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &z)| if a.keeps(i) { z.max(0.0) } else { z })
+                    .collect();
             }
         }
     }

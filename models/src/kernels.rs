@@ -104,9 +104,20 @@ pub fn gemm_accumulate<T: Mac>(m: usize, k: usize, n: usize, a: &[T], b: &[T], o
             let (o1, rest) = rest.split_at_mut(n);
             let (o2, o3) = rest.split_at_mut(n);
             for j in 0..k {
-                let (w0, w1, w2, w3) = (a[r * k + j], a[(r + 1) * k + j], a[(r + 2) * k + j], a[(r + 3) * k + j]);
+                let (w0, w1, w2, w3) = (
+                    a[r * k + j],
+                    a[(r + 1) * k + j],
+                    a[(r + 2) * k + j],
+                    a[(r + 3) * k + j],
+                );
                 let br = &b[j * n..(j + 1) * n];
-                for ((((x, y0), y1), y2), y3) in br.iter().zip(o0.iter_mut()).zip(o1.iter_mut()).zip(o2.iter_mut()).zip(o3.iter_mut()) {
+                for ((((x, y0), y1), y2), y3) in br
+                    .iter()
+                    .zip(o0.iter_mut())
+                    .zip(o1.iter_mut())
+                    .zip(o2.iter_mut())
+                    .zip(o3.iter_mut())
+                {
                     *y0 = T::mac(*y0, w0, *x);
                     *y1 = T::mac(*y1, w1, *x);
                     *y2 = T::mac(*y2, w2, *x);
@@ -132,12 +143,22 @@ fn valid_range(kk: usize, s: usize, p: usize, in_len: usize, out_len: usize) -> 
     // o*s + kk >= p  <=>  o >= ceil((p - kk) / s)
     let lo = if p > kk { (p - kk).div_ceil(s) } else { 0 };
     // o*s + kk - p <= in_len - 1  <=>  o <= (in_len - 1 + p - kk) / s
-    let hi = if in_len + p > kk { ((in_len - 1 + p - kk) / s + 1).min(out_len) } else { 0 };
+    let hi = if in_len + p > kk {
+        ((in_len - 1 + p - kk) / s + 1).min(out_len)
+    } else {
+        0
+    };
     (lo.min(hi), hi)
 }
 
 /// `out += W x` for a dense (out, in) row-major matrix.
-pub fn dense_accumulate<T: Mac>(rows: usize, cols: usize, weights: &[T], input: &[T], out: &mut [T]) {
+pub fn dense_accumulate<T: Mac>(
+    rows: usize,
+    cols: usize,
+    weights: &[T],
+    input: &[T],
+    out: &mut [T],
+) {
     assert_eq!(weights.len(), rows * cols, "dense weight length");
     assert_eq!(input.len(), cols, "dense input length");
     assert_eq!(out.len(), rows, "dense output length");
@@ -171,7 +192,11 @@ mod tests {
                             for kx in 0..g.kernel {
                                 let iy = (oy * g.stride + ky) as isize - g.pad as isize;
                                 let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                                if iy < 0 || ix < 0 || iy >= g.in_h as isize || ix >= g.in_w as isize {
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= g.in_h as isize
+                                    || ix >= g.in_w as isize
+                                {
                                     continue;
                                 }
                                 acc += w[((co * g.cin + ci) * g.kernel + ky) * g.kernel + kx]
@@ -190,13 +215,33 @@ mod tests {
     fn conv_matches_naive_definition() {
         let mut seed = 1u64;
         let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 33) % 17) as f64 - 8.0
         };
-        for &(k, s, side) in &[(3, 1, 5), (3, 2, 5), (3, 2, 6), (1, 2, 7), (1, 1, 4), (3, 1, 1), (3, 2, 2)] {
+        for &(k, s, side) in &[
+            (3, 1, 5),
+            (3, 2, 5),
+            (3, 2, 6),
+            (1, 2, 7),
+            (1, 1, 4),
+            (3, 1, 1),
+            (3, 2, 2),
+        ] {
             let p = k / 2;
             let out = crate::spec::conv_out(side, k, s, p);
-            let g = ConvGeom { cin: 2, cout: 3, kernel: k, stride: s, pad: p, in_h: side, in_w: side, out_h: out, out_w: out };
+            let g = ConvGeom {
+                cin: 2,
+                cout: 3,
+                kernel: k,
+                stride: s,
+                pad: p,
+                in_h: side,
+                in_w: side,
+                out_h: out,
+                out_w: out,
+            };
             let w: Vec<f64> = (0..g.weight_len()).map(|_| next()).collect();
             let x: Vec<f64> = (0..2 * side * side).map(|_| next()).collect();
             let mut got = vec![0.0; 3 * out * out];

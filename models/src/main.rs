@@ -2,15 +2,19 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use pi_models::fixed::{forward_fixed, RingParams};
+use pi_models::Model;
+use pi_models::fixed::{RingParams, forward_fixed};
 use pi_models::float::forward_float;
 use pi_models::network::Stats;
 use pi_models::weights::init_weights;
-use pi_models::Model;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "pi-models", version, about = "Network specs, ReLU/MAC counts, weights and plaintext inference")]
+#[command(
+    name = "pi-models",
+    version,
+    about = "Network specs, ReLU/MAC counts, weights and plaintext inference"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -70,10 +74,24 @@ fn main() -> Result<()> {
         Cmd::Init { spec, seed, out } => {
             let model = Model::resolve(&spec)?;
             let bytes = init_weights(&model.network, seed)?;
-            std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            println!("wrote {} ({} bytes) for {}", out.display(), bytes.len(), model.network.spec);
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {} ({} bytes) for {}",
+                out.display(),
+                bytes.len(),
+                model.network.spec
+            );
         }
-        Cmd::Infer { spec, weights, input, fixed, json, ring_bits, frac_bits } => {
+        Cmd::Infer {
+            spec,
+            weights,
+            input,
+            fixed,
+            json,
+            ring_bits,
+            frac_bits,
+        } => {
             let model = Model::resolve(&spec)?;
             let folded = model.load_weights(weights.as_deref())?;
             let x = model.load_input(&input)?;
@@ -83,7 +101,12 @@ fn main() -> Result<()> {
                 let xq = model.quantize_input(&x, ring)?;
                 let out = forward_fixed(&model.network, &q, &xq);
                 let signed: Vec<i64> = out.iter().map(|&v| ring.to_signed(v)).collect();
-                (out.iter().map(|&v| ring.to_f64(v, 2 * ring.frac())).collect::<Vec<f64>>(), Some(signed))
+                (
+                    out.iter()
+                        .map(|&v| ring.to_f64(v, 2 * ring.frac()))
+                        .collect::<Vec<f64>>(),
+                    Some(signed),
+                )
             } else {
                 if ring_bits != RingParams::DEFAULT_BITS || frac_bits != RingParams::DEFAULT_FRAC {
                     bail!("--ring-bits/--frac-bits only apply with --fixed");
@@ -127,7 +150,10 @@ fn argmax(v: &[f64]) -> usize {
 
 fn print_table(s: &Stats) {
     println!("network {}", s.spec);
-    println!("{:<22} {:<5} {:<16} {:<14} {:>12} {:>10} {:>14}", "layer", "kind", "input", "output", "relus", "identity", "macs");
+    println!(
+        "{:<22} {:<5} {:<16} {:<14} {:>12} {:>10} {:>14}",
+        "layer", "kind", "input", "output", "relus", "identity", "macs"
+    );
     for l in &s.layers {
         let input: Vec<String> = l.input.iter().map(|x| x.to_string()).collect();
         println!(
@@ -142,11 +168,29 @@ fn print_table(s: &Stats) {
         );
     }
     println!();
-    println!("{:<8} {:>12} {:>10} {:>14}", "stage", "relus", "identity", "macs");
+    println!(
+        "{:<8} {:>12} {:>10} {:>14}",
+        "stage", "relus", "identity", "macs"
+    );
     for i in 0..4 {
-        println!("{:<8} {:>12} {:>10} {:>14}", i + 1, s.stage_relus[i], s.stage_identity[i], s.stage_macs[i]);
+        println!(
+            "{:<8} {:>12} {:>10} {:>14}",
+            i + 1,
+            s.stage_relus[i],
+            s.stage_identity[i],
+            s.stage_macs[i]
+        );
     }
     println!("{:<8} {:>12} {:>10} {:>14}", "head", 0, 0, s.head_macs);
-    println!("{:<8} {:>12} {:>10} {:>14}", "total", s.relus, s.identity, s.macs);
-    println!("\nReLUs {} ({} identity positions), MACs {} ({:.1}M)", s.relus, s.identity, s.macs, s.macs as f64 / 1e6);
+    println!(
+        "{:<8} {:>12} {:>10} {:>14}",
+        "total", s.relus, s.identity, s.macs
+    );
+    println!(
+        "\nReLUs {} ({} identity positions), MACs {} ({:.1}M)",
+        s.relus,
+        s.identity,
+        s.macs,
+        s.macs as f64 / 1e6
+    );
 }

@@ -86,17 +86,29 @@ impl Model {
             Model::from_file(Path::new(text.trim()))
         } else {
             let spec = NetSpec::parse(text)?;
-            Ok(Model { network: Network::new(&spec), normalization: None, weights: None })
+            Ok(Model {
+                network: Network::new(&spec),
+                normalization: None,
+                weights: None,
+            })
         }
     }
 
     /// Reads a model file.
     pub fn from_file(path: &Path) -> Result<Model> {
-        let bad = |reason: String| Error::ModelFile { path: path.to_path_buf(), reason };
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let bad = |reason: String| Error::ModelFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let len = std::fs::metadata(path).map_err(io)?.len();
         if len > MAX_SMALL_FILE {
-            return Err(bad(format!("{len} bytes is larger than the {MAX_SMALL_FILE}-byte limit")));
+            return Err(bad(format!(
+                "{len} bytes is larger than the {MAX_SMALL_FILE}-byte limit"
+            )));
         }
         let text = std::fs::read_to_string(path).map_err(io)?;
         Model::from_toml(&text, path.parent().unwrap_or(Path::new(""))).map_err(|e| match e {
@@ -107,10 +119,16 @@ impl Model {
 
     /// Parses model-file text; `base` resolves a relative `weights` path.
     pub fn from_toml(text: &str, base: &Path) -> Result<Model> {
-        let bad = |reason: String| Error::ModelFile { path: PathBuf::from("<model>"), reason };
+        let bad = |reason: String| Error::ModelFile {
+            path: PathBuf::from("<model>"),
+            reason,
+        };
         let repr: FileRepr = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         if is_path(&repr.spec) {
-            return Err(bad(format!("spec `{}` must be a network spec, not a file", repr.spec)));
+            return Err(bad(format!(
+                "spec `{}` must be a network spec, not a file",
+                repr.spec
+            )));
         }
         let spec = NetSpec::parse(&repr.spec)?;
         let mut net = Network::new(&spec);
@@ -133,19 +151,29 @@ impl Model {
         let mut seen: Vec<&str> = Vec::new();
         for r in repr.relu.as_deref().unwrap_or_default() {
             if seen.contains(&r.activation.as_str()) {
-                return Err(Error::mask(&r.activation, "given in more than one [[relu]] entry"));
+                return Err(Error::mask(
+                    &r.activation,
+                    "given in more than one [[relu]] entry",
+                ));
             }
             seen.push(&r.activation);
             apply_mask(&mut net, r)?;
         }
         let weights = repr.weights.map(|w| base.join(w));
-        Ok(Model { network: net, normalization, weights })
+        Ok(Model {
+            network: net,
+            normalization,
+            weights,
+        })
     }
 
     /// Loads and folds the weights from `explicit` or else the model file's `weights` key.
     pub fn load_weights(&self, explicit: Option<&Path>) -> Result<FoldedModel> {
         let path = explicit.or(self.weights.as_deref()).ok_or_else(|| {
-            Error::weights("", "no weight file: pass one, or name it with `weights = ...` in a model file")
+            Error::weights(
+                "",
+                "no weight file: pass one, or name it with `weights = ...` in a model file",
+            )
         })?;
         load_weights(path, &self.network)
     }
@@ -153,22 +181,36 @@ impl Model {
     /// Reads a `.npy` float32 (C, H, W) input (a leading batch axis of 1 is accepted)
     /// and applies the normalisation, if any. Returns the flat (C, H, W) tensor.
     pub fn load_input(&self, path: &Path) -> Result<Vec<f32>> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let len = std::fs::metadata(path).map_err(io)?.len();
         if len > MAX_SMALL_FILE {
-            return Err(Error::Input(format!("{} is {len} bytes, larger than the limit", path.display())));
+            return Err(Error::Input(format!(
+                "{} is {len} bytes, larger than the limit",
+                path.display()
+            )));
         }
         let bytes = std::fs::read(path).map_err(io)?;
-        let raw = read_npy_f32(&bytes).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        let raw =
+            read_npy_f32(&bytes).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         self.prepare_input(raw.0, &raw.1)
     }
 
     /// Checks the shape of a flat input and normalises it.
     pub fn prepare_input(&self, mut data: Vec<f32>, shape: &[usize]) -> Result<Vec<f32>> {
         let s = self.network.tensors[self.network.input].shape;
-        let dims: Vec<usize> = if shape.len() == 4 && shape[0] == 1 { shape[1..].to_vec() } else { shape.to_vec() };
+        let dims: Vec<usize> = if shape.len() == 4 && shape[0] == 1 {
+            shape[1..].to_vec()
+        } else {
+            shape.to_vec()
+        };
         if dims != [s.c, s.h, s.w] {
-            return Err(Error::Input(format!("shape {shape:?}, expected ({}, {}, {}) (C, H, W)", s.c, s.h, s.w)));
+            return Err(Error::Input(format!(
+                "shape {shape:?}, expected ({}, {}, {}) (C, H, W)",
+                s.c, s.h, s.w
+            )));
         }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(Error::Input(format!("element {i} is not finite")));
@@ -177,7 +219,9 @@ impl Model {
             let plane = s.h * s.w;
             for (c, chunk) in data.chunks_exact_mut(plane).enumerate() {
                 let (m, sd) = (n.mean[c % n.mean.len()], n.std[c % n.std.len()]);
-                chunk.iter_mut().for_each(|v| *v = ((*v as f64 - m) / sd) as f32);
+                chunk
+                    .iter_mut()
+                    .for_each(|v| *v = ((*v as f64 - m) / sd) as f32);
             }
         }
         Ok(data)
@@ -194,10 +238,17 @@ impl Model {
     }
 }
 
-fn check_normalization(mean: Vec<f64>, std: Vec<f64>, channels: usize) -> Result<Normalization, String> {
+fn check_normalization(
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    channels: usize,
+) -> Result<Normalization, String> {
     for (name, v) in [("mean", &mean), ("std", &std)] {
         if v.len() != channels && v.len() != 1 {
-            return Err(format!("normalization.{name} has {} entries for {channels} input channels", v.len()));
+            return Err(format!(
+                "normalization.{name} has {} entries for {channels} input channels",
+                v.len()
+            ));
         }
         if v.iter().any(|x| !x.is_finite()) {
             return Err(format!("normalization.{name} has a non-finite entry"));
@@ -226,31 +277,50 @@ fn apply_mask(net: &mut Network, r: &ReluRepr) -> Result<()> {
     match (r.mode.as_str(), &r.keep) {
         ("all", None) => net.activation_mut(name)?.mask = crate::network::ReluMask::All,
         ("none", None) => net.activation_mut(name)?.mask = crate::network::ReluMask::None,
-        ("all" | "none", Some(_)) => return Err(Error::mask(name, format!("mode `{}` takes no `keep`", r.mode))),
-        ("channels" | "pixels", None) => return Err(Error::mask(name, format!("mode `{}` needs `keep`", r.mode))),
+        ("all" | "none", Some(_)) => {
+            return Err(Error::mask(
+                name,
+                format!("mode `{}` takes no `keep`", r.mode),
+            ));
+        }
+        ("channels" | "pixels", None) => {
+            return Err(Error::mask(name, format!("mode `{}` needs `keep`", r.mode)));
+        }
         ("channels", Some(k)) => {
-            let list = k.as_array().ok_or_else(|| Error::mask(name, "keep must be a list of channel indices"))?;
+            let list = k
+                .as_array()
+                .ok_or_else(|| Error::mask(name, "keep must be a list of channel indices"))?;
             let idx = list
                 .iter()
-                .map(|v| as_index(v).ok_or_else(|| Error::mask(name, format!("`{v}` is not a channel index"))))
+                .map(|v| {
+                    as_index(v)
+                        .ok_or_else(|| Error::mask(name, format!("`{v}` is not a channel index")))
+                })
                 .collect::<Result<Vec<_>>>()?;
             net.set_channel_mask(name, &idx)?;
         }
         ("pixels", Some(k)) => {
-            let list = k.as_array().ok_or_else(|| Error::mask(name, "keep must be a list of [c, y, x] positions"))?;
+            let list = k
+                .as_array()
+                .ok_or_else(|| Error::mask(name, "keep must be a list of [c, y, x] positions"))?;
             let mut pos = Vec::with_capacity(list.len());
             for v in list {
                 let p = v
                     .as_array()
                     .filter(|a| a.len() == 3)
                     .and_then(|a| Some([as_index(&a[0])?, as_index(&a[1])?, as_index(&a[2])?]))
-                    .ok_or_else(|| Error::mask(name, format!("`{v}` is not a [c, y, x] position")))?;
+                    .ok_or_else(|| {
+                        Error::mask(name, format!("`{v}` is not a [c, y, x] position"))
+                    })?;
                 pos.push(p);
             }
             net.set_pixel_mask(name, &pos)?;
         }
         (other, _) => {
-            return Err(Error::mask(name, format!("unknown mode `{other}` (all, none, channels, pixels)")));
+            return Err(Error::mask(
+                name,
+                format!("unknown mode `{other}` (all, none, channels, pixels)"),
+            ));
         }
     }
     Ok(())
@@ -262,9 +332,14 @@ pub fn read_npy_f32(bytes: &[u8]) -> Result<(Vec<f32>, Vec<usize>), String> {
     use ndarray_npy::ReadNpyExt;
     let header = npy_header(bytes)?;
     let shape = parse_shape(&header).ok_or("cannot read the shape from the .npy header")?;
-    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape overflows")?;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("shape overflows")?;
     if n.checked_mul(4).is_none_or(|b| b > bytes.len()) {
-        return Err(format!("header claims shape {shape:?}, more data than the file holds"));
+        return Err(format!(
+            "header claims shape {shape:?}, more data than the file holds"
+        ));
     }
     let arr = ndarray::ArrayD::<f32>::read_npy(std::io::Cursor::new(bytes))
         .map_err(|e| format!("not a float32 C-order .npy array: {e}"))?;
@@ -281,10 +356,15 @@ fn npy_header(bytes: &[u8]) -> Result<String, String> {
     }
     let (len, start): (usize, usize) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    let h = bytes.get(start..start.saturating_add(len)).ok_or("truncated .npy header")?;
+    let h = bytes
+        .get(start..start.saturating_add(len))
+        .ok_or("truncated .npy header")?;
     String::from_utf8(h.to_vec()).map_err(|_| "non-text .npy header".into())
 }
 

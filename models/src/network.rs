@@ -83,10 +83,18 @@ impl ConvGeom {
         (self.weight_len() * self.out_h * self.out_w) as u64
     }
     pub fn in_shape(&self) -> Shape {
-        Shape { c: self.cin, h: self.in_h, w: self.in_w }
+        Shape {
+            c: self.cin,
+            h: self.in_h,
+            w: self.in_w,
+        }
     }
     pub fn out_shape(&self) -> Shape {
-        Shape { c: self.cout, h: self.out_h, w: self.out_w }
+        Shape {
+            c: self.cout,
+            h: self.out_h,
+            w: self.out_w,
+        }
     }
 }
 
@@ -261,7 +269,15 @@ impl Builder {
         self.tensors.push(TensorInfo { shape, scale });
         self.tensors.len() - 1
     }
-    fn conv(&mut self, name: String, stage: usize, input: TensorId, cout: usize, kernel: usize, stride: usize) -> TensorId {
+    fn conv(
+        &mut self,
+        name: String,
+        stage: usize,
+        input: TensorId,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> TensorId {
         let s = self.tensors[input].shape;
         let pad = kernel / 2;
         let geom = ConvGeom {
@@ -276,14 +292,28 @@ impl Builder {
             out_w: conv_out(s.w, kernel, stride, pad),
         };
         let output = self.tensor(geom.out_shape(), Scale::TwoF);
-        self.steps.push(Step::Linear(LinearStep { name, index: self.linears, kind: LinearKind::Conv(geom), input, output, stage }));
+        self.steps.push(Step::Linear(LinearStep {
+            name,
+            index: self.linears,
+            kind: LinearKind::Conv(geom),
+            input,
+            output,
+            stage,
+        }));
         self.linears += 1;
         output
     }
     fn act(&mut self, name: String, stage: usize, input: TensorId) -> TensorId {
         let shape = self.tensors[input].shape;
         let output = self.tensor(shape, Scale::F);
-        self.steps.push(Step::Activation(ActivationStep { name, input, output, shape, mask: ReluMask::All, stage }));
+        self.steps.push(Step::Activation(ActivationStep {
+            name,
+            input,
+            output,
+            shape,
+            mask: ReluMask::All,
+            stage,
+        }));
         output
     }
 }
@@ -291,44 +321,100 @@ impl Builder {
 impl Network {
     /// Builds the network of a spec with every activation a full ReLU.
     pub fn new(spec: &NetSpec) -> Network {
-        let mut b = Builder { tensors: Vec::new(), steps: Vec::new(), linears: 0 };
-        let input = b.tensor(Shape { c: spec.channels, h: spec.input, w: spec.input }, Scale::F);
+        let mut b = Builder {
+            tensors: Vec::new(),
+            steps: Vec::new(),
+            linears: 0,
+        };
+        let input = b.tensor(
+            Shape {
+                c: spec.channels,
+                h: spec.input,
+                w: spec.input,
+            },
+            Scale::F,
+        );
         let widths = spec.widths();
         let stem = b.conv("conv1".into(), 1, input, widths[0], 3, 1);
         let mut x = b.act("relu".into(), 1, stem);
-        for s in 0..4 {
-            for blk in 0..spec.phi[s] {
+        for (s, (&width, &depth)) in widths.iter().zip(&spec.phi).enumerate() {
+            for blk in 0..depth {
                 let stage = s + 1;
                 let p = format!("layer{stage}.{blk}");
                 let stride = if s > 0 && blk == 0 { 2 } else { 1 };
                 let cin = b.tensors[x].shape.c;
-                let c1 = b.conv(format!("{p}.conv1"), stage, x, widths[s], 3, stride);
+                let c1 = b.conv(format!("{p}.conv1"), stage, x, width, 3, stride);
                 let a1 = b.act(format!("{p}.relu1"), stage, c1);
-                let c2 = b.conv(format!("{p}.conv2"), stage, a1, widths[s], 3, 1);
-                let (rhs, rhs_upscale) = if stride != 1 || cin != widths[s] {
-                    (b.conv(format!("{p}.shortcut"), stage, x, widths[s], 1, stride), false)
+                let c2 = b.conv(format!("{p}.conv2"), stage, a1, width, 3, 1);
+                let (rhs, rhs_upscale) = if stride != 1 || cin != width {
+                    (
+                        b.conv(format!("{p}.shortcut"), stage, x, width, 1, stride),
+                        false,
+                    )
                 } else {
                     (x, true)
                 };
                 let sum = b.tensor(b.tensors[c2].shape, Scale::TwoF);
-                b.steps.push(Step::Add(AddStep { name: format!("{p}.add"), lhs: c2, rhs, rhs_upscale, output: sum, stage }));
+                b.steps.push(Step::Add(AddStep {
+                    name: format!("{p}.add"),
+                    lhs: c2,
+                    rhs,
+                    rhs_upscale,
+                    output: sum,
+                    stage,
+                }));
                 x = b.act(format!("{p}.relu2"), stage, sum);
             }
         }
-        let geom = FcGeom { input: b.tensors[x].shape, out: spec.classes };
-        let output = b.tensor(Shape { c: spec.classes, h: 1, w: 1 }, Scale::TwoF);
-        b.steps.push(Step::Linear(LinearStep { name: "linear".into(), index: b.linears, kind: LinearKind::Fc(geom), input: x, output, stage: 5 }));
-        Network { spec: spec.clone(), tensors: b.tensors, steps: b.steps, input, output }
+        let geom = FcGeom {
+            input: b.tensors[x].shape,
+            out: spec.classes,
+        };
+        let output = b.tensor(
+            Shape {
+                c: spec.classes,
+                h: 1,
+                w: 1,
+            },
+            Scale::TwoF,
+        );
+        b.steps.push(Step::Linear(LinearStep {
+            name: "linear".into(),
+            index: b.linears,
+            kind: LinearKind::Fc(geom),
+            input: x,
+            output,
+            stage: 5,
+        }));
+        Network {
+            spec: spec.clone(),
+            tensors: b.tensors,
+            steps: b.steps,
+            input,
+            output,
+        }
     }
 
     /// Linear steps in order (their `index` is their position here).
     pub fn linears(&self) -> impl Iterator<Item = &LinearStep> {
-        self.steps.iter().filter_map(|s| if let Step::Linear(l) = s { Some(l) } else { None })
+        self.steps.iter().filter_map(|s| {
+            if let Step::Linear(l) = s {
+                Some(l)
+            } else {
+                None
+            }
+        })
     }
 
     /// Activation steps in order.
     pub fn activations(&self) -> impl Iterator<Item = &ActivationStep> {
-        self.steps.iter().filter_map(|s| if let Step::Activation(a) = s { Some(a) } else { None })
+        self.steps.iter().filter_map(|s| {
+            if let Step::Activation(a) = s {
+                Some(a)
+            } else {
+                None
+            }
+        })
     }
 
     /// The activation called `name`, mutably.
@@ -342,7 +428,13 @@ impl Network {
             })
             .ok_or_else(|| {
                 let shown: Vec<&str> = known.iter().take(6).map(String::as_str).collect();
-                Error::mask(name, format!("no such activation (names look like {}, ...)", shown.join(", ")))
+                Error::mask(
+                    name,
+                    format!(
+                        "no such activation (names look like {}, ...)",
+                        shown.join(", ")
+                    ),
+                )
             })
     }
 
@@ -375,7 +467,13 @@ impl Network {
         let mut flags = vec![false; act.shape.c];
         for &c in keep {
             if c >= act.shape.c {
-                return Err(Error::mask(name, format!("channel {c} out of range (the activation has {} channels)", act.shape.c)));
+                return Err(Error::mask(
+                    name,
+                    format!(
+                        "channel {c} out of range (the activation has {} channels)",
+                        act.shape.c
+                    ),
+                ));
             }
             flags[c] = true;
         }
@@ -390,7 +488,10 @@ impl Network {
         let mut flags = vec![false; s.numel()];
         for &[c, y, x] in keep {
             if c >= s.c || y >= s.h || x >= s.w {
-                return Err(Error::mask(name, format!("position [{c}, {y}, {x}] out of range (shape {s})")));
+                return Err(Error::mask(
+                    name,
+                    format!("position [{c}, {y}, {x}] out of range (shape {s})"),
+                ));
             }
             flags[s.index(c, y, x)] = true;
         }
@@ -419,11 +520,23 @@ impl Network {
                         LinearKind::Conv(g) => ("conv", g.macs()),
                         LinearKind::Fc(g) => ("fc", g.macs()),
                     };
-                    (kind, vec![self.tensors[l.input].shape], self.tensors[l.output].shape, 0, 0, macs)
+                    (
+                        kind,
+                        vec![self.tensors[l.input].shape],
+                        self.tensors[l.output].shape,
+                        0,
+                        0,
+                        macs,
+                    )
                 }
-                Step::Add(a) => {
-                    ("add", vec![self.tensors[a.lhs].shape, self.tensors[a.rhs].shape], self.tensors[a.output].shape, 0, 0, 0)
-                }
+                Step::Add(a) => (
+                    "add",
+                    vec![self.tensors[a.lhs].shape, self.tensors[a.rhs].shape],
+                    self.tensors[a.output].shape,
+                    0,
+                    0,
+                    0,
+                ),
                 Step::Activation(a) => ("relu", vec![a.shape], a.shape, a.relus(), a.identity(), 0),
             };
             let stage = step.stage();
@@ -437,7 +550,16 @@ impl Network {
             } else {
                 st.head_macs += macs;
             }
-            layers.push(LayerStats { name: step.name().to_string(), kind, stage, input, output, relus, identity, macs });
+            layers.push(LayerStats {
+                name: step.name().to_string(),
+                kind,
+                stage,
+                input,
+                output,
+                relus,
+                identity,
+                macs,
+            });
         }
         st.layers = layers;
         st

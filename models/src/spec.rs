@@ -67,7 +67,11 @@ pub const PRESETS: [(&str, [usize; 4]); 5] = [
 impl NetSpec {
     /// Parses a spec string (not a model file path).
     pub fn parse(text: &str) -> Result<Self> {
-        let s: String = text.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+        let s: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
         if s.is_empty() {
             return Err(Error::spec(text, "empty spec"));
         }
@@ -75,7 +79,10 @@ impl NetSpec {
             Some(i) => {
                 let rest = &s[i + 1..];
                 let Some(inner) = rest.strip_suffix(')') else {
-                    return Err(Error::spec(text, "options must be closed by `)` at the end"));
+                    return Err(Error::spec(
+                        text,
+                        "options must be closed by `)` at the end",
+                    ));
                 };
                 if inner.contains('(') || inner.contains(')') {
                     return Err(Error::spec(text, "nested or stray parentheses"));
@@ -89,7 +96,8 @@ impl NetSpec {
                 (s.as_str(), None)
             }
         };
-        let [alpha, beta, gamma, m] = if let Some((_, p)) = PRESETS.iter().find(|(n, _)| *n == base) {
+        let [alpha, beta, gamma, m] = if let Some((_, p)) = PRESETS.iter().find(|(n, _)| *n == base)
+        {
             *p
         } else {
             let body = base.strip_prefix("hrn-").unwrap_or(base);
@@ -107,11 +115,21 @@ impl NetSpec {
                 }
             }
         };
-        let mut spec = NetSpec { alpha, beta, gamma, m, phi: [2; 4], classes: 100, input: 32, channels: 3 };
+        let mut spec = NetSpec {
+            alpha,
+            beta,
+            gamma,
+            m,
+            phi: [2; 4],
+            classes: 100,
+            input: 32,
+            channels: 3,
+        };
         if let Some(opts) = opts {
             spec.apply_options(text, opts)?;
         }
-        spec.validate().map_err(|reason| Error::spec(text, reason))?;
+        spec.validate()
+            .map_err(|reason| Error::spec(text, reason))?;
         Ok(spec)
     }
 
@@ -122,7 +140,10 @@ impl NetSpec {
         let mut seen: Vec<&str> = Vec::new();
         for opt in opts.split(',') {
             let Some((key, value)) = opt.split_once('=') else {
-                return Err(Error::spec(text, format!("option `{opt}` is not of the form key=value")));
+                return Err(Error::spec(
+                    text,
+                    format!("option `{opt}` is not of the form key=value"),
+                ));
             };
             if seen.contains(&key) {
                 return Err(Error::spec(text, format!("option `{key}` given twice")));
@@ -130,9 +151,13 @@ impl NetSpec {
             seen.push(key);
             let num = |v: &str| -> Result<usize> {
                 if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(Error::spec(text, format!("option `{key}`: `{v}` is not a positive integer")));
+                    return Err(Error::spec(
+                        text,
+                        format!("option `{key}`: `{v}` is not a positive integer"),
+                    ));
                 }
-                v.parse::<usize>().map_err(|_| Error::spec(text, format!("option `{key}`: `{v}` is too large")))
+                v.parse::<usize>()
+                    .map_err(|_| Error::spec(text, format!("option `{key}`: `{v}` is too large")))
             };
             match key {
                 "m" => self.m = num(value)?,
@@ -142,7 +167,10 @@ impl NetSpec {
                 "phi" => {
                     let parts: Vec<&str> = value.split('-').collect();
                     if parts.len() != 4 {
-                        return Err(Error::spec(text, format!("phi=`{value}`: expected four depths a-b-c-d")));
+                        return Err(Error::spec(
+                            text,
+                            format!("phi=`{value}`: expected four depths a-b-c-d"),
+                        ));
                     }
                     for (i, p) in parts.iter().enumerate() {
                         self.phi[i] = num(p)?;
@@ -162,25 +190,45 @@ impl NetSpec {
     /// Checks ranges; returns a human-readable reason on failure.
     fn validate(&self) -> Result<(), String> {
         use limits::*;
-        for (name, v) in [("α", self.alpha), ("β", self.beta), ("γ", self.gamma), ("m", self.m)] {
+        for (name, v) in [
+            ("α", self.alpha),
+            ("β", self.beta),
+            ("γ", self.gamma),
+            ("m", self.m),
+        ] {
             if v == 0 {
-                return Err(format!("{name} must be at least 1 (zero widths are meaningless)"));
+                return Err(format!(
+                    "{name} must be at least 1 (zero widths are meaningless)"
+                ));
             }
         }
-        let widths = self.checked_widths().ok_or_else(|| format!("stage widths exceed {MAX_CHANNELS} channels"))?;
+        let widths = self
+            .checked_widths()
+            .ok_or_else(|| format!("stage widths exceed {MAX_CHANNELS} channels"))?;
         if widths.iter().any(|&w| w > MAX_CHANNELS) {
-            return Err(format!("stage widths {widths:?} exceed {MAX_CHANNELS} channels"));
+            return Err(format!(
+                "stage widths {widths:?} exceed {MAX_CHANNELS} channels"
+            ));
         }
         for (i, &d) in self.phi.iter().enumerate() {
             if d == 0 || d > MAX_DEPTH {
-                return Err(format!("phi{} = {d}: every stage needs between 1 and {MAX_DEPTH} blocks", i + 1));
+                return Err(format!(
+                    "phi{} = {d}: every stage needs between 1 and {MAX_DEPTH} blocks",
+                    i + 1
+                ));
             }
         }
         if self.classes == 0 || self.classes > MAX_CLASSES {
-            return Err(format!("classes = {}: must be between 1 and {MAX_CLASSES}", self.classes));
+            return Err(format!(
+                "classes = {}: must be between 1 and {MAX_CLASSES}",
+                self.classes
+            ));
         }
         if self.channels == 0 || self.channels > MAX_INPUT_CHANNELS {
-            return Err(format!("channels = {}: must be between 1 and {MAX_INPUT_CHANNELS}", self.channels));
+            return Err(format!(
+                "channels = {}: must be between 1 and {MAX_INPUT_CHANNELS}",
+                self.channels
+            ));
         }
         if self.input < MIN_INPUT {
             return Err(format!(
@@ -194,7 +242,10 @@ impl NetSpec {
         let sides = self.sides();
         for s in 0..4 {
             if widths[s].saturating_mul(sides[s]).saturating_mul(sides[s]) > MAX_TENSOR {
-                return Err(format!("stage {} activations exceed {MAX_TENSOR} elements", s + 1));
+                return Err(format!(
+                    "stage {} activations exceed {MAX_TENSOR} elements",
+                    s + 1
+                ));
             }
         }
         Ok(())
@@ -279,25 +330,56 @@ mod tests {
         let r = NetSpec::parse("resnet18").unwrap();
         assert_eq!(r.widths(), [64, 128, 256, 512]);
         assert_eq!(r.sides(), [32, 16, 8, 4]);
-        assert_eq!((r.classes, r.input, r.channels, r.phi), (100, 32, 3, [2, 2, 2, 2]));
+        assert_eq!(
+            (r.classes, r.input, r.channels, r.phi),
+            (100, 32, 3, [2, 2, 2, 2])
+        );
         let h = NetSpec::parse("HRN-5x5x3x").unwrap();
         assert_eq!(h.widths(), [16, 80, 400, 1200]);
-        assert_eq!(NetSpec::parse("hrn-7x5x2x").unwrap().widths(), [16, 112, 560, 1120]);
-        assert_eq!(NetSpec::parse("hrn-6x6x2x").unwrap().widths(), [16, 96, 576, 1152]);
-        assert_eq!(NetSpec::parse("hrn-5x7x2x").unwrap().widths(), [16, 80, 560, 1120]);
+        assert_eq!(
+            NetSpec::parse("hrn-7x5x2x").unwrap().widths(),
+            [16, 112, 560, 1120]
+        );
+        assert_eq!(
+            NetSpec::parse("hrn-6x6x2x").unwrap().widths(),
+            [16, 96, 576, 1152]
+        );
+        assert_eq!(
+            NetSpec::parse("hrn-5x7x2x").unwrap().widths(),
+            [16, 80, 560, 1120]
+        );
     }
 
     #[test]
     fn options_and_forms() {
-        let s = NetSpec::parse(" 5x5x3x( m=4 , phi=1-2-3-4,classes=10,input=16,channels=1)").unwrap();
-        assert_eq!(s, NetSpec { alpha: 5, beta: 5, gamma: 3, m: 4, phi: [1, 2, 3, 4], classes: 10, input: 16, channels: 1 });
+        let s =
+            NetSpec::parse(" 5x5x3x( m=4 , phi=1-2-3-4,classes=10,input=16,channels=1)").unwrap();
+        assert_eq!(
+            s,
+            NetSpec {
+                alpha: 5,
+                beta: 5,
+                gamma: 3,
+                m: 4,
+                phi: [1, 2, 3, 4],
+                classes: 10,
+                input: 16,
+                channels: 1
+            }
+        );
         assert_eq!(NetSpec::parse(&s.canonical()).unwrap(), s);
         let r = NetSpec::parse("resnet18(m=16,input=16)").unwrap();
         assert_eq!((r.m, r.input, r.alpha), (16, 16, 2));
         assert_eq!(NetSpec::parse("2x3x4x").unwrap().m, 16);
-        assert_eq!(NetSpec::parse("hrn-2x3x4x()").unwrap().widths(), [16, 32, 96, 384]);
+        assert_eq!(
+            NetSpec::parse("hrn-2x3x4x()").unwrap().widths(),
+            [16, 32, 96, 384]
+        );
         // Odd side rounds up at each stride-2 stage: 9 -> 5 -> 3 -> 2.
-        assert_eq!(NetSpec::parse("2x2x2x(input=9)").unwrap().sides(), [9, 5, 3, 2]);
+        assert_eq!(
+            NetSpec::parse("2x2x2x(input=9)").unwrap().sides(),
+            [9, 5, 3, 2]
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@
 
 use crate::error::{Error, Result};
 use crate::network::{LinearKind, LinearStep, Network};
-use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -47,10 +47,16 @@ pub struct FoldedModel {
 
 /// Reads and folds a safetensors file for `net`.
 pub fn load_weights(path: &Path, net: &Network) -> Result<FoldedModel> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let len = std::fs::metadata(path).map_err(io)?.len();
     if len > MAX_WEIGHT_FILE {
-        return Err(Error::weights("", format!("file is {len} bytes, larger than the {MAX_WEIGHT_FILE}-byte limit")));
+        return Err(Error::weights(
+            "",
+            format!("file is {len} bytes, larger than the {MAX_WEIGHT_FILE}-byte limit"),
+        ));
     }
     let bytes = std::fs::read(path).map_err(io)?;
     weights_from_bytes(&bytes, net)
@@ -68,7 +74,10 @@ pub fn weights_from_bytes(bytes: &[u8], net: &Network) -> Result<FoldedModel> {
         }
         let canon = canonical_name(&name);
         if let Some((prev, _)) = tensors.get(&canon) {
-            return Err(Error::weights(&name, format!("same tensor as `{prev}` under another name")));
+            return Err(Error::weights(
+                &name,
+                format!("same tensor as `{prev}` under another name"),
+            ));
         }
         tensors.insert(canon, (name, view));
     }
@@ -80,7 +89,11 @@ pub fn weights_from_bytes(bytes: &[u8], net: &Network) -> Result<FoldedModel> {
         let extra: Vec<&str> = tensors.values().map(|(o, _)| o.as_str()).collect();
         return Err(Error::weights(
             orig,
-            format!("unexpected tensor(s) for network {}: {}", net.spec, extra.join(", ")),
+            format!(
+                "unexpected tensor(s) for network {}: {}",
+                net.spec,
+                extra.join(", ")
+            ),
         ));
     }
     Ok(FoldedModel { layers })
@@ -100,29 +113,62 @@ type Tensors<'a> = BTreeMap<String, (String, TensorView<'a>)>;
 
 /// Removes `name` from the map, checks its shape and converts it to finite f64s.
 fn take(tensors: &mut Tensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f64>> {
-    let (orig, view) = tensors.remove(name).ok_or_else(|| Error::weights(name, "missing"))?;
+    let (orig, view) = tensors
+        .remove(name)
+        .ok_or_else(|| Error::weights(name, "missing"))?;
     if view.shape() != shape {
-        return Err(Error::weights(&orig, format!("shape {:?}, expected {:?}", view.shape(), shape)));
+        return Err(Error::weights(
+            &orig,
+            format!("shape {:?}, expected {:?}", view.shape(), shape),
+        ));
     }
     let data = view.data();
     let n: usize = shape.iter().product();
     let vals: Vec<f64> = match view.dtype() {
-        Dtype::F32 => decode(data, n, 4, &orig, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)?,
-        Dtype::F64 => decode(data, n, 8, &orig, |b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))?,
-        Dtype::F16 => decode(data, n, 2, &orig, |b| f16_to_f64(u16::from_le_bytes([b[0], b[1]])))?,
-        Dtype::BF16 => decode(data, n, 2, &orig, |b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64)?,
-        other => return Err(Error::weights(&orig, format!("dtype {other:?} not supported (use F32, F64, F16 or BF16)"))),
+        Dtype::F32 => decode(data, n, 4, &orig, |b| {
+            f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64
+        })?,
+        Dtype::F64 => decode(data, n, 8, &orig, |b| {
+            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        })?,
+        Dtype::F16 => decode(data, n, 2, &orig, |b| {
+            f16_to_f64(u16::from_le_bytes([b[0], b[1]]))
+        })?,
+        Dtype::BF16 => decode(data, n, 2, &orig, |b| {
+            f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64
+        })?,
+        other => {
+            return Err(Error::weights(
+                &orig,
+                format!("dtype {other:?} not supported (use F32, F64, F16 or BF16)"),
+            ));
+        }
     };
     if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
-        return Err(Error::weights(&orig, format!("element {i} is not finite ({})", vals[i])));
+        return Err(Error::weights(
+            &orig,
+            format!("element {i} is not finite ({})", vals[i]),
+        ));
     }
     Ok(vals)
 }
 
 /// Decodes `n` little-endian elements of `width` bytes each, checking the byte count.
-fn decode(data: &[u8], n: usize, width: usize, name: &str, f: impl Fn(&[u8]) -> f64) -> Result<Vec<f64>> {
+fn decode(
+    data: &[u8],
+    n: usize,
+    width: usize,
+    name: &str,
+    f: impl Fn(&[u8]) -> f64,
+) -> Result<Vec<f64>> {
     if Some(data.len()) != n.checked_mul(width) {
-        return Err(Error::weights(name, format!("data is {} bytes for {n} elements of {width} bytes", data.len())));
+        return Err(Error::weights(
+            name,
+            format!(
+                "data is {} bytes for {n} elements of {width} bytes",
+                data.len()
+            ),
+        ));
     }
     Ok(data.chunks_exact(width).map(f).collect())
 }
@@ -150,7 +196,10 @@ fn torch_names(l: &LinearStep) -> (String, Option<String>) {
     if l.name == "conv1" {
         ("conv1.weight".into(), Some("bn1".into()))
     } else if let Some(p) = l.name.strip_suffix(".shortcut") {
-        (format!("{p}.shortcut.0.weight"), Some(format!("{p}.shortcut.1")))
+        (
+            format!("{p}.shortcut.0.weight"),
+            Some(format!("{p}.shortcut.1")),
+        )
     } else if let Some(p) = l.name.strip_suffix(".conv1") {
         (format!("{}.weight", l.name), Some(format!("{p}.bn1")))
     } else if let Some(p) = l.name.strip_suffix(".conv2") {
@@ -171,13 +220,18 @@ fn fold_layer(l: &LinearStep, tensors: &mut Tensors<'_>) -> Result<FoldedLinear>
             let mean = take(tensors, &format!("{bn}.running_mean"), &[g.cout])?;
             let var = take(tensors, &format!("{bn}.running_var"), &[g.cout])?;
             if let Some(i) = var.iter().position(|&v| v < 0.0) {
-                return Err(Error::weights(&format!("{bn}.running_var"), format!("element {i} is negative ({})", var[i])));
+                return Err(Error::weights(
+                    &format!("{bn}.running_var"),
+                    format!("element {i} is negative ({})", var[i]),
+                ));
             }
             let per = g.cin * g.kernel * g.kernel;
             let mut bias = Vec::with_capacity(g.cout);
             for c in 0..g.cout {
                 let s = gamma[c] / (var[c] + BN_EPS).sqrt();
-                weight[c * per..(c + 1) * per].iter_mut().for_each(|w| *w *= s);
+                weight[c * per..(c + 1) * per]
+                    .iter_mut()
+                    .for_each(|w| *w *= s);
                 bias.push(beta[c] - mean[c] * s);
             }
             Ok(FoldedLinear { weight, bias })
@@ -215,7 +269,10 @@ pub fn init_weights(net: &Network, seed: u64) -> Result<Vec<u8>> {
     };
     let mut out: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, vals: Vec<f64>| {
-        let bytes = vals.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect();
+        let bytes = vals
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect();
         out.push((name, Dtype::F32, shape, bytes));
     };
     let mut counters = Vec::new();
@@ -228,7 +285,11 @@ pub fn init_weights(net: &Network, seed: u64) -> Result<Vec<u8>> {
                 let w = (0..g.weight_len()).map(|_| uni(-a, a)).collect();
                 push(wname, vec![g.cout, g.cin, g.kernel, g.kernel], w);
                 let bn = bn.unwrap_or_default();
-                let (glo, ghi) = if bn.ends_with(".bn2") { (0.2, 0.5) } else { (0.5, 1.0) };
+                let (glo, ghi) = if bn.ends_with(".bn2") {
+                    (0.2, 0.5)
+                } else {
+                    (0.5, 1.0)
+                };
                 let gamma = (0..g.cout).map(|_| uni(glo, ghi)).collect();
                 let beta = (0..g.cout).map(|_| uni(-0.1, 0.1)).collect();
                 let mean = (0..g.cout).map(|_| uni(-0.1, 0.1)).collect();
@@ -254,7 +315,9 @@ pub fn init_weights(net: &Network, seed: u64) -> Result<Vec<u8>> {
     let views = out
         .iter()
         .map(|(n, d, s, b)| {
-            TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| Error::weights(n, e.to_string()))
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::weights(n, e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
     safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), None)

@@ -21,13 +21,23 @@ fn resnet18_counts() {
     //   stage 2: 64*128*9*256 = 18,874,368 + 3 * 128*128*9*256 = 113,246,208 + shortcut 64*128*256 = 2,097,152
     //            = 134,217,728; stages 3 and 4 the same (channels double, area quarters)
     //   head 512*100 = 51,200. Total 555,468,800.
-    assert_eq!(s.stage_macs, [152_764_416, 134_217_728, 134_217_728, 134_217_728]);
+    assert_eq!(
+        s.stage_macs,
+        [152_764_416, 134_217_728, 134_217_728, 134_217_728]
+    );
     assert_eq!(s.head_macs, 51_200);
     assert_eq!(s.macs, 555_468_800);
     // 17 convs + 3 shortcuts + fc + 8 adds + 17 activations.
     assert_eq!(s.layers.len(), 21 + 8 + 17);
-    let l = s.layers.iter().find(|l| l.name == "layer2.0.shortcut").unwrap();
-    assert_eq!((l.kind, l.macs, l.output.to_string().as_str()), ("conv", 2_097_152, "128x16x16"));
+    let l = s
+        .layers
+        .iter()
+        .find(|l| l.name == "layer2.0.shortcut")
+        .unwrap();
+    assert_eq!(
+        (l.kind, l.macs, l.output.to_string().as_str()),
+        ("conv", 2_097_152, "128x16x16")
+    );
 }
 
 #[test]
@@ -43,7 +53,10 @@ fn hrn_5x5x3x_counts() {
     //         stage 3 = 80*400*9*64 + 3 * 400*400*9*64 + 80*400*64 = 18,432,000 + 276,480,000 + 2,048,000 = 296,960,000
     //         stage 4 = 400*1200*9*16 + 3 * 1200*1200*9*16 + 400*1200*16 = 69,120,000 + 622,080,000 + 7,680,000 = 698,880,000
     //         head 1200*100 = 120,000; total 1,053,353,152.
-    assert_eq!(s.stage_macs, [9_879_552, 47_513_600, 296_960_000, 698_880_000]);
+    assert_eq!(
+        s.stage_macs,
+        [9_879_552, 47_513_600, 296_960_000, 698_880_000]
+    );
     assert_eq!(s.macs, 1_053_353_152);
 }
 
@@ -99,7 +112,11 @@ mode = "all"
     assert_eq!(s.stage_relus, [0, 66_304, 49_152, 24_579]);
     assert_eq!(s.stage_identity, [327_680, 64_768, 16_384, 8_189]);
     assert_eq!(s.relus + s.identity, 557_056);
-    let a = m.network.activations().find(|a| a.name == "layer4.1.relu2").unwrap();
+    let a = m
+        .network
+        .activations()
+        .find(|a| a.name == "layer4.1.relu2")
+        .unwrap();
     let keep = a.keep_vec();
     assert!(keep[0] && keep[a.shape.index(511, 3, 3)] && keep[a.shape.index(7, 1, 2)]);
     assert!(!keep[1]);
@@ -108,12 +125,21 @@ mode = "all"
 #[test]
 fn json_has_the_documented_fields() {
     let v = serde_json::to_value(stats("hrn-7x5x2x")).unwrap();
-    for key in ["relus", "macs", "identity", "stage_relus", "stage_macs", "layers"] {
+    for key in [
+        "relus",
+        "macs",
+        "identity",
+        "stage_relus",
+        "stage_macs",
+        "layers",
+    ] {
         assert!(v.get(key).is_some(), "{key}");
     }
     assert_eq!(v["stage_relus"].as_array().unwrap().len(), 4);
     let l0 = &v["layers"][0];
-    for key in ["name", "kind", "input", "output", "relus", "macs", "identity"] {
+    for key in [
+        "name", "kind", "input", "output", "relus", "macs", "identity",
+    ] {
         assert!(l0.get(key).is_some(), "{key}");
     }
     assert_eq!(l0["name"], "conv1");

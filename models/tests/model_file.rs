@@ -29,20 +29,35 @@ keep = [0, 3, 5]
 "#
     ))
     .unwrap();
-    assert_eq!(m.weights.as_deref(), Some(Path::new("/models/weights.safetensors")));
+    assert_eq!(
+        m.weights.as_deref(),
+        Some(Path::new("/models/weights.safetensors"))
+    );
     let n = m.normalization.as_ref().unwrap();
     assert_eq!((n.mean.clone(), n.std.clone()), (vec![0.5], vec![0.25]));
-    let masks: Vec<(&str, &ReluMask)> = m.network.activations().map(|a| (a.name.as_str(), &a.mask)).collect();
+    let masks: Vec<(&str, &ReluMask)> = m
+        .network
+        .activations()
+        .map(|a| (a.name.as_str(), &a.mask))
+        .collect();
     assert_eq!(masks[0], ("relu", &ReluMask::None)); // culled stem
     assert_eq!(masks[1].1, &ReluMask::None); // layer1.0.relu1
-    let l2 = masks.iter().find(|(n, _)| *n == "layer2.0.relu1").unwrap().1;
+    let l2 = masks
+        .iter()
+        .find(|(n, _)| *n == "layer2.0.relu1")
+        .unwrap()
+        .1;
     let mut want = vec![false; 20];
     for c in [0, 3, 5] {
         want[c] = true;
     }
     assert_eq!(l2, &ReluMask::Channels(want));
     // thin = ["stage3"] written inside [normalization] still applies.
-    let l3: Vec<&ReluMask> = masks.iter().filter(|(n, _)| n.starts_with("layer3")).map(|(_, m)| *m).collect();
+    let l3: Vec<&ReluMask> = masks
+        .iter()
+        .filter(|(n, _)| n.starts_with("layer3"))
+        .map(|(_, m)| *m)
+        .collect();
     assert_eq!(l3, vec![&ReluMask::All, &ReluMask::None]);
 }
 
@@ -72,22 +87,69 @@ fn errors_are_specific() {
         (&format!("{SMALL}\nfoo = 1"), "unknown field"),
         (&format!("{SMALL}\ncull = [\"stage5\"]"), "not a stage"),
         (&format!("{SMALL}\nthin = [\"x\"]"), "not a stage"),
-        (&format!("{SMALL}\n[normalization]\nmean = [0.5, 0.5]\nstd = [1.0, 1.0]"), "2 entries for 1 input channels"),
-        (&format!("{SMALL}\n[normalization]\nmean = [0.5]\nstd = [0.0]"), "positive"),
-        (&format!("{SMALL}\n[normalization]\nmean = [0.5]"), "std"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"layer9.0.relu1\"\nmode = \"all\""), "no such activation"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"layer1.1.relu1\"\nmode = \"all\""), "no such activation"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"some\""), "unknown mode"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"channels\""), "needs `keep`"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"none\"\nkeep = [1]"), "takes no `keep`"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"channels\"\nkeep = [4]"), "channel 4 out of range"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"channels\"\nkeep = [-1]"), "not a channel index"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"channels\"\nkeep = 3"), "list of channel"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"pixels\"\nkeep = [[0, 16, 0]]"), "out of range"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"layer4.0.relu2\"\nmode = \"pixels\"\nkeep = [[300, 0, 0]]"), "[300, 0, 0] out of range"),
-        (&format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"pixels\"\nkeep = [[0, 1]]"), "not a [c, y, x]"),
         (
-            &format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"all\"\n[[relu]]\nactivation = \"relu\"\nmode = \"none\""),
+            &format!("{SMALL}\n[normalization]\nmean = [0.5, 0.5]\nstd = [1.0, 1.0]"),
+            "2 entries for 1 input channels",
+        ),
+        (
+            &format!("{SMALL}\n[normalization]\nmean = [0.5]\nstd = [0.0]"),
+            "positive",
+        ),
+        (&format!("{SMALL}\n[normalization]\nmean = [0.5]"), "std"),
+        (
+            &format!("{SMALL}\n[[relu]]\nactivation = \"layer9.0.relu1\"\nmode = \"all\""),
+            "no such activation",
+        ),
+        (
+            &format!("{SMALL}\n[[relu]]\nactivation = \"layer1.1.relu1\"\nmode = \"all\""),
+            "no such activation",
+        ),
+        (
+            &format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"some\""),
+            "unknown mode",
+        ),
+        (
+            &format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"channels\""),
+            "needs `keep`",
+        ),
+        (
+            &format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"none\"\nkeep = [1]"),
+            "takes no `keep`",
+        ),
+        (
+            &format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"channels\"\nkeep = [4]"),
+            "channel 4 out of range",
+        ),
+        (
+            &format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"channels\"\nkeep = [-1]"),
+            "not a channel index",
+        ),
+        (
+            &format!("{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"channels\"\nkeep = 3"),
+            "list of channel",
+        ),
+        (
+            &format!(
+                "{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"pixels\"\nkeep = [[0, 16, 0]]"
+            ),
+            "out of range",
+        ),
+        (
+            &format!(
+                "{SMALL}\n[[relu]]\nactivation = \"layer4.0.relu2\"\nmode = \"pixels\"\nkeep = [[300, 0, 0]]"
+            ),
+            "[300, 0, 0] out of range",
+        ),
+        (
+            &format!(
+                "{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"pixels\"\nkeep = [[0, 1]]"
+            ),
+            "not a [c, y, x]",
+        ),
+        (
+            &format!(
+                "{SMALL}\n[[relu]]\nactivation = \"relu\"\nmode = \"all\"\n[[relu]]\nactivation = \"relu\"\nmode = \"none\""
+            ),
             "more than one",
         ),
         ("spec = \"resnet18\"\nspec = \"resnet18\"", "duplicate"),
@@ -113,7 +175,10 @@ fn pixel_mask_counts_and_order_after_cull() {
 #[test]
 fn input_loading_and_normalisation() {
     let dir = common::temp_dir("input");
-    let m = parse(&format!("{SMALL}\n[normalization]\nmean = [0.5]\nstd = [0.25]\n")).unwrap();
+    let m = parse(&format!(
+        "{SMALL}\n[normalization]\nmean = [0.5]\nstd = [0.25]\n"
+    ))
+    .unwrap();
     let data: Vec<f32> = (0..256).map(|i| i as f32 / 256.0).collect();
     let p = dir.join("x.npy");
     common::write_npy(&p, &[1, 16, 16], &data);
@@ -126,7 +191,12 @@ fn input_loading_and_normalisation() {
     assert_eq!(m.load_input(&p).unwrap(), x);
     // Wrong shape, garbage, truncated data, lying header.
     common::write_npy(&p, &[1, 8, 32], &data);
-    assert!(m.load_input(&p).unwrap_err().to_string().contains("expected (1, 16, 16)"));
+    assert!(
+        m.load_input(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("expected (1, 16, 16)")
+    );
     std::fs::write(&p, b"hello").unwrap();
     assert!(m.load_input(&p).unwrap_err().to_string().contains("magic"));
     common::write_npy(&p, &[1, 16, 16], &data);
@@ -134,9 +204,19 @@ fn input_loading_and_normalisation() {
     std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
     assert!(matches!(m.load_input(&p).unwrap_err(), Error::Input(_)));
     common::write_npy(&p, &[1_000_000_000_000], &data);
-    assert!(m.load_input(&p).unwrap_err().to_string().contains("more data than the file holds"));
+    assert!(
+        m.load_input(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("more data than the file holds")
+    );
     let mut nan = data.clone();
     nan[3] = f32::NAN;
     common::write_npy(&p, &[1, 16, 16], &nan);
-    assert!(m.load_input(&p).unwrap_err().to_string().contains("element 3"));
+    assert!(
+        m.load_input(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("element 3")
+    );
 }
