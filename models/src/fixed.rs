@@ -192,6 +192,13 @@ pub struct QuantLinear {
     pub bias: Vec<u64>,
 }
 
+impl QuantLinear {
+    /// The weights in the signed view (what an HE encoder takes).
+    pub fn signed_weights(&self, ring: RingParams) -> Vec<i64> {
+        self.weight.iter().map(|&w| ring.to_signed(w)).collect()
+    }
+}
+
 /// A quantised network: one [`QuantLinear`] per [`Network::linears`] entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantModel {

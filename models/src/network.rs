@@ -9,7 +9,7 @@
 //! output of the final FC, at scale 2f.
 //!
 //! Step order for one BasicBlock with input `x`:
-//! `conv1(x)`, `relu1`, `conv2`, [`shortcut(x)`], `add`, `relu2`.
+//! `conv1(x)`, `relu1`, `conv2`, `shortcut(x)` (projection blocks only), `add`, `relu2`.
 
 use crate::error::{Error, Result};
 use crate::spec::{NetSpec, conv_out};
@@ -165,7 +165,7 @@ pub struct AddStep {
 }
 
 /// Which positions of an activation keep their ReLU.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase", tag = "mode", content = "keep")]
 pub enum ReluMask {
     /// Every position is a ReLU.
@@ -566,6 +566,58 @@ impl Network {
     }
 }
 
+/// A compact, self-checking description of a network for sending to a peer
+/// or storing: the canonical spec and every activation whose mask is not `All`.
+/// [`Network::from_description`] rebuilds the network and validates every mask,
+/// so a description from outside can never produce an inconsistent network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Description {
+    pub spec: String,
+    pub masks: Vec<(String, ReluMask)>,
+}
+
+impl Network {
+    /// The description of this network.
+    pub fn describe(&self) -> Description {
+        let masks = self
+            .activations()
+            .filter(|a| a.mask != ReluMask::All)
+            .map(|a| (a.name.clone(), a.mask.clone()))
+            .collect();
+        Description {
+            spec: self.spec.canonical(),
+            masks,
+        }
+    }
+
+    /// Rebuilds a network from a description, checking names and mask lengths.
+    pub fn from_description(d: &Description) -> Result<Network> {
+        let mut net = Network::new(&NetSpec::parse(&d.spec)?);
+        let mut seen = std::collections::HashSet::new();
+        for (name, mask) in &d.masks {
+            if !seen.insert(name.as_str()) {
+                return Err(Error::mask(name, "listed twice"));
+            }
+            let act = net.activation_mut(name)?;
+            let want = match mask {
+                ReluMask::All | ReluMask::None => None,
+                ReluMask::Channels(k) => Some((k.len(), act.shape.c)),
+                ReluMask::Pixels(k) => Some((k.len(), act.shape.numel())),
+            };
+            if let Some((got, want)) = want
+                && got != want
+            {
+                return Err(Error::mask(
+                    name,
+                    format!("mask has {got} entries, expected {want}"),
+                ));
+            }
+            act.mask = mask.clone();
+        }
+        Ok(net)
+    }
+}
+
 /// Per-layer counts.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerStats {
@@ -628,5 +680,41 @@ mod tests {
         assert_eq!(net.linears().count(), 21);
         assert!(net.linears().enumerate().all(|(i, l)| l.index == i));
         assert_eq!(net.activations().count(), 17);
+    }
+
+    #[test]
+    fn description_round_trip_and_checks() {
+        let mut net = Network::new(&NetSpec::parse("2x2x2x(m=4,phi=1-1-1-1,input=8)").unwrap());
+        net.cull(1);
+        net.set_channel_mask("layer2.0.relu1", &[1, 5]).unwrap();
+        net.set_pixel_mask("layer4.0.relu2", &[[3, 0, 0]]).unwrap();
+        let d = net.describe();
+        assert_eq!(d.masks.len(), 5); // stem + 2 culled in stage 1, plus the two masks
+        let json = serde_json::to_string(&d).unwrap();
+        let back: Description = serde_json::from_str(&json).unwrap();
+        assert_eq!(Network::from_description(&back).unwrap(), net);
+
+        let mut bad = d.clone();
+        bad.masks[3].1 = ReluMask::Channels(vec![true; 3]);
+        assert!(
+            Network::from_description(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("expected 8")
+        );
+        let mut bad = d.clone();
+        bad.masks.push(bad.masks[0].clone());
+        assert!(
+            Network::from_description(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        let mut bad = d.clone();
+        bad.masks[0].0 = "layer7.0.relu1".into();
+        assert!(Network::from_description(&bad).is_err());
+        let mut bad = d;
+        bad.spec = "5x5x(m=1)".into();
+        assert!(Network::from_description(&bad).is_err());
     }
 }
