@@ -113,6 +113,8 @@ impl Model {
         let text = std::fs::read_to_string(path).map_err(io)?;
         Model::from_toml(&text, path.parent().unwrap_or(Path::new(""))).map_err(|e| match e {
             Error::ModelFile { reason, .. } => bad(reason),
+            // Name the file for spec and mask errors too.
+            other @ (Error::Spec { .. } | Error::Mask { .. }) => bad(other.to_string()),
             other => other,
         })
     }

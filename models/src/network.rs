@@ -682,6 +682,32 @@ mod tests {
         assert_eq!(net.activations().count(), 17);
     }
 
+    proptest::proptest! {
+        /// Random channel and pixel masks: kept + identity = positions, keep_vec agrees
+        /// with the counts, and the description rebuilds the same network.
+        #[test]
+        fn masks_count_and_round_trip(picks in proptest::collection::vec((0usize..9, 0usize..64, 0usize..8, 0usize..8, proptest::bool::ANY), 0..12)) {
+            let mut net = Network::new(&NetSpec::parse("2x2x2x(m=4,phi=1-1-1-1,input=8)").unwrap());
+            let names: Vec<String> = net.activations().map(|a| a.name.clone()).collect();
+            for (which, c, y, x, by_channel) in picks {
+                let name = &names[which];
+                let shape = net.activations().find(|a| &a.name == name).unwrap().shape;
+                let (c, y, x) = (c % shape.c, y % shape.h, x % shape.w);
+                if by_channel {
+                    net.set_channel_mask(name, &[c]).unwrap();
+                } else {
+                    net.set_pixel_mask(name, &[[c, y, x], [0, 0, 0]]).unwrap();
+                }
+            }
+            for a in net.activations() {
+                let kept = a.keep_vec().iter().filter(|&&k| k).count() as u64;
+                proptest::prop_assert_eq!(kept, a.relus());
+                proptest::prop_assert_eq!(a.relus() + a.identity(), a.shape.numel() as u64);
+            }
+            proptest::prop_assert_eq!(Network::from_description(&net.describe()).unwrap(), net);
+        }
+    }
+
     #[test]
     fn description_round_trip_and_checks() {
         let mut net = Network::new(&NetSpec::parse("2x2x2x(m=4,phi=1-1-1-1,input=8)").unwrap());

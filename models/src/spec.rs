@@ -382,6 +382,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any valid spec survives canonical() -> parse().
+        #[test]
+        fn canonical_round_trip(a in 1usize..8, b in 1usize..8, g in 1usize..4, m in 1usize..32,
+                                phi in proptest::array::uniform4(1usize..4), classes in 1usize..200,
+                                input in 8usize..64, channels in 1usize..5) {
+            let s = NetSpec { alpha: a, beta: b, gamma: g, m, phi, classes, input, channels };
+            proptest::prop_assert_eq!(NetSpec::parse(&s.canonical()).unwrap(), s);
+        }
+
+        /// Arbitrary text never panics the parser.
+        #[test]
+        fn parser_never_panics(text in "(resnet18|5x5x3x|hrn-)?[a-z0-9x(),=\\-. αé]{0,40}") {
+            let _ = NetSpec::parse(&text);
+        }
+    }
+
     #[test]
     fn errors() {
         for (bad, needle) in [
