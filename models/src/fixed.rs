@@ -210,8 +210,28 @@ impl QuantModel {
     /// Quantises BN-folded weights; errors name the layer whose value does not fit the ring.
     pub fn quantize(net: &Network, folded: &FoldedModel, ring: RingParams) -> Result<QuantModel> {
         let f = ring.frac;
+        if folded.layers.len() != net.linears().count() {
+            return Err(Error::weights(
+                "",
+                format!(
+                    "{} folded layers for {} linear layers",
+                    folded.layers.len(),
+                    net.linears().count()
+                ),
+            ));
+        }
         let mut layers = Vec::with_capacity(folded.layers.len());
         for (l, fl) in net.linears().zip(&folded.layers) {
+            let (want_w, want_b) = match l.kind {
+                LinearKind::Conv(g) => (g.weight_len(), g.cout),
+                LinearKind::Fc(g) => (g.out * g.input.c, g.out),
+            };
+            if fl.weight.len() != want_w || fl.bias.len() != want_b {
+                return Err(Error::weights(
+                    &l.name,
+                    "folded weights do not match the layer's shape",
+                ));
+            }
             let q = |x: f64, s: u32, what: &str| {
                 ring.quantize(x, s).ok_or_else(|| {
                     Error::weights(

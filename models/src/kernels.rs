@@ -233,7 +233,7 @@ mod tests {
             let out = crate::spec::conv_out(side, k, s, p);
             let g = ConvGeom {
                 cin: 2,
-                cout: 3,
+                cout: 5,
                 kernel: k,
                 stride: s,
                 pad: p,
@@ -244,7 +244,7 @@ mod tests {
             };
             let w: Vec<f64> = (0..g.weight_len()).map(|_| next()).collect();
             let x: Vec<f64> = (0..2 * side * side).map(|_| next()).collect();
-            let mut got = vec![0.0; 3 * out * out];
+            let mut got = vec![0.0; 5 * out * out];
             conv2d_accumulate(&g, &w, &x, &mut got);
             assert_eq!(got, naive(&g, &w, &x), "k={k} s={s} side={side}");
             // The ring kernel agrees with the float one on small integers.

@@ -218,6 +218,17 @@ fn out_of_range_values_are_rejected() {
         matches!(&e, Error::Weights { tensor, .. } if *tensor == name),
         "{e}"
     );
+    // Folded weights of another network are refused, not indexed out of bounds.
+    let (_, other, _) = setup("2x2x2x(m=4,phi=1-1-1-1,classes=6,input=8)", 1);
+    assert!(
+        QuantModel::quantize(&net, &other, RingParams::default())
+            .unwrap_err()
+            .to_string()
+            .contains("`linear`")
+    );
+    let mut short = other.clone();
+    short.layers.pop();
+    assert!(QuantModel::quantize(&net, &short, RingParams::default()).is_err());
     let mut big = x.clone();
     big[2] = 1e9;
     assert!(matches!(quantize_input(&big, ring), Err(Error::Input(m)) if m.contains("element 2")));
