@@ -1,0 +1,66 @@
+//! The crate's error type. Everything `pi-models` reads comes from the local
+//! user (a spec string, a model file, a weight file, an input tensor), so the
+//! branches say *which* input is wrong and where, rather than whose fault it is.
+
+use std::path::PathBuf;
+
+/// Errors from parsing specs and model files, loading weights and running inference.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed network spec string (`resnet18(m=16)`, `5x5x3x(...)`).
+    #[error("bad network spec `{spec}`: {reason}")]
+    Spec { spec: String, reason: String },
+
+    /// A malformed or inconsistent model file (TOML).
+    #[error("bad model file {}: {reason}", path.display())]
+    ModelFile { path: PathBuf, reason: String },
+
+    /// A bad ReLU mask (unknown activation, index out of range, ...).
+    #[error("bad ReLU mask for `{activation}`: {reason}")]
+    Mask { activation: String, reason: String },
+
+    /// A weight file that does not match the network or is not a valid safetensors file.
+    /// `tensor` names the offending tensor, or is empty for whole-file problems.
+    #[error("bad weights{}: {reason}", if tensor.is_empty() { String::new() } else { format!(" (tensor `{tensor}`)") })]
+    Weights { tensor: String, reason: String },
+
+    /// A bad input tensor (wrong shape, non-finite values, out of the fixed-point range).
+    #[error("bad input: {0}")]
+    Input(String),
+
+    /// Invalid ring / fixed-point parameters.
+    #[error("bad fixed-point parameters: {0}")]
+    Params(String),
+
+    /// Reading or writing a file failed.
+    #[error("cannot access {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn spec(spec: &str, reason: impl Into<String>) -> Self {
+        Error::Spec {
+            spec: spec.to_string(),
+            reason: reason.into(),
+        }
+    }
+    pub(crate) fn weights(tensor: &str, reason: impl Into<String>) -> Self {
+        Error::Weights {
+            tensor: tensor.to_string(),
+            reason: reason.into(),
+        }
+    }
+    pub(crate) fn mask(activation: &str, reason: impl Into<String>) -> Self {
+        Error::Mask {
+            activation: activation.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Shorthand for this crate's results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
