@@ -234,10 +234,7 @@ impl Receiver {
         msg: &SenderMsg,
     ) -> Result<(Vec<Block>, ReceiverMsg)> {
         if choices.is_empty() || choices.len() > MAX_BASE_OTS {
-            return Err(Error::BadInput(format!(
-                "base OT batch of {}: must be in 1..={MAX_BASE_OTS}",
-                choices.len()
-            )));
+            return Err(Error::BadInput(format!("base OT batch of {}: must be in 1..={MAX_BASE_OTS}", choices.len())));
         }
         let mut keys = Vec::with_capacity(choices.len());
         let mut points = Vec::with_capacity(choices.len());

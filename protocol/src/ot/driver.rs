@@ -11,8 +11,8 @@
 //! - setup: receiver → sender A (32 B); sender → receiver B_0..B_127 (4 KiB);
 //! - per chunk of m OTs: receiver → sender U (16·⌈m/128⌉·128 B); for
 //!   chosen-message OT, sender → receiver the masked pairs (32·m B), before
-//!   the next chunk (strict alternation, so neither side can block on a full
-//!   socket buffer while the other does the same).
+//!   the receiver sends the next chunk (strict alternation, so neither side
+//!   can block on a full socket buffer while the other does the same).
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, SeedableRng};
@@ -27,19 +27,33 @@ use crate::{Error, Result};
 /// OTs per extension message: 2 MiB of U, 1 MiB per matrix in memory.
 pub const CHUNK: usize = 1 << 16;
 
-/// Runs CPU-heavy work on the blocking pool; a panic there is re-raised here.
-async fn off_executor<T, F>(f: F) -> Result<T>
+/// Starts CPU-heavy work on the blocking pool.
+fn spawn_work<T, F>(f: F) -> tokio::task::JoinHandle<Result<T>>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
+    tokio::task::spawn_blocking(f)
+}
+
+/// Waits for work started by [`spawn_work`]; a panic there is re-raised here.
+async fn join_work<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    match handle.await {
         Ok(r) => r,
         Err(e) => match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
             Err(e) => Err(Error::Io(std::io::Error::other(format!("OT worker cancelled: {e}")))),
         },
     }
+}
+
+/// Runs CPU-heavy work on the blocking pool, off the async executor.
+async fn off_executor<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    join_work(spawn_work(f)).await
 }
 
 /// A fresh ChaCha20 stream seeded from `rng`, movable to a worker thread.
@@ -89,55 +103,86 @@ pub async fn setup_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(ch: &mut C
     off_executor(move || setup.finish(&base::ReceiverMsg::from_bytes(&bytes, KAPPA)?)).await
 }
 
-/// Receives U for the next `len` OTs and applies `f` to the sender's batch off the executor.
-async fn sender_chunk<C, T, F>(ch: &mut C, sender: &mut Sender, len: usize, f: F) -> Result<T>
-where
-    C: Channel,
-    T: Send + 'static,
-    F: FnOnce(SenderBatch) -> Result<T> + Send + 'static,
-{
-    let job = sender.begin(len)?;
-    let mut bytes = vec![0u8; ExtendMsg::byte_len(len)];
-    ch.recv_into(&mut bytes).await?;
-    off_executor(move || f(job.finish(&ExtendMsg::from_bytes(&bytes, len)?)?)).await
+/// The sender's reusable buffers across chunks: the frame of U and the rows.
+#[derive(Default)]
+struct SenderBufs {
+    frame: Vec<u8>,
+    rows: Vec<Block>,
 }
 
-/// Builds U for `choices` off the executor, sends it, and returns what `f`
-/// made of the receiver's batch.
-async fn receiver_chunk<C, T, F>(ch: &mut C, receiver: &mut Receiver, choices: &[bool], f: F) -> Result<T>
+/// Receives U for the next `len` OTs into `bufs.frame` and runs `f` on the
+/// sender's batch off the executor; `f` returns the row buffer for reuse.
+async fn sender_chunk<C, T, F>(ch: &mut C, sender: &mut Sender, len: usize, bufs: &mut SenderBufs, f: F) -> Result<T>
 where
     C: Channel,
     T: Send + 'static,
-    F: FnOnce(ReceiverBatch) -> Result<T> + Send + 'static,
+    F: FnOnce(SenderBatch) -> Result<(T, Vec<Block>)> + Send + 'static,
 {
-    let job = receiver.begin(choices.len())?;
-    let choices = choices.to_vec();
-    let (out, bytes) = off_executor(move || {
-        let (batch, msg) = job.run(&choices)?;
-        let bytes = msg.to_bytes();
-        Ok((f(batch)?, bytes))
+    let job = sender.begin(len)?;
+    let mut frame = std::mem::take(&mut bufs.frame);
+    frame.resize(ExtendMsg::byte_len(len), 0);
+    ch.recv_into(&mut frame).await?;
+    let rows = std::mem::take(&mut bufs.rows);
+    let (out, frame, rows) = off_executor(move || {
+        let msg = ExtendMsg::from_vec(frame, len)?;
+        let batch = job.finish_with(&msg, rows)?;
+        let (out, rows) = f(batch)?;
+        Ok((out, msg.into_bytes(), rows))
     })
     .await?;
-    ch.send(&bytes).await?;
+    *bufs = SenderBufs { frame, rows };
     Ok(out)
+}
+
+/// The receiver's reusable buffers across chunks: the frame of U and the rows.
+#[derive(Default)]
+struct ReceiverBufs {
+    frame: Vec<u8>,
+    rows: Vec<Block>,
+}
+
+/// Builds U for `choices` off the executor, sends it, and returns the batch.
+async fn receiver_chunk<C: Channel>(
+    ch: &mut C,
+    receiver: &mut Receiver,
+    choices: &[bool],
+    bufs: &mut ReceiverBufs,
+) -> Result<ReceiverBatch> {
+    let job = receiver.begin(choices.len())?;
+    let choices = choices.to_vec();
+    let (rows, frame) = (std::mem::take(&mut bufs.rows), std::mem::take(&mut bufs.frame));
+    let (batch, msg) = off_executor(move || job.run_with(&choices, rows, frame)).await?;
+    ch.send(msg.as_bytes()).await?;
+    bufs.frame = msg.into_bytes();
+    Ok(batch)
 }
 
 /// Correlated OT, sender side: returns m0_j; the receiver learns
 /// m0_j ⊕ r_j·Δ with Δ = [`Sender::delta`].
 pub async fn send_correlated<C: Channel>(ch: &mut C, sender: &mut Sender, n: usize) -> Result<Vec<Block>> {
     let mut out = Vec::with_capacity(n);
+    let mut bufs = SenderBufs::default();
     for (_, len) in chunks(n) {
-        out.extend(sender_chunk(ch, sender, len, |b| Ok(b.into_correlated())).await?);
+        let rows = sender_chunk(ch, sender, len, &mut bufs, |b| Ok((b.into_correlated(), Vec::new()))).await?;
+        out.extend_from_slice(&rows);
+        bufs.rows = rows;
     }
     Ok(out)
 }
 
 /// Correlated OT, receiver side: returns m0_j ⊕ choices[j]·Δ.
-pub async fn receive_correlated<C: Channel>(ch: &mut C, receiver: &mut Receiver, choices: &[bool]) -> Result<Vec<Block>> {
+pub async fn receive_correlated<C: Channel>(
+    ch: &mut C,
+    receiver: &mut Receiver,
+    choices: &[bool],
+) -> Result<Vec<Block>> {
     let mut out = Vec::with_capacity(choices.len());
+    let mut bufs = ReceiverBufs::default();
     for (start, len) in chunks(choices.len()) {
-        let part = &choices[start..start + len];
-        out.extend(receiver_chunk(ch, receiver, part, |b| Ok(b.into_correlated())).await?);
+        let batch = receiver_chunk(ch, receiver, &choices[start..start + len], &mut bufs).await?;
+        let rows = batch.into_correlated();
+        out.extend_from_slice(&rows);
+        bufs.rows = rows;
     }
     ch.flush().await?;
     Ok(out)
@@ -146,8 +191,16 @@ pub async fn receive_correlated<C: Channel>(ch: &mut C, receiver: &mut Receiver,
 /// Random OT, sender side: returns n random pairs.
 pub async fn send_random<C: Channel>(ch: &mut C, sender: &mut Sender, n: usize) -> Result<Vec<[Block; 2]>> {
     let mut out = Vec::with_capacity(n);
+    let mut bufs = SenderBufs::default();
     for (_, len) in chunks(n) {
-        out.extend(sender_chunk(ch, sender, len, |b| Ok(b.into_random())).await?);
+        // The output vector travels to the worker and back, so the hashes
+        // land in place without a copy.
+        let mut acc = std::mem::take(&mut out);
+        out = sender_chunk(ch, sender, len, &mut bufs, move |b| {
+            let rows = b.random_into(&mut acc);
+            Ok((acc, rows))
+        })
+        .await?;
     }
     Ok(out)
 }
@@ -155,9 +208,12 @@ pub async fn send_random<C: Channel>(ch: &mut C, sender: &mut Sender, n: usize) 
 /// Random OT, receiver side: returns message number choices[j] of pair j.
 pub async fn receive_random<C: Channel>(ch: &mut C, receiver: &mut Receiver, choices: &[bool]) -> Result<Vec<Block>> {
     let mut out = Vec::with_capacity(choices.len());
+    let mut bufs = ReceiverBufs::default();
     for (start, len) in chunks(choices.len()) {
-        let part = &choices[start..start + len];
-        out.extend(receiver_chunk(ch, receiver, part, |b| Ok(b.into_random())).await?);
+        let batch = receiver_chunk(ch, receiver, &choices[start..start + len], &mut bufs).await?;
+        let rows = off_executor(move || Ok(batch.into_random())).await?;
+        out.extend_from_slice(&rows);
+        bufs.rows = rows;
     }
     ch.flush().await?;
     Ok(out)
@@ -165,30 +221,60 @@ pub async fn receive_random<C: Channel>(ch: &mut C, receiver: &mut Receiver, cho
 
 /// Chosen-message OT, sender side: the receiver learns `msgs[j][choices[j]]`.
 pub async fn send_chosen<C: Channel>(ch: &mut C, sender: &mut Sender, msgs: &[[Block; 2]]) -> Result<()> {
+    let mut bufs = SenderBufs::default();
+    let mut reply = Vec::new();
     for (start, len) in chunks(msgs.len()) {
         let mut part = msgs[start..start + len].to_vec();
-        let bytes = sender_chunk(ch, sender, len, move |b| {
-            let y = b.into_chosen(&part);
+        let buf = std::mem::take(&mut reply);
+        let y = sender_chunk(ch, sender, len, &mut bufs, move |b| {
+            let r = b.chosen_with(&part, buf);
             part.zeroize();
-            Ok(y?.to_bytes())
+            r
         })
         .await?;
-        ch.send(&bytes).await?;
+        ch.send(y.as_bytes()).await?;
         ch.flush().await?;
+        reply = y.into_bytes();
     }
     Ok(())
 }
 
 /// Chosen-message OT, receiver side: returns the chosen message of each pair.
+///
+/// While the sender masks chunk k, the receiver already builds U for chunk
+/// k + 1 (it sends it only after reading the reply to chunk k).
 pub async fn receive_chosen<C: Channel>(ch: &mut C, receiver: &mut Receiver, choices: &[bool]) -> Result<Vec<Block>> {
     let mut out = Vec::with_capacity(choices.len());
-    for (start, len) in chunks(choices.len()) {
-        let part = &choices[start..start + len];
-        let batch = receiver_chunk(ch, receiver, part, Ok).await?;
+    let spans: Vec<(usize, usize)> = chunks(choices.len()).collect();
+    let start_job = |receiver: &mut Receiver, (start, len): (usize, usize), rows: Vec<Block>, frame: Vec<u8>| {
+        let job = receiver.begin(len)?;
+        let part = choices[start..start + len].to_vec();
+        Ok::<_, Error>(spawn_work(move || job.run_with(&part, rows, frame)))
+    };
+    let mut next = match spans.first() {
+        Some(&span) => Some(start_job(receiver, span, Vec::new(), Vec::new())?),
+        None => None,
+    };
+    let (mut spare_rows, mut reply) = (Vec::new(), Vec::new());
+    for (k, &(_, len)) in spans.iter().enumerate() {
+        let handle = next.take().expect("a job is started for every chunk");
+        let (batch, msg) = join_work(handle).await?;
+        ch.send(msg.as_bytes()).await?;
         ch.flush().await?;
-        let mut bytes = vec![0u8; ChosenMsg::byte_len(len)];
-        ch.recv_into(&mut bytes).await?;
-        out.extend(off_executor(move || batch.into_chosen(&ChosenMsg::from_bytes(&bytes, len)?)).await?);
+        if let Some(&span) = spans.get(k + 1) {
+            next = Some(start_job(receiver, span, std::mem::take(&mut spare_rows), msg.into_bytes())?);
+        }
+        reply.resize(ChosenMsg::byte_len(len), 0);
+        ch.recv_into(&mut reply).await?;
+        let y = std::mem::take(&mut reply);
+        let (rows, y) = off_executor(move || {
+            let y = ChosenMsg::from_vec(y, len)?;
+            Ok((batch.into_chosen(&y)?, y.into_bytes()))
+        })
+        .await?;
+        out.extend_from_slice(&rows);
+        spare_rows = rows;
+        reply = y;
     }
     Ok(out)
 }

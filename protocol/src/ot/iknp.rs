@@ -32,6 +32,7 @@
 //! bookkeeping step on `&mut self` ([`Sender::begin`], [`Receiver::begin`])
 //! and an owned, `Send + 'static` work item that can run on another thread.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use rand_core::CryptoRng;
@@ -39,7 +40,7 @@ use zeroize::Zeroize;
 
 use super::base;
 use super::transpose::{TILE, transpose};
-use crate::crypto::{Block, FixedKeyAes};
+use crate::crypto::{AES_BATCH, Block, FixedKeyAes};
 use crate::{Error, Result};
 
 /// Computational security parameter κ: the number of base OTs and the width
@@ -57,10 +58,6 @@ const TWEAK_DOMAIN: u128 = 0x4f54 << 112;
 
 fn tweak(index: u64) -> Block {
     Block(TWEAK_DOMAIN | index as u128)
-}
-
-fn tweaks(first: u64, n: usize) -> Vec<Block> {
-    (0..n as u64).map(|j| tweak(first + j)).collect()
 }
 
 fn check_batch(n: usize) -> Result<()> {
@@ -88,16 +85,85 @@ fn mask(bit: bool) -> Block {
     Block((bit as u128).wrapping_neg())
 }
 
-fn bytes_of(blocks: &[Block]) -> Vec<u8> {
-    let mut out = vec![0u8; blocks.len() * 16];
-    Block::write_slice(blocks, &mut out);
-    out
+fn read_block(bytes: &[u8]) -> Block {
+    Block::from_bytes(bytes.try_into().expect("16-byte chunk"))
 }
 
-/// The receiver's extension message: the κ columns u^i of U.
+thread_local! {
+    /// Per-thread scratch for the κ columns of one extension. Reusing it
+    /// avoids fresh page-faulting allocations per chunk; it is cleared after
+    /// every use, so no secret column outlives its extension.
+    static COLUMNS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a zeroed scratch of `len` blocks, then zeroes it again (so
+/// the next use finds it zeroed without another pass).
+fn with_columns<T>(len: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+    COLUMNS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() < len {
+            c.resize(len, Block::ZERO);
+        }
+        let out = f(&mut c[..len]);
+        c[..len].fill(Block::ZERO);
+        out
+    })
+}
+
+/// In place: `xs[j] = TCCR(xs[j], tweak(first + j))` (Guo et al. 2020),
+/// hashing a few hundred blocks per AES call without heap temporaries.
+fn tccr_in_place(h: &FixedKeyAes, first: u64, xs: &mut [Block]) {
+    let mut p = [Block::ZERO; AES_BATCH];
+    for (c, chunk) in xs.chunks_mut(AES_BATCH).enumerate() {
+        let p = &mut p[..chunk.len()];
+        p.copy_from_slice(chunk);
+        h.permute_many(p);
+        let base = first + (c * AES_BATCH) as u64;
+        for (j, (x, pj)) in chunk.iter_mut().zip(p.iter()).enumerate() {
+            *x = *pj ^ tweak(base + j as u64);
+        }
+        h.permute_many(chunk);
+        for (x, pj) in chunk.iter_mut().zip(p.iter()) {
+            *x ^= *pj;
+        }
+    }
+    p.zeroize();
+}
+
+/// Calls `f(j, H(j, q_j), H(j, q_j ⊕ Δ))` for every row, hashing both
+/// messages of 128 OTs per AES call.
+fn tccr_both(h: &FixedKeyAes, first: u64, delta: Block, rows: &[Block], mut f: impl FnMut(usize, Block, Block)) {
+    const HALF: usize = AES_BATCH / 2;
+    let mut x = [Block::ZERO; AES_BATCH];
+    let mut p = [Block::ZERO; AES_BATCH];
+    for (c, chunk) in rows.chunks(HALF).enumerate() {
+        let m = chunk.len();
+        let (p, x) = (&mut p[..2 * m], &mut x[..2 * m]);
+        for (k, q) in chunk.iter().enumerate() {
+            p[k] = *q;
+            p[m + k] = *q ^ delta;
+        }
+        h.permute_many(p);
+        let base = first + (c * HALF) as u64;
+        for k in 0..m {
+            let t = tweak(base + k as u64);
+            x[k] = p[k] ^ t;
+            x[m + k] = p[m + k] ^ t;
+        }
+        h.permute_many(x);
+        for k in 0..m {
+            f(c * HALF + k, x[k] ^ p[k], x[m + k] ^ p[m + k]);
+        }
+    }
+    x.zeroize();
+    p.zeroize();
+}
+
+/// The receiver's extension message: the κ columns u^i of U, column after
+/// column, 16 bytes per block.
 pub struct ExtendMsg {
     n: usize,
-    cols: Vec<Block>,
+    bytes: Vec<u8>,
 }
 
 impl ExtendMsg {
@@ -111,30 +177,45 @@ impl ExtendMsg {
         self.n
     }
 
-    /// Wire encoding: column after column, 16 bytes per block.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        bytes_of(&self.cols)
+    /// The wire encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The wire encoding, giving up the message (its buffer can be reused).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// Decodes the message of an extension of `n` OTs; any other length is
     /// the peer's fault.
     pub fn from_bytes(bytes: &[u8], n: usize) -> Result<Self> {
+        Self::check(bytes.len(), n)?;
+        Ok(Self { n, bytes: bytes.to_vec() })
+    }
+
+    /// [`Self::from_bytes`] without a copy.
+    pub fn from_vec(bytes: Vec<u8>, n: usize) -> Result<Self> {
+        Self::check(bytes.len(), n)?;
+        Ok(Self { n, bytes })
+    }
+
+    fn check(len: usize, n: usize) -> Result<()> {
         check_batch(n)?;
-        if bytes.len() != Self::byte_len(n) {
+        if len != Self::byte_len(n) {
             return Err(Error::PeerMisbehaved(format!(
-                "OT extension message: expected {} bytes for {n} OTs, got {}",
-                Self::byte_len(n),
-                bytes.len()
+                "OT extension message: expected {} bytes for {n} OTs, got {len}",
+                Self::byte_len(n)
             )));
         }
-        let cols = Block::read_slice(bytes).expect("length is a multiple of 16");
-        Ok(Self { n, cols })
+        Ok(())
     }
 }
 
 /// The sender's masked messages of a chosen-message OT batch: y_j^0, y_j^1.
 pub struct ChosenMsg {
-    masked: Vec<Block>,
+    n: usize,
+    bytes: Vec<u8>,
 }
 
 impl ChosenMsg {
@@ -145,16 +226,26 @@ impl ChosenMsg {
 
     /// Number of OTs.
     pub fn n(&self) -> usize {
-        self.masked.len() / 2
+        self.n
     }
 
-    /// Wire encoding: y_0^0, y_0^1, y_1^0, ...
-    pub fn to_bytes(&self) -> Vec<u8> {
-        bytes_of(&self.masked)
+    /// The wire encoding: y_0^0, y_0^1, y_1^0, ...
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The wire encoding, giving up the message.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// Decodes the masked messages of `n` OTs; any other length is the peer's fault.
     pub fn from_bytes(bytes: &[u8], n: usize) -> Result<Self> {
+        Self::from_vec(bytes.to_vec(), n)
+    }
+
+    /// [`Self::from_bytes`] without a copy.
+    pub fn from_vec(bytes: Vec<u8>, n: usize) -> Result<Self> {
         check_batch(n)?;
         if bytes.len() != Self::byte_len(n) {
             return Err(Error::PeerMisbehaved(format!(
@@ -163,7 +254,7 @@ impl ChosenMsg {
                 bytes.len()
             )));
         }
-        Ok(Self { masked: Block::read_slice(bytes).expect("length is a multiple of 16") })
+        Ok(Self { n, bytes })
     }
 }
 
@@ -203,8 +294,9 @@ impl Sender {
         delta: Block,
         msg: &base::SenderMsg,
     ) -> Result<(Self, base::ReceiverMsg)> {
-        let choices: Vec<bool> = (0..KAPPA).map(|i| (delta.0 >> i) & 1 == 1).collect();
+        let mut choices: Vec<bool> = (0..KAPPA).map(|i| (delta.0 >> i) & 1 == 1).collect();
         let (mut seeds, reply) = base::Receiver::receive(rng, &choices, msg)?;
+        choices.zeroize();
         let prgs = seeds.iter().map(|k| FixedKeyAes::with_key(k.to_bytes())).collect();
         seeds.zeroize();
         Ok((Self { keys: Arc::new(SenderKeys { delta, prgs }), next_block: 0 }, reply))
@@ -230,7 +322,8 @@ impl Sender {
     }
 }
 
-/// The sender's share of one extension, independent of the session state.
+/// The sender's share of one extension, independent of the session state
+/// (`Send + 'static`, so it can run on a worker thread).
 pub struct SenderExtension {
     keys: Arc<SenderKeys>,
     first_block: u64,
@@ -245,6 +338,11 @@ impl SenderExtension {
 
     /// q^i = G(k_i^{s_i}) ⊕ s_i·u^i, transposed into the rows q_j.
     pub fn finish(self, msg: &ExtendMsg) -> Result<SenderBatch> {
+        self.finish_with(msg, Vec::new())
+    }
+
+    /// [`Self::finish`], reusing the memory of `rows` for the batch.
+    pub fn finish_with(self, msg: &ExtendMsg, mut rows: Vec<Block>) -> Result<SenderBatch> {
         if msg.n != self.n {
             return Err(Error::BadInput(format!(
                 "extension reserved for {} OTs, message decoded for {}",
@@ -252,17 +350,17 @@ impl SenderExtension {
             )));
         }
         let nblk = blocks_for(self.n);
-        let mut q = vec![Block::ZERO; KAPPA * nblk];
-        for (i, (col, u)) in q.chunks_exact_mut(nblk).zip(msg.cols.chunks_exact(nblk)).enumerate() {
-            expand(&self.keys.prgs[i], self.first_block, col);
-            let s_i = mask((self.keys.delta.0 >> i) & 1 == 1);
-            for (c, u) in col.iter_mut().zip(u) {
-                *c ^= *u & s_i;
+        rows.clear();
+        with_columns(KAPPA * nblk, |q| {
+            for (i, (col, u)) in q.chunks_exact_mut(nblk).zip(msg.bytes.chunks_exact(16 * nblk)).enumerate() {
+                expand(&self.keys.prgs[i], self.first_block, col);
+                let s_i = mask((self.keys.delta.0 >> i) & 1 == 1);
+                for (c, u) in col.iter_mut().zip(u.chunks_exact(16)) {
+                    *c ^= read_block(u) & s_i;
+                }
             }
-        }
-        let mut rows = vec![Block::ZERO; KAPPA * nblk];
-        transpose(&q, nblk, &mut rows);
-        q.zeroize();
+            transpose(q, nblk, &mut rows);
+        });
         rows.truncate(self.n);
         Ok(SenderBatch { delta: self.keys.delta, first_index: self.first_block * TILE as u64, rows })
     }
@@ -296,37 +394,45 @@ impl SenderBatch {
 
     /// Random OT: (H(j, q_j), H(j, q_j ⊕ Δ)).
     pub fn into_random(self) -> Vec<[Block; 2]> {
-        let (h0, h1) = self.hash_both();
-        h0.into_iter().zip(h1).map(|(a, b)| [a, b]).collect()
+        let mut out = Vec::with_capacity(self.n());
+        self.random_into(&mut out);
+        out
+    }
+
+    /// [`Self::into_random`], appending to `out`; returns the batch's row
+    /// buffer, zeroed and empty, for reuse.
+    pub fn random_into(mut self, out: &mut Vec<[Block; 2]>) -> Vec<Block> {
+        out.reserve(self.n());
+        tccr_both(&FixedKeyAes::new(), self.first_index, self.delta, &self.rows, |_, a, b| out.push([a, b]));
+        self.take_rows()
     }
 
     /// Chosen-message OT: masks each pair `msgs[j]` for the receiver.
     pub fn into_chosen(self, msgs: &[[Block; 2]]) -> Result<ChosenMsg> {
-        if msgs.len() != self.n() {
-            return Err(Error::BadInput(format!("{} message pairs for a batch of {} OTs", msgs.len(), self.n())));
-        }
-        let (mut h0, mut h1) = self.hash_both();
-        let mut masked = Vec::with_capacity(2 * msgs.len());
-        for ((m, a), b) in msgs.iter().zip(&h0).zip(&h1) {
-            masked.push(m[0] ^ *a);
-            masked.push(m[1] ^ *b);
-        }
-        h0.zeroize();
-        h1.zeroize();
-        Ok(ChosenMsg { masked })
+        Ok(self.chosen_with(msgs, Vec::new())?.0)
     }
 
-    fn hash_both(&self) -> (Vec<Block>, Vec<Block>) {
+    /// [`Self::into_chosen`] writing into the memory of `buf`; also returns
+    /// the batch's row buffer, zeroed and empty, for reuse.
+    pub fn chosen_with(mut self, msgs: &[[Block; 2]], mut buf: Vec<u8>) -> Result<(ChosenMsg, Vec<Block>)> {
         let n = self.n();
-        let tw = tweaks(self.first_index, n);
-        let h = FixedKeyAes::new();
-        let mut h0 = vec![Block::ZERO; n];
-        h.tccr_many(&self.rows, &tw, &mut h0);
-        let mut xs: Vec<Block> = self.rows.iter().map(|q| *q ^ self.delta).collect();
-        let mut h1 = vec![Block::ZERO; n];
-        h.tccr_many(&xs, &tw, &mut h1);
-        xs.zeroize();
-        (h0, h1)
+        if msgs.len() != n {
+            return Err(Error::BadInput(format!("{} message pairs for a batch of {n} OTs", msgs.len())));
+        }
+        buf.clear();
+        buf.reserve(ChosenMsg::byte_len(n));
+        tccr_both(&FixedKeyAes::new(), self.first_index, self.delta, &self.rows, |j, a, b| {
+            buf.extend_from_slice(&(msgs[j][0] ^ a).to_bytes());
+            buf.extend_from_slice(&(msgs[j][1] ^ b).to_bytes());
+        });
+        Ok((ChosenMsg { n, bytes: buf }, self.take_rows()))
+    }
+
+    fn take_rows(&mut self) -> Vec<Block> {
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.zeroize();
+        rows.clear();
+        rows
     }
 }
 
@@ -381,7 +487,8 @@ impl Receiver {
     }
 }
 
-/// The receiver's share of one extension, independent of the session state.
+/// The receiver's share of one extension, independent of the session state
+/// (`Send + 'static`, so it can run on a worker thread).
 pub struct ReceiverExtension {
     keys: Arc<ReceiverKeys>,
     first_block: u64,
@@ -396,6 +503,17 @@ impl ReceiverExtension {
 
     /// Builds U for the choice bits and keeps the rows t_j.
     pub fn run(self, choices: &[bool]) -> Result<(ReceiverBatch, ExtendMsg)> {
+        self.run_with(choices, Vec::new(), Vec::new())
+    }
+
+    /// [`Self::run`], reusing the memory of `rows` (for the t_j) and `buf`
+    /// (for U).
+    pub fn run_with(
+        self,
+        choices: &[bool],
+        mut rows: Vec<Block>,
+        mut buf: Vec<u8>,
+    ) -> Result<(ReceiverBatch, ExtendMsg)> {
         if choices.len() != self.n {
             return Err(Error::BadInput(format!("{} choice bits for an extension of {} OTs", choices.len(), self.n)));
         }
@@ -405,26 +523,30 @@ impl ReceiverExtension {
         for (blk, bits) in r.iter_mut().zip(choices.chunks(TILE)) {
             blk.0 = bits.iter().rev().fold(0u128, |acc, &b| (acc << 1) | b as u128);
         }
-        let mut t = vec![Block::ZERO; KAPPA * nblk];
-        let mut u = vec![Block::ZERO; KAPPA * nblk];
-        for (i, (tc, uc)) in t.chunks_exact_mut(nblk).zip(u.chunks_exact_mut(nblk)).enumerate() {
-            expand(&self.keys.prg0[i], self.first_block, tc);
-            expand(&self.keys.prg1[i], self.first_block, uc);
-            for ((u, t), r) in uc.iter_mut().zip(tc.iter()).zip(&r) {
-                *u ^= *t ^ *r;
+        buf.clear();
+        buf.reserve(ExtendMsg::byte_len(self.n));
+        rows.clear();
+        // Scratch: the κ columns t^i, then one column of G(k_i^1).
+        with_columns((KAPPA + 1) * nblk, |scratch| {
+            let (t, g1) = scratch.split_at_mut(KAPPA * nblk);
+            for (i, tc) in t.chunks_exact_mut(nblk).enumerate() {
+                expand(&self.keys.prg0[i], self.first_block, tc);
+                expand(&self.keys.prg1[i], self.first_block, g1);
+                for ((t, g), r) in tc.iter().zip(g1.iter()).zip(&r) {
+                    buf.extend_from_slice(&(*t ^ *g ^ *r).to_bytes());
+                }
             }
-        }
-        let mut rows = vec![Block::ZERO; KAPPA * nblk];
-        transpose(&t, nblk, &mut rows);
-        t.zeroize();
+            transpose(t, nblk, &mut rows);
+        });
         rows.truncate(self.n);
         let batch = ReceiverBatch { first_index: self.first_block * TILE as u64, choices: r, rows };
-        Ok((batch, ExtendMsg { n: self.n, cols: u }))
+        Ok((batch, ExtendMsg { n: self.n, bytes: buf }))
     }
 }
 
 /// The receiver's rows t_j and choice bits of one extension, to be turned
-/// into exactly one kind of OT.
+/// into exactly one kind of OT. Each conversion works in place and hands
+/// the buffer over as its output.
 pub struct ReceiverBatch {
     first_index: u64,
     choices: Vec<Block>,
@@ -454,15 +576,14 @@ impl ReceiverBatch {
     }
 
     /// Random OT: H(j, t_j), the sender's message number r_j.
-    pub fn into_random(self) -> Vec<Block> {
-        let n = self.n();
-        let mut out = vec![Block::ZERO; n];
-        FixedKeyAes::new().tccr_many(&self.rows, &tweaks(self.first_index, n), &mut out);
-        out
+    pub fn into_random(mut self) -> Vec<Block> {
+        let mut rows = std::mem::take(&mut self.rows);
+        tccr_in_place(&FixedKeyAes::new(), self.first_index, &mut rows);
+        rows
     }
 
     /// Chosen-message OT: unmasks y_j^{r_j}.
-    pub fn into_chosen(self, msg: &ChosenMsg) -> Result<Vec<Block>> {
+    pub fn into_chosen(mut self, msg: &ChosenMsg) -> Result<Vec<Block>> {
         if msg.n() != self.n() {
             return Err(Error::BadInput(format!(
                 "chosen OT message decoded for {} OTs, batch has {}",
@@ -470,13 +591,14 @@ impl ReceiverBatch {
                 self.n()
             )));
         }
-        let mut out = vec![Block::ZERO; self.n()];
-        FixedKeyAes::new().tccr_many(&self.rows, &tweaks(self.first_index, self.n()), &mut out);
-        for (j, (o, y)) in out.iter_mut().zip(msg.masked.chunks_exact(2)).enumerate() {
+        let mut rows = std::mem::take(&mut self.rows);
+        tccr_in_place(&FixedKeyAes::new(), self.first_index, &mut rows);
+        for (j, (o, y)) in rows.iter_mut().zip(msg.bytes.chunks_exact(32)).enumerate() {
+            let (y0, y1) = (read_block(&y[..16]), read_block(&y[16..]));
             // y^{r_j} without branching on the choice bit.
-            *o ^= y[0] ^ ((y[0] ^ y[1]) & mask(self.choice(j)));
+            *o ^= y0 ^ ((y0 ^ y1) & mask(self.choice(j)));
         }
-        Ok(out)
+        Ok(rows)
     }
 }
 
@@ -506,7 +628,7 @@ mod tests {
     /// One extension through the wire encoding.
     fn extend(s: &mut Sender, r: &mut Receiver, choices: &[bool]) -> (SenderBatch, ReceiverBatch) {
         let (rb, msg) = r.extend(choices).unwrap();
-        let msg = ExtendMsg::from_bytes(&msg.to_bytes(), choices.len()).unwrap();
+        let msg = ExtendMsg::from_bytes(msg.as_bytes(), choices.len()).unwrap();
         (s.extend(&msg).unwrap(), rb)
     }
 
@@ -558,7 +680,7 @@ mod tests {
             let msgs: Vec<[Block; 2]> = (0..n).map(|_| [Block::random(&mut rng), Block::random(&mut rng)]).collect();
             let (sb, rb) = extend(&mut s, &mut r, &choices);
             let y = sb.into_chosen(&msgs).unwrap();
-            let y = ChosenMsg::from_bytes(&y.to_bytes(), n).unwrap();
+            let y = ChosenMsg::from_bytes(y.as_bytes(), n).unwrap();
             let got = rb.into_chosen(&y).unwrap();
             for j in 0..n {
                 let c = choices[j] as usize;
@@ -586,7 +708,7 @@ mod tests {
         let (mut s, mut r, mut rng) = setup(14, None);
         let choices = random_choices(&mut rng, 300);
         let (rb, msg) = r.extend(&choices).unwrap();
-        let bytes = msg.to_bytes();
+        let bytes = msg.as_bytes().to_vec();
         assert_eq!(bytes.len(), ExtendMsg::byte_len(300));
         assert!(matches!(ExtendMsg::from_bytes(&bytes[..bytes.len() - 16], 300), Err(Error::PeerMisbehaved(_))));
         assert!(matches!(ExtendMsg::from_bytes(&bytes, 500), Err(Error::PeerMisbehaved(_))));
@@ -599,11 +721,30 @@ mod tests {
         // decodes only what it expects, and a mismatched batch is refused.
         let sb = s.extend(&ExtendMsg::from_bytes(&bytes, 300).unwrap()).unwrap();
         assert!(matches!(sb.into_chosen(&[[Block::ZERO; 2]; 3]), Err(Error::BadInput(_))));
-        let y = ChosenMsg { masked: vec![Block::ZERO; 2 * 299] };
+        let y = ChosenMsg { n: 299, bytes: vec![0; 32 * 299] };
         assert!(matches!(rb.into_chosen(&y), Err(Error::BadInput(_))));
         assert!(matches!(ChosenMsg::from_bytes(&[0u8; 32 * 10 - 1], 10), Err(Error::PeerMisbehaved(_))));
         assert!(matches!(r.extend(&[]), Err(Error::BadInput(_))));
         assert!(matches!(s.begin(MAX_BATCH + 1), Err(Error::BadInput(_))));
+    }
+
+    #[test]
+    fn batched_hashes_match_tccr() {
+        let h = FixedKeyAes::new();
+        let delta = Block(0xabcdef);
+        let xs: Vec<Block> =
+            (0..600u128).map(|i| Block(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))).collect();
+        let mut inplace = xs.clone();
+        tccr_in_place(&h, 1000, &mut inplace);
+        let mut seen = 0;
+        tccr_both(&h, 1000, delta, &xs, |j, a, b| {
+            assert_eq!(j, seen);
+            seen += 1;
+            assert_eq!(a, h.tccr(xs[j], tweak(1000 + j as u64)));
+            assert_eq!(b, h.tccr(xs[j] ^ delta, tweak(1000 + j as u64)));
+            assert_eq!(a, inplace[j]);
+        });
+        assert_eq!(seen, xs.len());
     }
 
     #[test]
@@ -615,7 +756,7 @@ mod tests {
         let (mut s, mut r, mut rng) = setup(15, Some(delta));
         let choices = random_choices(&mut rng, 256);
         let (rb, msg) = r.extend(&choices).unwrap();
-        let mut bytes = msg.to_bytes();
+        let mut bytes = msg.as_bytes().to_vec();
         bytes[0] ^= 1; // column 0, OT 0
         let sb = s.extend(&ExtendMsg::from_bytes(&bytes, 256).unwrap()).unwrap();
         let (m0, got) = (sb.into_correlated(), rb.into_correlated());

@@ -9,73 +9,88 @@
 //! loop, no unsafe code; the inner loops run over contiguous arrays so the
 //! compiler vectorises them.
 
+use zeroize::Zeroize;
+
 use crate::crypto::Block;
 
 /// Side of a tile: the number of base OTs (κ) and of OTs per tile.
 pub const TILE: usize = 128;
 
-/// Masks for the levels w = 32, 16, ..., 1 inside a 64-bit word: the bits
-/// whose index has bit w clear (the low half of each 2w-bit group).
-const MASKS: [(u32, u64); 6] = [
-    (32, 0x0000_0000_ffff_ffff),
-    (16, 0x0000_ffff_0000_ffff),
-    (8, 0x00ff_00ff_00ff_00ff),
-    (4, 0x0f0f_0f0f_0f0f_0f0f),
-    (2, 0x3333_3333_3333_3333),
-    (1, 0x5555_5555_5555_5555),
-];
+/// One level of the block swap inside 64-bit words: in every group of `2W`
+/// rows, the high `W` bits of each 2W-bit group in the top `W` rows trade
+/// places with the low `W` bits in the bottom `W` rows. `mask` selects the
+/// bits whose index has bit `W` clear.
+#[inline(always)]
+fn level<const W: usize>(half: &mut [u64; TILE], mask: u64) {
+    for group in half.chunks_exact_mut(2 * W) {
+        let (top, bottom) = group.split_at_mut(W);
+        for (a, b) in top.iter_mut().zip(bottom.iter_mut()) {
+            let t = ((*a >> W) ^ *b) & mask;
+            *b ^= t;
+            *a ^= t << W;
+        }
+    }
+}
+
+/// Levels 32..1 of one 64-bit half of a tile.
+fn transpose_half(half: &mut [u64; TILE]) {
+    level::<32>(half, 0x0000_0000_ffff_ffff);
+    level::<16>(half, 0x0000_ffff_0000_ffff);
+    level::<8>(half, 0x00ff_00ff_00ff_00ff);
+    level::<4>(half, 0x0f0f_0f0f_0f0f_0f0f);
+    level::<2>(half, 0x3333_3333_3333_3333);
+    level::<1>(half, 0x5555_5555_5555_5555);
+}
 
 /// Transposes one 128 x 128 bit tile in place. Row `i` is `(lo[i], hi[i])`,
 /// bit `j` of the row is bit `j` of the 128-bit value `hi:lo`.
 fn transpose_tile(lo: &mut [u64; TILE], hi: &mut [u64; TILE]) {
     // Level 64: the top-right 64 x 64 block (hi of rows 0..64) swaps with the
     // bottom-left one (lo of rows 64..128).
-    for i in 0..64 {
-        std::mem::swap(&mut hi[i], &mut lo[i + 64]);
-    }
+    let (lo_top, lo_bottom) = lo.split_at_mut(64);
+    hi[..64].swap_with_slice(lo_bottom);
+    let _ = lo_top;
     // Levels 32..1 act inside each 64-bit half independently.
-    for half in [lo, hi] {
-        for &(w, mask) in &MASKS {
-            let w_us = w as usize;
-            let mut base = 0;
-            while base < TILE {
-                let (top, bottom) = half[base..base + 2 * w_us].split_at_mut(w_us);
-                for (a, b) in top.iter_mut().zip(bottom.iter_mut()) {
-                    let t = ((*a >> w) ^ *b) & mask;
-                    *b ^= t;
-                    *a ^= t << w;
-                }
-                base += 2 * w_us;
-            }
-        }
-    }
+    transpose_half(lo);
+    transpose_half(hi);
 }
 
-/// Transposes a column-major bit matrix into rows.
+/// Tiles gathered per pass: 8 blocks of each column are 128 contiguous
+/// bytes (two cache lines), so a pass touches each column's page once
+/// instead of once per tile.
+const GROUP: usize = 8;
+
+/// Transposes a column-major bit matrix, appending the rows to `rows`.
 ///
 /// `cols` holds 128 columns of `nblk` blocks each (column `i` is
 /// `cols[i * nblk..(i + 1) * nblk]`, bit `b` of block `k` is row
-/// `128 k + b`). On return `rows[j]` has bit `i` equal to bit `j` of column
-/// `i`, for `j < 128 * nblk`.
+/// `128 k + b`). Appends `128 * nblk` rows; row `j` has bit `i` equal to
+/// bit `j` of column `i`.
 ///
 /// # Panics
-/// If `cols.len() != 128 * nblk` or `rows.len() != 128 * nblk`.
-pub fn transpose(cols: &[Block], nblk: usize, rows: &mut [Block]) {
+/// If `cols.len() != 128 * nblk` (a programming error).
+pub fn transpose(cols: &[Block], nblk: usize, rows: &mut Vec<Block>) {
     assert_eq!(cols.len(), TILE * nblk, "transpose: column matrix size");
-    assert_eq!(rows.len(), TILE * nblk, "transpose: row matrix size");
-    let mut lo = [0u64; TILE];
-    let mut hi = [0u64; TILE];
-    for (k, out) in rows.chunks_exact_mut(TILE).enumerate() {
-        for i in 0..TILE {
-            let v = cols[i * nblk + k].0;
-            lo[i] = v as u64;
-            hi[i] = (v >> 64) as u64;
+    rows.reserve(TILE * nblk);
+    let mut lo = [[0u64; TILE]; GROUP];
+    let mut hi = [[0u64; TILE]; GROUP];
+    let mut k = 0;
+    while k < nblk {
+        let g = GROUP.min(nblk - k);
+        for (i, col) in cols.chunks_exact(nblk).enumerate() {
+            for (t, v) in col[k..k + g].iter().enumerate() {
+                lo[t][i] = v.0 as u64;
+                hi[t][i] = (v.0 >> 64) as u64;
+            }
         }
-        transpose_tile(&mut lo, &mut hi);
-        for (o, (&l, &h)) in out.iter_mut().zip(lo.iter().zip(hi.iter())) {
-            *o = Block(((h as u128) << 64) | l as u128);
+        for t in 0..g {
+            transpose_tile(&mut lo[t], &mut hi[t]);
+            rows.extend(lo[t].iter().zip(hi[t].iter()).map(|(&l, &h)| Block(((h as u128) << 64) | l as u128)));
         }
+        k += g;
     }
+    lo.zeroize();
+    hi.zeroize();
 }
 
 #[cfg(test)]
@@ -104,11 +119,12 @@ mod tests {
     #[test]
     fn matches_naive_transpose() {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
-        for nblk in [1, 2, 5] {
+        for nblk in [1, 2, 5, 8, 9, 17] {
             let cols: Vec<Block> = (0..TILE * nblk).map(|_| Block::random(&mut rng)).collect();
-            let mut rows = vec![Block::ZERO; TILE * nblk];
+            let mut rows = vec![Block::ONES];
             transpose(&cols, nblk, &mut rows);
-            assert_eq!(rows, transpose_naive(&cols, nblk), "nblk = {nblk}");
+            assert_eq!(rows[0], Block::ONES, "appends");
+            assert_eq!(rows[1..], transpose_naive(&cols, nblk), "nblk = {nblk}");
         }
     }
 
@@ -119,7 +135,7 @@ mod tests {
             let nblk = 2;
             let mut cols = vec![Block::ZERO; TILE * nblk];
             cols[i * nblk + j / TILE] = Block(1u128 << (j % TILE));
-            let mut rows = vec![Block::ZERO; TILE * nblk];
+            let mut rows = Vec::new();
             transpose(&cols, nblk, &mut rows);
             for (r, row) in rows.iter().enumerate() {
                 let expect = if r == j { Block(1u128 << i) } else { Block::ZERO };
