@@ -18,13 +18,16 @@
 //! 3. Sender outputs k_i^0 = H(i, A, B_i, a B_i) and
 //!    k_i^1 = H(i, A, B_i, a B_i − aA).
 //!
+//! (H hashes the encoding of twice its point argument, so that the shared
+//! points of a batch are encoded with a single field inversion.)
+//!
 //! H is BLAKE3 in key-derivation mode with a fixed context string. It binds
 //! the OT index i and the transcript (A, B_i); A is fresh per session, so it
 //! also acts as the session tweak. Every point from the peer is decompressed
-//! and checked: a non-canonical encoding or the identity is rejected with
-//! [`Error::PeerMisbehaved`].
+//! and checked: a non-canonical encoding, the identity, or B_i = A is
+//! rejected with [`Error::PeerMisbehaved`].
 
-use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
 use rand_core::CryptoRng;
@@ -67,15 +70,23 @@ fn decode_point(bytes: &[u8], what: &str) -> Result<RistrettoPoint> {
     Ok(point)
 }
 
-/// The key of OT `index`: H(index, A, B, P), 128 bits.
-fn derive_key(index: usize, a: &[u8; POINT_BYTES], b: &[u8; POINT_BYTES], p: &RistrettoPoint) -> Block {
+/// Encodings of 2·P for every shared point P, with one field inversion for
+/// the whole batch (curve25519-dalek's `double_and_compress_batch`; doubling
+/// is a bijection of the prime-order group, so 2·P is as good a KDF input as
+/// P, and both parties use the same rule).
+fn encode_shared(points: &mut [RistrettoPoint]) -> Vec<[u8; POINT_BYTES]> {
+    let encoded = RistrettoPoint::double_and_compress_batch(points.iter()).into_iter().map(|c| c.to_bytes()).collect();
+    points.iter_mut().for_each(Zeroize::zeroize);
+    encoded
+}
+
+/// The key of OT `index`: H(index, A, B, enc(2·P)), 128 bits.
+fn derive_key(index: usize, a: &[u8; POINT_BYTES], b: &[u8; POINT_BYTES], shared: &[u8; POINT_BYTES]) -> Block {
     let mut h = blake3::Hasher::new_derive_key(KDF_CONTEXT);
     h.update(&(index as u64).to_le_bytes());
     h.update(a);
     h.update(b);
-    let mut shared = p.compress().to_bytes();
-    h.update(&shared);
-    shared.zeroize();
+    h.update(shared);
     let mut out = [0u8; 16];
     h.finalize_xof().fill(&mut out);
     let k = Block::from_bytes(out);
@@ -207,19 +218,28 @@ impl Sender {
                 msg.len()
             )));
         }
-        Ok(msg
+        let mut shared = Vec::with_capacity(2 * self.count);
+        for (b_bytes, b) in &msg.points {
+            // B = A would make a(B − A) the identity; no honest receiver sends it.
+            if *b_bytes == self.a_bytes {
+                return Err(Error::PeerMisbehaved("base OT receiver message: a point equals A".into()));
+            }
+            let p0 = self.a * b;
+            shared.push(p0);
+            shared.push(p0 - self.a_times_a);
+        }
+        let mut encoded = encode_shared(&mut shared);
+        let keys = msg
             .points
             .iter()
+            .zip(encoded.chunks_exact(2))
             .enumerate()
-            .map(|(i, (b_bytes, b))| {
-                let mut p0 = self.a * b;
-                let mut p1 = p0 - self.a_times_a;
-                let keys = [derive_key(i, &self.a_bytes, b_bytes, &p0), derive_key(i, &self.a_bytes, b_bytes, &p1)];
-                p0.zeroize();
-                p1.zeroize();
-                keys
+            .map(|(i, ((b_bytes, _), e))| {
+                [derive_key(i, &self.a_bytes, b_bytes, &e[0]), derive_key(i, &self.a_bytes, b_bytes, &e[1])]
             })
-            .collect())
+            .collect();
+        encoded.zeroize();
+        Ok(keys)
     }
 }
 
@@ -236,20 +256,28 @@ impl Receiver {
         if choices.is_empty() || choices.len() > MAX_BASE_OTS {
             return Err(Error::BadInput(format!("base OT batch of {}: must be in 1..={MAX_BASE_OTS}", choices.len())));
         }
-        let mut keys = Vec::with_capacity(choices.len());
+        // A serves every OT of the batch: a fixed-base table for it makes
+        // each b_i·A about as cheap as b_i·G.
+        let a_table = RistrettoBasepointTable::create(&msg.point);
+        let mut shared = Vec::with_capacity(choices.len());
         let mut points = Vec::with_capacity(choices.len());
-        for (i, &c) in choices.iter().enumerate() {
+        for &c in choices {
             let mut b = random_scalar(rng);
             let b_g = RistrettoPoint::mul_base(&b);
             // B = bG + cA without a branch on c.
             let big_b = RistrettoPoint::conditional_select(&b_g, &(b_g + msg.point), Choice::from(c as u8));
-            let b_bytes = big_b.compress().to_bytes();
-            let mut shared = b * msg.point;
-            keys.push(derive_key(i, &msg.bytes, &b_bytes, &shared));
-            points.push((b_bytes, big_b));
+            points.push((big_b.compress().to_bytes(), big_b));
+            shared.push(&a_table * &b);
             b.zeroize();
-            shared.zeroize();
         }
+        let mut encoded = encode_shared(&mut shared);
+        let keys = points
+            .iter()
+            .zip(&encoded)
+            .enumerate()
+            .map(|(i, ((b_bytes, _), e))| derive_key(i, &msg.bytes, b_bytes, e))
+            .collect();
+        encoded.zeroize();
         Ok((keys, ReceiverMsg { points }))
     }
 }
@@ -309,6 +337,12 @@ mod tests {
         let mut tampered = bytes.clone();
         tampered[32..64].copy_from_slice(&p);
         assert!(matches!(ReceiverMsg::from_bytes(&tampered, 4), Err(Error::PeerMisbehaved(_))));
+        // Echoing A back as some B_i is refused (it would zero a(B_i − A)).
+        let mut echo = bytes.clone();
+        echo[64..96].copy_from_slice(&a.to_bytes());
+        let echo = ReceiverMsg::from_bytes(&echo, 4).unwrap();
+        assert!(matches!(sender.finish(&echo), Err(Error::PeerMisbehaved(_))));
+        let (sender, _) = Sender::new(&mut rng, 4).unwrap();
         // A well-formed message for a different batch size is rejected by the sender.
         let three = ReceiverMsg::from_bytes(&bytes[..96], 3).unwrap();
         assert!(matches!(sender.finish(&three), Err(Error::PeerMisbehaved(_))));

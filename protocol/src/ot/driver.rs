@@ -149,9 +149,14 @@ async fn receiver_chunk<C: Channel>(
     bufs: &mut ReceiverBufs,
 ) -> Result<ReceiverBatch> {
     let job = receiver.begin(choices.len())?;
-    let choices = choices.to_vec();
+    let mut choices = choices.to_vec();
     let (rows, frame) = (std::mem::take(&mut bufs.rows), std::mem::take(&mut bufs.frame));
-    let (batch, msg) = off_executor(move || job.run_with(&choices, rows, frame)).await?;
+    let (batch, msg) = off_executor(move || {
+        let r = job.run_with(&choices, rows, frame);
+        choices.zeroize();
+        r
+    })
+    .await?;
     ch.send(msg.as_bytes()).await?;
     bufs.frame = msg.into_bytes();
     Ok(batch)
@@ -248,8 +253,12 @@ pub async fn receive_chosen<C: Channel>(ch: &mut C, receiver: &mut Receiver, cho
     let spans: Vec<(usize, usize)> = chunks(choices.len()).collect();
     let start_job = |receiver: &mut Receiver, (start, len): (usize, usize), rows: Vec<Block>, frame: Vec<u8>| {
         let job = receiver.begin(len)?;
-        let part = choices[start..start + len].to_vec();
-        Ok::<_, Error>(spawn_work(move || job.run_with(&part, rows, frame)))
+        let mut part = choices[start..start + len].to_vec();
+        Ok::<_, Error>(spawn_work(move || {
+            let r = job.run_with(&part, rows, frame);
+            part.zeroize();
+            r
+        }))
     };
     let mut next = match spans.first() {
         Some(&span) => Some(start_job(receiver, span, Vec::new(), Vec::new())?),

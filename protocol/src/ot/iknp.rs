@@ -294,6 +294,9 @@ impl Sender {
         delta: Block,
         msg: &base::SenderMsg,
     ) -> Result<(Self, base::ReceiverMsg)> {
+        if delta == Block::ZERO {
+            return Err(Error::BadInput("Δ = 0 would give the receiver both messages".into()));
+        }
         let mut choices: Vec<bool> = (0..KAPPA).map(|i| (delta.0 >> i) & 1 == 1).collect();
         let (mut seeds, reply) = base::Receiver::receive(rng, &choices, msg)?;
         choices.zeroize();
@@ -763,5 +766,32 @@ mod tests {
         let ok = |j: usize| got[j] == if choices[j] { m0[j] ^ delta } else { m0[j] };
         assert!(!ok(0));
         assert!((1..256).all(ok));
+    }
+
+    #[test]
+    fn zero_delta_is_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(16);
+        let (_, a) = ReceiverSetup::new(&mut rng).unwrap();
+        assert!(matches!(Sender::with_delta(&mut rng, Block::ZERO, &a), Err(Error::BadInput(_))));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+        /// Chosen-message OT of any size delivers exactly the chosen messages,
+        /// also after an earlier extension of another size.
+        #[test]
+        fn chosen_ot_any_size(seed in 0u64..1 << 32, first in 1usize..600, n in 1usize..3000) {
+            let (mut s, mut r, mut rng) = setup(seed, None);
+            let warm = random_choices(&mut rng, first);
+            let _ = extend(&mut s, &mut r, &warm);
+            let choices = random_choices(&mut rng, n);
+            let msgs: Vec<[Block; 2]> = (0..n).map(|_| [Block::random(&mut rng), Block::random(&mut rng)]).collect();
+            let (sb, rb) = extend(&mut s, &mut r, &choices);
+            let y = sb.into_chosen(&msgs).unwrap();
+            let got = rb.into_chosen(&ChosenMsg::from_bytes(y.as_bytes(), n).unwrap()).unwrap();
+            for j in 0..n {
+                proptest::prop_assert_eq!(got[j], msgs[j][choices[j] as usize]);
+            }
+        }
     }
 }

@@ -143,4 +143,23 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn transpose_is_an_involution_on_tiles(seed in 0u64..u64::MAX, nblk in 1usize..20) {
+            // Transposing a single tile twice gives it back; for wider
+            // matrices the result equals the naive transposition.
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let cols: Vec<Block> = (0..TILE * nblk).map(|_| Block::random(&mut rng)).collect();
+            let mut rows = Vec::new();
+            transpose(&cols, nblk, &mut rows);
+            proptest::prop_assert_eq!(&rows, &transpose_naive(&cols, nblk));
+            let tile: Vec<Block> = cols.chunks_exact(nblk).map(|c| c[0]).collect();
+            let mut once = Vec::new();
+            transpose(&tile, 1, &mut once);
+            let mut twice = Vec::new();
+            transpose(&once, 1, &mut twice);
+            proptest::prop_assert_eq!(twice, tile);
+        }
+    }
 }
