@@ -24,7 +24,7 @@ use crate::crypto::Block;
 use crate::transport::Channel;
 use crate::{Error, Result};
 
-/// OTs per extension message: 2 MiB of U, 1 MiB per matrix in memory.
+/// OTs per extension message: U is 1 MiB, and so is each matrix in memory.
 pub const CHUNK: usize = 1 << 16;
 
 /// Starts CPU-heavy work on the blocking pool.

@@ -182,6 +182,11 @@ impl ExtendMsg {
         &self.bytes
     }
 
+    /// A copy of the wire encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.bytes.clone()
+    }
+
     /// The wire encoding, giving up the message (its buffer can be reused).
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
@@ -232,6 +237,11 @@ impl ChosenMsg {
     /// The wire encoding: y_0^0, y_0^1, y_1^0, ...
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// A copy of the wire encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.bytes.clone()
     }
 
     /// The wire encoding, giving up the message.
