@@ -246,8 +246,9 @@ pub async fn send_chosen<C: Channel>(ch: &mut C, sender: &mut Sender, msgs: &[[B
 
 /// Chosen-message OT, receiver side: returns the chosen message of each pair.
 ///
-/// While the sender masks chunk k, the receiver already builds U for chunk
-/// k + 1 (it sends it only after reading the reply to chunk k).
+/// Messages still alternate strictly, but the receiver's work overlaps the
+/// sender's: U for chunk k + 1 is built while the sender masks chunk k, and
+/// chunk k is unmasked while the sender masks chunk k + 1.
 pub async fn receive_chosen<C: Channel>(ch: &mut C, receiver: &mut Receiver, choices: &[bool]) -> Result<Vec<Block>> {
     let mut out = Vec::with_capacity(choices.len());
     let spans: Vec<(usize, usize)> = chunks(choices.len()).collect();
@@ -260,30 +261,45 @@ pub async fn receive_chosen<C: Channel>(ch: &mut C, receiver: &mut Receiver, cho
             r
         }))
     };
-    let mut next = match spans.first() {
-        Some(&span) => Some(start_job(receiver, span, Vec::new(), Vec::new())?),
-        None => None,
+    let Some(&first) = spans.first() else {
+        return Ok(out);
     };
-    let (mut spare_rows, mut reply) = (Vec::new(), Vec::new());
-    for (k, &(_, len)) in spans.iter().enumerate() {
+    // Sends U of the job's chunk and starts the job of the chunk after it.
+    let mut next = Some(start_job(receiver, first, Vec::new(), Vec::new())?);
+    let mut spare_rows = Vec::new();
+    let send_next = async |ch: &mut C, receiver: &mut Receiver, k: usize, next: &mut Option<_>, spare: Vec<Block>| {
         let handle = next.take().expect("a job is started for every chunk");
-        let (batch, msg) = join_work(handle).await?;
+        let (batch, msg): (ReceiverBatch, ExtendMsg) = join_work(handle).await?;
         ch.send(msg.as_bytes()).await?;
         ch.flush().await?;
         if let Some(&span) = spans.get(k + 1) {
-            next = Some(start_job(receiver, span, std::mem::take(&mut spare_rows), msg.into_bytes())?);
+            *next = Some(start_job(receiver, span, spare, msg.into_bytes())?);
         }
+        Ok::<_, Error>(batch)
+    };
+    let mut batch = send_next(ch, receiver, 0, &mut next, Vec::new()).await?;
+    let mut reply = Vec::new();
+    for (k, &(_, len)) in spans.iter().enumerate() {
         reply.resize(ChosenMsg::byte_len(len), 0);
         ch.recv_into(&mut reply).await?;
         let y = std::mem::take(&mut reply);
-        let (rows, y) = off_executor(move || {
+        let unmask = spawn_work(move || {
             let y = ChosenMsg::from_vec(y, len)?;
             Ok((batch.into_chosen(&y)?, y.into_bytes()))
-        })
-        .await?;
+        });
+        let following = if k + 1 < spans.len() {
+            Some(send_next(ch, receiver, k + 1, &mut next, std::mem::take(&mut spare_rows)).await?)
+        } else {
+            None
+        };
+        let (rows, y) = join_work(unmask).await?;
         out.extend_from_slice(&rows);
         spare_rows = rows;
         reply = y;
+        match following {
+            Some(b) => batch = b,
+            None => break,
+        }
     }
     Ok(out)
 }
@@ -408,6 +424,31 @@ mod tests {
             cs.send(&vec![0u8; ChosenMsg::byte_len(300) - 1]).await.unwrap();
         });
         assert!(matches!(got.err().unwrap(), Error::PeerMisbehaved(_)));
+    }
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[tokio::test]
+    async fn driver_futures_are_send() {
+        // Callers may `tokio::spawn` a party: every driver future must be Send.
+        let (mut s, mut r, mut cs, mut cr) = setup(11, None).await;
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        assert_send(&setup_sender(&mut cs, &mut rng, None));
+        assert_send(&setup_receiver(&mut cr, &mut rng));
+        assert_send(&send_correlated(&mut cs, &mut s, 1));
+        assert_send(&receive_correlated(&mut cr, &mut r, &[true]));
+        assert_send(&send_random(&mut cs, &mut s, 1));
+        assert_send(&receive_random(&mut cr, &mut r, &[true]));
+        assert_send(&send_chosen(&mut cs, &mut s, &[[Block::ZERO; 2]]));
+        assert_send(&receive_chosen(&mut cr, &mut r, &[true]));
+        // A spawned pair of parties completes.
+        let c = choices(13, 5000);
+        let msgs: Vec<[Block; 2]> = (0..5000u128).map(|j| [Block(j), Block(!j)]).collect();
+        let expect: Vec<Block> = msgs.iter().zip(&c).map(|(m, &b)| m[b as usize]).collect();
+        let sender = tokio::spawn(async move { send_chosen(&mut cs, &mut s, &msgs).await });
+        let receiver = tokio::spawn(async move { receive_chosen(&mut cr, &mut r, &c).await });
+        sender.await.unwrap().unwrap();
+        assert_eq!(receiver.await.unwrap().unwrap(), expect);
     }
 
     #[tokio::test]
