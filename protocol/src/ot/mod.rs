@@ -1,0 +1,47 @@
+//! Oblivious transfer: base OT on ristretto255 and IKNP extension.
+//!
+//! - [`base`]: Chou-Orlandi "simplest OT" (LATINCRYPT 2015), κ = 128 random
+//!   OTs in one round trip, points validated on decoding.
+//! - [`iknp`]: OT extension of Ishai, Kilian, Nissim and Petrank (CRYPTO
+//!   2003) with the optimisations of Asharov et al. (CCS 2013), giving
+//!   correlated (global Δ), random and chosen-message OT. Sans-IO state
+//!   machines with typed messages whose decoders check the batch size.
+//! - [`driver`]: the same over a [`crate::transport::Channel`], chunked.
+//!
+//! Roles are types: [`iknp::Sender`] (the garbler/server side for
+//! garbled-circuit input labels) and [`iknp::Receiver`] (the evaluator/client
+//! side). Setup runs once per session; every extension consumes fresh OT
+//! indices and PRG blocks, and each batch converts into one kind of OT by
+//! value, so no output can be derived twice. Security: semi-honest,
+//! 128-bit computational (DESIGN.md section 3.6).
+//!
+//! ```
+//! # use pi_protocol::{crypto::Block, ot::driver, transport::memory_pair};
+//! # use rand_chacha::ChaCha20Rng; use rand_core::SeedableRng;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let (mut server_ch, mut client_ch) = memory_pair();
+//! let (mut rs, mut rc) = (ChaCha20Rng::from_os_rng(), ChaCha20Rng::from_os_rng());
+//! let delta = Block(0x1234_5678 | 1); // the garbler's free-XOR offset
+//! let (sender, receiver) = tokio::join!(
+//!     driver::setup_sender(&mut server_ch, &mut rs, Some(delta)),
+//!     driver::setup_receiver(&mut client_ch, &mut rc),
+//! );
+//! let (mut sender, mut receiver) = (sender?, receiver?);
+//! let bits = [true, false, true];
+//! let (zero_labels, my_labels) = tokio::join!(
+//!     driver::send_correlated(&mut server_ch, &mut sender, bits.len()),
+//!     driver::receive_correlated(&mut client_ch, &mut receiver, &bits),
+//! );
+//! let (zero_labels, my_labels) = (zero_labels?, my_labels?);
+//! assert_eq!(my_labels[0], zero_labels[0] ^ delta);
+//! assert_eq!(my_labels[1], zero_labels[1]);
+//! # Ok::<(), pi_protocol::Error>(())
+//! # }).unwrap();
+//! ```
+
+pub mod base;
+pub mod driver;
+pub mod iknp;
+mod transpose;
+
+pub use iknp::{KAPPA, Receiver, ReceiverSetup, Sender};
