@@ -8,6 +8,7 @@
 //! Module map (one concept per module):
 //! - [`crypto`]: the 128-bit [`crypto::Block`] and fixed-key AES hashing.
 //! - [`error`]: the crate's error type, split by whose fault it is.
+//! - [`gc`]: half-gates garbled circuits for ReLU with exact truncation.
 //! - [`transport`]: the [`transport::Channel`] abstraction, an in-memory
 //!   duplex for tests and byte metering per label.
 //!
@@ -16,6 +17,7 @@
 
 pub mod crypto;
 pub mod error;
+pub mod gc;
 pub mod transport;
 
 pub use error::{Error, Result};
