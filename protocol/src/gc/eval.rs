@@ -1,11 +1,11 @@
 //! The evaluator (client side, online): evaluates a whole garbled layer.
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroize;
 
 use super::circuit::Op;
 use super::labels::{ClientLabels, GarbledTables, ServerLabels};
 use super::{CHUNK, Circuit, low_mask, split3, tweak_base};
-use crate::crypto::{Block, FixedKeyAes};
+use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes};
 use crate::{Error, Result};
 
 /// The evaluator. Holds reusable scratch buffers.
@@ -15,12 +15,30 @@ pub struct Evaluator {
     scratch: Scratch,
 }
 
-#[derive(Default, Zeroize, ZeroizeOnDrop)]
+/// Working buffers reused across chunks and layers; wiped after each layer
+/// and on drop.
+#[derive(Default)]
 struct Scratch {
     labels: Vec<Block>,
-    hin: Vec<Block>,
-    tweaks: Vec<Block>,
-    hout: Vec<Block>,
+    hin: Vec<aes::Block>,
+    hscratch: Vec<aes::Block>,
+}
+
+impl Scratch {
+    fn wipe(&mut self) {
+        self.labels.zeroize();
+        // Hash buffers: a best-effort clear (the aes block type has no Zeroize here).
+        self.hin.fill(aes::Block::default());
+        self.hscratch.fill(aes::Block::default());
+        std::hint::black_box(&self.hin);
+        std::hint::black_box(&self.hscratch);
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.wipe();
+    }
 }
 
 impl Evaluator {
@@ -59,9 +77,8 @@ impl Evaluator {
         let l = params.l() as usize;
         let s = &mut self.scratch;
         s.labels.resize(circuit.slots * CHUNK, Block::ZERO);
-        s.hin.resize(2 * CHUNK, Block::ZERO);
-        s.tweaks.resize(2 * CHUNK, Block::ZERO);
-        s.hout.resize(2 * CHUNK, Block::ZERO);
+        s.hin.resize(2 * CHUNK, aes::Block::default());
+        s.hscratch.resize(2 * CHUNK, aes::Block::default());
         let mut out = vec![0u64; n];
         let mut start = 0;
         while start < n {
@@ -79,18 +96,16 @@ impl Evaluator {
             );
             start += cn;
         }
-        s.labels.zeroize();
-        s.hin.zeroize();
-        s.hout.zeroize();
+        s.wipe();
         Ok(out)
     }
 }
 
 #[inline(always)]
-fn get(table: &[u8], off: usize) -> Block {
+fn get(bytes: &[u8]) -> u128 {
     let mut b = [0u8; 16];
-    b.copy_from_slice(&table[off..off + 16]);
-    Block::from_bytes(b)
+    b.copy_from_slice(&bytes[..16]);
+    u128::from_le_bytes(b)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -107,20 +122,20 @@ fn eval_chunk(
 ) {
     let cn = out.len();
     let l = c.params().l() as usize;
-    let Scratch { labels, hin, tweaks, hout } = s;
-    let base = |i: usize| tweak_base(layer, (start + i) as u64);
+    let Scratch { labels, hin, hscratch } = s;
+    let tw0 = tweak_base(layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
     let mut ct = 0usize;
     for op in &c.ops {
         match *op {
             Op::InGarbler { bit, out } => {
-                for (i, o) in labels[slot(out)..slot(out) + cn].iter_mut().enumerate() {
-                    *o = server[i * l + bit as usize];
+                for (o, z) in labels[slot(out)..slot(out) + cn].iter_mut().zip(server.chunks_exact(l)) {
+                    *o = z[bit as usize];
                 }
             }
             Op::InEvaluator { bit, out } => {
-                for (i, o) in labels[slot(out)..slot(out) + cn].iter_mut().enumerate() {
-                    *o = client[i * l + bit as usize];
+                for (o, z) in labels[slot(out)..slot(out) + cn].iter_mut().zip(client.chunks_exact(l)) {
+                    *o = z[bit as usize];
                 }
             }
             Op::Xor { x, y, out } => {
@@ -135,35 +150,37 @@ fn eval_chunk(
             }
             Op::And { x, y, out, h } => {
                 let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
-                let (hin, tw, hout) = (&mut hin[..2 * cn], &mut tweaks[..2 * cn], &mut hout[..2 * cn]);
-                for i in 0..cn {
-                    let t = base(i) | h as u128;
-                    hin[2 * i..2 * i + 2].copy_from_slice(&[x[i], y[i]]);
-                    tw[2 * i..2 * i + 2].copy_from_slice(&[Block(t), Block(t + 1)]);
+                let hin = &mut hin[..2 * cn];
+                for ((hb, a), b) in hin.chunks_exact_mut(2).zip(x).zip(y) {
+                    hb[0] = to_aes(a.0);
+                    hb[1] = to_aes(b.0);
                 }
-                aes.tccr_many(hin, tw, hout);
+                let h = h as u128;
+                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| {
+                    tw0 + (((j >> 1) as u128) << 32) + h + (j as u128 & 1)
+                });
                 let table = &table[ct..ct + 32 * cn];
-                for i in 0..cn {
-                    let (a, b) = (x[i], y[i]);
-                    let tg = get(table, 32 * i);
-                    let te = get(table, 32 * i + 16);
-                    let wg = hout[2 * i] ^ tg.select(a.lsb());
-                    let we = hout[2 * i + 1] ^ (te ^ a).select(b.lsb());
-                    o[i] = wg ^ we;
+                for ((((hb, o), a), b), tb) in
+                    hscratch[..2 * cn].chunks_exact(2).zip(o.iter_mut()).zip(x).zip(y).zip(table.chunks_exact(32))
+                {
+                    let (tg, te) = (get(tb), get(&tb[16..]));
+                    let wg = from_aes(&hb[0]) ^ (tg & (a.0 & 1).wrapping_neg());
+                    let we = from_aes(&hb[1]) ^ ((te ^ a.0) & (b.0 & 1).wrapping_neg());
+                    *o = Block(wg ^ we);
                 }
                 ct += 32 * cn;
             }
             Op::AndKnown { x, out, h, .. } => {
                 let (x, _, o) = split3(labels, CHUNK, x, x, out, cn);
-                let (hin, tw, hout) = (&mut hin[..cn], &mut tweaks[..cn], &mut hout[..cn]);
-                for i in 0..cn {
-                    hin[i] = x[i];
-                    tw[i] = Block(base(i) | h as u128);
+                let hin = &mut hin[..cn];
+                for (hb, a) in hin.iter_mut().zip(x) {
+                    *hb = to_aes(a.0);
                 }
-                aes.tccr_many(hin, tw, hout);
+                let h = h as u128;
+                aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << 32) + h);
                 let table = &table[ct..ct + 16 * cn];
-                for i in 0..cn {
-                    o[i] = hout[i] ^ get(table, 16 * i).select(x[i].lsb());
+                for (((hb, o), a), tb) in hscratch[..cn].iter().zip(o.iter_mut()).zip(x).zip(table.chunks_exact(16)) {
+                    *o = Block(from_aes(hb) ^ (get(tb) & (a.0 & 1).wrapping_neg()));
                 }
                 ct += 16 * cn;
             }
@@ -173,12 +190,12 @@ fn eval_chunk(
     let top = c.top_bits();
     let dec = c.decode_bytes();
     let carry = &labels[slot(c.top_carry)..slot(c.top_carry) + cn];
-    let (hin, tw, hout) = (&mut hin[..cn], &mut tweaks[..cn], &mut hout[..cn]);
-    for i in 0..cn {
-        hin[i] = carry[i];
-        tw[i] = Block(base(i) | c.top_h as u128);
+    let hin = &mut hin[..cn];
+    for (hb, c0) in hin.iter_mut().zip(carry) {
+        *hb = to_aes(c0.0);
     }
-    aes.tccr_many(hin, tw, hout);
+    let h = c.top_h as u128;
+    aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << 32) + h);
     let top_mask = low_mask(top);
     let dtable = &table[ct..ct + dec * cn];
     for i in 0..cn {
@@ -187,11 +204,11 @@ fn eval_chunk(
         let bits = u128::from_le_bytes(buf);
         let mut v = 0u64;
         for (j, s) in c.low_out.iter().enumerate() {
-            v |= ((labels[slot(*s) + i].lsb() as u128 ^ (bits >> j)) as u64 & 1) << j;
+            v |= (((labels[slot(*s) + i].0 ^ (bits >> j)) & 1) as u64) << j;
         }
         let row_shift = low + if carry[i].lsb() { top } else { 0 };
         let row = (bits >> row_shift) as u64 & top_mask;
-        let hi = (row ^ hout[i].0 as u64) & top_mask;
+        let hi = (row ^ from_aes(&hscratch[i]) as u64) & top_mask;
         out[i] = v | (hi << low);
     }
 }

@@ -7,7 +7,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use super::circuit::Op;
 use super::labels::{ClientInputLabels, GarbledTables, ServerInputLabels};
 use super::{CHUNK, Circuit, low_mask, split3, tweak_base};
-use crate::crypto::{Block, FixedKeyAes};
+use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes};
 use crate::{Error, Result};
 
 /// The global free-XOR offset Δ: the one label of every wire is the zero label
@@ -69,24 +69,42 @@ pub struct Garbler {
     /// Last layer index garbled under the shared Δ (tweak uniqueness).
     last_layer: Option<u32>,
     scratch: Scratch,
+    /// Tables of one chunk (public once sent, so not wiped).
+    chunk_bytes: Vec<u8>,
 }
 
-/// Working buffers reused across chunks and layers.
-#[derive(Default, Zeroize, ZeroizeOnDrop)]
+/// Working buffers reused across chunks and layers; wiped after each layer
+/// and on drop.
+#[derive(Default)]
 struct Scratch {
     labels: Vec<Block>,
-    hin: Vec<Block>,
-    tweaks: Vec<Block>,
-    hout: Vec<Block>,
+    hin: Vec<aes::Block>,
+    hscratch: Vec<aes::Block>,
     known: Vec<u64>,
 }
 
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
 impl Scratch {
+    /// Clears label material (hash inputs include zero labels and Δ).
+    fn wipe(&mut self) {
+        self.labels.zeroize();
+        self.known.zeroize();
+        // Hash buffers: a best-effort clear (the aes block type has no Zeroize here).
+        self.hin.fill(aes::Block::default());
+        self.hscratch.fill(aes::Block::default());
+        std::hint::black_box(&self.hin);
+        std::hint::black_box(&self.hscratch);
+    }
+
     fn ensure(&mut self, slots: usize) {
         self.labels.resize(slots * CHUNK, Block::ZERO);
-        self.hin.resize(4 * CHUNK, Block::ZERO);
-        self.tweaks.resize(4 * CHUNK, Block::ZERO);
-        self.hout.resize(4 * CHUNK, Block::ZERO);
+        self.hin.resize(4 * CHUNK, aes::Block::default());
+        self.hscratch.resize(4 * CHUNK, aes::Block::default());
         self.known.resize(CHUNK, 0);
     }
 }
@@ -129,7 +147,14 @@ impl Garbler {
 
     /// A garbler drawing Δ and label keys from `rng` (seeded in tests).
     pub fn from_rng(rng: ChaCha20Rng) -> Self {
-        Self { aes: FixedKeyAes::new(), rng, shared_delta: None, last_layer: None, scratch: Scratch::default() }
+        Self {
+            aes: FixedKeyAes::new(),
+            rng,
+            shared_delta: None,
+            last_layer: None,
+            scratch: Scratch::default(),
+            chunk_bytes: Vec::new(),
+        }
     }
 
     /// A garbler that uses `delta` for every layer (for example the
@@ -141,12 +166,42 @@ impl Garbler {
 
     /// Garbles `pads.len()` instances of `circuit` for layer `layer`; `pads[i]`
     /// is the server's pad p of instance i (reduced mod 2^l), hard-wired as
-    /// garbler-known bits.
+    /// garbler-known bits. Collects the whole layer's tables in memory; see
+    /// [`Self::garble_layer_streaming`] to send them chunk by chunk instead.
     ///
     /// # Errors
     /// [`Error::BadInput`] for an unreduced pad, or a layer index that does
     /// not increase under a shared Δ.
     pub fn garble_layer(&mut self, circuit: &Circuit, layer: u32, pads: &[u64]) -> Result<GarbledLayer> {
+        let total = pads
+            .len()
+            .checked_mul(circuit.table_bytes())
+            .ok_or_else(|| Error::BadInput(format!("layer of {} activations is too large", pads.len())))?;
+        let mut bytes = Vec::with_capacity(total);
+        let inputs = self.garble_layer_streaming(circuit, layer, pads, |chunk| bytes.extend_from_slice(chunk))?;
+        let (client_inputs, server_inputs) = inputs.into_parts();
+        Ok(GarbledLayer {
+            tables: GarbledTables { kind: circuit.kind(), params: circuit.params(), layer, n: pads.len(), bytes },
+            client_inputs,
+            server_inputs,
+        })
+    }
+
+    /// As [`Self::garble_layer`], but hands the tables to `sink` chunk by
+    /// chunk (at most [`CHUNK`] instances, `circuit.table_bytes()` each, in
+    /// order) from one reused buffer, so a layer's tables never need to sit
+    /// in memory at once. The concatenation of all chunks is the encoding
+    /// [`GarbledTables::from_bytes`] expects.
+    ///
+    /// # Errors
+    /// As [`Self::garble_layer`]; nothing is handed to `sink` on error.
+    pub fn garble_layer_streaming(
+        &mut self,
+        circuit: &Circuit,
+        layer: u32,
+        pads: &[u64],
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<GarbledInputs> {
         let params = circuit.params();
         let l = params.l() as usize;
         let n = pads.len();
@@ -166,15 +221,15 @@ impl Garbler {
             None => Delta::random(&mut self.rng),
         };
         let per = circuit.table_bytes();
-        let total = n.checked_mul(per).ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
-        let mut bytes = vec![0u8; total];
         let mut server_zero = vec![Block::ZERO; n * l];
         let mut client_zero = vec![Block::ZERO; n * l];
         let mut prg = LabelPrg::new(&mut self.rng);
         self.scratch.ensure(circuit.slots);
+        self.chunk_bytes.resize(CHUNK * per, 0);
         let mut start = 0;
         while start < n {
             let cn = CHUNK.min(n - start);
+            let bytes = &mut self.chunk_bytes[..cn * per];
             garble_chunk(
                 &self.aes,
                 &mut self.scratch,
@@ -184,26 +239,34 @@ impl Garbler {
                 layer,
                 start,
                 &pads[start..start + cn],
-                &mut bytes[start * per..(start + cn) * per],
+                bytes,
                 &mut server_zero[start * l..(start + cn) * l],
                 &mut client_zero[start * l..(start + cn) * l],
             );
+            sink(bytes);
             start += cn;
         }
-        self.scratch.labels.zeroize();
-        self.scratch.hin.zeroize();
-        self.scratch.hout.zeroize();
-        Ok(GarbledLayer {
-            tables: GarbledTables { kind: circuit.kind(), params, layer, n, bytes },
+        self.scratch.wipe();
+        Ok(GarbledInputs {
             client_inputs: ClientInputLabels { params, n, zero: client_zero, delta: delta.clone() },
             server_inputs: ServerInputLabels { params, layer, n, zero: server_zero, delta },
         })
     }
 }
 
-#[inline(always)]
-fn put(table: &mut [u8], off: usize, b: Block) {
-    table[off..off + 16].copy_from_slice(&b.to_bytes());
+/// The input labels of a layer garbled with [`Garbler::garble_layer_streaming`].
+pub struct GarbledInputs {
+    /// The client's input zero labels and Δ, for the OT sender.
+    pub client_inputs: ClientInputLabels,
+    /// The server's input zero labels and Δ, consumed online.
+    pub server_inputs: ServerInputLabels,
+}
+
+impl GarbledInputs {
+    /// Both parts, by value.
+    pub fn into_parts(self) -> (ClientInputLabels, ServerInputLabels) {
+        (self.client_inputs, self.server_inputs)
+    }
 }
 
 /// Garbles instances `start..start + pads.len()` (one chunk), gate by gate.
@@ -223,11 +286,13 @@ fn garble_chunk(
 ) {
     let cn = pads.len();
     let l = c.params().l() as usize;
-    let Scratch { labels, hin, tweaks, hout, known } = s;
+    let d = delta.0;
+    let Scratch { labels, hin, hscratch, known } = s;
     for (k, p) in known.iter_mut().zip(pads) {
         *k = c.known(*p);
     }
-    let base = |i: usize| tweak_base(layer, (start + i) as u64);
+    // Tweak of hash h of instance start + i: tw0 + (i << 32) + h.
+    let tw0 = tweak_base(layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
     let mut ct = 0usize; // table offset of the next gate's ciphertexts
     for op in &c.ops {
@@ -235,15 +300,15 @@ fn garble_chunk(
             Op::InGarbler { bit, out } => {
                 let o = &mut labels[slot(out)..slot(out) + cn];
                 prg.fill(o);
-                for (i, v) in o.iter().enumerate() {
-                    server_zero[i * l + bit as usize] = *v;
+                for (z, v) in server_zero.chunks_exact_mut(l).zip(o.iter()) {
+                    z[bit as usize] = *v;
                 }
             }
             Op::InEvaluator { bit, out } => {
                 let o = &mut labels[slot(out)..slot(out) + cn];
                 prg.fill(o);
-                for (i, v) in o.iter().enumerate() {
-                    client_zero[i * l + bit as usize] = *v;
+                for (z, v) in client_zero.chunks_exact_mut(l).zip(o.iter()) {
+                    z[bit as usize] = *v;
                 }
             }
             Op::Xor { x, y, out } => {
@@ -265,47 +330,61 @@ fn garble_chunk(
                 }
             }
             Op::And { x, y, out, h } => {
+                // Half-gates (ZRE15, figure 2): hashes of A0, A1 under tweak h
+                // and of B0, B1 under tweak h + 1, all instances in one call.
                 let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
-                let (hin, tw, hout) = (&mut hin[..4 * cn], &mut tweaks[..4 * cn], &mut hout[..4 * cn]);
-                for i in 0..cn {
-                    let (a0, b0) = (x[i], y[i]);
-                    let t = base(i) | h as u128;
-                    hin[4 * i..4 * i + 4].copy_from_slice(&[a0, a0 ^ delta, b0, b0 ^ delta]);
-                    tw[4 * i..4 * i + 4].copy_from_slice(&[Block(t), Block(t), Block(t + 1), Block(t + 1)]);
+                let hin = &mut hin[..4 * cn];
+                for ((hb, a0), b0) in hin.chunks_exact_mut(4).zip(x).zip(y) {
+                    hb[0] = to_aes(a0.0);
+                    hb[1] = to_aes(a0.0 ^ d);
+                    hb[2] = to_aes(b0.0);
+                    hb[3] = to_aes(b0.0 ^ d);
                 }
-                aes.tccr_many(hin, tw, hout);
+                let h = h as u128;
+                aes.tccr_blocks_with(hin, &mut hscratch[..4 * cn], |j| {
+                    tw0 + (((j >> 2) as u128) << 32) + h + ((j as u128 >> 1) & 1)
+                });
                 let table = &mut table[ct..ct + 32 * cn];
-                for i in 0..cn {
-                    let (a0, b0) = (x[i], y[i]);
-                    let (ha0, ha1, hb0, hb1) = (hout[4 * i], hout[4 * i + 1], hout[4 * i + 2], hout[4 * i + 3]);
-                    let (pa, pb) = (a0.lsb(), b0.lsb());
+                for ((((hb, o), a0), b0), tb) in
+                    hscratch[..4 * cn].chunks_exact(4).zip(o.iter_mut()).zip(x).zip(y).zip(table.chunks_exact_mut(32))
+                {
+                    let (ha0, ha1, hb0, hb1) = (from_aes(&hb[0]), from_aes(&hb[1]), from_aes(&hb[2]), from_aes(&hb[3]));
+                    let ma = (a0.0 & 1).wrapping_neg();
+                    let mb = (b0.0 & 1).wrapping_neg();
                     // Garbler half: a & pb. Evaluator half: a & (b ^ pb).
-                    let tg = ha0 ^ ha1 ^ delta.select(pb);
-                    let wg0 = ha0 ^ tg.select(pa);
-                    let te = hb0 ^ hb1 ^ a0;
-                    let we0 = hb0 ^ (hb0 ^ hb1).select(pb);
-                    o[i] = wg0 ^ we0;
-                    put(table, 32 * i, tg);
-                    put(table, 32 * i + 16, te);
+                    let tg = ha0 ^ ha1 ^ (d & mb);
+                    let wg0 = ha0 ^ (tg & ma);
+                    let te = hb0 ^ hb1 ^ a0.0;
+                    let we0 = hb0 ^ ((hb0 ^ hb1) & mb);
+                    *o = Block(wg0 ^ we0);
+                    tb[..16].copy_from_slice(&tg.to_le_bytes());
+                    tb[16..].copy_from_slice(&te.to_le_bytes());
                 }
                 ct += 32 * cn;
             }
             Op::AndKnown { x, bit, out, h } => {
+                // Garbler half-gate for x & K[bit] (ZRE15, section 3.1).
                 let (x, _, o) = split3(labels, CHUNK, x, x, out, cn);
-                let (hin, tw, hout) = (&mut hin[..2 * cn], &mut tweaks[..2 * cn], &mut hout[..2 * cn]);
-                for i in 0..cn {
-                    let t = Block(base(i) | h as u128);
-                    hin[2 * i..2 * i + 2].copy_from_slice(&[x[i], x[i] ^ delta]);
-                    tw[2 * i..2 * i + 2].copy_from_slice(&[t, t]);
+                let hin = &mut hin[..2 * cn];
+                for (hb, a0) in hin.chunks_exact_mut(2).zip(x) {
+                    hb[0] = to_aes(a0.0);
+                    hb[1] = to_aes(a0.0 ^ d);
                 }
-                aes.tccr_many(hin, tw, hout);
+                let h = h as u128;
+                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << 32) + h);
                 let table = &mut table[ct..ct + 16 * cn];
-                for i in 0..cn {
-                    let (h0, h1) = (hout[2 * i], hout[2 * i + 1]);
-                    let k = (known[i] >> bit) & 1 == 1;
-                    let tg = h0 ^ h1 ^ delta.select(k);
-                    o[i] = h0 ^ tg.select(x[i].lsb());
-                    put(table, 16 * i, tg);
+                for ((((hb, o), a0), k), tb) in hscratch[..2 * cn]
+                    .chunks_exact(2)
+                    .zip(o.iter_mut())
+                    .zip(x)
+                    .zip(known.iter())
+                    .zip(table.chunks_exact_mut(16))
+                {
+                    let (h0, h1) = (from_aes(&hb[0]), from_aes(&hb[1]));
+                    let mk = ((*k >> bit) as u128 & 1).wrapping_neg();
+                    let tg = h0 ^ h1 ^ (d & mk);
+                    *o = Block(h0 ^ (tg & (a0.0 & 1).wrapping_neg()));
+                    tb.copy_from_slice(&tg.to_le_bytes());
                 }
                 ct += 16 * cn;
             }
@@ -313,30 +392,30 @@ fn garble_chunk(
     }
     // Decoding information: lsb of each low output's zero label, then the two
     // rows of the high-bits table, row lsb(D_v) holding (K >> low) + v masked by
-    // the hash of D_v (one-wire garbled table with point-and-permute).
+    // the hash of D_v (a one-wire garbled table with point-and-permute).
     let low = c.low_bits();
     let top = c.top_bits();
     let dec = c.decode_bytes();
     let carry = &labels[slot(c.top_carry)..slot(c.top_carry) + cn];
-    let (hin, tw, hout) = (&mut hin[..2 * cn], &mut tweaks[..2 * cn], &mut hout[..2 * cn]);
-    for i in 0..cn {
-        let t = Block(base(i) | c.top_h as u128);
-        hin[2 * i..2 * i + 2].copy_from_slice(&[carry[i], carry[i] ^ delta]);
-        tw[2 * i..2 * i + 2].copy_from_slice(&[t, t]);
+    let hin = &mut hin[..2 * cn];
+    for (hb, c0) in hin.chunks_exact_mut(2).zip(carry) {
+        hb[0] = to_aes(c0.0);
+        hb[1] = to_aes(c0.0 ^ d);
     }
-    aes.tccr_many(hin, tw, hout);
+    let h = c.top_h as u128;
+    aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << 32) + h);
     let top_mask = low_mask(top);
     let dtable = &mut table[ct..ct + dec * cn];
     for i in 0..cn {
         let mut bits: u128 = 0;
         for (j, s) in c.low_out.iter().enumerate() {
-            bits |= (labels[slot(*s) + i].lsb() as u128) << j;
+            bits |= (labels[slot(*s) + i].0 & 1) << j;
         }
         let hi = known[i] >> low;
         let p0 = carry[i].lsb() as usize;
         let mut rows = [0u64; 2];
         for v in 0..2usize {
-            rows[p0 ^ v] = (hi.wrapping_add(v as u64) ^ hout[2 * i + v].0 as u64) & top_mask;
+            rows[p0 ^ v] = (hi.wrapping_add(v as u64) ^ from_aes(&hscratch[2 * i + v]) as u64) & top_mask;
         }
         bits |= (rows[0] as u128) << low;
         bits |= (rows[1] as u128) << (low + top);

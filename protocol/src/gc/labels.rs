@@ -56,7 +56,8 @@ impl GarbledTables {
     /// or a padding bit of the decoding information is set.
     pub fn from_bytes(circuit: &Circuit, layer: u32, n: usize, bytes: Vec<u8>) -> Result<Self> {
         let per = circuit.table_bytes();
-        let expected = n.checked_mul(per).ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
+        let expected =
+            n.checked_mul(per).ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
         if bytes.len() != expected {
             return Err(Error::PeerMisbehaved(format!(
                 "garbled tables of layer {layer}: {} bytes, expected {expected} for {n} activations",
@@ -65,7 +66,7 @@ impl GarbledTables {
         }
         let dec = circuit.decode_bytes();
         let used = circuit.low_bits() + 2 * circuit.top_bits();
-        let pad_mask: u8 = if used % 8 == 0 { 0 } else { 0xff << (used % 8) };
+        let pad_mask: u8 = if used.is_multiple_of(8) { 0 } else { 0xff << (used % 8) };
         let cts = 16 * circuit.ciphertexts();
         let mut start = 0;
         while start < n {
@@ -74,7 +75,9 @@ impl GarbledTables {
             for i in 0..cn {
                 let last = bytes[base + (i + 1) * dec - 1];
                 if last & pad_mask != 0 {
-                    return Err(Error::PeerMisbehaved(format!("garbled tables of layer {layer}: non-zero padding bits")));
+                    return Err(Error::PeerMisbehaved(format!(
+                        "garbled tables of layer {layer}: non-zero padding bits"
+                    )));
                 }
             }
             start += cn;

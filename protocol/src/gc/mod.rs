@@ -39,7 +39,7 @@ mod tests;
 
 pub use circuit::{ActivationKind, Circuit, reference};
 pub use eval::Evaluator;
-pub use garble::{Delta, GarbledLayer, Garbler};
+pub use garble::{Delta, GarbledInputs, GarbledLayer, Garbler};
 pub use labels::{ClientInputLabels, ClientLabels, GarbledTables, ServerInputLabels, ServerLabels};
 
 use crate::crypto::Block;
@@ -65,7 +65,9 @@ impl ActivationParams {
     /// below the sign after truncation).
     pub fn new(l: u32, f: u32) -> Result<Self> {
         if !(2..=64).contains(&l) || f == 0 || f + 2 > l {
-            return Err(Error::BadInput(format!("activation parameters l = {l}, f = {f}: need 2 <= l <= 64 and 1 <= f <= l - 2")));
+            return Err(Error::BadInput(format!(
+                "activation parameters l = {l}, f = {f}: need 2 <= l <= 64 and 1 <= f <= l - 2"
+            )));
         }
         Ok(Self { l, f })
     }
@@ -123,7 +125,11 @@ pub(crate) fn split3(
     let (o, hi) = rest.split_at_mut(stride);
     let (lo, hi) = (&*lo, &*hi);
     let get = |s: usize| -> &[Block] {
-        if s < out { &lo[s * stride..s * stride + len] } else { &hi[(s - out - 1) * stride..(s - out - 1) * stride + len] }
+        if s < out {
+            &lo[s * stride..s * stride + len]
+        } else {
+            &hi[(s - out - 1) * stride..(s - out - 1) * stride + len]
+        }
     };
     (get(x), get(y), &mut o[..len])
 }

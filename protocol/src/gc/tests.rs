@@ -175,7 +175,7 @@ fn tampered_tables_give_wrong_results_or_errors() {
     assert!(matches!(GarbledTables::from_bytes(&c, 9, n + 1, bytes.clone()), Err(Error::PeerMisbehaved(_))));
     // Padding bits of the decoding information must be zero.
     let used = c.low_bits() + 2 * c.top_bits();
-    if used % 8 != 0 {
+    if !used.is_multiple_of(8) {
         let mut bad = bytes.clone();
         let last_dec_byte = n * per - 1;
         bad[last_dec_byte] |= 0x80;
@@ -268,4 +268,22 @@ fn shared_delta_layers_and_labels_are_correlated() {
             .collect();
         assert_eq!(got, want);
     }
+}
+
+#[test]
+fn streaming_chunks_concatenate_to_the_collected_tables() {
+    let prm = params(32, 8);
+    let c = Circuit::truncate(prm);
+    let n = 2 * CHUNK + 3;
+    let p: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9) & prm.mask()).collect();
+    let whole = Garbler::from_rng(ChaCha20Rng::seed_from_u64(6)).garble_layer(&c, 1, &p).unwrap();
+    let mut chunks = Vec::new();
+    let inputs = Garbler::from_rng(ChaCha20Rng::seed_from_u64(6))
+        .garble_layer_streaming(&c, 1, &p, |b| chunks.push(b.to_vec()))
+        .unwrap();
+    assert_eq!(chunks.len(), 3);
+    assert_eq!(chunks[0].len(), CHUNK * c.table_bytes());
+    assert_eq!(chunks.concat(), whole.tables.as_bytes());
+    assert_eq!(inputs.server_inputs.zero, whole.server_inputs.zero);
+    assert_eq!(inputs.client_inputs.zero_labels(), whole.client_inputs.zero_labels());
 }
