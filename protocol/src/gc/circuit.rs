@@ -44,7 +44,7 @@ pub(crate) enum Op {
     AndKnown { x: Slot, bit: u8, out: Slot, h: u32 },
 }
 
-/// Which activation a circuit computes (see [`reference`]).
+/// Which activation a circuit computes (see [`reference()`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ActivationKind {
     /// `ReLU(trunc(a + b)) + p mod 2^l`.
@@ -193,7 +193,7 @@ impl Circuit {
     }
 
     /// Cleartext evaluation of the circuit itself, gate by gate (the plaintext
-    /// twin of garbling): must equal [`reference`].
+    /// twin of garbling): must equal [`reference()`].
     pub fn eval_clear(&self, a: u64, b: u64, p: u64) -> u64 {
         let kk = self.known(p);
         let mut v = vec![false; self.slots];

@@ -6,7 +6,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::circuit::Op;
 use super::labels::{ClientInputLabels, GarbledTables, ServerInputLabels};
-use super::{CHUNK, Circuit, low_mask, split3, tweak_base};
+use super::{CHUNK, Circuit, MAX_LAYER, low_mask, split3, tweak_base};
 use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes};
 use crate::{Error, Result};
 
@@ -170,8 +170,8 @@ impl Garbler {
     /// [`Self::garble_layer_streaming`] to send them chunk by chunk instead.
     ///
     /// # Errors
-    /// [`Error::BadInput`] for an unreduced pad, or a layer index that does
-    /// not increase under a shared Δ.
+    /// [`Error::BadInput`] for an unreduced pad, a layer index above
+    /// [`MAX_LAYER`], or one that does not increase under a shared Δ.
     pub fn garble_layer(&mut self, circuit: &Circuit, layer: u32, pads: &[u64]) -> Result<GarbledLayer> {
         let total = pads
             .len()
@@ -207,6 +207,9 @@ impl Garbler {
         let n = pads.len();
         if let Some(p) = pads.iter().find(|p| **p & !params.mask() != 0) {
             return Err(Error::BadInput(format!("pad {p:#x} is not reduced mod 2^{l}")));
+        }
+        if layer > MAX_LAYER {
+            return Err(Error::BadInput(format!("layer index {layer} exceeds {MAX_LAYER}")));
         }
         let delta = match &self.shared_delta {
             Some(d) => {

@@ -8,7 +8,7 @@
 //! with a tweak unique to every (layer, instance, hash) triple.
 //!
 //! - [`circuit`]: the circuits, their gate counts and sizes, and the cleartext
-//!   twin ([`Circuit::eval_clear`]) checked against the formula [`reference`].
+//!   twin ([`Circuit::eval_clear`]) checked against the formula [`reference()`].
 //! - [`garble`]: the [`Garbler`] (server, offline) and what it produces for
 //!   one layer: [`GarbledLayer`].
 //! - [`eval`]: the [`Evaluator`] (client).
@@ -28,6 +28,45 @@
 //! within a chunk gate by gate, so the `CHUNK` copies of a gate are hashed in
 //! one batched AES call while the working labels stay in the L2 cache. The
 //! chunking is part of the table layout.
+//!
+//! # Example
+//! ```
+//! use pi_protocol::gc::*;
+//! # fn main() -> pi_protocol::Result<()> {
+//! let params = ActivationParams::DEFAULT;
+//! let circuit = Circuit::relu(params); // built once, reused for every layer
+//! let (a, b, p) = ([100u64 << 12, 7], [5u64 << 12, params.mask() - 100], [42u64, 43]); // z = 105 * 2^12, -94
+//! // Server, offline.
+//! let GarbledLayer { tables, client_inputs, server_inputs } = Garbler::new().garble_layer(&circuit, 0, &p)?;
+//! // What a correlated OT delivers to the client: zero label ^ b_ij * Δ.
+//! let (zero, delta) = (client_inputs.zero_labels(), client_inputs.delta().block());
+//! let l = params.l() as usize;
+//! let picked = zero.iter().enumerate().map(|(k, z)| *z ^ delta.select((b[k / l] >> (k % l)) & 1 == 1)).collect();
+//! let client = ClientLabels::from_blocks(params, 2, picked)?;
+//! // Server, online: labels of its shares. Client: evaluate.
+//! let server = server_inputs.encode_share(&a)?;
+//! let out = Evaluator::new().evaluate_layer(&circuit, tables, client, server)?;
+//! assert_eq!(out[0], (105 + 42) & params.mask()); // ReLU(trunc(105 * 2^12)) + 42
+//! assert_eq!(out[1], 43); // a + b is negative: ReLU gives 0, plus the pad
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Offline material is used once; reuse does not compile:
+//! ```compile_fail
+//! # use pi_protocol::gc::*;
+//! # fn f(s: ServerInputLabels, a: &[u64]) {
+//! let first = s.encode_share(a);
+//! let again = s.encode_share(a); // use of moved value
+//! # }
+//! ```
+//! ```compile_fail
+//! # use pi_protocol::gc::*;
+//! # fn f(e: &mut Evaluator, c: &Circuit, t: GarbledTables, l1: ClientLabels, s1: ServerLabels, l2: ClientLabels, s2: ServerLabels) {
+//! let first = e.evaluate_layer(c, t, l1, s1);
+//! let again = e.evaluate_layer(c, t, l2, s2); // use of moved value
+//! # }
+//! ```
 
 pub mod circuit;
 pub mod eval;
@@ -94,12 +133,23 @@ impl Default for ActivationParams {
     }
 }
 
-/// The TCCR tweak of hash `h` of instance `instance` in layer `layer`.
-/// Unique per hash call over everything garbled under one Δ as long as layer
-/// indices do not repeat (enforced by [`Garbler`] for a shared Δ).
+/// Largest layer index: bit 31 of the layer field is the domain bit.
+pub const MAX_LAYER: u32 = (1 << 31) - 1;
+
+/// Tweak domain bit: every garbling tweak has bit 127 set, so that other users
+/// of the TCCR hash under the same Δ (a correlated OT whose correlation is
+/// the garbling Δ) stay apart by keeping bit 127 clear.
+pub const TWEAK_DOMAIN_GC: u128 = 1 << 127;
+
+/// Tweak of hash 0 of instance `instance` in layer `layer`; hash `h` adds `h`.
+/// Layout: domain bit 127, layer in bits 96..127, instance in bits 32..96,
+/// hash index in bits 0..32. Unique per hash call over everything garbled
+/// under one Δ as long as layer indices do not repeat (enforced by
+/// [`Garbler`] for a shared Δ).
 #[inline(always)]
 pub(crate) fn tweak_base(layer: u32, instance: u64) -> u128 {
-    ((layer as u128) << 96) | ((instance as u128) << 32)
+    debug_assert!(layer <= MAX_LAYER);
+    TWEAK_DOMAIN_GC | ((layer as u128) << 96) | ((instance as u128) << 32)
 }
 
 /// Mask of the low `bits` bits of a u64 (`bits <= 64`).
