@@ -200,6 +200,49 @@ impl Garbler {
         circuit: &Circuit,
         layer: u32,
         pads: &[u64],
+        sink: impl FnMut(&[u8]),
+    ) -> Result<GarbledInputs> {
+        self.garble_inner(circuit, layer, pads, None, sink)
+    }
+
+    /// As [`Self::garble_layer_streaming`], but the client's input zero labels
+    /// are given (`n * l` blocks, instance-major) instead of drawn: the sender
+    /// outputs of a random correlated OT with the client's shares as choice
+    /// bits and the garbler's Δ as correlation, so the client already holds
+    /// its labels and no OT correction is sent. Needs a garbler made with
+    /// [`Self::with_delta`] (Δ = the OT's correlation).
+    ///
+    /// # Errors
+    /// As [`Self::garble_layer`], and [`Error::BadInput`] without a shared Δ
+    /// or for a wrong number of labels.
+    pub fn garble_layer_streaming_with_client_labels(
+        &mut self,
+        circuit: &Circuit,
+        layer: u32,
+        pads: &[u64],
+        client_zero: Vec<Block>,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<GarbledInputs> {
+        if self.shared_delta.is_none() {
+            return Err(Error::BadInput("client labels from a correlated OT need the OT's Δ (Garbler::with_delta)".into()));
+        }
+        if Some(client_zero.len()) != pads.len().checked_mul(circuit.params().l() as usize) {
+            return Err(Error::BadInput(format!(
+                "{} client zero labels for {} activations of {} bits",
+                client_zero.len(),
+                pads.len(),
+                circuit.params().l()
+            )));
+        }
+        self.garble_inner(circuit, layer, pads, Some(client_zero), sink)
+    }
+
+    fn garble_inner(
+        &mut self,
+        circuit: &Circuit,
+        layer: u32,
+        pads: &[u64],
+        given_client_zero: Option<Vec<Block>>,
         mut sink: impl FnMut(&[u8]),
     ) -> Result<GarbledInputs> {
         let params = circuit.params();
@@ -225,7 +268,8 @@ impl Garbler {
         };
         let per = circuit.table_bytes();
         let mut server_zero = vec![Block::ZERO; n * l];
-        let mut client_zero = vec![Block::ZERO; n * l];
+        let generate_client = given_client_zero.is_none();
+        let mut client_zero = given_client_zero.unwrap_or_else(|| vec![Block::ZERO; n * l]);
         let mut prg = LabelPrg::new(&mut self.rng);
         self.scratch.ensure(circuit.slots);
         self.chunk_bytes.resize(CHUNK * per, 0);
@@ -245,6 +289,7 @@ impl Garbler {
                 bytes,
                 &mut server_zero[start * l..(start + cn) * l],
                 &mut client_zero[start * l..(start + cn) * l],
+                generate_client,
             );
             sink(bytes);
             start += cn;
@@ -286,6 +331,7 @@ fn garble_chunk(
     table: &mut [u8],
     server_zero: &mut [Block],
     client_zero: &mut [Block],
+    generate_client: bool,
 ) {
     let cn = pads.len();
     let l = c.params().l() as usize;
@@ -309,9 +355,15 @@ fn garble_chunk(
             }
             Op::InEvaluator { bit, out } => {
                 let o = &mut labels[slot(out)..slot(out) + cn];
-                prg.fill(o);
-                for (z, v) in client_zero.chunks_exact_mut(l).zip(o.iter()) {
-                    z[bit as usize] = *v;
+                if generate_client {
+                    prg.fill(o);
+                    for (z, v) in client_zero.chunks_exact_mut(l).zip(o.iter()) {
+                        z[bit as usize] = *v;
+                    }
+                } else {
+                    for (v, z) in o.iter_mut().zip(client_zero.chunks_exact(l)) {
+                        *v = z[bit as usize];
+                    }
                 }
             }
             Op::Xor { x, y, out } => {

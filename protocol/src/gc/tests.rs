@@ -287,3 +287,30 @@ fn streaming_chunks_concatenate_to_the_collected_tables() {
     assert_eq!(inputs.server_inputs.zero, whole.server_inputs.zero);
     assert_eq!(inputs.client_inputs.zero_labels(), whole.client_inputs.zero_labels());
 }
+
+#[test]
+fn client_labels_from_a_correlated_ot_are_used_as_given() {
+    let prm = params(20, 5);
+    let c = Circuit::relu(prm);
+    let l = 20;
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let delta = Delta::random(&mut rng);
+    let d = delta.block();
+    let (a, b, p) = ([3u64 << 5, 77], [9u64 << 5, prm.mask() - 1000], [1u64, 2]);
+    // A random COT: sender gets q, receiver gets q ^ b_j * Δ.
+    let q: Vec<crate::crypto::Block> = (0..2 * l).map(|_| crate::crypto::Block::random(&mut rng)).collect();
+    let t: Vec<_> = q.iter().enumerate().map(|(k, q)| *q ^ d.select((b[k / l] >> (k % l)) & 1 == 1)).collect();
+    let mut g = Garbler::with_delta(delta, ChaCha20Rng::seed_from_u64(13));
+    let mut bytes = Vec::new();
+    let inputs = g.garble_layer_streaming_with_client_labels(&c, 0, &p, q.clone(), |x| bytes.extend_from_slice(x)).unwrap();
+    assert_eq!(inputs.client_inputs.zero_labels(), &q[..]);
+    let tables = GarbledTables::from_bytes(&c, 0, 2, bytes).unwrap();
+    let client = ClientLabels::from_blocks(prm, 2, t).unwrap();
+    let server = inputs.server_inputs.encode_share(&a).unwrap();
+    let got = Evaluator::new().evaluate_layer(&c, tables, client, server).unwrap();
+    assert_eq!(got, vec![12 + 1, 2]);
+    // Without a shared Δ, or with the wrong count, it is refused.
+    let mut fresh = Garbler::from_rng(ChaCha20Rng::seed_from_u64(14));
+    assert!(matches!(fresh.garble_layer_streaming_with_client_labels(&c, 0, &p, q.clone(), |_| {}), Err(Error::BadInput(_))));
+    assert!(matches!(g.garble_layer_streaming_with_client_labels(&c, 1, &p, q[1..].to_vec(), |_| {}), Err(Error::BadInput(_))));
+}
