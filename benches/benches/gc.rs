@@ -2,7 +2,7 @@
 //! layer of activations, and the TCCR hash at several batch sizes.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pi_protocol::crypto::{Block, FixedKeyAes};
+use pi_protocol::crypto::{Block, FixedKeyAes, to_aes};
 use pi_protocol::gc::{ActivationKind, ActivationParams, Circuit, Evaluator, Garbler};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -25,6 +25,15 @@ fn layer(c: &mut Criterion) {
         let mut garbler = Garbler::from_rng(ChaCha20Rng::seed_from_u64(2));
         group.bench_function(BenchmarkId::new("garble", &id), |bench| {
             bench.iter(|| garbler.garble_layer(&circuit, 0, &p).expect("valid pads"))
+        });
+        group.bench_function(BenchmarkId::new("garble_streaming", &id), |bench| {
+            bench.iter(|| {
+                garbler
+                    .garble_layer_streaming(&circuit, 0, &p, |chunk| {
+                        std::hint::black_box(chunk);
+                    })
+                    .expect("valid pads")
+            })
         });
         let mut evaluator = Evaluator::new();
         group.bench_function(BenchmarkId::new("evaluate", &id), |bench| {
@@ -51,8 +60,13 @@ fn tccr(c: &mut Criterion) {
         let tw: Vec<Block> = (0..batch as u128).map(Block).collect();
         let mut out = vec![Block::ZERO; batch];
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(BenchmarkId::new("batch", batch), &batch, |bench, _| {
+        group.bench_with_input(BenchmarkId::new("blocks", batch), &batch, |bench, _| {
             bench.iter(|| aes.tccr_many(&xs, &tw, &mut out))
+        });
+        let mut raw: Vec<aes::Block> = xs.iter().map(|x| to_aes(x.0)).collect();
+        let mut hashed = raw.clone();
+        group.bench_with_input(BenchmarkId::new("aes_blocks_in_place", batch), &batch, |bench, _| {
+            bench.iter(|| aes.tccr_blocks_with(&mut raw, &mut hashed, |j| j as u128))
         });
     }
     group.finish();
