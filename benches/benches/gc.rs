@@ -2,6 +2,7 @@
 //! layer of activations, and the TCCR hash at several batch sizes.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use pi_bench::gc::transfer_client_labels;
 use pi_protocol::crypto::{Block, FixedKeyAes, to_aes};
 use pi_protocol::gc::{ActivationKind, ActivationParams, Circuit, Evaluator, Garbler};
 use rand::{Rng, SeedableRng};
@@ -40,7 +41,7 @@ fn layer(c: &mut Criterion) {
             bench.iter_batched(
                 || {
                     let gl = garbler.garble_layer(&circuit, 0, &p).expect("valid pads");
-                    let client = gl.client_inputs.ideal_transfer(&b).expect("shape");
+                    let client = transfer_client_labels(&gl.client_inputs, &b);
                     let server = gl.server_inputs.encode_share(&a).expect("shape");
                     (gl.tables, client, server)
                 },

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use pi_protocol::crypto::{FixedKeyAes, to_aes};
-use pi_protocol::gc::{ActivationKind, ActivationParams, Circuit, Evaluator, Garbler};
+use pi_protocol::gc::{ActivationKind, ActivationParams, Circuit, ClientInputLabels, ClientLabels, Evaluator, Garbler};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
@@ -55,6 +55,21 @@ pub struct GcReport {
     pub trunc_bytes: usize,
 }
 
+/// What a correlated OT hands the client: for each bit j of `b[i]`, the zero
+/// label XOR `b_ij * Δ` (the OT itself is not part of these measurements).
+pub fn transfer_client_labels(inputs: &ClientInputLabels, b: &[u64]) -> ClientLabels {
+    let params = inputs.params();
+    let l = params.l() as usize;
+    let delta = inputs.delta().block();
+    let labels = inputs
+        .zero_labels()
+        .chunks_exact(l)
+        .zip(b)
+        .flat_map(|(zero, v)| zero.iter().enumerate().map(move |(j, z)| *z ^ delta.select((v >> j) & 1 == 1)))
+        .collect();
+    ClientLabels::from_blocks(params, b.len(), labels).expect("one share per activation")
+}
+
 /// CPU time of the calling thread in nanoseconds, from
 /// `/proc/thread-self/schedstat` (Linux); `None` elsewhere.
 pub fn thread_cpu_ns() -> Option<u64> {
@@ -78,7 +93,7 @@ pub struct LayerTimes {
 }
 
 /// Times garbling and evaluating one layer of `n` instances of `circuit`
-/// (best of `reps`; label transfer is the ideal OT and not timed).
+/// (best of `reps`; the OT's label transfer is not timed).
 pub fn time_layer(circuit: &Circuit, n: usize, reps: usize) -> LayerTimes {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let mask = circuit.params().mask();
@@ -112,7 +127,7 @@ pub fn time_layer(circuit: &Circuit, n: usize, reps: usize) -> LayerTimes {
         let t = Instant::now();
         let layer = garbler.garble_layer(circuit, 0, &p).expect("valid pads");
         best.garble_collect = best.garble_collect.min(t.elapsed().as_secs_f64());
-        let client = layer.client_inputs.ideal_transfer(&b).expect("shape");
+        let client = transfer_client_labels(&layer.client_inputs, &b);
         let server = layer.server_inputs.encode_share(&a).expect("shape");
         let (t, c0) = (Instant::now(), thread_cpu_ns());
         let out = evaluator.evaluate_layer(circuit, layer.tables, client, server).expect("shape");

@@ -100,6 +100,11 @@ pub struct ClientInputLabels {
 }
 
 impl ClientInputLabels {
+    /// Ring parameters.
+    pub fn params(&self) -> ActivationParams {
+        self.params
+    }
+
     /// Zero labels, instance-major (`n * l` blocks).
     pub fn zero_labels(&self) -> &[Block] {
         &self.zero
