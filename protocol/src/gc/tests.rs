@@ -314,3 +314,10 @@ fn client_labels_from_a_correlated_ot_are_used_as_given() {
     assert!(matches!(fresh.garble_layer_streaming_with_client_labels(&c, 0, &p, q.clone(), |_| {}), Err(Error::BadInput(_))));
     assert!(matches!(g.garble_layer_streaming_with_client_labels(&c, 1, &p, q[1..].to_vec(), |_| {}), Err(Error::BadInput(_))));
 }
+
+#[test]
+fn empty_layer_round_trips() {
+    let c = Circuit::relu(ActivationParams::DEFAULT);
+    let got = run(&c, 1, &[], &[], &[]);
+    assert!(got.is_empty());
+}
