@@ -13,7 +13,6 @@ use crate::{Error, Result};
 /// laid out chunk by chunk (see [`super::CHUNK`]), ready to stream.
 ///
 /// Sent by the server offline; consumed by [`super::Evaluator::evaluate_layer`].
-#[derive(Debug)]
 pub struct GarbledTables {
     pub(crate) kind: ActivationKind,
     pub(crate) params: ActivationParams,
@@ -198,7 +197,7 @@ impl ServerInputLabels {
 }
 
 /// Labels of the server's shares, sent online (`n * l` blocks).
-#[derive(Debug, Zeroize, ZeroizeOnDrop)]
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ServerLabels {
     #[zeroize(skip)]
     pub(crate) params: ActivationParams,
@@ -209,7 +208,7 @@ pub struct ServerLabels {
 
 /// Labels of the client's own shares, obtained by OT (`n * l` blocks,
 /// instance-major). Kept by the client from the offline to the online phase.
-#[derive(Debug, Zeroize, ZeroizeOnDrop)]
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ClientLabels {
     #[zeroize(skip)]
     pub(crate) params: ActivationParams,
@@ -287,3 +286,20 @@ macro_rules! label_batch_codec {
 
 label_batch_codec!(ServerLabels, "server input labels");
 label_batch_codec!(ClientLabels, "client input labels");
+
+/// Shapes only: labels are secret and tables are large.
+macro_rules! debug_shape {
+    ($ty:ident) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty)).field("params", &self.params).field("n", &self.n).finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+debug_shape!(GarbledTables);
+debug_shape!(ClientInputLabels);
+debug_shape!(ServerInputLabels);
+debug_shape!(ServerLabels);
+debug_shape!(ClientLabels);

@@ -321,3 +321,13 @@ fn empty_layer_round_trips() {
     let got = run(&c, 1, &[], &[], &[]);
     assert!(got.is_empty());
 }
+
+#[test]
+fn debug_output_shows_shapes_not_labels() {
+    let c = Circuit::relu(params(16, 4));
+    let layer = Garbler::from_rng(ChaCha20Rng::seed_from_u64(1)).garble_layer(&c, 0, &[3]).unwrap();
+    let zero = layer.client_inputs.zero_labels()[0];
+    let text = format!("{:?} {:?} {:?}", layer.tables, layer.client_inputs, layer.server_inputs);
+    assert!(text.contains("n: 1"), "{text}");
+    assert!(!text.contains(&format!("{}", zero.0)), "{text}");
+}
