@@ -22,6 +22,7 @@ struct Scratch {
     labels: Vec<Block>,
     hin: Vec<aes::Block>,
     hscratch: Vec<aes::Block>,
+    packed: Vec<u128>,
 }
 
 impl Scratch {
@@ -79,6 +80,7 @@ impl Evaluator {
         s.labels.resize(circuit.slots * CHUNK, Block::ZERO);
         s.hin.resize(2 * CHUNK, aes::Block::default());
         s.hscratch.resize(2 * CHUNK, aes::Block::default());
+        s.packed.resize(CHUNK, 0);
         let mut out = vec![0u64; n];
         let mut start = 0;
         while start < n {
@@ -122,7 +124,7 @@ fn eval_chunk(
 ) {
     let cn = out.len();
     let l = c.params().l() as usize;
-    let Scratch { labels, hin, hscratch } = s;
+    let Scratch { labels, hin, hscratch, packed } = s;
     let tw0 = tweak_base(layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
     let mut ct = 0usize;
@@ -198,14 +200,20 @@ fn eval_chunk(
     aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << 32) + h);
     let top_mask = low_mask(top);
     let dtable = &table[ct..ct + dec * cn];
+    // Low output lsbs, gathered output by output (contiguous per slot).
+    let lsbs = &mut packed[..cn];
+    lsbs.fill(0);
+    for (j, s) in c.low_out.iter().enumerate() {
+        for (b, w) in lsbs.iter_mut().zip(&labels[slot(*s)..slot(*s) + cn]) {
+            *b |= (w.0 & 1) << j;
+        }
+    }
+    let low_mask_bits = low_mask(low) as u128;
     for i in 0..cn {
         let mut buf = [0u8; 16];
         buf[..dec].copy_from_slice(&dtable[i * dec..(i + 1) * dec]);
         let bits = u128::from_le_bytes(buf);
-        let mut v = 0u64;
-        for (j, s) in c.low_out.iter().enumerate() {
-            v |= (((labels[slot(*s) + i].0 ^ (bits >> j)) & 1) as u64) << j;
-        }
+        let v = ((lsbs[i] ^ bits) & low_mask_bits) as u64;
         let row_shift = low + if carry[i].lsb() { top } else { 0 };
         let row = (bits >> row_shift) as u64 & top_mask;
         let hi = (row ^ from_aes(&hscratch[i]) as u64) & top_mask;

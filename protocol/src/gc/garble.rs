@@ -81,6 +81,7 @@ struct Scratch {
     hin: Vec<aes::Block>,
     hscratch: Vec<aes::Block>,
     known: Vec<u64>,
+    packed: Vec<u128>,
 }
 
 impl Drop for Scratch {
@@ -106,6 +107,7 @@ impl Scratch {
         self.hin.resize(4 * CHUNK, aes::Block::default());
         self.hscratch.resize(4 * CHUNK, aes::Block::default());
         self.known.resize(CHUNK, 0);
+        self.packed.resize(CHUNK, 0);
     }
 }
 
@@ -224,7 +226,9 @@ impl Garbler {
         sink: impl FnMut(&[u8]),
     ) -> Result<GarbledInputs> {
         if self.shared_delta.is_none() {
-            return Err(Error::BadInput("client labels from a correlated OT need the OT's Δ (Garbler::with_delta)".into()));
+            return Err(Error::BadInput(
+                "client labels from a correlated OT need the OT's Δ (Garbler::with_delta)".into(),
+            ));
         }
         if Some(client_zero.len()) != pads.len().checked_mul(circuit.params().l() as usize) {
             return Err(Error::BadInput(format!(
@@ -336,7 +340,7 @@ fn garble_chunk(
     let cn = pads.len();
     let l = c.params().l() as usize;
     let d = delta.0;
-    let Scratch { labels, hin, hscratch, known } = s;
+    let Scratch { labels, hin, hscratch, known, packed } = s;
     for (k, p) in known.iter_mut().zip(pads) {
         *k = c.known(*p);
     }
@@ -461,11 +465,16 @@ fn garble_chunk(
     aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << 32) + h);
     let top_mask = low_mask(top);
     let dtable = &mut table[ct..ct + dec * cn];
-    for i in 0..cn {
-        let mut bits: u128 = 0;
-        for (j, s) in c.low_out.iter().enumerate() {
-            bits |= (labels[slot(*s) + i].0 & 1) << j;
+    // Low output lsbs, gathered output by output (contiguous per slot).
+    let bits = &mut packed[..cn];
+    bits.fill(0);
+    for (j, s) in c.low_out.iter().enumerate() {
+        for (b, w) in bits.iter_mut().zip(&labels[slot(*s)..slot(*s) + cn]) {
+            *b |= (w.0 & 1) << j;
         }
+    }
+    for i in 0..cn {
+        let mut bits = bits[i];
         let hi = known[i] >> low;
         let p0 = carry[i].lsb() as usize;
         let mut rows = [0u64; 2];

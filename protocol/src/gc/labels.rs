@@ -292,7 +292,10 @@ macro_rules! debug_shape {
     ($ty:ident) => {
         impl std::fmt::Debug for $ty {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty)).field("params", &self.params).field("n", &self.n).finish_non_exhaustive()
+                f.debug_struct(stringify!($ty))
+                    .field("params", &self.params)
+                    .field("n", &self.n)
+                    .finish_non_exhaustive()
             }
         }
     };

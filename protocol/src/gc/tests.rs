@@ -302,7 +302,8 @@ fn client_labels_from_a_correlated_ot_are_used_as_given() {
     let t: Vec<_> = q.iter().enumerate().map(|(k, q)| *q ^ d.select((b[k / l] >> (k % l)) & 1 == 1)).collect();
     let mut g = Garbler::with_delta(delta, ChaCha20Rng::seed_from_u64(13));
     let mut bytes = Vec::new();
-    let inputs = g.garble_layer_streaming_with_client_labels(&c, 0, &p, q.clone(), |x| bytes.extend_from_slice(x)).unwrap();
+    let inputs =
+        g.garble_layer_streaming_with_client_labels(&c, 0, &p, q.clone(), |x| bytes.extend_from_slice(x)).unwrap();
     assert_eq!(inputs.client_inputs.zero_labels(), &q[..]);
     let tables = GarbledTables::from_bytes(&c, 0, 2, bytes).unwrap();
     let client = ClientLabels::from_blocks(prm, 2, t).unwrap();
@@ -311,8 +312,14 @@ fn client_labels_from_a_correlated_ot_are_used_as_given() {
     assert_eq!(got, vec![12 + 1, 2]);
     // Without a shared Δ, or with the wrong count, it is refused.
     let mut fresh = Garbler::from_rng(ChaCha20Rng::seed_from_u64(14));
-    assert!(matches!(fresh.garble_layer_streaming_with_client_labels(&c, 0, &p, q.clone(), |_| {}), Err(Error::BadInput(_))));
-    assert!(matches!(g.garble_layer_streaming_with_client_labels(&c, 1, &p, q[1..].to_vec(), |_| {}), Err(Error::BadInput(_))));
+    assert!(matches!(
+        fresh.garble_layer_streaming_with_client_labels(&c, 0, &p, q.clone(), |_| {}),
+        Err(Error::BadInput(_))
+    ));
+    assert!(matches!(
+        g.garble_layer_streaming_with_client_labels(&c, 1, &p, q[1..].to_vec(), |_| {}),
+        Err(Error::BadInput(_))
+    ));
 }
 
 #[test]
