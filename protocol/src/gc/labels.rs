@@ -85,6 +85,59 @@ impl GarbledTables {
     }
 }
 
+/// Reassembles a layer's tables from streamed pieces of any size, never
+/// holding more than the expected `n * circuit.table_bytes()` bytes.
+pub struct TablesAssembler<'c> {
+    circuit: &'c Circuit,
+    layer: u32,
+    n: usize,
+    expected: usize,
+    bytes: Vec<u8>,
+}
+
+impl<'c> TablesAssembler<'c> {
+    /// Expects the tables of `n` instances of `circuit` for layer `layer`.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if the expected size overflows.
+    pub fn new(circuit: &'c Circuit, layer: u32, n: usize) -> Result<Self> {
+        let expected = n
+            .checked_mul(circuit.table_bytes())
+            .ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
+        Ok(Self { circuit, layer, n, expected, bytes: Vec::with_capacity(expected) })
+    }
+
+    /// Bytes still expected.
+    pub fn remaining(&self) -> usize {
+        self.expected - self.bytes.len()
+    }
+
+    /// Appends a received piece.
+    ///
+    /// # Errors
+    /// [`Error::PeerMisbehaved`] if the piece goes past the expected size.
+    pub fn push(&mut self, piece: &[u8]) -> Result<()> {
+        if piece.len() > self.remaining() {
+            return Err(Error::PeerMisbehaved(format!(
+                "garbled tables of layer {}: {} bytes more than the expected {}",
+                self.layer,
+                piece.len() - self.remaining(),
+                self.expected
+            )));
+        }
+        self.bytes.extend_from_slice(piece);
+        Ok(())
+    }
+
+    /// The complete tables.
+    ///
+    /// # Errors
+    /// [`Error::PeerMisbehaved`] if bytes are missing or malformed.
+    pub fn finish(self) -> Result<GarbledTables> {
+        GarbledTables::from_bytes(self.circuit, self.layer, self.n, self.bytes)
+    }
+}
+
 /// The client's input labels as the garbler holds them: for instance i, bit j
 /// the zero label `zero[i * l + j]`; the one label is `zero ^ Δ`. Exactly the
 /// form a correlated OT with correlation Δ delivers. Zeroized on drop.

@@ -79,7 +79,7 @@ mod tests;
 pub use circuit::{ActivationKind, Circuit, reference};
 pub use eval::Evaluator;
 pub use garble::{Delta, GarbledInputs, GarbledLayer, Garbler};
-pub use labels::{ClientInputLabels, ClientLabels, GarbledTables, ServerInputLabels, ServerLabels};
+pub use labels::{ClientInputLabels, ClientLabels, GarbledTables, ServerInputLabels, ServerLabels, TablesAssembler};
 
 use crate::crypto::Block;
 use crate::{Error, Result};

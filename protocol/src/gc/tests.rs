@@ -338,3 +338,35 @@ fn debug_output_shows_shapes_not_labels() {
     assert!(text.contains("n: 1"), "{text}");
     assert!(!text.contains(&format!("{}", zero.0)), "{text}");
 }
+
+#[test]
+fn streamed_tables_reassemble_and_overruns_are_rejected() {
+    let prm = params(16, 4);
+    let c = Circuit::truncate(prm);
+    let n = CHUNK + 5;
+    let (a, b, p) = (vec![5u64; n], vec![(1 << 16) - 300; n], vec![9u64; n]);
+    let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(21));
+    let mut asm = TablesAssembler::new(&c, 2, n).unwrap();
+    let mut result = Ok(());
+    let inputs = g.garble_layer_streaming(&c, 2, &p, |chunk| {
+        // Split each chunk in uneven pieces, as a transport might.
+        for piece in chunk.chunks(1000) {
+            if result.is_ok() {
+                result = asm.push(piece);
+            }
+        }
+    });
+    result.unwrap();
+    let inputs = inputs.unwrap();
+    assert_eq!(asm.remaining(), 0);
+    assert!(matches!(asm.push(&[0]), Err(Error::PeerMisbehaved(_))));
+    let tables = asm.finish().unwrap();
+    let client = inputs.client_inputs.ideal_transfer(&b).unwrap();
+    let server = inputs.server_inputs.encode_share(&a).unwrap();
+    let got = Evaluator::new().evaluate_layer(&c, tables, client, server).unwrap();
+    assert!(got.iter().enumerate().all(|(i, v)| *v == reference(ActivationKind::Truncate, prm, a[i], b[i], p[i])));
+    // Missing bytes.
+    let mut short = TablesAssembler::new(&c, 2, 1).unwrap();
+    short.push(&vec![0u8; c.table_bytes() - 1]).unwrap();
+    assert!(matches!(short.finish(), Err(Error::PeerMisbehaved(_))));
+}
