@@ -1,3 +1,4 @@
 //! Benchmark helpers shared by the criterion benches and the `pi-bench` binary.
 
 pub mod ot;
+pub mod gc;

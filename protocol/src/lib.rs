@@ -9,6 +9,7 @@
 //! - [`crypto`]: the 128-bit [`crypto::Block`] and fixed-key AES hashing.
 //! - [`error`]: the crate's error type, split by whose fault it is.
 //! - [`ot`]: oblivious transfer, base OT on ristretto255 and IKNP extension.
+//! - [`gc`]: half-gates garbled circuits for ReLU with exact truncation.
 //! - [`transport`]: the [`transport::Channel`] abstraction, an in-memory
 //!   duplex for tests and byte metering per label.
 //!
@@ -18,6 +19,7 @@
 pub mod crypto;
 pub mod error;
 pub mod ot;
+pub mod gc;
 pub mod transport;
 
 pub use error::{Error, Result};

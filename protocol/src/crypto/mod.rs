@@ -4,5 +4,5 @@
 mod aes_hash;
 mod block;
 
-pub use aes_hash::{AES_BATCH, FixedKeyAes};
+pub use aes_hash::{AES_BATCH, FixedKeyAes, from_aes, to_aes};
 pub use block::Block;

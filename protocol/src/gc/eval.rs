@@ -1,0 +1,222 @@
+//! The evaluator (client side, online): evaluates a whole garbled layer.
+
+use zeroize::Zeroize;
+
+use super::circuit::Op;
+use super::labels::{ClientLabels, GarbledTables, ServerLabels};
+use super::{CHUNK, Circuit, low_mask, split3, tweak_base};
+use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes};
+use crate::{Error, Result};
+
+/// The evaluator. Holds reusable scratch buffers.
+#[derive(Default)]
+pub struct Evaluator {
+    aes: FixedKeyAes,
+    scratch: Scratch,
+}
+
+/// Working buffers reused across chunks and layers; wiped after each layer
+/// and on drop.
+#[derive(Default)]
+struct Scratch {
+    labels: Vec<Block>,
+    hin: Vec<aes::Block>,
+    hscratch: Vec<aes::Block>,
+    packed: Vec<u128>,
+}
+
+impl Scratch {
+    fn wipe(&mut self) {
+        self.labels.zeroize();
+        // Hash buffers: a best-effort clear (the aes block type has no Zeroize here).
+        self.hin.fill(aes::Block::default());
+        self.hscratch.fill(aes::Block::default());
+        std::hint::black_box(&self.hin);
+        std::hint::black_box(&self.hscratch);
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl Evaluator {
+    /// A new evaluator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Evaluates a layer: returns `act(a_i + b_i) + p_i mod 2^l` for every
+    /// instance. Consumes the tables and both label batches: garbled material
+    /// is used once.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if the tables, labels and circuit disagree in kind,
+    /// parameters or number of instances (all were checked against the
+    /// session's expectations when decoded).
+    pub fn evaluate_layer(
+        &mut self,
+        circuit: &Circuit,
+        tables: GarbledTables,
+        client: ClientLabels,
+        server: ServerLabels,
+    ) -> Result<Vec<u64>> {
+        let params = circuit.params();
+        let n = tables.n;
+        if tables.kind != circuit.kind() || tables.params != params {
+            return Err(Error::BadInput("garbled tables were made for another circuit".into()));
+        }
+        if client.n != n || server.n != n || client.params != params || server.params != params {
+            return Err(Error::BadInput(format!(
+                "layer of {n} activations with {} client and {} server label sets",
+                client.n, server.n
+            )));
+        }
+        let per = circuit.table_bytes();
+        let l = params.l() as usize;
+        let s = &mut self.scratch;
+        s.labels.resize(circuit.slots * CHUNK, Block::ZERO);
+        s.hin.resize(2 * CHUNK, aes::Block::default());
+        s.hscratch.resize(2 * CHUNK, aes::Block::default());
+        s.packed.resize(CHUNK, 0);
+        let mut out = vec![0u64; n];
+        let mut start = 0;
+        while start < n {
+            let cn = CHUNK.min(n - start);
+            eval_chunk(
+                &self.aes,
+                s,
+                circuit,
+                tables.layer,
+                start,
+                &tables.bytes[start * per..(start + cn) * per],
+                &client.labels[start * l..(start + cn) * l],
+                &server.labels[start * l..(start + cn) * l],
+                &mut out[start..start + cn],
+            );
+            start += cn;
+        }
+        s.wipe();
+        Ok(out)
+    }
+}
+
+#[inline(always)]
+fn get(bytes: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&bytes[..16]);
+    u128::from_le_bytes(b)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_chunk(
+    aes: &FixedKeyAes,
+    s: &mut Scratch,
+    c: &Circuit,
+    layer: u32,
+    start: usize,
+    table: &[u8],
+    client: &[Block],
+    server: &[Block],
+    out: &mut [u64],
+) {
+    let cn = out.len();
+    let l = c.params().l() as usize;
+    let Scratch { labels, hin, hscratch, packed } = s;
+    let tw0 = tweak_base(layer, start as u64);
+    let slot = |s: u32| s as usize * CHUNK;
+    let mut ct = 0usize;
+    for op in &c.ops {
+        match *op {
+            Op::InGarbler { bit, out } => {
+                for (o, z) in labels[slot(out)..slot(out) + cn].iter_mut().zip(server.chunks_exact(l)) {
+                    *o = z[bit as usize];
+                }
+            }
+            Op::InEvaluator { bit, out } => {
+                for (o, z) in labels[slot(out)..slot(out) + cn].iter_mut().zip(client.chunks_exact(l)) {
+                    *o = z[bit as usize];
+                }
+            }
+            Op::Xor { x, y, out } => {
+                let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
+                for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
+                    *o = *x ^ *y;
+                }
+            }
+            Op::Not { x, out } | Op::XorKnown { x, out, .. } => {
+                let (x, _, o) = split3(labels, CHUNK, x, x, out, cn);
+                o.copy_from_slice(x);
+            }
+            Op::And { x, y, out, h } => {
+                let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
+                let hin = &mut hin[..2 * cn];
+                for ((hb, a), b) in hin.chunks_exact_mut(2).zip(x).zip(y) {
+                    hb[0] = to_aes(a.0);
+                    hb[1] = to_aes(b.0);
+                }
+                let h = h as u128;
+                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| {
+                    tw0 + (((j >> 1) as u128) << 32) + h + (j as u128 & 1)
+                });
+                let table = &table[ct..ct + 32 * cn];
+                for ((((hb, o), a), b), tb) in
+                    hscratch[..2 * cn].chunks_exact(2).zip(o.iter_mut()).zip(x).zip(y).zip(table.chunks_exact(32))
+                {
+                    let (tg, te) = (get(tb), get(&tb[16..]));
+                    let wg = from_aes(&hb[0]) ^ (tg & (a.0 & 1).wrapping_neg());
+                    let we = from_aes(&hb[1]) ^ ((te ^ a.0) & (b.0 & 1).wrapping_neg());
+                    *o = Block(wg ^ we);
+                }
+                ct += 32 * cn;
+            }
+            Op::AndKnown { x, out, h, .. } => {
+                let (x, _, o) = split3(labels, CHUNK, x, x, out, cn);
+                let hin = &mut hin[..cn];
+                for (hb, a) in hin.iter_mut().zip(x) {
+                    *hb = to_aes(a.0);
+                }
+                let h = h as u128;
+                aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << 32) + h);
+                let table = &table[ct..ct + 16 * cn];
+                for (((hb, o), a), tb) in hscratch[..cn].iter().zip(o.iter_mut()).zip(x).zip(table.chunks_exact(16)) {
+                    *o = Block(from_aes(hb) ^ (get(tb) & (a.0 & 1).wrapping_neg()));
+                }
+                ct += 16 * cn;
+            }
+        }
+    }
+    let low = c.low_bits();
+    let top = c.top_bits();
+    let dec = c.decode_bytes();
+    let carry = &labels[slot(c.top_carry)..slot(c.top_carry) + cn];
+    let hin = &mut hin[..cn];
+    for (hb, c0) in hin.iter_mut().zip(carry) {
+        *hb = to_aes(c0.0);
+    }
+    let h = c.top_h as u128;
+    aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << 32) + h);
+    let top_mask = low_mask(top);
+    let dtable = &table[ct..ct + dec * cn];
+    // Low output lsbs, gathered output by output (contiguous per slot).
+    let lsbs = &mut packed[..cn];
+    lsbs.fill(0);
+    for (j, s) in c.low_out.iter().enumerate() {
+        for (b, w) in lsbs.iter_mut().zip(&labels[slot(*s)..slot(*s) + cn]) {
+            *b |= (w.0 & 1) << j;
+        }
+    }
+    let low_mask_bits = low_mask(low) as u128;
+    for i in 0..cn {
+        let mut buf = [0u8; 16];
+        buf[..dec].copy_from_slice(&dtable[i * dec..(i + 1) * dec]);
+        let bits = u128::from_le_bytes(buf);
+        let v = ((lsbs[i] ^ bits) & low_mask_bits) as u64;
+        let row_shift = low + if carry[i].lsb() { top } else { 0 };
+        let row = (bits >> row_shift) as u64 & top_mask;
+        let hi = (row ^ from_aes(&hscratch[i]) as u64) & top_mask;
+        out[i] = v | (hi << low);
+    }
+}

@@ -1,0 +1,488 @@
+//! The garbler (server side, offline): half-gates garbling of a whole layer.
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::circuit::Op;
+use super::labels::{ClientInputLabels, GarbledTables, ServerInputLabels};
+use super::{CHUNK, Circuit, MAX_LAYER, low_mask, split3, tweak_base};
+use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes};
+use crate::{Error, Result};
+
+/// The global free-XOR offset Δ: the one label of every wire is the zero label
+/// XOR Δ. Its lsb is 1, so the two labels of a wire have different
+/// point-and-permute bits. Secret; zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Delta(Block);
+
+impl Delta {
+    /// A fresh uniformly random Δ with lsb 1.
+    pub fn random<R: RngCore + ?Sized>(rng: &mut R) -> Self {
+        Self(Block(Block::random(rng).0 | 1))
+    }
+
+    /// Δ from a block, for example the correlation of a correlated OT, so
+    /// that the OT delivers the client's input labels directly.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if the lsb is 0 (point-and-permute needs it set).
+    pub fn from_block(b: Block) -> Result<Self> {
+        if !b.lsb() {
+            return Err(Error::BadInput("Δ must have lsb 1".into()));
+        }
+        Ok(Self(b))
+    }
+
+    /// The block value.
+    pub fn block(&self) -> Block {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for Delta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delta(..)")
+    }
+}
+
+/// Everything the garbler produces for one layer of n activations.
+///
+/// `tables` go to the client offline; `client_inputs` feed the correlated OT
+/// for the client's shares; `server_inputs` stay with the server until its
+/// shares are known online.
+pub struct GarbledLayer {
+    /// Garbled tables and decoding information, for the client.
+    pub tables: GarbledTables,
+    /// The client's input zero labels and Δ, for the OT sender.
+    pub client_inputs: ClientInputLabels,
+    /// The server's input zero labels and Δ, consumed online.
+    pub server_inputs: ServerInputLabels,
+}
+
+/// The garbler. Holds reusable scratch buffers; a Δ is fresh per layer unless
+/// one is fixed with [`Garbler::with_delta`].
+pub struct Garbler {
+    aes: FixedKeyAes,
+    rng: ChaCha20Rng,
+    shared_delta: Option<Delta>,
+    /// Last layer index garbled under the shared Δ (tweak uniqueness).
+    last_layer: Option<u32>,
+    scratch: Scratch,
+    /// Tables of one chunk (public once sent, so not wiped).
+    chunk_bytes: Vec<u8>,
+}
+
+/// Working buffers reused across chunks and layers; wiped after each layer
+/// and on drop.
+#[derive(Default)]
+struct Scratch {
+    labels: Vec<Block>,
+    hin: Vec<aes::Block>,
+    hscratch: Vec<aes::Block>,
+    known: Vec<u64>,
+    packed: Vec<u128>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl Scratch {
+    /// Clears label material (hash inputs include zero labels and Δ).
+    fn wipe(&mut self) {
+        self.labels.zeroize();
+        self.known.zeroize();
+        // Hash buffers: a best-effort clear (the aes block type has no Zeroize here).
+        self.hin.fill(aes::Block::default());
+        self.hscratch.fill(aes::Block::default());
+        std::hint::black_box(&self.hin);
+        std::hint::black_box(&self.hscratch);
+    }
+
+    fn ensure(&mut self, slots: usize) {
+        self.labels.resize(slots * CHUNK, Block::ZERO);
+        self.hin.resize(4 * CHUNK, aes::Block::default());
+        self.hscratch.resize(4 * CHUNK, aes::Block::default());
+        self.known.resize(CHUNK, 0);
+        self.packed.resize(CHUNK, 0);
+    }
+}
+
+/// Label generator: AES-128 in counter mode under a fresh secret key.
+struct LabelPrg {
+    aes: FixedKeyAes,
+    counter: u128,
+}
+
+impl LabelPrg {
+    fn new(rng: &mut ChaCha20Rng) -> Self {
+        let mut key = [0u8; 16];
+        rng.fill_bytes(&mut key);
+        let aes = FixedKeyAes::with_key(key);
+        key.zeroize();
+        Self { aes, counter: 0 }
+    }
+
+    fn fill(&mut self, out: &mut [Block]) {
+        for o in out.iter_mut() {
+            *o = Block(self.counter);
+            self.counter += 1;
+        }
+        self.aes.permute_many(out);
+    }
+}
+
+impl Default for Garbler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Garbler {
+    /// A garbler seeded from the operating system, fresh Δ per layer.
+    pub fn new() -> Self {
+        Self::from_rng(ChaCha20Rng::from_os_rng())
+    }
+
+    /// A garbler drawing Δ and label keys from `rng` (seeded in tests).
+    pub fn from_rng(rng: ChaCha20Rng) -> Self {
+        Self {
+            aes: FixedKeyAes::new(),
+            rng,
+            shared_delta: None,
+            last_layer: None,
+            scratch: Scratch::default(),
+            chunk_bytes: Vec::new(),
+        }
+    }
+
+    /// A garbler that uses `delta` for every layer (for example the
+    /// correlation of the session's correlated OT). Layer indices must then
+    /// strictly increase, so that no TCCR tweak repeats under one Δ.
+    pub fn with_delta(delta: Delta, rng: ChaCha20Rng) -> Self {
+        Self { shared_delta: Some(delta), ..Self::from_rng(rng) }
+    }
+
+    /// Garbles `pads.len()` instances of `circuit` for layer `layer`; `pads[i]`
+    /// is the server's pad p of instance i (reduced mod 2^l), hard-wired as
+    /// garbler-known bits. Collects the whole layer's tables in memory; see
+    /// [`Self::garble_layer_streaming`] to send them chunk by chunk instead.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] for an unreduced pad, a layer index above
+    /// [`MAX_LAYER`], or one that does not increase under a shared Δ.
+    pub fn garble_layer(&mut self, circuit: &Circuit, layer: u32, pads: &[u64]) -> Result<GarbledLayer> {
+        let total = pads
+            .len()
+            .checked_mul(circuit.table_bytes())
+            .ok_or_else(|| Error::BadInput(format!("layer of {} activations is too large", pads.len())))?;
+        let mut bytes = Vec::with_capacity(total);
+        let inputs = self.garble_layer_streaming(circuit, layer, pads, |chunk| bytes.extend_from_slice(chunk))?;
+        let (client_inputs, server_inputs) = inputs.into_parts();
+        Ok(GarbledLayer {
+            tables: GarbledTables { kind: circuit.kind(), params: circuit.params(), layer, n: pads.len(), bytes },
+            client_inputs,
+            server_inputs,
+        })
+    }
+
+    /// As [`Self::garble_layer`], but hands the tables to `sink` chunk by
+    /// chunk (at most [`CHUNK`] instances, `circuit.table_bytes()` each, in
+    /// order) from one reused buffer, so a layer's tables never need to sit
+    /// in memory at once. The concatenation of all chunks is the encoding
+    /// [`GarbledTables::from_bytes`] expects.
+    ///
+    /// # Errors
+    /// As [`Self::garble_layer`]; nothing is handed to `sink` on error.
+    pub fn garble_layer_streaming(
+        &mut self,
+        circuit: &Circuit,
+        layer: u32,
+        pads: &[u64],
+        sink: impl FnMut(&[u8]),
+    ) -> Result<GarbledInputs> {
+        self.garble_inner(circuit, layer, pads, None, sink)
+    }
+
+    /// As [`Self::garble_layer_streaming`], but the client's input zero labels
+    /// are given (`n * l` blocks, instance-major) instead of drawn: the sender
+    /// outputs of a random correlated OT with the client's shares as choice
+    /// bits and the garbler's Δ as correlation, so the client already holds
+    /// its labels and no OT correction is sent. Needs a garbler made with
+    /// [`Self::with_delta`] (Δ = the OT's correlation).
+    ///
+    /// # Errors
+    /// As [`Self::garble_layer`], and [`Error::BadInput`] without a shared Δ
+    /// or for a wrong number of labels.
+    pub fn garble_layer_streaming_with_client_labels(
+        &mut self,
+        circuit: &Circuit,
+        layer: u32,
+        pads: &[u64],
+        client_zero: Vec<Block>,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<GarbledInputs> {
+        if self.shared_delta.is_none() {
+            return Err(Error::BadInput(
+                "client labels from a correlated OT need the OT's Δ (Garbler::with_delta)".into(),
+            ));
+        }
+        if Some(client_zero.len()) != pads.len().checked_mul(circuit.params().l() as usize) {
+            return Err(Error::BadInput(format!(
+                "{} client zero labels for {} activations of {} bits",
+                client_zero.len(),
+                pads.len(),
+                circuit.params().l()
+            )));
+        }
+        self.garble_inner(circuit, layer, pads, Some(client_zero), sink)
+    }
+
+    fn garble_inner(
+        &mut self,
+        circuit: &Circuit,
+        layer: u32,
+        pads: &[u64],
+        given_client_zero: Option<Vec<Block>>,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<GarbledInputs> {
+        let params = circuit.params();
+        let l = params.l() as usize;
+        let n = pads.len();
+        if let Some(p) = pads.iter().find(|p| **p & !params.mask() != 0) {
+            return Err(Error::BadInput(format!("pad {p:#x} is not reduced mod 2^{l}")));
+        }
+        if layer > MAX_LAYER {
+            return Err(Error::BadInput(format!("layer index {layer} exceeds {MAX_LAYER}")));
+        }
+        let delta = match &self.shared_delta {
+            Some(d) => {
+                if self.last_layer.is_some_and(|last| layer <= last) {
+                    return Err(Error::BadInput(format!(
+                        "layer index {layer} does not increase under a shared Δ (tweaks would repeat)"
+                    )));
+                }
+                self.last_layer = Some(layer);
+                d.clone()
+            }
+            None => Delta::random(&mut self.rng),
+        };
+        let per = circuit.table_bytes();
+        let mut server_zero = vec![Block::ZERO; n * l];
+        let generate_client = given_client_zero.is_none();
+        let mut client_zero = given_client_zero.unwrap_or_else(|| vec![Block::ZERO; n * l]);
+        let mut prg = LabelPrg::new(&mut self.rng);
+        self.scratch.ensure(circuit.slots);
+        self.chunk_bytes.resize(CHUNK * per, 0);
+        let mut start = 0;
+        while start < n {
+            let cn = CHUNK.min(n - start);
+            let bytes = &mut self.chunk_bytes[..cn * per];
+            garble_chunk(
+                &self.aes,
+                &mut self.scratch,
+                &mut prg,
+                circuit,
+                delta.block(),
+                layer,
+                start,
+                &pads[start..start + cn],
+                bytes,
+                &mut server_zero[start * l..(start + cn) * l],
+                &mut client_zero[start * l..(start + cn) * l],
+                generate_client,
+            );
+            sink(bytes);
+            start += cn;
+        }
+        self.scratch.wipe();
+        Ok(GarbledInputs {
+            client_inputs: ClientInputLabels { params, n, zero: client_zero, delta: delta.clone() },
+            server_inputs: ServerInputLabels { params, layer, n, zero: server_zero, delta },
+        })
+    }
+}
+
+/// The input labels of a layer garbled with [`Garbler::garble_layer_streaming`].
+pub struct GarbledInputs {
+    /// The client's input zero labels and Δ, for the OT sender.
+    pub client_inputs: ClientInputLabels,
+    /// The server's input zero labels and Δ, consumed online.
+    pub server_inputs: ServerInputLabels,
+}
+
+impl GarbledInputs {
+    /// Both parts, by value.
+    pub fn into_parts(self) -> (ClientInputLabels, ServerInputLabels) {
+        (self.client_inputs, self.server_inputs)
+    }
+}
+
+/// Garbles instances `start..start + pads.len()` (one chunk), gate by gate.
+#[allow(clippy::too_many_arguments)]
+fn garble_chunk(
+    aes: &FixedKeyAes,
+    s: &mut Scratch,
+    prg: &mut LabelPrg,
+    c: &Circuit,
+    delta: Block,
+    layer: u32,
+    start: usize,
+    pads: &[u64],
+    table: &mut [u8],
+    server_zero: &mut [Block],
+    client_zero: &mut [Block],
+    generate_client: bool,
+) {
+    let cn = pads.len();
+    let l = c.params().l() as usize;
+    let d = delta.0;
+    let Scratch { labels, hin, hscratch, known, packed } = s;
+    for (k, p) in known.iter_mut().zip(pads) {
+        *k = c.known(*p);
+    }
+    // Tweak of hash h of instance start + i: tw0 + (i << 32) + h.
+    let tw0 = tweak_base(layer, start as u64);
+    let slot = |s: u32| s as usize * CHUNK;
+    let mut ct = 0usize; // table offset of the next gate's ciphertexts
+    for op in &c.ops {
+        match *op {
+            Op::InGarbler { bit, out } => {
+                let o = &mut labels[slot(out)..slot(out) + cn];
+                prg.fill(o);
+                for (z, v) in server_zero.chunks_exact_mut(l).zip(o.iter()) {
+                    z[bit as usize] = *v;
+                }
+            }
+            Op::InEvaluator { bit, out } => {
+                let o = &mut labels[slot(out)..slot(out) + cn];
+                if generate_client {
+                    prg.fill(o);
+                    for (z, v) in client_zero.chunks_exact_mut(l).zip(o.iter()) {
+                        z[bit as usize] = *v;
+                    }
+                } else {
+                    for (v, z) in o.iter_mut().zip(client_zero.chunks_exact(l)) {
+                        *v = z[bit as usize];
+                    }
+                }
+            }
+            Op::Xor { x, y, out } => {
+                let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
+                for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
+                    *o = *x ^ *y;
+                }
+            }
+            Op::Not { x, out } => {
+                let (x, _, o) = split3(labels, CHUNK, x, x, out, cn);
+                for (o, x) in o.iter_mut().zip(x) {
+                    *o = *x ^ delta;
+                }
+            }
+            Op::XorKnown { x, bit, out } => {
+                let (x, _, o) = split3(labels, CHUNK, x, x, out, cn);
+                for ((o, x), k) in o.iter_mut().zip(x).zip(known.iter()) {
+                    *o = *x ^ delta.select((k >> bit) & 1 == 1);
+                }
+            }
+            Op::And { x, y, out, h } => {
+                // Half-gates (ZRE15, figure 2): hashes of A0, A1 under tweak h
+                // and of B0, B1 under tweak h + 1, all instances in one call.
+                let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
+                let hin = &mut hin[..4 * cn];
+                for ((hb, a0), b0) in hin.chunks_exact_mut(4).zip(x).zip(y) {
+                    hb[0] = to_aes(a0.0);
+                    hb[1] = to_aes(a0.0 ^ d);
+                    hb[2] = to_aes(b0.0);
+                    hb[3] = to_aes(b0.0 ^ d);
+                }
+                let h = h as u128;
+                aes.tccr_blocks_with(hin, &mut hscratch[..4 * cn], |j| {
+                    tw0 + (((j >> 2) as u128) << 32) + h + ((j as u128 >> 1) & 1)
+                });
+                let table = &mut table[ct..ct + 32 * cn];
+                for ((((hb, o), a0), b0), tb) in
+                    hscratch[..4 * cn].chunks_exact(4).zip(o.iter_mut()).zip(x).zip(y).zip(table.chunks_exact_mut(32))
+                {
+                    let (ha0, ha1, hb0, hb1) = (from_aes(&hb[0]), from_aes(&hb[1]), from_aes(&hb[2]), from_aes(&hb[3]));
+                    let ma = (a0.0 & 1).wrapping_neg();
+                    let mb = (b0.0 & 1).wrapping_neg();
+                    // Garbler half: a & pb. Evaluator half: a & (b ^ pb).
+                    let tg = ha0 ^ ha1 ^ (d & mb);
+                    let wg0 = ha0 ^ (tg & ma);
+                    let te = hb0 ^ hb1 ^ a0.0;
+                    let we0 = hb0 ^ ((hb0 ^ hb1) & mb);
+                    *o = Block(wg0 ^ we0);
+                    tb[..16].copy_from_slice(&tg.to_le_bytes());
+                    tb[16..].copy_from_slice(&te.to_le_bytes());
+                }
+                ct += 32 * cn;
+            }
+            Op::AndKnown { x, bit, out, h } => {
+                // Garbler half-gate for x & K[bit] (ZRE15, section 3.1).
+                let (x, _, o) = split3(labels, CHUNK, x, x, out, cn);
+                let hin = &mut hin[..2 * cn];
+                for (hb, a0) in hin.chunks_exact_mut(2).zip(x) {
+                    hb[0] = to_aes(a0.0);
+                    hb[1] = to_aes(a0.0 ^ d);
+                }
+                let h = h as u128;
+                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << 32) + h);
+                let table = &mut table[ct..ct + 16 * cn];
+                for ((((hb, o), a0), k), tb) in hscratch[..2 * cn]
+                    .chunks_exact(2)
+                    .zip(o.iter_mut())
+                    .zip(x)
+                    .zip(known.iter())
+                    .zip(table.chunks_exact_mut(16))
+                {
+                    let (h0, h1) = (from_aes(&hb[0]), from_aes(&hb[1]));
+                    let mk = ((*k >> bit) as u128 & 1).wrapping_neg();
+                    let tg = h0 ^ h1 ^ (d & mk);
+                    *o = Block(h0 ^ (tg & (a0.0 & 1).wrapping_neg()));
+                    tb.copy_from_slice(&tg.to_le_bytes());
+                }
+                ct += 16 * cn;
+            }
+        }
+    }
+    // Decoding information: lsb of each low output's zero label, then the two
+    // rows of the high-bits table, row lsb(D_v) holding (K >> low) + v masked by
+    // the hash of D_v (a one-wire garbled table with point-and-permute).
+    let low = c.low_bits();
+    let top = c.top_bits();
+    let dec = c.decode_bytes();
+    let carry = &labels[slot(c.top_carry)..slot(c.top_carry) + cn];
+    let hin = &mut hin[..2 * cn];
+    for (hb, c0) in hin.chunks_exact_mut(2).zip(carry) {
+        hb[0] = to_aes(c0.0);
+        hb[1] = to_aes(c0.0 ^ d);
+    }
+    let h = c.top_h as u128;
+    aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << 32) + h);
+    let top_mask = low_mask(top);
+    let dtable = &mut table[ct..ct + dec * cn];
+    // Low output lsbs, gathered output by output (contiguous per slot).
+    let bits = &mut packed[..cn];
+    bits.fill(0);
+    for (j, s) in c.low_out.iter().enumerate() {
+        for (b, w) in bits.iter_mut().zip(&labels[slot(*s)..slot(*s) + cn]) {
+            *b |= (w.0 & 1) << j;
+        }
+    }
+    for i in 0..cn {
+        let mut bits = bits[i];
+        let hi = known[i] >> low;
+        let p0 = carry[i].lsb() as usize;
+        let mut rows = [0u64; 2];
+        for v in 0..2usize {
+            rows[p0 ^ v] = (hi.wrapping_add(v as u64) ^ from_aes(&hscratch[2 * i + v]) as u64) & top_mask;
+        }
+        bits |= (rows[0] as u128) << low;
+        bits |= (rows[1] as u128) << (low + top);
+        dtable[i * dec..(i + 1) * dec].copy_from_slice(&bits.to_le_bytes()[..dec]);
+    }
+}

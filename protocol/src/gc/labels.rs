@@ -1,0 +1,361 @@
+//! What the garbler produces for a layer, what crosses the wire, and the
+//! byte encodings. Every decode takes the expected shape (circuit, layer, n)
+//! from the caller's session state and rejects anything else as
+//! [`Error::PeerMisbehaved`].
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::{ActivationKind, ActivationParams, Circuit, Delta};
+use crate::crypto::Block;
+use crate::{Error, Result};
+
+/// Garbled tables of one layer: ciphertexts and decoding bits of n instances,
+/// laid out chunk by chunk (see [`super::CHUNK`]), ready to stream.
+///
+/// Sent by the server offline; consumed by [`super::Evaluator::evaluate_layer`].
+pub struct GarbledTables {
+    pub(crate) kind: ActivationKind,
+    pub(crate) params: ActivationParams,
+    pub(crate) layer: u32,
+    pub(crate) n: usize,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl GarbledTables {
+    /// Number of activations.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// True for an empty layer.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The layer index used in the tweaks.
+    pub fn layer(&self) -> u32 {
+        self.layer
+    }
+
+    /// The encoded tables: `n * circuit.table_bytes()` bytes. Stream them in
+    /// slices of any size; the receiver reassembles and calls [`Self::from_bytes`].
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The encoded tables, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Decodes tables received for `n` instances of `circuit` in layer `layer`.
+    ///
+    /// # Errors
+    /// [`Error::PeerMisbehaved`] if the length is not `n * circuit.table_bytes()`
+    /// or a padding bit of the decoding information is set.
+    pub fn from_bytes(circuit: &Circuit, layer: u32, n: usize, bytes: Vec<u8>) -> Result<Self> {
+        let per = circuit.table_bytes();
+        let expected =
+            n.checked_mul(per).ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
+        if bytes.len() != expected {
+            return Err(Error::PeerMisbehaved(format!(
+                "garbled tables of layer {layer}: {} bytes, expected {expected} for {n} activations",
+                bytes.len()
+            )));
+        }
+        let dec = circuit.decode_bytes();
+        let used = circuit.low_bits() + 2 * circuit.top_bits();
+        let pad_mask: u8 = if used.is_multiple_of(8) { 0 } else { 0xff << (used % 8) };
+        let cts = 16 * circuit.ciphertexts();
+        let mut start = 0;
+        while start < n {
+            let cn = super::CHUNK.min(n - start);
+            let base = start * per + cts * cn;
+            for i in 0..cn {
+                let last = bytes[base + (i + 1) * dec - 1];
+                if last & pad_mask != 0 {
+                    return Err(Error::PeerMisbehaved(format!(
+                        "garbled tables of layer {layer}: non-zero padding bits"
+                    )));
+                }
+            }
+            start += cn;
+        }
+        Ok(Self { kind: circuit.kind(), params: circuit.params(), layer, n, bytes })
+    }
+}
+
+/// Reassembles a layer's tables from streamed pieces of any size, never
+/// holding more than the expected `n * circuit.table_bytes()` bytes.
+pub struct TablesAssembler<'c> {
+    circuit: &'c Circuit,
+    layer: u32,
+    n: usize,
+    expected: usize,
+    bytes: Vec<u8>,
+}
+
+impl<'c> TablesAssembler<'c> {
+    /// Expects the tables of `n` instances of `circuit` for layer `layer`.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if the expected size overflows.
+    pub fn new(circuit: &'c Circuit, layer: u32, n: usize) -> Result<Self> {
+        let expected = n
+            .checked_mul(circuit.table_bytes())
+            .ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
+        Ok(Self { circuit, layer, n, expected, bytes: Vec::with_capacity(expected) })
+    }
+
+    /// Bytes still expected.
+    pub fn remaining(&self) -> usize {
+        self.expected - self.bytes.len()
+    }
+
+    /// Appends a received piece.
+    ///
+    /// # Errors
+    /// [`Error::PeerMisbehaved`] if the piece goes past the expected size.
+    pub fn push(&mut self, piece: &[u8]) -> Result<()> {
+        if piece.len() > self.remaining() {
+            return Err(Error::PeerMisbehaved(format!(
+                "garbled tables of layer {}: {} bytes more than the expected {}",
+                self.layer,
+                piece.len() - self.remaining(),
+                self.expected
+            )));
+        }
+        self.bytes.extend_from_slice(piece);
+        Ok(())
+    }
+
+    /// The complete tables.
+    ///
+    /// # Errors
+    /// [`Error::PeerMisbehaved`] if bytes are missing or malformed.
+    pub fn finish(self) -> Result<GarbledTables> {
+        GarbledTables::from_bytes(self.circuit, self.layer, self.n, self.bytes)
+    }
+}
+
+/// The client's input labels as the garbler holds them: for instance i, bit j
+/// the zero label `zero[i * l + j]`; the one label is `zero ^ Δ`. Exactly the
+/// form a correlated OT with correlation Δ delivers. Zeroized on drop.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct ClientInputLabels {
+    #[zeroize(skip)]
+    pub(crate) params: ActivationParams,
+    #[zeroize(skip)]
+    pub(crate) n: usize,
+    pub(crate) zero: Vec<Block>,
+    pub(crate) delta: Delta,
+}
+
+impl ClientInputLabels {
+    /// Ring parameters.
+    pub fn params(&self) -> ActivationParams {
+        self.params
+    }
+
+    /// Zero labels, instance-major (`n * l` blocks).
+    pub fn zero_labels(&self) -> &[Block] {
+        &self.zero
+    }
+
+    /// The global correlation Δ of this layer.
+    pub fn delta(&self) -> &Delta {
+        &self.delta
+    }
+
+    /// Number of activations.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// True for an empty layer.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The ideal OT functionality: the labels of the client's shares `b`.
+    /// No security; for tests and benchmarks only.
+    #[cfg(any(test, feature = "ideal"))]
+    pub fn ideal_transfer(&self, b: &[u64]) -> Result<ClientLabels> {
+        let l = self.params.l() as usize;
+        if b.len() != self.n {
+            return Err(Error::BadInput(format!("{} client shares for {} activations", b.len(), self.n)));
+        }
+        let d = self.delta.block();
+        let mut labels = Vec::with_capacity(self.n * l);
+        for (i, v) in b.iter().enumerate() {
+            for j in 0..l {
+                labels.push(self.zero[i * l + j] ^ d.select((v >> j) & 1 == 1));
+            }
+        }
+        Ok(ClientLabels { params: self.params, n: self.n, labels })
+    }
+}
+
+/// The server's input zero labels and Δ of one layer, kept until the online
+/// phase. [`Self::encode_share`] consumes it: labels are sent once.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct ServerInputLabels {
+    #[zeroize(skip)]
+    pub(crate) params: ActivationParams,
+    #[zeroize(skip)]
+    pub(crate) layer: u32,
+    #[zeroize(skip)]
+    pub(crate) n: usize,
+    pub(crate) zero: Vec<Block>,
+    pub(crate) delta: Delta,
+}
+
+impl ServerInputLabels {
+    /// Number of activations.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// True for an empty layer.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The layer index.
+    pub fn layer(&self) -> u32 {
+        self.layer
+    }
+
+    /// Online: the labels of the server's shares `a` (ring elements < 2^l).
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if `a` has the wrong length or a value of l bits or more.
+    pub fn encode_share(self, a: &[u64]) -> Result<ServerLabels> {
+        let l = self.params.l() as usize;
+        if a.len() != self.n {
+            return Err(Error::BadInput(format!("{} server shares for {} activations", a.len(), self.n)));
+        }
+        if let Some(v) = a.iter().find(|v| **v & !self.params.mask() != 0) {
+            return Err(Error::BadInput(format!("server share {v:#x} is not reduced mod 2^{l}")));
+        }
+        let d = self.delta.block();
+        let mut labels = Vec::with_capacity(self.n * l);
+        for (zero, v) in self.zero.chunks_exact(l).zip(a) {
+            for (j, z) in zero.iter().enumerate() {
+                labels.push(*z ^ d.select((v >> j) & 1 == 1));
+            }
+        }
+        Ok(ServerLabels { params: self.params, n: self.n, labels })
+    }
+}
+
+/// Labels of the server's shares, sent online (`n * l` blocks).
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct ServerLabels {
+    #[zeroize(skip)]
+    pub(crate) params: ActivationParams,
+    #[zeroize(skip)]
+    pub(crate) n: usize,
+    pub(crate) labels: Vec<Block>,
+}
+
+/// Labels of the client's own shares, obtained by OT (`n * l` blocks,
+/// instance-major). Kept by the client from the offline to the online phase.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct ClientLabels {
+    #[zeroize(skip)]
+    pub(crate) params: ActivationParams,
+    #[zeroize(skip)]
+    pub(crate) n: usize,
+    pub(crate) labels: Vec<Block>,
+}
+
+macro_rules! label_batch_codec {
+    ($ty:ident, $what:literal) => {
+        impl $ty {
+            /// Number of activations.
+            pub fn len(&self) -> usize {
+                self.n
+            }
+
+            /// True for an empty batch.
+            pub fn is_empty(&self) -> bool {
+                self.n == 0
+            }
+
+            /// Labels, instance-major.
+            pub fn labels(&self) -> &[Block] {
+                &self.labels
+            }
+
+            /// From `n * l` blocks held locally (for example an OT's output).
+            ///
+            /// # Errors
+            /// [`Error::BadInput`] on a wrong number of blocks.
+            pub fn from_blocks(params: ActivationParams, n: usize, labels: Vec<Block>) -> Result<Self> {
+                if Some(labels.len()) != n.checked_mul(params.l() as usize) {
+                    return Err(Error::BadInput(format!(
+                        concat!($what, ": {} labels for {} activations of {} bits"),
+                        labels.len(),
+                        n,
+                        params.l()
+                    )));
+                }
+                Ok(Self { params, n, labels })
+            }
+
+            /// Encoded size: 16 bytes per label.
+            pub fn encoded_len(&self) -> usize {
+                16 * self.labels.len()
+            }
+
+            /// Little-endian encoding, 16 bytes per label.
+            pub fn to_bytes(&self) -> Vec<u8> {
+                let mut out = vec![0u8; self.encoded_len()];
+                Block::write_slice(&self.labels, &mut out);
+                out
+            }
+
+            /// Decodes a batch for `n` activations at `params`.
+            ///
+            /// # Errors
+            /// [`Error::PeerMisbehaved`] unless `bytes` holds exactly `n * l` labels.
+            pub fn from_bytes(params: ActivationParams, n: usize, bytes: &[u8]) -> Result<Self> {
+                let expected = n.checked_mul(16 * params.l() as usize);
+                if expected != Some(bytes.len()) {
+                    return Err(Error::PeerMisbehaved(format!(
+                        concat!($what, ": {} bytes, expected 16 * {} * {}"),
+                        bytes.len(),
+                        n,
+                        params.l()
+                    )));
+                }
+                let labels = Block::read_slice(bytes).ok_or_else(|| Error::PeerMisbehaved($what.into()))?;
+                Ok(Self { params, n, labels })
+            }
+        }
+    };
+}
+
+label_batch_codec!(ServerLabels, "server input labels");
+label_batch_codec!(ClientLabels, "client input labels");
+
+/// Shapes only: labels are secret and tables are large.
+macro_rules! debug_shape {
+    ($ty:ident) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("params", &self.params)
+                    .field("n", &self.n)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+debug_shape!(GarbledTables);
+debug_shape!(ClientInputLabels);
+debug_shape!(ServerInputLabels);
+debug_shape!(ServerLabels);
+debug_shape!(ClientLabels);
