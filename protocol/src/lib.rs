@@ -7,6 +7,8 @@
 //!
 //! Module map (one concept per module):
 //! - [`error`]: the crate's error type, split by whose fault it is.
+//! - [`he`]: offline linear correlations with RLWE in coefficient encoding
+//!   (Cheetah-style conv/FC packing, circuit-private replies).
 //! - [`transport`]: the [`transport::Channel`] abstraction, an in-memory
 //!   duplex for tests and byte metering per label.
 //!
@@ -14,6 +16,7 @@
 //! [`transport::Channel`].
 
 pub mod error;
+pub mod he;
 pub mod transport;
 
 pub use error::{Error, Result};

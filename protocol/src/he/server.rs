@@ -1,0 +1,264 @@
+//! The server's side: ciphertext x plaintext products in the NTT domain, the
+//! mask, and circuit privacy (flooding, fresh encryption of zero, modulus
+//! switch, dropped low bits).
+
+use rand::{CryptoRng, RngCore};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use rayon::prelude::*;
+use zeroize::Zeroize;
+
+use super::arith::{
+    add_mod, expand_a, inv_mod, mul_shoup, ntt, reduce_i64, reduce_i128, sample_cbd, sample_ternary, shoup,
+    small_to_ntt, sub_mod,
+};
+use super::client::PK_STREAM;
+use super::layout::LayerPlan;
+use super::params::{
+    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, DROP, HeParams, KEEP, POLY_DEGREE, WEIGHT_BITS,
+};
+use super::wire::{ClientUpload, PublicKeyMsg, ServerReply};
+use crate::{Error, Result};
+
+const N: usize = POLY_DEGREE;
+
+/// The server's HE context for one session: the client's public key in
+/// normalised NTT form.
+pub struct HeServer {
+    params: HeParams,
+    /// pk_ntt[component][prime], multiplied by N^−1.
+    pk_ntt: [[Vec<u64>; 2]; 2],
+}
+
+/// Modulus switch q → p0 of one value given by its residues (centred
+/// remainder modulo p1 subtracted, then divided by p1), then rounding away
+/// `drop` low bits.
+#[derive(Clone, Copy)]
+struct Switch {
+    inv_drop: u64,
+    inv_drop_shoup: u64,
+}
+
+impl Switch {
+    fn new() -> Self {
+        let inv = inv_mod(CIPHERTEXT_PRIMES[DROP] % CIPHERTEXT_PRIMES[KEEP], CIPHERTEXT_PRIMES[KEEP]);
+        Self { inv_drop: inv, inv_drop_shoup: shoup(inv, CIPHERTEXT_PRIMES[KEEP]) }
+    }
+
+    #[inline]
+    fn apply(&self, v_keep: u64, v_drop: u64, drop: u32) -> u64 {
+        let (pk, pd) = (CIPHERTEXT_PRIMES[KEEP], CIPHERTEXT_PRIMES[DROP]);
+        // r = [v]_{p1} centred in (−p1/2, p1/2]; |r| < p0 since p1 < p0.
+        let r_mod_keep = if v_drop > pd / 2 { pk - (pd - v_drop) } else { v_drop };
+        let diff = sub_mod(v_keep, r_mod_keep, pk);
+        let v = mul_shoup(diff, self.inv_drop, self.inv_drop_shoup, pk);
+        (v + (1u64 << (drop - 1))) >> drop
+    }
+}
+
+impl HeServer {
+    /// Accepts the client's public key.
+    pub fn new(params: HeParams, pk: &PublicKeyMsg) -> Result<Self> {
+        if pk.b.len() != 2 * N || pk.b.chunks(N).zip(CIPHERTEXT_PRIMES).any(|(c, p)| c.iter().any(|&v| v >= p)) {
+            return Err(Error::PeerMisbehaved("malformed HE public key".into()));
+        }
+        let ntt = ntt();
+        let mut a = [Vec::new(), Vec::new()];
+        expand_a(&pk.seed, PK_STREAM, &mut a);
+        let mut b = [pk.b[..N].to_vec(), pk.b[N..].to_vec()];
+        for i in 0..2 {
+            for poly in [&mut a[i], &mut b[i]] {
+                ntt.plans[i].fwd(poly);
+                ntt.plans[i].normalize(poly);
+            }
+        }
+        Ok(Self { params, pk_ntt: [b, a] })
+    }
+
+    /// Computes the reply for one layer: per output ciphertext
+    /// Σ_blocks ct·W − Δ·s + flood + Enc_pk(0), switched to p0, low bits dropped.
+    ///
+    /// `weights` are signed, |w| < 2^WEIGHT_BITS, in PyTorch layout;
+    /// `mask` is the server's mask s in the layer's output layout.
+    pub fn evaluate<R: RngCore + CryptoRng>(
+        &self,
+        plan: &LayerPlan,
+        weights: &[i64],
+        mask: &[u64],
+        upload: &ClientUpload,
+        rng: &mut R,
+    ) -> Result<ServerReply> {
+        if plan.params != self.params {
+            return Err(Error::BadInput("layer plan made for other HE parameters".into()));
+        }
+        if weights.len() != plan.shape.weight_len() {
+            return Err(Error::BadInput(format!(
+                "{} weights given, layer has {}",
+                weights.len(),
+                plan.shape.weight_len()
+            )));
+        }
+        let wmax = 1i64 << WEIGHT_BITS;
+        if weights.iter().any(|w| w.abs() >= wmax) {
+            return Err(Error::BadInput(format!("weight magnitude reaches 2^{WEIGHT_BITS}")));
+        }
+        if mask.len() != plan.shape.output_len() || mask.iter().any(|&v| v > self.params.ring_mask()) {
+            return Err(Error::BadInput("mask has the wrong length or leaves Z_2^l".into()));
+        }
+        if upload.plan_digest != plan.digest || upload.b.len() != plan.upload_cts() * 2 * N {
+            return Err(Error::PeerMisbehaved("HE upload does not match the layer plan".into()));
+        }
+        let ntt = ntt();
+        // NTT form of every uploaded ciphertext: [b0, b1, a0, a1].
+        let cts: Vec<[Vec<u64>; 4]> = (0..plan.upload_cts())
+            .into_par_iter()
+            .map(|idx| {
+                let mut a = [Vec::new(), Vec::new()];
+                expand_a(&upload.seed, idx as u64, &mut a);
+                let base = idx * 2 * N;
+                let mut b0 = upload.b[base..base + N].to_vec();
+                let mut b1 = upload.b[base + N..base + 2 * N].to_vec();
+                ntt.plans[0].fwd(&mut b0);
+                ntt.plans[1].fwd(&mut b1);
+                let [mut a0, mut a1] = a;
+                ntt.plans[0].fwd(&mut a0);
+                ntt.plans[1].fwd(&mut a1);
+                [b0, b1, a0, a1]
+            })
+            .collect();
+
+        let mut master = [0u8; 32];
+        rng.fill_bytes(&mut master);
+        let switch = Switch::new();
+        let tiles = plan.tiles();
+        // One task per output group: kernel polynomials are built once and
+        // reused across tiles; accumulators live in the task.
+        let per_group: Vec<Vec<(Vec<u64>, Vec<u64>)>> = (0..plan.o_groups)
+            .into_par_iter()
+            .map(|og| {
+                let mut task_rng = ChaCha20Rng::from_seed(master);
+                task_rng.set_stream(og as u64);
+                let mut acc: Vec<[Vec<u64>; 4]> =
+                    (0..tiles).map(|_| std::array::from_fn(|_| vec![0u64; N])).collect();
+                let mut kpoly = vec![0i64; N];
+                let mut k_ntt = [Vec::with_capacity(N), Vec::with_capacity(N)];
+                for cb in 0..plan.c_blocks {
+                    plan.kernel_poly(weights, og, cb, &mut kpoly);
+                    if kpoly.iter().all(|&w| w == 0) {
+                        continue;
+                    }
+                    small_to_ntt(&kpoly, &mut k_ntt);
+                    for i in 0..2 {
+                        ntt.plans[i].normalize(&mut k_ntt[i]);
+                    }
+                    for (tile, acc) in acc.iter_mut().enumerate() {
+                        let ct = &cts[tile * plan.c_blocks + cb];
+                        for i in 0..2 {
+                            ntt.plans[i].mul_accumulate(&mut acc[i], &ct[i], &k_ntt[i]);
+                            ntt.plans[i].mul_accumulate(&mut acc[2 + i], &ct[2 + i], &k_ntt[i]);
+                        }
+                    }
+                }
+                kpoly.zeroize();
+                k_ntt[0].zeroize();
+                k_ntt[1].zeroize();
+                let mut wanted = Vec::new();
+                acc.into_iter()
+                    .enumerate()
+                    .map(|(tile, acc)| {
+                        plan.wanted(tile, og, &mut wanted);
+                        self.finish(plan, acc, &wanted, mask, &switch, &mut task_rng)
+                    })
+                    .collect()
+            })
+            .collect();
+
+        let mut c1 = Vec::with_capacity(plan.reply_cts() * N);
+        let mut c0 = Vec::with_capacity(plan.total_wanted());
+        for tile in 0..tiles {
+            for group in &per_group {
+                let (a, b) = &group[tile];
+                c1.extend_from_slice(a);
+                c0.extend_from_slice(b);
+            }
+        }
+        Ok(ServerReply { plan_digest: plan.digest, c1, c0 })
+    }
+
+    /// Turns one accumulated product (NTT form, [b0, b1, a0, a1]) into a
+    /// reply ciphertext: + Enc_pk(0), − Δ·s, + flood on c0, switch, drop bits.
+    fn finish(
+        &self,
+        plan: &LayerPlan,
+        mut acc: [Vec<u64>; 4],
+        wanted: &[(usize, usize)],
+        mask: &[u64],
+        switch: &Switch,
+        rng: &mut ChaCha20Rng,
+    ) -> (Vec<u64>, Vec<u64>) {
+        let ntt = ntt();
+        // Fresh public-key encryption of zero: (u·pk_b + e0, u·pk_a + e1).
+        let mut u = vec![0i64; N];
+        sample_ternary(rng, &mut u);
+        let mut u_ntt = [Vec::with_capacity(N), Vec::with_capacity(N)];
+        small_to_ntt(&u, &mut u_ntt);
+        for i in 0..2 {
+            ntt.plans[i].mul_accumulate(&mut acc[i], &u_ntt[i], &self.pk_ntt[0][i]);
+            ntt.plans[i].mul_accumulate(&mut acc[2 + i], &u_ntt[i], &self.pk_ntt[1][i]);
+        }
+        u.zeroize();
+        for (k, poly) in acc.iter_mut().enumerate() {
+            ntt.plans[k % 2].inv(poly);
+        }
+        let mut e = vec![0i64; N];
+        sample_cbd(rng, &mut e);
+        let (p0, p1) = (CIPHERTEXT_PRIMES[0], CIPHERTEXT_PRIMES[1]);
+        let c1: Vec<u64> = (0..N)
+            .map(|j| {
+                let v0 = add_mod(acc[2][j], reduce_i64(e[j], p0), p0);
+                let v1 = add_mod(acc[3][j], reduce_i64(e[j], p1), p1);
+                switch.apply_pair(v0, v1, C1_DROP_BITS)
+            })
+            .collect();
+        sample_cbd(rng, &mut e);
+        let delta: [(u64, u64); 2] = std::array::from_fn(|i| {
+            let d = self.params.delta_mod(i);
+            (d, shoup(d, CIPHERTEXT_PRIMES[i]))
+        });
+        let fbound = plan.flood_bound;
+        let span = 2 * fbound + 1;
+        let span_mask = u128::MAX >> span.leading_zeros();
+        let c0: Vec<u64> = wanted
+            .iter()
+            .map(|&(coeff, idx)| {
+                // Uniform flooding noise on [−F, F] by rejection sampling.
+                let raw = loop {
+                    let x = (((rng.next_u64() as u128) << 64) | rng.next_u64() as u128) & span_mask;
+                    if x < span {
+                        break x;
+                    }
+                };
+                let flood = raw as i128 - fbound as i128;
+                let mut v = [0u64; 2];
+                for i in 0..2 {
+                    let p = CIPHERTEXT_PRIMES[i];
+                    let ds = mul_shoup(mask[idx], delta[i].0, delta[i].1, p);
+                    let x = add_mod(acc[i][coeff], reduce_i64(e[coeff], p), p);
+                    v[i] = add_mod(sub_mod(x, ds, p), reduce_i128(flood, p), p);
+                }
+                switch.apply_pair(v[0], v[1], C0_DROP_BITS)
+            })
+            .collect();
+        e.zeroize();
+        (c1, c0)
+    }
+}
+
+impl Switch {
+    #[inline]
+    fn apply_pair(&self, v0: u64, v1: u64, drop: u32) -> u64 {
+        // KEEP = 0, DROP = 1.
+        const _: () = assert!(KEEP == 0 && DROP == 1);
+        self.apply(v0, v1, drop)
+    }
+}
