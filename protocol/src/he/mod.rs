@@ -89,5 +89,5 @@ mod tests;
 pub use client::HeClient;
 pub use layout::{ConvShape, FcShape, LayerPlan, LayerShape, linear_reference};
 pub use params::HeParams;
-pub use server::HeServer;
+pub use server::{CtPtKernel, HeServer};
 pub use wire::{ClientUpload, PublicKeyMsg, ServerReply};

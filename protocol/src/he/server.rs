@@ -262,3 +262,45 @@ impl Switch {
         self.apply(v0, v1, drop)
     }
 }
+
+/// One ciphertext x plaintext product at N = 4096 in isolation, as the server
+/// runs it inside [`HeServer::evaluate`]: NTT of a signed kernel polynomial
+/// into both primes, normalisation, and the multiply-accumulate of both
+/// ciphertext halves. For micro-benchmarks.
+pub struct CtPtKernel {
+    ct: [Vec<u64>; 4],
+    acc: [Vec<u64>; 4],
+    kernel: Vec<i64>,
+    k_ntt: [Vec<u64>; 2],
+}
+
+impl CtPtKernel {
+    /// A random ciphertext (NTT form) and a dense random kernel with |w| < 2^12.
+    pub fn new<R: RngCore>(rng: &mut R) -> Self {
+        let ntt = ntt();
+        let ct = std::array::from_fn(|k| {
+            let mut v = vec![0u64; N];
+            super::arith::sample_uniform_mod(rng, CIPHERTEXT_PRIMES[k % 2], &mut v);
+            ntt.plans[k % 2].fwd(&mut v);
+            v
+        });
+        let kernel = (0..N).map(|_| (rng.next_u32() % 8191) as i64 - 4095).collect();
+        Self { ct, acc: std::array::from_fn(|_| vec![0u64; N]), kernel, k_ntt: [Vec::new(), Vec::new()] }
+    }
+
+    /// Runs one product and accumulates it.
+    pub fn run(&mut self) {
+        let ntt = ntt();
+        small_to_ntt(&self.kernel, &mut self.k_ntt);
+        for i in 0..2 {
+            ntt.plans[i].normalize(&mut self.k_ntt[i]);
+            ntt.plans[i].mul_accumulate(&mut self.acc[i], &self.ct[i], &self.k_ntt[i]);
+            ntt.plans[i].mul_accumulate(&mut self.acc[2 + i], &self.ct[2 + i], &self.k_ntt[i]);
+        }
+    }
+
+    /// First accumulator coefficient (keeps the work observable).
+    pub fn probe(&self) -> u64 {
+        self.acc[0][0] ^ self.acc[3][N - 1]
+    }
+}

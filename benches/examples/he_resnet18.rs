@@ -1,0 +1,38 @@
+//! Offline linear step of ResNet18 (CIFAR, 100 classes): per-layer and total
+//! time and traffic. `cargo run --release -p pi-bench --example he_resnet18 -- [m] [verify]`
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let m: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(64);
+    let verify = std::env::args().nth(2).is_some_and(|s| s == "verify");
+    let threads = rayon_threads();
+    let r = pi_bench::he::run_offline_linear(&pi_bench::he::resnet18_layers(m, 32, 100), 1, verify)?;
+    println!("{:<20} {:>8} {:>8} {:>10} {:>10} {:>7} {:>5} {:>5}", "layer", "client s", "server s", "up KB", "down KB", "prods", "up", "down");
+    for l in &r.layers {
+        println!(
+            "{:<20} {:>8.3} {:>8.3} {:>10.1} {:>10.1} {:>7} {:>5} {:>5}",
+            l.name,
+            l.client_seconds,
+            l.server_seconds,
+            l.bytes_client_to_server as f64 / 1e3,
+            l.bytes_server_to_client as f64 / 1e3,
+            l.products,
+            l.upload_cts,
+            l.reply_cts
+        );
+    }
+    println!(
+        "total: {:.2} s, {:.1} MB client->server, {:.1} MB server->client, {} products, {threads} threads, verified: {verify}",
+        r.seconds,
+        r.bytes_client_to_server as f64 / 1e6,
+        r.bytes_server_to_client as f64 / 1e6,
+        r.products
+    );
+    Ok(())
+}
+
+fn rayon_threads() -> String {
+    std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into())
+}
