@@ -78,6 +78,7 @@
 
 mod arith;
 mod client;
+pub mod driver;
 pub mod layout;
 pub mod params;
 mod server;

@@ -162,6 +162,38 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, rng_seed: proptest::test_runner::RngSeed::Fixed(7), ..ProptestConfig::default() })]
+    /// Planner invariants on shapes up to ResNet/HRN size: tiles fit one
+    /// polynomial with all output groups, every output is covered exactly
+    /// once, and the noise margin holds.
+    #[test]
+    fn plans_fit_and_cover(c_in in 1usize..600, c_out in 1usize..600, hw_pow in 0u32..6, k3 in any::<bool>(), s2 in any::<bool>()) {
+        let hw = 1usize << hw_pow;
+        let kernel = if k3 { 3 } else { 1 };
+        let shape = conv(c_in, c_out, hw.max(kernel), kernel, if s2 { 2 } else { 1 });
+        let p = HeParams::default();
+        let plan = LayerPlan::new(p, shape).unwrap();
+        let (cb, g, _, _) = plan.tiling();
+        prop_assert!(g * cb * plan.hb * plan.wb <= params::POLY_DEGREE);
+        prop_assert!(p.noise_margin_bits(g * c_in * kernel * kernel) >= params::MIN_MARGIN_BITS);
+        let mut seen = vec![false; shape.output_len()];
+        let mut w = Vec::new();
+        for tile in 0..plan.tiles() {
+            for og in 0..plan.o_groups {
+                plan.wanted(tile, og, &mut w);
+                prop_assert!(w.windows(2).all(|x| x[0].0 < x[1].0));
+                for &(coeff, idx) in &w {
+                    prop_assert!(coeff < params::POLY_DEGREE);
+                    prop_assert!(!seen[idx]);
+                    seen[idx] = true;
+                }
+            }
+        }
+        prop_assert!(seen.iter().all(|&s| s));
+    }
+}
+
 fn mean_var(v: &[i64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
