@@ -1,5 +1,6 @@
-//! Offline linear step of ResNet18 (CIFAR, 100 classes): per-layer and total
-//! time and traffic. `cargo run --release -p pi-bench --example he_resnet18 -- [m] [verify]`
+//! Offline linear step of ResNet18 or an HRN (CIFAR, 32x32, 100 classes):
+//! per-layer and total time and traffic.
+//! `cargo run --release -p pi-bench --example he_resnet18 -- [m] [verify] [hrn-AxBxCx]`
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -8,7 +9,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let m: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let verify = std::env::args().nth(2).is_some_and(|s| s == "verify");
     let threads = rayon_threads();
-    let r = pi_bench::he::run_offline_linear(&pi_bench::he::resnet18_layers(m, 32, 100), 1, verify)?;
+    let layers = match std::env::args().nth(3) {
+        Some(spec) => {
+            let f: Vec<usize> = spec.trim_start_matches("hrn-").split('x').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
+            if f.len() != 3 {
+                return Err(format!("expected hrn-AxBxCx, got {spec}").into());
+            }
+            pi_bench::he::hrn_layers(f[0], f[1], f[2], m, 32, 100)
+        }
+        None => pi_bench::he::resnet18_layers(m, 32, 100),
+    };
+    let r = pi_bench::he::run_offline_linear(&layers, 1, verify)?;
     println!("{:<20} {:>8} {:>8} {:>10} {:>10} {:>7} {:>5} {:>5}", "layer", "client s", "server s", "up KB", "down KB", "prods", "up", "down");
     for l in &r.layers {
         println!(

@@ -58,17 +58,18 @@ pub struct Report {
     pub products: usize,
 }
 
-/// Layer shapes of the CIFAR ResNet18 family (DESIGN.md §4) with widths
-/// m, 2m, 4m, 8m, two BasicBlocks per stage, 1x1 stride-2 shortcuts and an FC
-/// over C·H·W of the last feature map (global average pooling folded in).
-pub fn resnet18_layers(m: usize, input: usize, classes: usize) -> Vec<(String, LayerShape)> {
+/// Layer shapes of the CIFAR ResNet18 family (DESIGN.md §4): stem 3x3 conv
+/// to `widths[0]`, four stages of two BasicBlocks with the given widths,
+/// stride 2 at the first block of stages 2-4, 1x1 shortcuts where the shape
+/// changes, and an FC over C·H·W of the last feature map (global average
+/// pooling folded in).
+pub fn resnet_family_layers(widths: [usize; 4], input: usize, classes: usize) -> Vec<(String, LayerShape)> {
     let conv = |c_in, c_out, hw, kernel, stride| {
         LayerShape::Conv(ConvShape { c_in, c_out, h: hw, w: hw, kernel, stride, pad: kernel / 2 })
     };
-    let mut out = vec![("conv1".to_string(), conv(3, m, input, 3, 1))];
-    let (mut c, mut hw) = (m, input);
-    for stage in 0..4 {
-        let width = m << stage;
+    let mut out = vec![("conv1".to_string(), conv(3, widths[0], input, 3, 1))];
+    let (mut c, mut hw) = (widths[0], input);
+    for (stage, &width) in widths.iter().enumerate() {
         for block in 0..2 {
             let stride = if stage > 0 && block == 0 { 2 } else { 1 };
             let name = format!("layer{}.{}", stage + 1, block);
@@ -84,6 +85,16 @@ pub fn resnet18_layers(m: usize, input: usize, classes: usize) -> Vec<(String, L
     }
     out.push(("fc".to_string(), LayerShape::Fc(FcShape { inputs: c * hw * hw, outputs: classes })));
     out
+}
+
+/// ResNet18: widths m, 2m, 4m, 8m.
+pub fn resnet18_layers(m: usize, input: usize, classes: usize) -> Vec<(String, LayerShape)> {
+    resnet_family_layers([m, 2 * m, 4 * m, 8 * m], input, classes)
+}
+
+/// HybReNet αxβxγx: widths m, αm, αβm, αβγm (for example hrn-5x5x3x at m = 16).
+pub fn hrn_layers(alpha: usize, beta: usize, gamma: usize, m: usize, input: usize, classes: usize) -> Vec<(String, LayerShape)> {
+    resnet_family_layers([m, alpha * m, alpha * beta * m, alpha * beta * gamma * m], input, classes)
 }
 
 /// Runs the offline linear step for `layers` with random weights (|w| < 2^12),
@@ -156,6 +167,12 @@ mod tests {
         let macs: usize = layers.iter().map(|(_, s)| s.macs()).sum();
         // DESIGN.md §4: about 555M MACs.
         assert!((550_000_000..560_000_000).contains(&macs), "{macs}");
+    }
+
+    #[test]
+    fn hrn_widths_follow_the_notation() {
+        let layers = hrn_layers(5, 5, 3, 16, 32, 100);
+        assert_eq!(layers.last().unwrap().1, LayerShape::Fc(FcShape { inputs: 1200 * 16, outputs: 100 }));
     }
 
     #[test]

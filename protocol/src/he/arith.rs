@@ -51,11 +51,11 @@ pub(crate) fn sub_mod(a: u64, b: u64, p: u64) -> u64 {
     if a >= b { a - b } else { a + p - b }
 }
 
-/// Signed integer reduced into [0, p).
+/// Small signed integer (|v| < p) lifted into [0, p) without a division.
 #[inline]
-pub(crate) fn reduce_i64(v: i64, p: u64) -> u64 {
-    let r = v.rem_euclid(p as i64);
-    r as u64
+pub(crate) fn lift_small(v: i64, p: u64) -> u64 {
+    debug_assert!(v.unsigned_abs() < p);
+    if v >= 0 { v as u64 } else { p - v.unsigned_abs() }
 }
 
 /// Signed 128-bit integer reduced into [0, p).
@@ -139,13 +139,13 @@ pub(crate) fn sample_ternary<R: RngCore>(rng: &mut R, out: &mut [i64]) {
     }
 }
 
-/// Forward NTT of a small signed polynomial into both primes.
+/// Forward NTT of a small signed polynomial (|coefficients| < 2^54) into both primes.
 pub(crate) fn small_to_ntt(coeffs: &[i64], out: &mut [Vec<u64>; 2]) {
     let ntt = ntt();
     for (i, o) in out.iter_mut().enumerate() {
         let p = CIPHERTEXT_PRIMES[i];
         o.clear();
-        o.extend(coeffs.iter().map(|&c| reduce_i64(c, p)));
+        o.extend(coeffs.iter().map(|&c| lift_small(c, p)));
         ntt.plans[i].fwd(o);
     }
 }

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use zeroize::Zeroize;
 
 use super::arith::{
-    add_mod, expand_a, mul_shoup, ntt, reduce_i64, sample_cbd, sample_ternary, shoup, sub_mod,
+    add_mod, expand_a, mul_shoup, ntt, lift_small, sample_cbd, sample_ternary, shoup, sub_mod,
 };
 use super::layout::LayerPlan;
 use super::params::{C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE};
@@ -76,7 +76,7 @@ impl HeClient {
         let mut b = Vec::with_capacity(2 * POLY_DEGREE);
         for i in 0..2 {
             let p = CIPHERTEXT_PRIMES[i];
-            b.extend(a[i].iter().zip(&e).map(|(&x, &ei)| add_mod(x, reduce_i64(ei, p), p)));
+            b.extend(a[i].iter().zip(&e).map(|(&x, &ei)| add_mod(x, lift_small(ei, p), p)));
         }
         PublicKeyMsg { seed, b }
     }
@@ -126,8 +126,8 @@ impl HeClient {
                 for (j, o) in out[i * POLY_DEGREE..(i + 1) * POLY_DEGREE].iter_mut().enumerate() {
                     let mv = m[j] as i64;
                     let centred = if mv >= t / 2 { mv - t } else { mv };
-                    let dm = mul_shoup(reduce_i64(centred, p), d, ds, p);
-                    *o = add_mod(add_mod(a[i][j], reduce_i64(e[j], p), p), dm, p);
+                    let dm = mul_shoup(lift_small(centred, p), d, ds, p);
+                    *o = add_mod(add_mod(a[i][j], lift_small(e[j], p), p), dm, p);
                 }
             }
             e.zeroize();

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use zeroize::Zeroize;
 
 use super::arith::{
-    add_mod, expand_a, inv_mod, mul_shoup, ntt, reduce_i64, reduce_i128, sample_cbd, sample_ternary, shoup,
+    add_mod, expand_a, inv_mod, mul_shoup, ntt, lift_small, reduce_i128, sample_cbd, sample_ternary, shoup,
     small_to_ntt, sub_mod,
 };
 use super::client::PK_STREAM;
@@ -109,7 +109,8 @@ impl HeServer {
             return Err(Error::PeerMisbehaved("HE upload does not match the layer plan".into()));
         }
         let ntt = ntt();
-        // NTT form of every uploaded ciphertext: [b0, b1, a0, a1].
+        // NTT form of every uploaded ciphertext, [b0, b1, a0, a1], multiplied
+        // by N^−1 here once so that kernel polynomials need no normalisation.
         let cts: Vec<[Vec<u64>; 4]> = (0..plan.upload_cts())
             .into_par_iter()
             .map(|idx| {
@@ -123,6 +124,9 @@ impl HeServer {
                 let [mut a0, mut a1] = a;
                 ntt.plans[0].fwd(&mut a0);
                 ntt.plans[1].fwd(&mut a1);
+                for (k, poly) in [&mut b0, &mut b1, &mut a0, &mut a1].into_iter().enumerate() {
+                    ntt.plans[k % 2].normalize(poly);
+                }
                 [b0, b1, a0, a1]
             })
             .collect();
@@ -148,9 +152,6 @@ impl HeServer {
                         continue;
                     }
                     small_to_ntt(&kpoly, &mut k_ntt);
-                    for i in 0..2 {
-                        ntt.plans[i].normalize(&mut k_ntt[i]);
-                    }
                     for (tile, acc) in acc.iter_mut().enumerate() {
                         let ct = &cts[tile * plan.c_blocks + cb];
                         for i in 0..2 {
@@ -215,8 +216,8 @@ impl HeServer {
         let (p0, p1) = (CIPHERTEXT_PRIMES[0], CIPHERTEXT_PRIMES[1]);
         let c1: Vec<u64> = (0..N)
             .map(|j| {
-                let v0 = add_mod(acc[2][j], reduce_i64(e[j], p0), p0);
-                let v1 = add_mod(acc[3][j], reduce_i64(e[j], p1), p1);
+                let v0 = add_mod(acc[2][j], lift_small(e[j], p0), p0);
+                let v1 = add_mod(acc[3][j], lift_small(e[j], p1), p1);
                 switch.apply_pair(v0, v1, C1_DROP_BITS)
             })
             .collect();
@@ -243,7 +244,7 @@ impl HeServer {
                 for i in 0..2 {
                     let p = CIPHERTEXT_PRIMES[i];
                     let ds = mul_shoup(mask[idx], delta[i].0, delta[i].1, p);
-                    let x = add_mod(acc[i][coeff], reduce_i64(e[coeff], p), p);
+                    let x = add_mod(acc[i][coeff], lift_small(e[coeff], p), p);
                     v[i] = add_mod(sub_mod(x, ds, p), reduce_i128(flood, p), p);
                 }
                 switch.apply_pair(v[0], v[1], C0_DROP_BITS)
@@ -265,8 +266,8 @@ impl Switch {
 
 /// One ciphertext x plaintext product at N = 4096 in isolation, as the server
 /// runs it inside [`HeServer::evaluate`]: NTT of a signed kernel polynomial
-/// into both primes, normalisation, and the multiply-accumulate of both
-/// ciphertext halves. For micro-benchmarks.
+/// into both primes and the multiply-accumulate of both ciphertext halves
+/// (already in normalised NTT form). For micro-benchmarks.
 pub struct CtPtKernel {
     ct: [Vec<u64>; 4],
     acc: [Vec<u64>; 4],
@@ -293,7 +294,6 @@ impl CtPtKernel {
         let ntt = ntt();
         small_to_ntt(&self.kernel, &mut self.k_ntt);
         for i in 0..2 {
-            ntt.plans[i].normalize(&mut self.k_ntt[i]);
             ntt.plans[i].mul_accumulate(&mut self.acc[i], &self.ct[i], &self.k_ntt[i]);
             ntt.plans[i].mul_accumulate(&mut self.acc[2 + i], &self.ct[2 + i], &self.k_ntt[i]);
         }
