@@ -43,10 +43,13 @@
 //! below 2^−71 per coefficient (sub-Gaussian tail at 10σ).
 //! 1. *Encryption*: b + a·s = Δ·c + e, |e_j| ≤ 21, Var = 10.5.
 //! 2. *Product with weights*: Σ (b·W) + (a·W)·s = Δ·(W·c) + e·W. With c
-//!    lifted centred, W·c = [W·c]_t + t·k over Z with |k| ≤ ‖W‖₁/2 ≤ n·w̄/2,
-//!    and Δ·t = q − 1 ≡ −1, so the plaintext product adds −k (worst case).
+//!    lifted centred, W·c = [W·c]_t + t·k over Z, and Δ·t = q − 1 ≡ −1, so
+//!    the plaintext product adds −k. For arbitrary c, |k| ≤ ‖W‖₁/2 ≤ n·w̄/2;
+//!    for the protocol's uniform shares ([`ShareDistribution`], default)
+//!    Hoeffding gives w.p. |k| ≤ 10·‖W‖₂/2 + 1 ≤ 5·√n·w̄ + 1.
 //!    e·W is sub-Gaussian with proxy 10.5·‖W‖₂² ≤ 10.5·n·w̄²: w.p.
-//!    |e·W| ≤ 10·√10.5·√n·w̄. Together B(n) = 32.4·√n·w̄ + n·w̄/2.
+//!    |e·W| ≤ 10·√10.5·√n·w̄. Together B(n) ≈ 37.4·√n·w̄ (uniform shares) or
+//!    32.4·√n·w̄ + n·w̄/2 (arbitrary shares).
 //! 3. *Mask*: −Δ·s_mask is exact.
 //! 4. *Flooding*: uniform on [−F, F] with F = ⌈2^40·B(n)⌉ (smudging: the
 //!    statistical distance from a weight-independent distribution is at most
@@ -62,19 +65,20 @@
 //! 7. *Dropped bits*: c0 loses 14 bits (≤ 2^13), c1 loses 6 bits, times s:
 //!    w.p. ≤ 10·√N·2^5.
 //! 8. *Decryption* round(t·x/p0) is exact while the total is below Δ'/2
-//!    (92 679 for l = 37). For n = 4·512·9 (a 512-channel 3x3 conv, 4
-//!    outputs per ciphertext) B ≈ 2^29.7 and the terms are F/p1 ≈ 38 500,
-//!    320, 8 192 and 20 480: 67 500 < 92 679, a margin of 0.46 bit on top of
-//!    the 2^−71 tails and worst-case terms. The planner only picks G (outputs
-//!    per ciphertext) that keep at least [`params::MIN_MARGIN_BITS`], and a
-//!    layer whose single output sums too many weights (n > ~24 000 at
-//!    l = 37) is refused. The test `reply_noise_does_not_depend_on_weights`
-//!    checks the measured noise variance against terms 4, 7 (the dominant ones).
+//!    (92 679 for l = 37). Under the worst-case analysis, for n = 4·512·9 (a
+//!    512-channel 3x3 conv, 4 outputs per ciphertext) B ≈ 2^29.7 and the
+//!    terms are F/p1 ≈ 38 500, 320, 8 192 and 20 480: 67 500 < 92 679, a
+//!    margin of 0.46 bit on top of the 2^−71 tails and worst-case terms. The
+//!    planner only picks G (outputs per ciphertext) that keep at least
+//!    [`params::MIN_MARGIN_BITS`]; a layer whose single output sums too many
+//!    weights (n > ~24 000 worst case, ~190 000 uniform) is refused. The
+//!    test `reply_noise_does_not_depend_on_weights` checks the measured noise
+//!    variance against terms 4 and 7 (the dominant ones).
 //!
 //! # Cost (indicative, 2-core machine shared with other builds)
 //! ResNet18 (m = 64, 32x32, 100 classes), all 21 linear layers, one thread,
-//! both parties, verified bit for bit: 4.7 s, 35.6 MB up, 36.7 MB down,
-//! 32 814 ct x pt products (`cargo run --release -p pi-bench --example
+//! both parties, verified bit for bit: 4-5.5 s, 38.0 MB up, 33.1 MB down,
+//! 32 502 ct x pt products (`cargo run --release -p pi-bench --example
 //! he_resnet18 -- 64 verify`).
 //!
 //! Other garbage coefficients of a product (partial sums that would reveal
@@ -97,6 +101,6 @@ mod tests;
 
 pub use client::HeClient;
 pub use layout::{ConvShape, FcShape, LayerPlan, LayerShape, linear_reference};
-pub use params::HeParams;
+pub use params::{HeParams, ShareDistribution};
 pub use server::{CtPtKernel, HeServer};
 pub use wire::{ClientUpload, PublicKeyMsg, ServerReply};

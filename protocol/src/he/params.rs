@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
-/// Ring dimension N of R_q = Z_q[X]/(X^N + 1).
+/// Ring dimension N of R_q = Z_q\[X\]/(X^N + 1).
 pub const POLY_DEGREE: usize = 4096;
 
 /// The two RNS primes of the ciphertext modulus q = p0 * p1.
@@ -66,11 +66,28 @@ pub(crate) const TAIL: f64 = 10.0;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeParams {
     ring_bits: u32,
+    shares: ShareDistribution,
+}
+
+/// What the noise analysis may assume about the client's share c.
+///
+/// The rounding term of the plaintext product, k = ⌊W·c / t⌋ (centred c), is
+/// at most ‖W‖₁/2 for arbitrary c but only about ‖W‖₂/2 per standard
+/// deviation when c is uniform on Z_2^l, which it is in the protocol: the
+/// client's share of every linear layer's input is a fresh uniform mask
+/// (DESIGN.md §3.1, semi-honest client). The tighter bound lets up to ~8x
+/// more output channels share one reply ciphertext in wide layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareDistribution {
+    /// c is uniform on Z_2^l (the protocol's case; the default).
+    Uniform,
+    /// c is arbitrary: worst-case bound, correct for any share.
+    Arbitrary,
 }
 
 impl Default for HeParams {
     fn default() -> Self {
-        Self { ring_bits: MAX_RING_BITS }
+        Self { ring_bits: MAX_RING_BITS, shares: ShareDistribution::Uniform }
     }
 }
 
@@ -82,7 +99,17 @@ impl HeParams {
                 "HE ring bits must be in 8..={MAX_RING_BITS}, got {ring_bits}"
             )));
         }
-        Ok(Self { ring_bits })
+        Ok(Self { ring_bits, shares: ShareDistribution::Uniform })
+    }
+
+    /// The same parameters with another assumption about the client's shares.
+    pub fn with_shares(self, shares: ShareDistribution) -> Self {
+        Self { shares, ..self }
+    }
+
+    /// The assumption about the client's shares.
+    pub fn shares(&self) -> ShareDistribution {
+        self.shares
     }
 
     /// l, the bit width of the ring Z_2^l (plaintext modulus t = 2^l).
@@ -111,6 +138,7 @@ impl HeParams {
     pub fn digest(&self) -> [u8; 16] {
         let mut h = Sha256::new();
         h.update(b"pi-he-params-v1");
+        h.update([self.shares as u8]);
         h.update((POLY_DEGREE as u64).to_le_bytes());
         for p in CIPHERTEXT_PRIMES {
             h.update(p.to_le_bytes());
@@ -135,11 +163,17 @@ impl HeParams {
     /// coefficient at the full modulus, when that coefficient sums
     /// `n_terms` weights: the client's encryption noise times the weights
     /// (sub-Gaussian, variance proxy 10.5·‖w‖², ‖w‖² ≤ n·2^(2·WEIGHT_BITS))
-    /// plus the worst-case rounding term |W·m|/t ≤ n·2^(WEIGHT_BITS−1).
+    /// plus the rounding term k = ⌊W·m/t⌋: worst case n·2^(WEIGHT_BITS−1),
+    /// or for uniform shares (Hoeffding: each w_j·m_j/t ranges over an
+    /// interval of length |w_j|) 10·‖w‖₂/2 + 1.
     pub(crate) fn weight_noise_bound(&self, n_terms: usize) -> f64 {
         let n = n_terms as f64;
         let wmax = 2f64.powi(WEIGHT_BITS as i32);
-        TAIL * (ERROR_ETA as f64 / 2.0).sqrt() * n.sqrt() * wmax + n * wmax / 2.0
+        let rounding = match self.shares {
+            ShareDistribution::Arbitrary => n * wmax / 2.0,
+            ShareDistribution::Uniform => TAIL * n.sqrt() * wmax / 2.0 + 1.0,
+        };
+        TAIL * (ERROR_ETA as f64 / 2.0).sqrt() * n.sqrt() * wmax + rounding
     }
 
     /// Bound F of the flooding noise, uniform on [−F, F] with
@@ -245,7 +279,7 @@ mod tests {
 
     #[test]
     fn resnet_sized_sums_fit_the_budget() {
-        let p = HeParams::default();
+        let p = HeParams::default().with_shares(ShareDistribution::Arbitrary);
         // 3x3 conv over 512 channels with up to 4 output channels per ciphertext,
         // and an FC over 512·4·4 inputs.
         assert!(p.noise_margin_bits(4 * 512 * 9) > 0.4);
@@ -254,5 +288,8 @@ mod tests {
         assert!(p.flood_bound(1) >= 1 << STATISTICAL_SECURITY_BITS);
         assert!(p.flood_bound(100) as f64 >= p.weight_noise_bound(100) * 2f64.powi(40));
         assert_ne!(p.digest(), HeParams::new(36).unwrap().digest());
+        assert_ne!(p.digest(), HeParams::default().digest());
+        // Uniform shares: a 1200-channel 3x3 conv fits 8 outputs per ciphertext.
+        assert!(HeParams::default().noise_margin_bits(8 * 1200 * 9) > MIN_MARGIN_BITS);
     }
 }

@@ -24,7 +24,10 @@ fn random_weights(rng: &mut ChaCha20Rng, len: usize, bits: u32) -> Vec<i64> {
 }
 
 fn run_layer(shape: LayerShape, weights: &[i64], share: &[u64], mask: &[u64], seed: u64) -> Run {
-    let params = HeParams::default();
+    run_layer_with(HeParams::default(), shape, weights, share, mask, seed)
+}
+
+fn run_layer_with(params: HeParams, shape: LayerShape, weights: &[i64], share: &[u64], mask: &[u64], seed: u64) -> Run {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let client = HeClient::new(params, &mut rng);
     let pk = PublicKeyMsg::decode(&client.public_key(&mut rng).encode(&params), &params).unwrap();
@@ -128,18 +131,30 @@ fn hrn_5x5x3x_like_layers_are_exact() {
 }
 
 /// Worst case for the noise budget: every weight at the public bound and
-/// every share at −2^(l−1), on a wide layer.
+/// every share at −2^(l−1), on a wide layer, under the worst-case analysis;
+/// and maximal weights with uniform shares under the default analysis.
 #[test]
 fn extreme_weights_and_shares_are_exact() {
+    let arbitrary = HeParams::default().with_shares(params::ShareDistribution::Arbitrary);
     let shape = conv(256, 8, 4, 3, 1);
     let w = (1i64 << params::WEIGHT_BITS) - 1;
     let weights: Vec<i64> = (0..shape.weight_len()).map(|i| if i % 3 == 0 { -w } else { w }).collect();
     let share = vec![1u64 << 36; shape.input_len()];
     let mask = vec![(1u64 << 37) - 1; shape.output_len()];
-    let r = run_layer(shape, &weights, &share, &mask, 7);
+    let r = run_layer_with(arbitrary, shape, &weights, &share, &mask, 7);
     assert_exact(&r, "extreme");
-    let r = run_layer(fc(8192, 3), &vec![w; 8192 * 3], &vec![1u64 << 36; 8192], &[0, 1, 2], 8);
+    let r = run_layer_with(arbitrary, fc(8192, 3), &vec![w; 8192 * 3], &vec![1u64 << 36; 8192], &[0, 1, 2], 8);
     assert_exact(&r, "extreme fc");
+    // Default (uniform shares): a wide layer packed with many outputs per reply.
+    let shape = conv(1200, 1200, 2, 3, 1);
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & ((1 << 37) - 1)).collect();
+    let weights: Vec<i64> = (0..shape.weight_len()).map(|i| if i % 2 == 0 { -w } else { w }).collect();
+    let r = run_layer(shape, &weights, &share, &vec![5; shape.output_len()], 10);
+    assert!(r.plan.tiling().1 >= 8, "{:?}", r.plan.tiling());
+    assert_exact(&r, "wide uniform");
+    let measured = r.noise.iter().map(|v| v.unsigned_abs()).max().unwrap() as f64;
+    assert!(measured < HeParams::default().delta_keep() as f64 / 2.0 / 1.15, "noise {measured}");
 }
 
 proptest! {
