@@ -358,6 +358,15 @@ impl LayerPlan {
         self.tiles() * self.c_blocks * self.o_groups
     }
 
+    /// Margin in bits between the decryption bound and this layer's noise bound.
+    pub fn noise_margin_bits(&self) -> f64 {
+        let terms = match self.shape {
+            LayerShape::Conv(c) => c.c_in * c.kernel * c.kernel,
+            LayerShape::Fc(f) => f.inputs,
+        };
+        self.params.noise_margin_bits(self.g * terms)
+    }
+
     /// Input channels per polynomial, output channels per product, tile size.
     pub fn tiling(&self) -> (usize, usize, usize, usize) {
         (self.cb, self.g, self.th, self.tw)

@@ -305,13 +305,17 @@ fn hostile_bytes_are_rejected() {
     let mut v = up.clone();
     v[4] = 9;
     peer(ClientUpload::decode(&v, &plan));
+    // Wrong level (an upload claiming to be switched down to one prime).
+    let mut v = up.clone();
+    v[6] = 1;
+    peer(ClientUpload::decode(&v, &plan));
     peer(ClientUpload::decode(&pk_bytes, &plan));
     // Upload for another layer plan (same length is impossible to rely on; check digest path).
     let up_other = client.encrypt(&other, &share, &mut rng).unwrap().encode(&other);
     peer(ClientUpload::decode(&up_other, &plan));
     // A residue ≥ p: set the first packed 55-bit value to all ones.
     let mut v = up.clone();
-    for b in &mut v[22 + 48..22 + 48 + 7] {
+    for b in &mut v[23 + 48..23 + 48 + 7] {
         *b = 0xff;
     }
     peer(ClientUpload::decode(&v, &plan));
@@ -320,6 +324,15 @@ fn hostile_bytes_are_rejected() {
     let reply = server.evaluate(&plan, &[1; 36], &[0; 32], &upload, &mut rng).unwrap().encode(&plan);
     assert!(matches!(ServerReply::decode(&reply[..reply.len() - 3], &plan), Err(Error::PeerMisbehaved(_))));
     assert!(matches!(ServerReply::decode(&reply, &other), Err(Error::PeerMisbehaved(_))));
+    let mut v = reply.clone();
+    v[6] = 2;
+    assert!(matches!(ServerReply::decode(&v, &plan), Err(Error::PeerMisbehaved(_))));
+    // A c1 value above its bound (all-ones 49-bit field).
+    let mut v = reply.clone();
+    for b in &mut v[23 + 16..23 + 16 + 7] {
+        *b = 0xff;
+    }
+    assert!(matches!(ServerReply::decode(&v, &plan), Err(Error::PeerMisbehaved(_))));
     assert!(matches!(PublicKeyMsg::decode(&pk_bytes[..100], &params), Err(Error::PeerMisbehaved(_))));
     assert!(matches!(PublicKeyMsg::decode(&pk_bytes, &p36), Err(Error::PeerMisbehaved(_))));
     // Bad local input is the caller's fault.

@@ -1,6 +1,8 @@
 //! Messages of the offline HE step and their byte encoding.
 //!
-//! Layout: `b"PIHE"`, version, kind, 16-byte parameter digest, then the body.
+//! Layout: `b"PIHE"`, version, kind, level (number of RNS primes of the
+//! ciphertexts: 2 for uploads and keys at q, 1 for replies at p0), 16-byte
+//! parameter digest, then the body.
 //! Decoding needs the session's parameters (and the layer plan), computes the
 //! exact expected length before reading anything, and rejects a mismatch,
 //! an unknown version or kind, a foreign digest or an out-of-range residue
@@ -14,7 +16,7 @@ use crate::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"PIHE";
 const VERSION: u8 = 1;
-const HEADER: usize = 4 + 1 + 1 + 16;
+const HEADER: usize = 4 + 1 + 1 + 1 + 16;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -22,6 +24,16 @@ enum Kind {
     PublicKey = 1,
     Upload = 2,
     Reply = 3,
+}
+
+impl Kind {
+    /// Ciphertext level: how many RNS primes the carried residues span.
+    fn level(self) -> u8 {
+        match self {
+            Kind::PublicKey | Kind::Upload => 2,
+            Kind::Reply => 1,
+        }
+    }
 }
 
 /// The client's public key, sent once per session: (b, a) = (−a·s + e, a)
@@ -69,6 +81,7 @@ fn header(params: &HeParams, kind: Kind, out: &mut Vec<u8>) {
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.push(kind as u8);
+    out.push(kind.level());
     out.extend_from_slice(&params.digest());
 }
 
@@ -87,7 +100,10 @@ fn open<'a>(bytes: &'a [u8], params: &HeParams, kind: Kind, body_len: usize) -> 
     if bytes[5] != kind as u8 {
         return bad("unexpected message kind");
     }
-    if bytes[6..HEADER] != params.digest() {
+    if bytes[6] != kind.level() {
+        return bad("ciphertext level differs from the one this message must have");
+    }
+    if bytes[7..HEADER] != params.digest() {
         return bad("parameter digest differs from this session's");
     }
     if bytes.len() != HEADER + body_len {
