@@ -159,14 +159,16 @@ pub(crate) fn pack_bits(values: &[u64], bits: u32, out: &mut Vec<u8>) {
         debug_assert!(bits == 64 || v >> bits == 0);
         acc |= (v as u128) << n;
         n += bits;
-        while n >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            n -= 8;
+        if n >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            n -= 64;
         }
     }
-    if n > 0 {
+    while n > 0 {
         out.push(acc as u8);
+        acc >>= 8;
+        n = n.saturating_sub(8);
     }
 }
 
@@ -195,15 +197,26 @@ pub(crate) fn unpack_bits(
     let mask: u128 = (1u128 << bits) - 1;
     let mut acc: u128 = 0;
     let mut n: u32 = 0;
-    let mut it = bytes.iter();
+    let mut it = bytes[bytes.len() - bytes.len() % 8..].iter();
     out.clear();
     out.reserve(count);
+    let mut words = bytes.chunks_exact(8);
     for _ in 0..count {
-        while n < bits {
-            // Length checked above: the stream holds enough bytes.
-            let b = *it.next().ok_or_else(|| Error::PeerMisbehaved("short packed field".into()))?;
-            acc |= (b as u128) << n;
-            n += 8;
+        if n < bits {
+            // Whole 64-bit words while they last, then the tail bytes; the
+            // length was checked above, so the stream holds enough bits.
+            if let Some(w) = words.next() {
+                let mut le = [0u8; 8];
+                le.copy_from_slice(w);
+                acc |= (u64::from_le_bytes(le) as u128) << n;
+                n += 64;
+            } else {
+                while n < bits {
+                    let b = *it.next().ok_or_else(|| Error::PeerMisbehaved("short packed field".into()))?;
+                    acc |= (b as u128) << n;
+                    n += 8;
+                }
+            }
         }
         let v = (acc & mask) as u64;
         acc >>= bits;
@@ -213,7 +226,7 @@ pub(crate) fn unpack_bits(
         }
         out.push(v);
     }
-    if acc != 0 {
+    if acc != 0 || it.any(|&b| b != 0) || words.next().is_some() {
         return Err(Error::PeerMisbehaved("non-zero padding bits in packed field".into()));
     }
     Ok(())
@@ -333,5 +346,14 @@ pub(crate) mod tests {
         bytes[0] |= 0x80;
         assert!(matches!(unpack_bits(&bytes, 4, 1, 15, &mut out), Err(Error::PeerMisbehaved(_))));
         assert!(unpack_bits(&bytes, 4, 3, 15, &mut out).is_err());
+        // Word-sized reads: 3 x 55 bits = 2 words + 5 tail bytes, 3 padding bits.
+        let vals = [(1u64 << 55) - 1, 0, 12345];
+        let mut bytes = Vec::new();
+        pack_bits(&vals, 55, &mut bytes);
+        assert_eq!(bytes.len(), 21);
+        unpack_bits(&bytes, 55, 3, u64::MAX, &mut out).unwrap();
+        assert_eq!(out, vals);
+        bytes[20] |= 0x80;
+        assert!(matches!(unpack_bits(&bytes, 55, 3, u64::MAX, &mut out), Err(Error::PeerMisbehaved(_))));
     }
 }

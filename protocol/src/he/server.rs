@@ -139,39 +139,47 @@ impl HeServer {
         // reused across tiles; accumulators live in the task.
         let per_group: Vec<Vec<(Vec<u64>, Vec<u64>)>> = (0..plan.o_groups)
             .into_par_iter()
-            .map(|og| {
-                let mut task_rng = ChaCha20Rng::from_seed(master);
-                task_rng.set_stream(og as u64);
-                let mut acc: Vec<[Vec<u64>; 4]> =
-                    (0..tiles).map(|_| std::array::from_fn(|_| vec![0u64; N])).collect();
-                let mut kpoly = vec![0i64; N];
-                let mut k_ntt = [Vec::with_capacity(N), Vec::with_capacity(N)];
-                for cb in 0..plan.c_blocks {
-                    plan.kernel_poly(weights, og, cb, &mut kpoly);
-                    if kpoly.iter().all(|&w| w == 0) {
-                        continue;
-                    }
-                    small_to_ntt(&kpoly, &mut k_ntt);
-                    for (tile, acc) in acc.iter_mut().enumerate() {
-                        let ct = &cts[tile * plan.c_blocks + cb];
-                        for i in 0..2 {
-                            ntt.plans[i].mul_accumulate(&mut acc[i], &ct[i], &k_ntt[i]);
-                            ntt.plans[i].mul_accumulate(&mut acc[2 + i], &ct[2 + i], &k_ntt[i]);
+            .map_init(
+                // Per-worker buffers, reused across output groups (fresh
+                // zeroed pages per group cost several percent of the layer).
+                || {
+                    let acc: Vec<[Vec<u64>; 4]> = (0..tiles).map(|_| std::array::from_fn(|_| vec![0u64; N])).collect();
+                    (acc, vec![0i64; N], [Vec::with_capacity(N), Vec::with_capacity(N)], Vec::new())
+                },
+                |(acc, kpoly, k_ntt, wanted), og| {
+                    let mut task_rng = ChaCha20Rng::from_seed(master);
+                    task_rng.set_stream(og as u64);
+                    for a in acc.iter_mut() {
+                        for v in a.iter_mut() {
+                            v.fill(0);
                         }
                     }
-                }
-                kpoly.zeroize();
-                k_ntt[0].zeroize();
-                k_ntt[1].zeroize();
-                let mut wanted = Vec::new();
-                acc.into_iter()
-                    .enumerate()
-                    .map(|(tile, acc)| {
-                        plan.wanted(tile, og, &mut wanted);
-                        self.finish(plan, acc, &wanted, mask, &switch, &mut task_rng)
-                    })
-                    .collect()
-            })
+                    for cb in 0..plan.c_blocks {
+                        plan.kernel_poly(weights, og, cb, kpoly);
+                        if kpoly.iter().all(|&w| w == 0) {
+                            continue;
+                        }
+                        small_to_ntt(kpoly, k_ntt);
+                        for (tile, acc) in acc.iter_mut().enumerate() {
+                            let ct = &cts[tile * plan.c_blocks + cb];
+                            for i in 0..2 {
+                                ntt.plans[i].mul_accumulate(&mut acc[i], &ct[i], &k_ntt[i]);
+                                ntt.plans[i].mul_accumulate(&mut acc[2 + i], &ct[2 + i], &k_ntt[i]);
+                            }
+                        }
+                    }
+                    kpoly.as_mut_slice().zeroize();
+                    k_ntt[0].zeroize();
+                    k_ntt[1].zeroize();
+                    acc.iter_mut()
+                        .enumerate()
+                        .map(|(tile, acc)| {
+                            plan.wanted(tile, og, wanted);
+                            self.finish(plan, acc, wanted, mask, &switch, &mut task_rng)
+                        })
+                        .collect()
+                },
+            )
             .collect();
 
         let mut c1 = Vec::with_capacity(plan.reply_cts() * N);
@@ -191,7 +199,7 @@ impl HeServer {
     fn finish(
         &self,
         plan: &LayerPlan,
-        mut acc: [Vec<u64>; 4],
+        acc: &mut [Vec<u64>; 4],
         wanted: &[(usize, usize)],
         mask: &[u64],
         switch: &Switch,
