@@ -157,6 +157,21 @@ fn extreme_weights_and_shares_are_exact() {
     assert!(measured < HeParams::default().delta_keep() as f64 / 2.0 / 1.15, "noise {measured}");
 }
 
+/// A narrower ring (l = 32) uses the same primes with a larger Δ.
+#[test]
+fn narrower_ring_is_exact() {
+    let params = HeParams::new(32).unwrap();
+    let shape = conv(5, 7, 6, 3, 2);
+    let mut rng = ChaCha20Rng::seed_from_u64(77);
+    let m = params.ring_mask();
+    let weights = random_weights(&mut rng, shape.weight_len(), 15);
+    let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & m).collect();
+    let mask: Vec<u64> = (0..shape.output_len()).map(|_| rng.next_u64() & m).collect();
+    let r = run_layer_with(params, shape, &weights, &share, &mask, 78);
+    assert!(r.want.iter().all(|&v| v <= m));
+    assert_exact(&r, "l = 32");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, rng_seed: proptest::test_runner::RngSeed::Fixed(42), ..ProptestConfig::default() })]
     #[test]
