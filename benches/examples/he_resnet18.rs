@@ -20,10 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => pi_bench::he::resnet18_layers(m, 32, 100),
     };
     let r = pi_bench::he::run_offline_linear(&layers, 1, verify)?;
-    println!("{:<20} {:>8} {:>8} {:>10} {:>10} {:>7} {:>5} {:>5}", "layer", "client s", "server s", "up KB", "down KB", "prods", "up", "down");
+    println!(
+        "{:<20} {:>8} {:>8} {:>10} {:>10} {:>7} {:>5} {:>5}  {:<18} {:>6}",
+        "layer", "client s", "server s", "up KB", "down KB", "prods", "up", "down", "Cb,G,th,tw", "margin"
+    );
     for l in &r.layers {
         println!(
-            "{:<20} {:>8.3} {:>8.3} {:>10.1} {:>10.1} {:>7} {:>5} {:>5}",
+            "{:<20} {:>8.3} {:>8.3} {:>10.1} {:>10.1} {:>7} {:>5} {:>5}  {:<18} {:>6.2}",
             l.name,
             l.client_seconds,
             l.server_seconds,
@@ -31,7 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             l.bytes_server_to_client as f64 / 1e3,
             l.products,
             l.upload_cts,
-            l.reply_cts
+            l.reply_cts,
+            format!("{:?}", l.tiling),
+            l.noise_margin_bits
         );
     }
     println!(

@@ -41,6 +41,10 @@ pub struct LayerReport {
     pub reply_cts: usize,
     /// Plain multiply-accumulates of the layer.
     pub macs: usize,
+    /// Input channels per polynomial, output channels per reply, tile height, tile width.
+    pub tiling: (usize, usize, usize, usize),
+    /// Decryption noise margin in bits (from the analysis, not measured).
+    pub noise_margin_bits: f64,
 }
 
 /// Measurements of a list of layers.
@@ -144,6 +148,8 @@ pub fn run_offline_linear(layers: &[(String, LayerShape)], seed: u64, verify: bo
             upload_cts: plan.upload_cts(),
             reply_cts: plan.reply_cts(),
             macs: shape.macs(),
+            tiling: plan.tiling(),
+            noise_margin_bits: plan.noise_margin_bits(),
         });
     }
     Ok(Report {
