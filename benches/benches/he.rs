@@ -25,11 +25,21 @@ fn conv_layer(c: &mut Criterion) {
     let mut g = c.benchmark_group("he/conv_layer");
     g.sample_size(10);
     for (c_in, c_out, hw) in [(64, 64, 32), (512, 512, 4)] {
-        let shape = LayerShape::Conv(ConvShape { c_in, c_out, h: hw, w: hw, kernel: 3, stride: 1, pad: 1 });
-        let layers = vec![("conv".to_string(), shape)];
-        g.bench_with_input(BenchmarkId::from_parameter(format!("{c_in}x{c_out}x{hw}x{hw}k3")), &layers, |b, l| {
-            b.iter(|| run_offline_linear(l, 1, false).expect("layer runs"))
+        let shape = LayerShape::Conv(ConvShape {
+            c_in,
+            c_out,
+            h: hw,
+            w: hw,
+            kernel: 3,
+            stride: 1,
+            pad: 1,
         });
+        let layers = vec![("conv".to_string(), shape)];
+        g.bench_with_input(
+            BenchmarkId::from_parameter(format!("{c_in}x{c_out}x{hw}x{hw}k3")),
+            &layers,
+            |b, l| b.iter(|| run_offline_linear(l, 1, false).expect("layer runs")),
+        );
     }
     g.finish();
 }

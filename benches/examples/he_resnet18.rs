@@ -6,12 +6,21 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let m: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(64);
+    let m: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(64);
     let verify = std::env::args().nth(2).is_some_and(|s| s == "verify");
     let threads = rayon_threads();
     let layers = match std::env::args().nth(3) {
         Some(spec) => {
-            let f: Vec<usize> = spec.trim_start_matches("hrn-").split('x').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
+            let f: Vec<usize> = spec
+                .trim_start_matches("hrn-")
+                .split('x')
+                .filter(|s| !s.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()?;
             if f.len() != 3 {
                 return Err(format!("expected hrn-AxBxCx, got {spec}").into());
             }
@@ -22,7 +31,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let r = pi_bench::he::run_offline_linear(&layers, 1, verify)?;
     println!(
         "{:<20} {:>8} {:>8} {:>10} {:>10} {:>7} {:>5} {:>5}  {:<18} {:>6}",
-        "layer", "client s", "server s", "up KB", "down KB", "prods", "up", "down", "Cb,G,th,tw", "margin"
+        "layer",
+        "client s",
+        "server s",
+        "up KB",
+        "down KB",
+        "prods",
+        "up",
+        "down",
+        "Cb,G,th,tw",
+        "margin"
     );
     for l in &r.layers {
         println!(

@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use pi_protocol::he::{
-    ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape, PublicKeyMsg,
-    ServerReply, linear_reference,
+    ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
+    PublicKeyMsg, ServerReply, linear_reference,
 };
 use pi_protocol::{Error, Result};
 use rand::RngCore;
@@ -67,9 +67,21 @@ pub struct Report {
 /// stride 2 at the first block of stages 2-4, 1x1 shortcuts where the shape
 /// changes, and an FC over C·H·W of the last feature map (global average
 /// pooling folded in).
-pub fn resnet_family_layers(widths: [usize; 4], input: usize, classes: usize) -> Vec<(String, LayerShape)> {
+pub fn resnet_family_layers(
+    widths: [usize; 4],
+    input: usize,
+    classes: usize,
+) -> Vec<(String, LayerShape)> {
     let conv = |c_in, c_out, hw, kernel, stride| {
-        LayerShape::Conv(ConvShape { c_in, c_out, h: hw, w: hw, kernel, stride, pad: kernel / 2 })
+        LayerShape::Conv(ConvShape {
+            c_in,
+            c_out,
+            h: hw,
+            w: hw,
+            kernel,
+            stride,
+            pad: kernel / 2,
+        })
     };
     let mut out = vec![("conv1".to_string(), conv(3, widths[0], input, 3, 1))];
     let (mut c, mut hw) = (widths[0], input);
@@ -87,7 +99,13 @@ pub fn resnet_family_layers(widths: [usize; 4], input: usize, classes: usize) ->
             hw = hw_out;
         }
     }
-    out.push(("fc".to_string(), LayerShape::Fc(FcShape { inputs: c * hw * hw, outputs: classes })));
+    out.push((
+        "fc".to_string(),
+        LayerShape::Fc(FcShape {
+            inputs: c * hw * hw,
+            outputs: classes,
+        }),
+    ));
     out
 }
 
@@ -97,14 +115,29 @@ pub fn resnet18_layers(m: usize, input: usize, classes: usize) -> Vec<(String, L
 }
 
 /// HybReNet αxβxγx: widths m, αm, αβm, αβγm (for example hrn-5x5x3x at m = 16).
-pub fn hrn_layers(alpha: usize, beta: usize, gamma: usize, m: usize, input: usize, classes: usize) -> Vec<(String, LayerShape)> {
-    resnet_family_layers([m, alpha * m, alpha * beta * m, alpha * beta * gamma * m], input, classes)
+pub fn hrn_layers(
+    alpha: usize,
+    beta: usize,
+    gamma: usize,
+    m: usize,
+    input: usize,
+    classes: usize,
+) -> Vec<(String, LayerShape)> {
+    resnet_family_layers(
+        [m, alpha * m, alpha * beta * m, alpha * beta * gamma * m],
+        input,
+        classes,
+    )
 }
 
 /// Runs the offline linear step for `layers` with random weights (|w| < 2^12),
 /// shares and masks from `seed`. With `verify`, each decrypted share is
 /// compared with the cleartext W·c − s and a mismatch is an error.
-pub fn run_offline_linear(layers: &[(String, LayerShape)], seed: u64, verify: bool) -> Result<Report> {
+pub fn run_offline_linear(
+    layers: &[(String, LayerShape)],
+    seed: u64,
+    verify: bool,
+) -> Result<Report> {
     let params = HeParams::default();
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let t0 = Instant::now();
@@ -115,9 +148,15 @@ pub fn run_offline_linear(layers: &[(String, LayerShape)], seed: u64, verify: bo
     let mask_bits = params.ring_mask();
     let mut reports = Vec::with_capacity(layers.len());
     for (name, shape) in layers {
-        let weights: Vec<i64> = (0..shape.weight_len()).map(|_| (rng.next_u32() % 8191) as i64 - 4095).collect();
-        let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & mask_bits).collect();
-        let mask: Vec<u64> = (0..shape.output_len()).map(|_| rng.next_u64() & mask_bits).collect();
+        let weights: Vec<i64> = (0..shape.weight_len())
+            .map(|_| (rng.next_u32() % 8191) as i64 - 4095)
+            .collect();
+        let share: Vec<u64> = (0..shape.input_len())
+            .map(|_| rng.next_u64() & mask_bits)
+            .collect();
+        let mask: Vec<u64> = (0..shape.output_len())
+            .map(|_| rng.next_u64() & mask_bits)
+            .collect();
 
         let t = Instant::now();
         let plan = LayerPlan::new(params, *shape)?;
@@ -126,7 +165,9 @@ pub fn run_offline_linear(layers: &[(String, LayerShape)], seed: u64, verify: bo
 
         let t = Instant::now();
         let upload = ClientUpload::decode(&up, &plan)?;
-        let reply = server.evaluate(&plan, &weights, &mask, &upload, &mut rng)?.encode(&plan);
+        let reply = server
+            .evaluate(&plan, &weights, &mask, &upload, &mut rng)?
+            .encode(&plan);
         let server_s = t.elapsed().as_secs_f64();
 
         let t = Instant::now();
@@ -134,7 +175,9 @@ pub fn run_offline_linear(layers: &[(String, LayerShape)], seed: u64, verify: bo
         let client_s = c1 + t.elapsed().as_secs_f64();
 
         if verify && got != linear_reference(params, shape, &weights, &share, &mask) {
-            return Err(Error::BadInput(format!("layer {name}: decrypted share differs from W·c − s")));
+            return Err(Error::BadInput(format!(
+                "layer {name}: decrypted share differs from W·c − s"
+            )));
         }
         reports.push(LayerReport {
             name: name.clone(),
@@ -154,7 +197,11 @@ pub fn run_offline_linear(layers: &[(String, LayerShape)], seed: u64, verify: bo
     }
     Ok(Report {
         seconds: setup + reports.iter().map(|r| r.seconds).sum::<f64>(),
-        bytes_client_to_server: pk_bytes.len() + reports.iter().map(|r| r.bytes_client_to_server).sum::<usize>(),
+        bytes_client_to_server: pk_bytes.len()
+            + reports
+                .iter()
+                .map(|r| r.bytes_client_to_server)
+                .sum::<usize>(),
         bytes_server_to_client: reports.iter().map(|r| r.bytes_server_to_client).sum(),
         products: reports.iter().map(|r| r.products).sum(),
         layers: reports,
@@ -178,7 +225,13 @@ mod tests {
     #[test]
     fn hrn_widths_follow_the_notation() {
         let layers = hrn_layers(5, 5, 3, 16, 32, 100);
-        assert_eq!(layers.last().unwrap().1, LayerShape::Fc(FcShape { inputs: 1200 * 16, outputs: 100 }));
+        assert_eq!(
+            layers.last().unwrap().1,
+            LayerShape::Fc(FcShape {
+                inputs: 1200 * 16,
+                outputs: 100
+            })
+        );
     }
 
     #[test]

@@ -55,7 +55,11 @@ pub(crate) fn sub_mod(a: u64, b: u64, p: u64) -> u64 {
 #[inline]
 pub(crate) fn lift_small(v: i64, p: u64) -> u64 {
     debug_assert!(v.unsigned_abs() < p);
-    if v >= 0 { v as u64 } else { p - v.unsigned_abs() }
+    if v >= 0 {
+        v as u64
+    } else {
+        p - v.unsigned_abs()
+    }
 }
 
 /// Signed 128-bit integer reduced into [0, p).
@@ -212,7 +216,9 @@ pub(crate) fn unpack_bits(
                 n += 64;
             } else {
                 while n < bits {
-                    let b = *it.next().ok_or_else(|| Error::PeerMisbehaved("short packed field".into()))?;
+                    let b = *it
+                        .next()
+                        .ok_or_else(|| Error::PeerMisbehaved("short packed field".into()))?;
                     acc |= (b as u128) << n;
                     n += 8;
                 }
@@ -222,12 +228,16 @@ pub(crate) fn unpack_bits(
         acc >>= bits;
         n -= bits;
         if v > max {
-            return Err(Error::PeerMisbehaved(format!("packed value {v} exceeds its bound {max}")));
+            return Err(Error::PeerMisbehaved(format!(
+                "packed value {v} exceeds its bound {max}"
+            )));
         }
         out.push(v);
     }
     if acc != 0 || it.any(|&b| b != 0) || words.next().is_some() {
-        return Err(Error::PeerMisbehaved("non-zero padding bits in packed field".into()));
+        return Err(Error::PeerMisbehaved(
+            "non-zero padding bits in packed field".into(),
+        ));
     }
     Ok(())
 }
@@ -317,7 +327,10 @@ pub(crate) mod tests {
         for _ in 0..1000 {
             let w = rng.random_range(0..p);
             let x = rand::RngCore::next_u64(&mut rng);
-            assert_eq!(mul_shoup(x, w, shoup(w, p), p), ((x as u128 * w as u128) % p as u128) as u64);
+            assert_eq!(
+                mul_shoup(x, w, shoup(w, p), p),
+                ((x as u128 * w as u128) % p as u128) as u64
+            );
         }
         assert_eq!(mul_mod(inv_mod(12345, p), 12345, p), 1);
     }
@@ -340,11 +353,17 @@ pub(crate) mod tests {
         let mut bytes = Vec::new();
         pack_bits(&[5, 9], 4, &mut bytes);
         let mut out = Vec::new();
-        assert!(matches!(unpack_bits(&bytes, 4, 2, 8, &mut out), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            unpack_bits(&bytes, 4, 2, 8, &mut out),
+            Err(Error::PeerMisbehaved(_))
+        ));
         let mut bytes = Vec::new();
         pack_bits(&[5], 4, &mut bytes);
         bytes[0] |= 0x80;
-        assert!(matches!(unpack_bits(&bytes, 4, 1, 15, &mut out), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            unpack_bits(&bytes, 4, 1, 15, &mut out),
+            Err(Error::PeerMisbehaved(_))
+        ));
         assert!(unpack_bits(&bytes, 4, 3, 15, &mut out).is_err());
         // Word-sized reads: 3 x 55 bits = 2 words + 5 tail bytes, 3 padding bits.
         let vals = [(1u64 << 55) - 1, 0, 12345];
@@ -354,6 +373,9 @@ pub(crate) mod tests {
         unpack_bits(&bytes, 55, 3, u64::MAX, &mut out).unwrap();
         assert_eq!(out, vals);
         bytes[20] |= 0x80;
-        assert!(matches!(unpack_bits(&bytes, 55, 3, u64::MAX, &mut out), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            unpack_bits(&bytes, 55, 3, u64::MAX, &mut out),
+            Err(Error::PeerMisbehaved(_))
+        ));
     }
 }

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use zeroize::Zeroize;
 
 use super::arith::{
-    add_mod, expand_a, mul_shoup, ntt, lift_small, sample_cbd, sample_ternary, shoup, sub_mod,
+    add_mod, expand_a, lift_small, mul_shoup, ntt, sample_cbd, sample_ternary, shoup, sub_mod,
 };
 use super::layout::LayerPlan;
 use super::params::{C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE};
@@ -76,7 +76,11 @@ impl HeClient {
         let mut b = Vec::with_capacity(2 * POLY_DEGREE);
         for i in 0..2 {
             let p = CIPHERTEXT_PRIMES[i];
-            b.extend(a[i].iter().zip(&e).map(|(&x, &ei)| add_mod(x, lift_small(ei, p), p)));
+            b.extend(
+                a[i].iter()
+                    .zip(&e)
+                    .map(|(&x, &ei)| add_mod(x, lift_small(ei, p), p)),
+            );
         }
         PublicKeyMsg { seed, b }
     }
@@ -84,9 +88,16 @@ impl HeClient {
     /// Encrypts the client's share `c` of the layer input ((C, H, W) layout,
     /// ring elements) as the plan's input polynomials: b = −a·s + e + Δ·c
     /// with c lifted centred and Δ = (q − 1)/t.
-    pub fn encrypt<R: RngCore + CryptoRng>(&self, plan: &LayerPlan, share: &[u64], rng: &mut R) -> Result<ClientUpload> {
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        &self,
+        plan: &LayerPlan,
+        share: &[u64],
+        rng: &mut R,
+    ) -> Result<ClientUpload> {
         if plan.params != self.params {
-            return Err(Error::BadInput("layer plan made for other HE parameters".into()));
+            return Err(Error::BadInput(
+                "layer plan made for other HE parameters".into(),
+            ));
         }
         if share.len() != plan.shape.input_len() {
             return Err(Error::BadInput(format!(
@@ -110,30 +121,39 @@ impl HeClient {
         });
         let cblocks = plan.c_blocks;
         let mut b = vec![0u64; plan.upload_cts() * 2 * POLY_DEGREE];
-        b.par_chunks_mut(2 * POLY_DEGREE).enumerate().for_each(|(idx, out)| {
-            let mut noise_rng = ChaCha20Rng::from_seed(noise_seed);
-            noise_rng.set_stream(idx as u64);
-            let mut m = vec![0u64; POLY_DEGREE];
-            plan.input_poly(share, idx / cblocks, idx % cblocks, &mut m);
-            let mut a = [Vec::new(), Vec::new()];
-            expand_a(&seed, idx as u64, &mut a);
-            self.minus_a_s(&mut a);
-            let mut e = vec![0i64; POLY_DEGREE];
-            sample_cbd(&mut noise_rng, &mut e);
-            for i in 0..2 {
-                let p = CIPHERTEXT_PRIMES[i];
-                let (d, ds) = delta[i];
-                for (j, o) in out[i * POLY_DEGREE..(i + 1) * POLY_DEGREE].iter_mut().enumerate() {
-                    let mv = m[j] as i64;
-                    let centred = if mv >= t / 2 { mv - t } else { mv };
-                    let dm = mul_shoup(lift_small(centred, p), d, ds, p);
-                    *o = add_mod(add_mod(a[i][j], lift_small(e[j], p), p), dm, p);
+        b.par_chunks_mut(2 * POLY_DEGREE)
+            .enumerate()
+            .for_each(|(idx, out)| {
+                let mut noise_rng = ChaCha20Rng::from_seed(noise_seed);
+                noise_rng.set_stream(idx as u64);
+                let mut m = vec![0u64; POLY_DEGREE];
+                plan.input_poly(share, idx / cblocks, idx % cblocks, &mut m);
+                let mut a = [Vec::new(), Vec::new()];
+                expand_a(&seed, idx as u64, &mut a);
+                self.minus_a_s(&mut a);
+                let mut e = vec![0i64; POLY_DEGREE];
+                sample_cbd(&mut noise_rng, &mut e);
+                for i in 0..2 {
+                    let p = CIPHERTEXT_PRIMES[i];
+                    let (d, ds) = delta[i];
+                    for (j, o) in out[i * POLY_DEGREE..(i + 1) * POLY_DEGREE]
+                        .iter_mut()
+                        .enumerate()
+                    {
+                        let mv = m[j] as i64;
+                        let centred = if mv >= t / 2 { mv - t } else { mv };
+                        let dm = mul_shoup(lift_small(centred, p), d, ds, p);
+                        *o = add_mod(add_mod(a[i][j], lift_small(e[j], p), p), dm, p);
+                    }
                 }
-            }
-            e.zeroize();
-            m.zeroize();
-        });
-        Ok(ClientUpload { plan_digest: plan.digest, seed, b })
+                e.zeroize();
+                m.zeroize();
+            });
+        Ok(ClientUpload {
+            plan_digest: plan.digest,
+            seed,
+            b,
+        })
     }
 
     /// Decrypts the reply: the client's share of W·c − s in (O, Ho, Wo) (or
@@ -144,15 +164,23 @@ impl HeClient {
 
     /// Decrypts and also returns the noise of every returned coefficient (in
     /// units of p0, centred): what a curious client can measure.
-    pub(crate) fn decrypt_raw(&self, plan: &LayerPlan, reply: &ServerReply) -> Result<(Vec<u64>, Vec<i64>)> {
+    pub(crate) fn decrypt_raw(
+        &self,
+        plan: &LayerPlan,
+        reply: &ServerReply,
+    ) -> Result<(Vec<u64>, Vec<i64>)> {
         if plan.params != self.params {
-            return Err(Error::BadInput("layer plan made for other HE parameters".into()));
+            return Err(Error::BadInput(
+                "layer plan made for other HE parameters".into(),
+            ));
         }
         if reply.plan_digest != plan.digest
             || reply.c1.len() != plan.reply_cts() * POLY_DEGREE
             || reply.c0.len() != plan.total_wanted()
         {
-            return Err(Error::PeerMisbehaved("HE reply does not match the layer plan".into()));
+            return Err(Error::PeerMisbehaved(
+                "HE reply does not match the layer plan".into(),
+            ));
         }
         let p = CIPHERTEXT_PRIMES[KEEP];
         let l = self.params.ring_bits();
@@ -198,7 +226,11 @@ impl HeClient {
                         // m = round(t·x / p) mod t; noise = x − Δ'·m (centred).
                         let m = ((((x as u128) << l) + (p as u128 / 2)) / p as u128) as u64 & mask;
                         let noise = sub_mod(x, super::arith::mul_mod(dk, m, p), p);
-                        let noise = if noise > p / 2 { noise as i64 - p as i64 } else { noise as i64 };
+                        let noise = if noise > p / 2 {
+                            noise as i64 - p as i64
+                        } else {
+                            noise as i64
+                        };
                         (idx, m, noise)
                     })
                     .collect()

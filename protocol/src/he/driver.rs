@@ -22,8 +22,13 @@ fn check_frame(len: usize) -> Result<()> {
 }
 
 /// Client: sends the public key of `client` (once per session).
-pub async fn client_setup<C: Channel, R: RngCore + CryptoRng>(ch: &mut C, client: &HeClient, rng: &mut R) -> Result<()> {
-    ch.send(&client.public_key(rng).encode(&client.params())).await?;
+pub async fn client_setup<C: Channel, R: RngCore + CryptoRng>(
+    ch: &mut C,
+    client: &HeClient,
+    rng: &mut R,
+) -> Result<()> {
+    ch.send(&client.public_key(rng).encode(&client.params()))
+        .await?;
     ch.flush().await
 }
 
@@ -42,7 +47,8 @@ pub async fn client_layer<C: Channel, R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<Vec<u64>> {
     check_frame(ClientUpload::encoded_len(plan).max(ServerReply::encoded_len(plan)))?;
-    ch.send(&client.encrypt(plan, share, rng)?.encode(plan)).await?;
+    ch.send(&client.encrypt(plan, share, rng)?.encode(plan))
+        .await?;
     ch.flush().await?;
     let bytes = ch.recv(ServerReply::encoded_len(plan)).await?;
     client.decrypt(plan, &ServerReply::decode(&bytes, plan)?)
@@ -60,7 +66,12 @@ pub async fn server_layer<C: Channel, R: RngCore + CryptoRng>(
     check_frame(ClientUpload::encoded_len(plan).max(ServerReply::encoded_len(plan)))?;
     let bytes = ch.recv(ClientUpload::encoded_len(plan)).await?;
     let upload = ClientUpload::decode(&bytes, plan)?;
-    ch.send(&server.evaluate(plan, weights, mask, &upload, rng)?.encode(plan)).await?;
+    ch.send(
+        &server
+            .evaluate(plan, weights, mask, &upload, rng)?
+            .encode(plan),
+    )
+    .await?;
     ch.flush().await
 }
 
@@ -77,12 +88,22 @@ mod tests {
     #[tokio::test]
     async fn both_roles_over_memory_duplex() {
         let params = HeParams::default();
-        let shape = LayerShape::Conv(ConvShape { c_in: 3, c_out: 5, h: 6, w: 6, kernel: 3, stride: 2, pad: 1 });
+        let shape = LayerShape::Conv(ConvShape {
+            c_in: 3,
+            c_out: 5,
+            h: 6,
+            w: 6,
+            kernel: 3,
+            stride: 2,
+            pad: 1,
+        });
         let plan = LayerPlan::new(params, shape).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let m = params.ring_mask();
         let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & m).collect();
-        let mask: Vec<u64> = (0..shape.output_len()).map(|_| rng.next_u64() & m).collect();
+        let mask: Vec<u64> = (0..shape.output_len())
+            .map(|_| rng.next_u64() & m)
+            .collect();
         let weights: Vec<i64> = (0..shape.weight_len()).map(|i| i as i64 - 40).collect();
         let (mut a, mut b) = memory_pair();
         let client = HeClient::new(params, &mut rng);
@@ -99,23 +120,40 @@ mod tests {
             }
         );
         served.unwrap();
-        assert_eq!(got.unwrap(), linear_reference(params, &shape, &weights, &share, &mask));
+        assert_eq!(
+            got.unwrap(),
+            linear_reference(params, &shape, &weights, &share, &mask)
+        );
         let sent = a.meter().total("").sent;
-        assert_eq!(sent as usize, PublicKeyMsg::encoded_len() + ClientUpload::encoded_len(&plan));
+        assert_eq!(
+            sent as usize,
+            PublicKeyMsg::encoded_len() + ClientUpload::encoded_len(&plan)
+        );
     }
 
     #[tokio::test]
     async fn truncated_reply_is_peer_misbehaviour() {
         let params = HeParams::default();
-        let shape = LayerShape::Conv(ConvShape { c_in: 2, c_out: 2, h: 4, w: 4, kernel: 1, stride: 1, pad: 0 });
+        let shape = LayerShape::Conv(ConvShape {
+            c_in: 2,
+            c_out: 2,
+            h: 4,
+            w: 4,
+            kernel: 1,
+            stride: 1,
+            pad: 0,
+        });
         let plan = LayerPlan::new(params, shape).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(6);
         let client = HeClient::new(params, &mut rng);
         let (mut a, mut b) = memory_pair();
-        let (got, _) = tokio::join!(client_layer(&mut a, &client, &plan, &[0; 32], &mut rng), async {
-            let _ = b.recv(usize::MAX).await;
-            b.send(&[0u8; 100]).await
-        });
+        let (got, _) = tokio::join!(
+            client_layer(&mut a, &client, &plan, &[0; 32], &mut rng),
+            async {
+                let _ = b.recv(usize::MAX).await;
+                b.send(&[0u8; 100]).await
+            }
+        );
         assert!(matches!(got, Err(Error::PeerMisbehaved(_))), "{got:?}");
     }
 }

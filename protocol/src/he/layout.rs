@@ -119,13 +119,22 @@ impl LayerShape {
         let bad = |m: String| Err(Error::BadInput(m));
         match *self {
             LayerShape::Conv(c) => {
-                if c.c_in == 0 || c.c_out == 0 || c.h == 0 || c.w == 0 || c.kernel == 0 || c.stride == 0 {
+                if c.c_in == 0
+                    || c.c_out == 0
+                    || c.h == 0
+                    || c.w == 0
+                    || c.kernel == 0
+                    || c.stride == 0
+                {
                     return bad(format!("degenerate conv shape {c:?}"));
                 }
                 if c.h + 2 * c.pad < c.kernel || c.w + 2 * c.pad < c.kernel || c.pad >= c.kernel {
-                    return bad(format!("conv shape {c:?}: kernel larger than padded input or pad ≥ kernel"));
+                    return bad(format!(
+                        "conv shape {c:?}: kernel larger than padded input or pad ≥ kernel"
+                    ));
                 }
-                if c.c_in.max(c.c_out).max(c.h).max(c.w) > 1 << 16 || c.kernel > 16 || c.stride > 16 {
+                if c.c_in.max(c.c_out).max(c.h).max(c.w) > 1 << 16 || c.kernel > 16 || c.stride > 16
+                {
                     return bad(format!("conv shape {c:?} too large"));
                 }
             }
@@ -203,7 +212,10 @@ impl LayerPlan {
             LayerShape::Conv(c) => (c.stride, c.pad, c.kernel, c.c_in, c.h, c.w, c.c_out),
             LayerShape::Fc(f) => (1, 0, 1, f.inputs, 1, 1, f.outputs),
         };
-        let (ho, wo) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
+        let (ho, wo) = (
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+        );
         let phases = stride.min(k);
         let kq = k.div_ceil(stride);
         let (cq, hq, wq) = (phases * phases * c_in, ho + kq - 1, wo + kq - 1);
@@ -245,7 +257,9 @@ impl LayerPlan {
                     let ups = tiles * c_blocks;
                     let outs = tiles * o_groups;
                     let wanted = (o * ho * wo) as f64;
-                    let bytes = ups * cost::UP_CT_BYTES + outs * cost::C1_BYTES + wanted * cost::C0_BYTES_PER_COEFF;
+                    let bytes = ups * cost::UP_CT_BYTES
+                        + outs * cost::C1_BYTES
+                        + wanted * cost::C0_BYTES_PER_COEFF;
                     let us = ups * cost::UP_US
                         + c_blocks * o_groups * cost::KERNEL_US
                         + ups * o_groups * cost::MAC_US
@@ -482,7 +496,10 @@ impl LayerPlan {
                     if x >= self.wo {
                         break;
                     }
-                    out.push((gi * s + off + i * self.wb + j, (oc * self.ho + y) * self.wo + x));
+                    out.push((
+                        gi * s + off + i * self.wb + j,
+                        (oc * self.ho + y) * self.wo + x,
+                    ));
                 }
             }
         }
@@ -496,7 +513,13 @@ impl LayerPlan {
 
 /// Cleartext reference over Z_2^l: W·c − s for the layer (the test oracle
 /// and a plaintext twin for callers).
-pub fn linear_reference(params: HeParams, shape: &LayerShape, weights: &[i64], share: &[u64], mask: &[u64]) -> Vec<u64> {
+pub fn linear_reference(
+    params: HeParams,
+    shape: &LayerShape,
+    weights: &[i64],
+    share: &[u64],
+    mask: &[u64],
+) -> Vec<u64> {
     let m = params.ring_mask();
     let mut out = vec![0u64; shape.output_len()];
     match *shape {
@@ -511,10 +534,16 @@ pub fn linear_reference(params: HeParams, shape: &LayerShape, weights: &[i64], s
                                 for v in 0..c.kernel {
                                     let row = (c.stride * y + u) as isize - c.pad as isize;
                                     let col = (c.stride * x + v) as isize - c.pad as isize;
-                                    if row < 0 || col < 0 || row >= c.h as isize || col >= c.w as isize {
+                                    if row < 0
+                                        || col < 0
+                                        || row >= c.h as isize
+                                        || col >= c.w as isize
+                                    {
                                         continue;
                                     }
-                                    let wv = weights[((o * c.c_in + ch) * c.kernel + u) * c.kernel + v] as u64;
+                                    let wv = weights
+                                        [((o * c.c_in + ch) * c.kernel + u) * c.kernel + v]
+                                        as u64;
                                     let xv = share[(ch * c.h + row as usize) * c.w + col as usize];
                                     acc = acc.wrapping_add(wv.wrapping_mul(xv));
                                 }
@@ -530,7 +559,8 @@ pub fn linear_reference(params: HeParams, shape: &LayerShape, weights: &[i64], s
             for o in 0..f.outputs {
                 let mut acc = 0u64;
                 for i in 0..f.inputs {
-                    acc = acc.wrapping_add((weights[o * f.inputs + i] as u64).wrapping_mul(share[i]));
+                    acc =
+                        acc.wrapping_add((weights[o * f.inputs + i] as u64).wrapping_mul(share[i]));
                 }
                 out[o] = acc.wrapping_sub(mask[o]) & m;
             }

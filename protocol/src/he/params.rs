@@ -87,7 +87,10 @@ pub enum ShareDistribution {
 
 impl Default for HeParams {
     fn default() -> Self {
-        Self { ring_bits: MAX_RING_BITS, shares: ShareDistribution::Uniform }
+        Self {
+            ring_bits: MAX_RING_BITS,
+            shares: ShareDistribution::Uniform,
+        }
     }
 }
 
@@ -99,7 +102,10 @@ impl HeParams {
                 "HE ring bits must be in 8..={MAX_RING_BITS}, got {ring_bits}"
             )));
         }
-        Ok(Self { ring_bits, shares: ShareDistribution::Uniform })
+        Ok(Self {
+            ring_bits,
+            shares: ShareDistribution::Uniform,
+        })
     }
 
     /// The same parameters with another assumption about the client's shares.
@@ -179,7 +185,8 @@ impl HeParams {
     /// Bound F of the flooding noise, uniform on [−F, F] with
     /// F ≥ 2^40 · weight_noise_bound (a public function of the shape).
     pub(crate) fn flood_bound(&self, n_terms: usize) -> u128 {
-        let f = (self.weight_noise_bound(n_terms) * 2f64.powi(STATISTICAL_SECURITY_BITS as i32)).ceil();
+        let f =
+            (self.weight_noise_bound(n_terms) * 2f64.powi(STATISTICAL_SECURITY_BITS as i32)).ceil();
         // f < 2^80 for any accepted layer; saturating cast keeps it defined.
         f as u128
     }
@@ -191,9 +198,7 @@ impl HeParams {
         let p_drop = CIPHERTEXT_PRIMES[DROP] as f64;
         // Fresh public-key encryption of zero, worst case: u·e + e0 + e1·s.
         let pk_noise = 2.0 * n * ERROR_ETA as f64 + ERROR_ETA as f64;
-        let full = self.flood_bound(n_terms) as f64
-            + self.weight_noise_bound(n_terms)
-            + pk_noise;
+        let full = self.flood_bound(n_terms) as f64 + self.weight_noise_bound(n_terms) + pk_noise;
         let switched = full / p_drop;
         // Modulus-switch rounding r0 + r1·s with |r| ≤ 1/2, s ternary.
         let switch_round = 0.5 + TAIL * n.sqrt() * 0.5;

@@ -9,8 +9,8 @@ use rayon::prelude::*;
 use zeroize::Zeroize;
 
 use super::arith::{
-    add_mod, expand_a, inv_mod, mul_shoup, ntt, lift_small, reduce_i128, sample_cbd, sample_ternary, shoup,
-    small_to_ntt, sub_mod,
+    add_mod, expand_a, inv_mod, lift_small, mul_shoup, ntt, reduce_i128, sample_cbd,
+    sample_ternary, shoup, small_to_ntt, sub_mod,
 };
 use super::client::PK_STREAM;
 use super::layout::LayerPlan;
@@ -41,15 +41,25 @@ struct Switch {
 
 impl Switch {
     fn new() -> Self {
-        let inv = inv_mod(CIPHERTEXT_PRIMES[DROP] % CIPHERTEXT_PRIMES[KEEP], CIPHERTEXT_PRIMES[KEEP]);
-        Self { inv_drop: inv, inv_drop_shoup: shoup(inv, CIPHERTEXT_PRIMES[KEEP]) }
+        let inv = inv_mod(
+            CIPHERTEXT_PRIMES[DROP] % CIPHERTEXT_PRIMES[KEEP],
+            CIPHERTEXT_PRIMES[KEEP],
+        );
+        Self {
+            inv_drop: inv,
+            inv_drop_shoup: shoup(inv, CIPHERTEXT_PRIMES[KEEP]),
+        }
     }
 
     #[inline]
     fn apply(&self, v_keep: u64, v_drop: u64, drop: u32) -> u64 {
         let (pk, pd) = (CIPHERTEXT_PRIMES[KEEP], CIPHERTEXT_PRIMES[DROP]);
         // r = [v]_{p1} centred in (−p1/2, p1/2]; |r| < p0 since p1 < p0.
-        let r_mod_keep = if v_drop > pd / 2 { pk - (pd - v_drop) } else { v_drop };
+        let r_mod_keep = if v_drop > pd / 2 {
+            pk - (pd - v_drop)
+        } else {
+            v_drop
+        };
         let diff = sub_mod(v_keep, r_mod_keep, pk);
         let v = mul_shoup(diff, self.inv_drop, self.inv_drop_shoup, pk);
         (v + (1u64 << (drop - 1))) >> drop
@@ -59,7 +69,13 @@ impl Switch {
 impl HeServer {
     /// Accepts the client's public key.
     pub fn new(params: HeParams, pk: &PublicKeyMsg) -> Result<Self> {
-        if pk.b.len() != 2 * N || pk.b.chunks(N).zip(CIPHERTEXT_PRIMES).any(|(c, p)| c.iter().any(|&v| v >= p)) {
+        if pk.b.len() != 2 * N
+            || pk
+                .b
+                .chunks(N)
+                .zip(CIPHERTEXT_PRIMES)
+                .any(|(c, p)| c.iter().any(|&v| v >= p))
+        {
             return Err(Error::PeerMisbehaved("malformed HE public key".into()));
         }
         let ntt = ntt();
@@ -72,7 +88,10 @@ impl HeServer {
                 ntt.plans[i].normalize(poly);
             }
         }
-        Ok(Self { params, pk_ntt: [b, a] })
+        Ok(Self {
+            params,
+            pk_ntt: [b, a],
+        })
     }
 
     /// Computes the reply for one layer: per output ciphertext
@@ -89,7 +108,9 @@ impl HeServer {
         rng: &mut R,
     ) -> Result<ServerReply> {
         if plan.params != self.params {
-            return Err(Error::BadInput("layer plan made for other HE parameters".into()));
+            return Err(Error::BadInput(
+                "layer plan made for other HE parameters".into(),
+            ));
         }
         if weights.len() != plan.shape.weight_len() {
             return Err(Error::BadInput(format!(
@@ -100,13 +121,21 @@ impl HeServer {
         }
         let wmax = 1i64 << WEIGHT_BITS;
         if weights.iter().any(|w| w.abs() >= wmax) {
-            return Err(Error::BadInput(format!("weight magnitude reaches 2^{WEIGHT_BITS}")));
+            return Err(Error::BadInput(format!(
+                "weight magnitude reaches 2^{WEIGHT_BITS}"
+            )));
         }
-        if mask.len() != plan.shape.output_len() || mask.iter().any(|&v| v > self.params.ring_mask()) {
-            return Err(Error::BadInput("mask has the wrong length or leaves Z_2^l".into()));
+        if mask.len() != plan.shape.output_len()
+            || mask.iter().any(|&v| v > self.params.ring_mask())
+        {
+            return Err(Error::BadInput(
+                "mask has the wrong length or leaves Z_2^l".into(),
+            ));
         }
         if upload.plan_digest != plan.digest || upload.b.len() != plan.upload_cts() * 2 * N {
-            return Err(Error::PeerMisbehaved("HE upload does not match the layer plan".into()));
+            return Err(Error::PeerMisbehaved(
+                "HE upload does not match the layer plan".into(),
+            ));
         }
         let ntt = ntt();
         // NTT form of every uploaded ciphertext, [b0, b1, a0, a1], multiplied
@@ -143,8 +172,15 @@ impl HeServer {
                 // Per-worker buffers, reused across output groups (fresh
                 // zeroed pages per group cost several percent of the layer).
                 || {
-                    let acc: Vec<[Vec<u64>; 4]> = (0..tiles).map(|_| std::array::from_fn(|_| vec![0u64; N])).collect();
-                    (acc, vec![0i64; N], [Vec::with_capacity(N), Vec::with_capacity(N)], Vec::new())
+                    let acc: Vec<[Vec<u64>; 4]> = (0..tiles)
+                        .map(|_| std::array::from_fn(|_| vec![0u64; N]))
+                        .collect();
+                    (
+                        acc,
+                        vec![0i64; N],
+                        [Vec::with_capacity(N), Vec::with_capacity(N)],
+                        Vec::new(),
+                    )
                 },
                 |(acc, kpoly, k_ntt, wanted), og| {
                     let mut task_rng = ChaCha20Rng::from_seed(master);
@@ -191,7 +227,11 @@ impl HeServer {
                 c0.extend_from_slice(b);
             }
         }
-        Ok(ServerReply { plan_digest: plan.digest, c1, c0 })
+        Ok(ServerReply {
+            plan_digest: plan.digest,
+            c1,
+            c0,
+        })
     }
 
     /// Turns one accumulated product (NTT form, [b0, b1, a0, a1]) into a
@@ -293,8 +333,15 @@ impl CtPtKernel {
             ntt.plans[k % 2].fwd(&mut v);
             v
         });
-        let kernel = (0..N).map(|_| (rng.next_u32() % 8191) as i64 - 4095).collect();
-        Self { ct, acc: std::array::from_fn(|_| vec![0u64; N]), kernel, k_ntt: [Vec::new(), Vec::new()] }
+        let kernel = (0..N)
+            .map(|_| (rng.next_u32() % 8191) as i64 - 4095)
+            .collect();
+        Self {
+            ct,
+            acc: std::array::from_fn(|_| vec![0u64; N]),
+            kernel,
+            k_ntt: [Vec::new(), Vec::new()],
+        }
     }
 
     /// Runs one product and accumulates it.

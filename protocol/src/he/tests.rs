@@ -27,21 +27,41 @@ fn run_layer(shape: LayerShape, weights: &[i64], share: &[u64], mask: &[u64], se
     run_layer_with(HeParams::default(), shape, weights, share, mask, seed)
 }
 
-fn run_layer_with(params: HeParams, shape: LayerShape, weights: &[i64], share: &[u64], mask: &[u64], seed: u64) -> Run {
+fn run_layer_with(
+    params: HeParams,
+    shape: LayerShape,
+    weights: &[i64],
+    share: &[u64],
+    mask: &[u64],
+    seed: u64,
+) -> Run {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let client = HeClient::new(params, &mut rng);
     let pk = PublicKeyMsg::decode(&client.public_key(&mut rng).encode(&params), &params).unwrap();
     let server = HeServer::new(params, &pk).unwrap();
     let plan = LayerPlan::new(params, shape).unwrap();
-    let up = client.encrypt(&plan, share, &mut rng).unwrap().encode(&plan);
+    let up = client
+        .encrypt(&plan, share, &mut rng)
+        .unwrap()
+        .encode(&plan);
     let upload = ClientUpload::decode(&up, &plan).unwrap();
-    let reply = server.evaluate(&plan, weights, mask, &upload, &mut rng).unwrap().encode(&plan);
+    let reply = server
+        .evaluate(&plan, weights, mask, &upload, &mut rng)
+        .unwrap()
+        .encode(&plan);
     assert_eq!(reply.len(), ServerReply::encoded_len(&plan));
     let reply = ServerReply::decode(&reply, &plan).unwrap();
     let (got, noise) = client.decrypt_raw(&plan, &reply).unwrap();
     let want = linear_reference(params, &shape, weights, share, mask);
     let down_bytes = ServerReply::encoded_len(&plan);
-    Run { plan, want, got, noise, up_bytes: up.len(), down_bytes }
+    Run {
+        plan,
+        want,
+        got,
+        noise,
+        up_bytes: up.len(),
+        down_bytes,
+    }
 }
 
 fn random_layer(shape: LayerShape, seed: u64, wbits: u32) -> Run {
@@ -49,12 +69,22 @@ fn random_layer(shape: LayerShape, seed: u64, wbits: u32) -> Run {
     let m = HeParams::default().ring_mask();
     let weights = random_weights(&mut rng, shape.weight_len(), wbits);
     let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & m).collect();
-    let mask: Vec<u64> = (0..shape.output_len()).map(|_| rng.next_u64() & m).collect();
+    let mask: Vec<u64> = (0..shape.output_len())
+        .map(|_| rng.next_u64() & m)
+        .collect();
     run_layer(shape, &weights, &share, &mask, seed)
 }
 
 fn conv(c_in: usize, c_out: usize, hw: usize, kernel: usize, stride: usize) -> LayerShape {
-    LayerShape::Conv(ConvShape { c_in, c_out, h: hw, w: hw, kernel, stride, pad: kernel / 2 })
+    LayerShape::Conv(ConvShape {
+        c_in,
+        c_out,
+        h: hw,
+        w: hw,
+        kernel,
+        stride,
+        pad: kernel / 2,
+    })
 }
 
 fn fc(inputs: usize, outputs: usize) -> LayerShape {
@@ -63,7 +93,13 @@ fn fc(inputs: usize, outputs: usize) -> LayerShape {
 
 fn assert_exact(r: &Run, what: &str) {
     let bad = r.got.iter().zip(&r.want).filter(|(a, b)| a != b).count();
-    assert_eq!(bad, 0, "{what}: {bad} of {} outputs differ (plan {:?})", r.want.len(), r.plan.tiling());
+    assert_eq!(
+        bad,
+        0,
+        "{what}: {bad} of {} outputs differ (plan {:?})",
+        r.want.len(),
+        r.plan.tiling()
+    );
 }
 
 #[test]
@@ -74,9 +110,14 @@ fn single_fc_is_exact() {
 
 #[test]
 fn conv_shapes_are_exact() {
-    for (i, shape) in [conv(3, 4, 8, 3, 1), conv(2, 3, 7, 3, 2), conv(4, 5, 6, 1, 2), conv(3, 2, 5, 1, 1)]
-        .into_iter()
-        .enumerate()
+    for (i, shape) in [
+        conv(3, 4, 8, 3, 1),
+        conv(2, 3, 7, 3, 2),
+        conv(4, 5, 6, 1, 2),
+        conv(3, 2, 5, 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let r = random_layer(shape, 10 + i as u64, 12);
         assert_exact(&r, &format!("{shape:?}"));
@@ -138,23 +179,39 @@ fn extreme_weights_and_shares_are_exact() {
     let arbitrary = HeParams::default().with_shares(params::ShareDistribution::Arbitrary);
     let shape = conv(256, 8, 4, 3, 1);
     let w = (1i64 << params::WEIGHT_BITS) - 1;
-    let weights: Vec<i64> = (0..shape.weight_len()).map(|i| if i % 3 == 0 { -w } else { w }).collect();
+    let weights: Vec<i64> = (0..shape.weight_len())
+        .map(|i| if i % 3 == 0 { -w } else { w })
+        .collect();
     let share = vec![1u64 << 36; shape.input_len()];
     let mask = vec![(1u64 << 37) - 1; shape.output_len()];
     let r = run_layer_with(arbitrary, shape, &weights, &share, &mask, 7);
     assert_exact(&r, "extreme");
-    let r = run_layer_with(arbitrary, fc(8192, 3), &vec![w; 8192 * 3], &vec![1u64 << 36; 8192], &[0, 1, 2], 8);
+    let r = run_layer_with(
+        arbitrary,
+        fc(8192, 3),
+        &vec![w; 8192 * 3],
+        &vec![1u64 << 36; 8192],
+        &[0, 1, 2],
+        8,
+    );
     assert_exact(&r, "extreme fc");
     // Default (uniform shares): a wide layer packed with many outputs per reply.
     let shape = conv(1200, 1200, 2, 3, 1);
     let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & ((1 << 37) - 1)).collect();
-    let weights: Vec<i64> = (0..shape.weight_len()).map(|i| if i % 2 == 0 { -w } else { w }).collect();
+    let share: Vec<u64> = (0..shape.input_len())
+        .map(|_| rng.next_u64() & ((1 << 37) - 1))
+        .collect();
+    let weights: Vec<i64> = (0..shape.weight_len())
+        .map(|i| if i % 2 == 0 { -w } else { w })
+        .collect();
     let r = run_layer(shape, &weights, &share, &vec![5; shape.output_len()], 10);
     assert!(r.plan.tiling().1 >= 8, "{:?}", r.plan.tiling());
     assert_exact(&r, "wide uniform");
     let measured = r.noise.iter().map(|v| v.unsigned_abs()).max().unwrap() as f64;
-    assert!(measured < HeParams::default().delta_keep() as f64 / 2.0 / 1.15, "noise {measured}");
+    assert!(
+        measured < HeParams::default().delta_keep() as f64 / 2.0 / 1.15,
+        "noise {measured}"
+    );
 }
 
 /// A narrower ring (l = 32) uses the same primes with a larger Δ.
@@ -166,7 +223,9 @@ fn narrower_ring_is_exact() {
     let m = params.ring_mask();
     let weights = random_weights(&mut rng, shape.weight_len(), 15);
     let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & m).collect();
-    let mask: Vec<u64> = (0..shape.output_len()).map(|_| rng.next_u64() & m).collect();
+    let mask: Vec<u64> = (0..shape.output_len())
+        .map(|_| rng.next_u64() & m)
+        .collect();
     let r = run_layer_with(params, shape, &weights, &share, &mask, 78);
     assert!(r.want.iter().all(|&v| v <= m));
     assert_exact(&r, "l = 32");
@@ -240,7 +299,9 @@ fn reply_noise_does_not_depend_on_weights() {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let m = HeParams::default().ring_mask();
     let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & m).collect();
-    let mask: Vec<u64> = (0..shape.output_len()).map(|_| rng.next_u64() & m).collect();
+    let mask: Vec<u64> = (0..shape.output_len())
+        .map(|_| rng.next_u64() & m)
+        .collect();
     let w = (1i64 << params::WEIGHT_BITS) - 1;
     let zero = run_layer(shape, &vec![0; shape.weight_len()], &share, &mask, 1);
     let big = run_layer(shape, &vec![w; shape.weight_len()], &share, &mask, 2);
@@ -252,11 +313,16 @@ fn reply_noise_does_not_depend_on_weights() {
     // The measured variance is what the analysis predicts from weight-independent
     // terms alone: flood F²/3 scaled by 1/p1², dropped c0 bits 2^(2·14)/3,
     // dropped c1 bits (2^(2·6)/12)·‖s‖² with ‖s‖² ≈ 2N/3.
-    let flood_var = (zero.plan.flood_bound as f64 / params::CIPHERTEXT_PRIMES[1] as f64).powi(2) / 3.0;
+    let flood_var =
+        (zero.plan.flood_bound as f64 / params::CIPHERTEXT_PRIMES[1] as f64).powi(2) / 3.0;
     let drop0 = 2f64.powi(2 * (params::C0_DROP_BITS as i32 - 1)) / 3.0;
-    let drop1 = 2f64.powi(2 * params::C1_DROP_BITS as i32) / 12.0 * (2.0 * params::POLY_DEGREE as f64 / 3.0);
+    let drop1 = 2f64.powi(2 * params::C1_DROP_BITS as i32) / 12.0
+        * (2.0 * params::POLY_DEGREE as f64 / 3.0);
     let predicted = flood_var + drop0 + drop1;
-    assert!((v0 / predicted - 1.0).abs() < 0.1, "predicted {predicted} vs measured {v0}");
+    assert!(
+        (v0 / predicted - 1.0).abs() < 0.1,
+        "predicted {predicted} vs measured {v0}"
+    );
     let se = (v0 / n).sqrt();
     assert!((m0 - m1).abs() < 8.0 * se, "means {m0} vs {m1} (se {se})");
     assert!((v0 / v1 - 1.0).abs() < 0.15, "variances {v0} vs {v1}");
@@ -273,12 +339,19 @@ fn replies_are_rerandomised() {
     // FC 1 -> 1 with weight 1: a·W = a, so the "naive" c1 is the switched a.
     let plan = LayerPlan::new(params, fc(1, 1)).unwrap();
     let upload = client.encrypt(&plan, &[12345], &mut rng).unwrap();
-    let r1 = server.evaluate(&plan, &[1], &[0], &upload, &mut rng).unwrap();
-    let r2 = server.evaluate(&plan, &[1], &[0], &upload, &mut rng).unwrap();
+    let r1 = server
+        .evaluate(&plan, &[1], &[0], &upload, &mut rng)
+        .unwrap();
+    let r2 = server
+        .evaluate(&plan, &[1], &[0], &upload, &mut rng)
+        .unwrap();
     assert_eq!(client.decrypt(&plan, &r1).unwrap(), vec![12345]);
     assert_eq!(client.decrypt(&plan, &r2).unwrap(), vec![12345]);
     let same = r1.c1.iter().zip(&r2.c1).filter(|(a, b)| a == b).count();
-    assert!(same < 16, "{same} equal c1 coefficients across two evaluations");
+    assert!(
+        same < 16,
+        "{same} equal c1 coefficients across two evaluations"
+    );
     let mut a = [Vec::new(), Vec::new()];
     arith::expand_a(&upload.seed, 0, &mut a);
     // The input polynomial of an FC 1x1 sits at coefficient 0 and the weight
@@ -308,15 +381,23 @@ fn hostile_bytes_are_rejected() {
     let plan = LayerPlan::new(params, conv(2, 2, 4, 3, 1)).unwrap();
     let other = LayerPlan::new(params, conv(2, 3, 4, 3, 1)).unwrap();
     let share = vec![1u64; 2 * 16];
-    let up = client.encrypt(&plan, &share, &mut rng).unwrap().encode(&plan);
-    let peer = |r: Result<ClientUpload, Error>| assert!(matches!(r, Err(Error::PeerMisbehaved(_))), "{:?}", r.err());
+    let up = client
+        .encrypt(&plan, &share, &mut rng)
+        .unwrap()
+        .encode(&plan);
+    let peer = |r: Result<ClientUpload, Error>| {
+        assert!(matches!(r, Err(Error::PeerMisbehaved(_))), "{:?}", r.err())
+    };
     // Wrong size: truncated, extended, empty.
     peer(ClientUpload::decode(&up[..up.len() - 1], &plan));
     peer(ClientUpload::decode(&[up.clone(), vec![0]].concat(), &plan));
     peer(ClientUpload::decode(&[], &plan));
     // Wrong parameter digest (a session at l = 36), version, kind.
     let p36 = HeParams::new(36).unwrap();
-    peer(ClientUpload::decode(&up, &LayerPlan::new(p36, conv(2, 2, 4, 3, 1)).unwrap()));
+    peer(ClientUpload::decode(
+        &up,
+        &LayerPlan::new(p36, conv(2, 2, 4, 3, 1)).unwrap(),
+    ));
     let mut v = up.clone();
     v[4] = 9;
     peer(ClientUpload::decode(&v, &plan));
@@ -326,7 +407,10 @@ fn hostile_bytes_are_rejected() {
     peer(ClientUpload::decode(&v, &plan));
     peer(ClientUpload::decode(&pk_bytes, &plan));
     // Upload for another layer plan (same length is impossible to rely on; check digest path).
-    let up_other = client.encrypt(&other, &share, &mut rng).unwrap().encode(&other);
+    let up_other = client
+        .encrypt(&other, &share, &mut rng)
+        .unwrap()
+        .encode(&other);
     peer(ClientUpload::decode(&up_other, &plan));
     // A residue ≥ p: set the first packed 55-bit value to all ones.
     let mut v = up.clone();
@@ -336,28 +420,58 @@ fn hostile_bytes_are_rejected() {
     peer(ClientUpload::decode(&v, &plan));
     // Reply side.
     let upload = ClientUpload::decode(&up, &plan).unwrap();
-    let reply = server.evaluate(&plan, &[1; 36], &[0; 32], &upload, &mut rng).unwrap().encode(&plan);
-    assert!(matches!(ServerReply::decode(&reply[..reply.len() - 3], &plan), Err(Error::PeerMisbehaved(_))));
-    assert!(matches!(ServerReply::decode(&reply, &other), Err(Error::PeerMisbehaved(_))));
+    let reply = server
+        .evaluate(&plan, &[1; 36], &[0; 32], &upload, &mut rng)
+        .unwrap()
+        .encode(&plan);
+    assert!(matches!(
+        ServerReply::decode(&reply[..reply.len() - 3], &plan),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    assert!(matches!(
+        ServerReply::decode(&reply, &other),
+        Err(Error::PeerMisbehaved(_))
+    ));
     let mut v = reply.clone();
     v[6] = 2;
-    assert!(matches!(ServerReply::decode(&v, &plan), Err(Error::PeerMisbehaved(_))));
+    assert!(matches!(
+        ServerReply::decode(&v, &plan),
+        Err(Error::PeerMisbehaved(_))
+    ));
     // A c1 value above its bound (all-ones 49-bit field).
     let mut v = reply.clone();
     for b in &mut v[23 + 16..23 + 16 + 7] {
         *b = 0xff;
     }
-    assert!(matches!(ServerReply::decode(&v, &plan), Err(Error::PeerMisbehaved(_))));
-    assert!(matches!(PublicKeyMsg::decode(&pk_bytes[..100], &params), Err(Error::PeerMisbehaved(_))));
-    assert!(matches!(PublicKeyMsg::decode(&pk_bytes, &p36), Err(Error::PeerMisbehaved(_))));
+    assert!(matches!(
+        ServerReply::decode(&v, &plan),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    assert!(matches!(
+        PublicKeyMsg::decode(&pk_bytes[..100], &params),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    assert!(matches!(
+        PublicKeyMsg::decode(&pk_bytes, &p36),
+        Err(Error::PeerMisbehaved(_))
+    ));
     // Bad local input is the caller's fault.
-    assert!(matches!(client.encrypt(&plan, &share[1..], &mut rng), Err(Error::BadInput(_))));
+    assert!(matches!(
+        client.encrypt(&plan, &share[1..], &mut rng),
+        Err(Error::BadInput(_))
+    ));
     assert!(matches!(
         server.evaluate(&plan, &[1 << 20; 36], &[0; 32], &upload, &mut rng),
         Err(Error::BadInput(_))
     ));
-    assert!(matches!(server.evaluate(&plan, &[1; 35], &[0; 32], &upload, &mut rng), Err(Error::BadInput(_))));
-    assert!(matches!(server.evaluate(&other, &[1; 54], &[0; 48], &upload, &mut rng), Err(Error::PeerMisbehaved(_))));
+    assert!(matches!(
+        server.evaluate(&plan, &[1; 35], &[0; 32], &upload, &mut rng),
+        Err(Error::BadInput(_))
+    ));
+    assert!(matches!(
+        server.evaluate(&other, &[1; 54], &[0; 48], &upload, &mut rng),
+        Err(Error::PeerMisbehaved(_))
+    ));
 }
 
 #[test]
@@ -365,12 +479,25 @@ fn packing_uses_few_ciphertexts() {
     let p = HeParams::default();
     // Late resnet18 layer: 512 channels at 4x4 — several outputs per reply.
     let late = LayerPlan::new(p, conv(512, 512, 4, 3, 1)).unwrap();
-    assert!(late.tiling().1 >= 2, "late layer packs {} outputs per ciphertext", late.tiling().1);
+    assert!(
+        late.tiling().1 >= 2,
+        "late layer packs {} outputs per ciphertext",
+        late.tiling().1
+    );
     assert!(late.reply_cts() <= 512 / 2);
     // Early layer: 64 channels at 32x32; uploads hold at least 2 channels.
     let early = LayerPlan::new(p, conv(64, 64, 32, 3, 1)).unwrap();
-    assert!(early.upload_cts() <= 44 && early.reply_cts() <= 64, "{:?}", early.tiling());
+    assert!(
+        early.upload_cts() <= 44 && early.reply_cts() <= 64,
+        "{:?}",
+        early.tiling()
+    );
     // Upload + reply of one small layer.
     let r = random_layer(conv(3, 4, 8, 3, 1), 3, 8);
-    assert!(r.up_bytes < 60_000 && r.down_bytes < 120_000, "{} / {}", r.up_bytes, r.down_bytes);
+    assert!(
+        r.up_bytes < 60_000 && r.down_bytes < 120_000,
+        "{} / {}",
+        r.up_bytes,
+        r.down_bytes
+    );
 }

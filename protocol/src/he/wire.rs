@@ -124,7 +124,13 @@ fn read_residues(mut body: &[u8], cts: usize, out: &mut Vec<u64>) -> Result<()> 
     for _ in 0..cts {
         for i in 0..2 {
             let len = packed_len(POLY_DEGREE, residue_bits(i));
-            unpack_bits(&body[..len], residue_bits(i), POLY_DEGREE, CIPHERTEXT_PRIMES[i] - 1, &mut tmp)?;
+            unpack_bits(
+                &body[..len],
+                residue_bits(i),
+                POLY_DEGREE,
+                CIPHERTEXT_PRIMES[i] - 1,
+                &mut tmp,
+            )?;
             out.extend_from_slice(&tmp);
             body = &body[len..];
         }
@@ -196,9 +202,16 @@ impl ClientUpload {
 
     /// Decodes an upload for `plan`, checking its size, digest and residues.
     pub fn decode(bytes: &[u8], plan: &LayerPlan) -> Result<Self> {
-        let body = open(bytes, &plan.params, Kind::Upload, 48 + residues_len(plan.upload_cts()))?;
+        let body = open(
+            bytes,
+            &plan.params,
+            Kind::Upload,
+            48 + residues_len(plan.upload_cts()),
+        )?;
         if body[..16] != plan.digest {
-            return Err(Error::PeerMisbehaved("HE upload is for a different layer plan".into()));
+            return Err(Error::PeerMisbehaved(
+                "HE upload is for a different layer plan".into(),
+            ));
         }
         let mut plan_digest = [0u8; 16];
         plan_digest.copy_from_slice(&body[..16]);
@@ -206,7 +219,11 @@ impl ClientUpload {
         seed.copy_from_slice(&body[16..48]);
         let mut b = Vec::new();
         read_residues(&body[48..], plan.upload_cts(), &mut b)?;
-        Ok(Self { plan_digest, seed, b })
+        Ok(Self {
+            plan_digest,
+            seed,
+            b,
+        })
     }
 }
 
@@ -219,7 +236,8 @@ fn c0_bits() -> u32 {
 }
 
 fn reply_body_len(plan: &LayerPlan) -> usize {
-    16 + plan.reply_cts() * packed_len(POLY_DEGREE, c1_bits()) + packed_len(plan.total_wanted(), c0_bits())
+    16 + plan.reply_cts() * packed_len(POLY_DEGREE, c1_bits())
+        + packed_len(plan.total_wanted(), c0_bits())
 }
 
 impl ServerReply {
@@ -244,7 +262,9 @@ impl ServerReply {
     pub fn decode(bytes: &[u8], plan: &LayerPlan) -> Result<Self> {
         let body = open(bytes, &plan.params, Kind::Reply, reply_body_len(plan))?;
         if body[..16] != plan.digest {
-            return Err(Error::PeerMisbehaved("HE reply is for a different layer plan".into()));
+            return Err(Error::PeerMisbehaved(
+                "HE reply is for a different layer plan".into(),
+            ));
         }
         let mut plan_digest = [0u8; 16];
         plan_digest.copy_from_slice(&body[..16]);
@@ -253,12 +273,28 @@ impl ServerReply {
         let mut c1 = Vec::with_capacity(plan.reply_cts() * POLY_DEGREE);
         let mut tmp = Vec::new();
         for _ in 0..plan.reply_cts() {
-            unpack_bits(&rest[..c1_len], c1_bits(), POLY_DEGREE, dropped_max(C1_DROP_BITS), &mut tmp)?;
+            unpack_bits(
+                &rest[..c1_len],
+                c1_bits(),
+                POLY_DEGREE,
+                dropped_max(C1_DROP_BITS),
+                &mut tmp,
+            )?;
             c1.extend_from_slice(&tmp);
             rest = &rest[c1_len..];
         }
         let mut c0 = Vec::new();
-        unpack_bits(rest, c0_bits(), plan.total_wanted(), dropped_max(C0_DROP_BITS), &mut c0)?;
-        Ok(Self { plan_digest, c1, c0 })
+        unpack_bits(
+            rest,
+            c0_bits(),
+            plan.total_wanted(),
+            dropped_max(C0_DROP_BITS),
+            &mut c0,
+        )?;
+        Ok(Self {
+            plan_digest,
+            c1,
+            c0,
+        })
     }
 }
