@@ -18,6 +18,32 @@
 //!    and only the useful coefficients of c0 are sent.
 //! 4. The client decrypts ([`HeClient::decrypt`]).
 //!
+//! ```
+//! use pi_protocol::he::*;
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::SeedableRng;
+//!
+//! let params = HeParams::default();
+//! let (mut client_rng, mut server_rng) = (ChaCha20Rng::from_os_rng(), ChaCha20Rng::from_os_rng());
+//! // Client, once per session.
+//! let client = HeClient::new(params, &mut client_rng);
+//! let pk = client.public_key(&mut client_rng).encode(&params);
+//! // Server.
+//! let server = HeServer::new(params, &PublicKeyMsg::decode(&pk, &params)?)?;
+//! // One layer: both sides plan it from the public shape.
+//! let shape = LayerShape::Fc(FcShape { inputs: 3, outputs: 2 });
+//! let plan = LayerPlan::new(params, shape)?;
+//! let share = [5, 1 << 36, 7]; // the client's share c (ring elements)
+//! let (weights, mask) = ([1, -2, 3, 4, 5, -6], [10, 20]); // the server's W and s
+//! let up = client.encrypt(&plan, &share, &mut client_rng)?.encode(&plan);
+//! let reply = server
+//!     .evaluate(&plan, &weights, &mask, &ClientUpload::decode(&up, &plan)?, &mut server_rng)?
+//!     .encode(&plan);
+//! let out = client.decrypt(&plan, &ServerReply::decode(&reply, &plan)?)?;
+//! assert_eq!(out, linear_reference(params, &shape, &weights, &share, &mask));
+//! # Ok::<(), pi_protocol::Error>(())
+//! ```
+//!
 //! # Parameters
 //! N = 4096, q = p0·p1 with two 54.5-bit primes p ≡ 1 (mod 2^37), log q =
 //! 108.9998, ternary secret, CBD(21) errors: see [`params`] for the sources.

@@ -119,8 +119,8 @@ impl HeServer {
                 plan.shape.weight_len()
             )));
         }
-        let wmax = 1i64 << WEIGHT_BITS;
-        if weights.iter().any(|w| w.abs() >= wmax) {
+        let wmax = 1u64 << WEIGHT_BITS;
+        if weights.iter().any(|w| w.unsigned_abs() >= wmax) {
             return Err(Error::BadInput(format!(
                 "weight magnitude reaches 2^{WEIGHT_BITS}"
             )));

@@ -469,6 +469,18 @@ fn hostile_bytes_are_rejected() {
         Err(Error::BadInput(_))
     ));
     assert!(matches!(
+        server.evaluate(&plan, &[i64::MIN; 36], &[0; 32], &upload, &mut rng),
+        Err(Error::BadInput(_))
+    ));
+    assert!(matches!(
+        server.evaluate(&plan, &[1; 36], &[1 << 37; 32], &upload, &mut rng),
+        Err(Error::BadInput(_))
+    ));
+    assert!(matches!(
+        client.encrypt(&plan, &[1 << 37; 32], &mut rng),
+        Err(Error::BadInput(_))
+    ));
+    assert!(matches!(
         server.evaluate(&other, &[1; 54], &[0; 48], &upload, &mut rng),
         Err(Error::PeerMisbehaved(_))
     ));
