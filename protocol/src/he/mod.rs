@@ -103,7 +103,7 @@
 //!
 //! # Cost (indicative, 2-core machine shared with other builds)
 //! ResNet18 (m = 64, 32x32, 100 classes), all 21 linear layers, one thread,
-//! both parties, verified bit for bit: 4-5.5 s, 38.0 MB up, 33.1 MB down,
+//! both parties, verified bit for bit: 2.5-5.5 s (load-dependent), 38.0 MB up, 33.1 MB down,
 //! 32 502 ct x pt products (`cargo run --release -p pi-bench --example
 //! he_resnet18 -- 64 verify`).
 //!
