@@ -2,3 +2,4 @@
 
 pub mod ot;
 pub mod gc;
+pub mod he;

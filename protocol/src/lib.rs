@@ -10,6 +10,8 @@
 //! - [`error`]: the crate's error type, split by whose fault it is.
 //! - [`ot`]: oblivious transfer, base OT on ristretto255 and IKNP extension.
 //! - [`gc`]: half-gates garbled circuits for ReLU with exact truncation.
+//! - [`he`]: offline linear correlations with RLWE in coefficient encoding
+//!   (Cheetah-style conv/FC packing, circuit-private replies).
 //! - [`transport`]: the [`transport::Channel`] abstraction, an in-memory
 //!   duplex for tests and byte metering per label.
 //!
@@ -20,6 +22,7 @@ pub mod crypto;
 pub mod error;
 pub mod ot;
 pub mod gc;
+pub mod he;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -1,0 +1,243 @@
+//! The offline linear step (RLWE, `pi_protocol::he`) for a list of layer
+//! shapes, both parties in one process, with time, wire bytes and product
+//! counts per layer.
+//!
+//! Bytes are the encoded messages exactly as they would cross the channel
+//! (the public key once, then per layer one upload and one reply).
+
+use std::time::Instant;
+
+use pi_protocol::he::{
+    ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
+    PublicKeyMsg, ServerReply, linear_reference,
+};
+use pi_protocol::{Error, Result};
+use rand::RngCore;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+/// Measurements of one layer.
+#[derive(Clone, Debug)]
+pub struct LayerReport {
+    /// Layer name.
+    pub name: String,
+    /// Its shape.
+    pub shape: LayerShape,
+    /// Wall-clock seconds for encrypt + encode + decode + evaluate + decrypt.
+    pub seconds: f64,
+    /// Client share of the time (encrypt, encode, decode reply, decrypt).
+    pub client_seconds: f64,
+    /// Server share of the time (decode upload, evaluate, encode reply).
+    pub server_seconds: f64,
+    /// Upload bytes.
+    pub bytes_client_to_server: usize,
+    /// Reply bytes.
+    pub bytes_server_to_client: usize,
+    /// Ciphertext x plaintext products.
+    pub products: usize,
+    /// Ciphertexts uploaded / returned.
+    pub upload_cts: usize,
+    /// Ciphertexts returned.
+    pub reply_cts: usize,
+    /// Plain multiply-accumulates of the layer.
+    pub macs: usize,
+    /// Input channels per polynomial, output channels per reply, tile height, tile width.
+    pub tiling: (usize, usize, usize, usize),
+    /// Decryption noise margin in bits (from the analysis, not measured).
+    pub noise_margin_bits: f64,
+}
+
+/// Measurements of a list of layers.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Per layer, in order.
+    pub layers: Vec<LayerReport>,
+    /// Sum of layer seconds plus key setup.
+    pub seconds: f64,
+    /// Total client → server bytes, including the public key.
+    pub bytes_client_to_server: usize,
+    /// Total server → client bytes.
+    pub bytes_server_to_client: usize,
+    /// Total products.
+    pub products: usize,
+}
+
+/// Layer shapes of the CIFAR ResNet18 family (DESIGN.md §4): stem 3x3 conv
+/// to `widths[0]`, four stages of two BasicBlocks with the given widths,
+/// stride 2 at the first block of stages 2-4, 1x1 shortcuts where the shape
+/// changes, and an FC over C·H·W of the last feature map (global average
+/// pooling folded in).
+pub fn resnet_family_layers(
+    widths: [usize; 4],
+    input: usize,
+    classes: usize,
+) -> Vec<(String, LayerShape)> {
+    let conv = |c_in, c_out, hw, kernel, stride| {
+        LayerShape::Conv(ConvShape {
+            c_in,
+            c_out,
+            h: hw,
+            w: hw,
+            kernel,
+            stride,
+            pad: kernel / 2,
+        })
+    };
+    let mut out = vec![("conv1".to_string(), conv(3, widths[0], input, 3, 1))];
+    let (mut c, mut hw) = (widths[0], input);
+    for (stage, &width) in widths.iter().enumerate() {
+        for block in 0..2 {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let name = format!("layer{}.{}", stage + 1, block);
+            out.push((format!("{name}.conv1"), conv(c, width, hw, 3, stride)));
+            let hw_out = (hw - 1) / stride + 1;
+            out.push((format!("{name}.conv2"), conv(width, width, hw_out, 3, 1)));
+            if stride != 1 || c != width {
+                out.push((format!("{name}.shortcut"), conv(c, width, hw, 1, stride)));
+            }
+            c = width;
+            hw = hw_out;
+        }
+    }
+    out.push((
+        "fc".to_string(),
+        LayerShape::Fc(FcShape {
+            inputs: c * hw * hw,
+            outputs: classes,
+        }),
+    ));
+    out
+}
+
+/// ResNet18: widths m, 2m, 4m, 8m.
+pub fn resnet18_layers(m: usize, input: usize, classes: usize) -> Vec<(String, LayerShape)> {
+    resnet_family_layers([m, 2 * m, 4 * m, 8 * m], input, classes)
+}
+
+/// HybReNet αxβxγx: widths m, αm, αβm, αβγm (for example hrn-5x5x3x at m = 16).
+pub fn hrn_layers(
+    alpha: usize,
+    beta: usize,
+    gamma: usize,
+    m: usize,
+    input: usize,
+    classes: usize,
+) -> Vec<(String, LayerShape)> {
+    resnet_family_layers(
+        [m, alpha * m, alpha * beta * m, alpha * beta * gamma * m],
+        input,
+        classes,
+    )
+}
+
+/// Runs the offline linear step for `layers` with random weights (|w| < 2^12),
+/// shares and masks from `seed`. With `verify`, each decrypted share is
+/// compared with the cleartext W·c − s and a mismatch is an error.
+pub fn run_offline_linear(
+    layers: &[(String, LayerShape)],
+    seed: u64,
+    verify: bool,
+) -> Result<Report> {
+    let params = HeParams::default();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let t0 = Instant::now();
+    let client = HeClient::new(params, &mut rng);
+    let pk_bytes = client.public_key(&mut rng).encode(&params);
+    let server = HeServer::new(params, &PublicKeyMsg::decode(&pk_bytes, &params)?)?;
+    let setup = t0.elapsed().as_secs_f64();
+    let mask_bits = params.ring_mask();
+    let mut reports = Vec::with_capacity(layers.len());
+    for (name, shape) in layers {
+        let weights: Vec<i64> = (0..shape.weight_len())
+            .map(|_| (rng.next_u32() % 8191) as i64 - 4095)
+            .collect();
+        let share: Vec<u64> = (0..shape.input_len())
+            .map(|_| rng.next_u64() & mask_bits)
+            .collect();
+        let mask: Vec<u64> = (0..shape.output_len())
+            .map(|_| rng.next_u64() & mask_bits)
+            .collect();
+
+        let t = Instant::now();
+        let plan = LayerPlan::new(params, *shape)?;
+        let up = client.encrypt(&plan, &share, &mut rng)?.encode(&plan);
+        let c1 = t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let upload = ClientUpload::decode(&up, &plan)?;
+        let reply = server
+            .evaluate(&plan, &weights, &mask, &upload, &mut rng)?
+            .encode(&plan);
+        let server_s = t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let got = client.decrypt(&plan, &ServerReply::decode(&reply, &plan)?)?;
+        let client_s = c1 + t.elapsed().as_secs_f64();
+
+        if verify && got != linear_reference(params, shape, &weights, &share, &mask) {
+            return Err(Error::BadInput(format!(
+                "layer {name}: decrypted share differs from W·c − s"
+            )));
+        }
+        reports.push(LayerReport {
+            name: name.clone(),
+            shape: *shape,
+            seconds: client_s + server_s,
+            client_seconds: client_s,
+            server_seconds: server_s,
+            bytes_client_to_server: up.len(),
+            bytes_server_to_client: reply.len(),
+            products: plan.products(),
+            upload_cts: plan.upload_cts(),
+            reply_cts: plan.reply_cts(),
+            macs: shape.macs(),
+            tiling: plan.tiling(),
+            noise_margin_bits: plan.noise_margin_bits(),
+        });
+    }
+    Ok(Report {
+        seconds: setup + reports.iter().map(|r| r.seconds).sum::<f64>(),
+        bytes_client_to_server: pk_bytes.len()
+            + reports
+                .iter()
+                .map(|r| r.bytes_client_to_server)
+                .sum::<usize>(),
+        bytes_server_to_client: reports.iter().map(|r| r.bytes_server_to_client).sum(),
+        products: reports.iter().map(|r| r.products).sum(),
+        layers: reports,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resnet18_shapes_match_the_reference_counts() {
+        let layers = resnet18_layers(64, 32, 100);
+        // 1 stem + 16 block convs + 3 shortcuts + FC.
+        assert_eq!(layers.len(), 21);
+        let macs: usize = layers.iter().map(|(_, s)| s.macs()).sum();
+        // DESIGN.md §4: about 555M MACs.
+        assert!((550_000_000..560_000_000).contains(&macs), "{macs}");
+    }
+
+    #[test]
+    fn hrn_widths_follow_the_notation() {
+        let layers = hrn_layers(5, 5, 3, 16, 32, 100);
+        assert_eq!(
+            layers.last().unwrap().1,
+            LayerShape::Fc(FcShape {
+                inputs: 1200 * 16,
+                outputs: 100
+            })
+        );
+    }
+
+    #[test]
+    fn small_network_runs_and_verifies() {
+        let r = run_offline_linear(&resnet18_layers(2, 8, 10), 1, true).unwrap();
+        assert_eq!(r.layers.len(), 21);
+        assert!(r.bytes_client_to_server > 0 && r.bytes_server_to_client > 0 && r.products > 0);
+    }
+}
