@@ -23,7 +23,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let spec = args.first().cloned().unwrap_or_else(|| "resnet18(m=16)".into());
+    let spec = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "resnet18(m=16)".into());
     let count: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1);
     let per_layer = args.iter().any(|a| a == "--layers");
     let ring = RingParams::default();
@@ -38,16 +41,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let numel = net.tensors[net.input].shape.numel();
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let digits_x = spec.ends_with(".toml").then(|| {
-        let dir = std::path::Path::new(&spec).parent().unwrap().join("test_x.npy");
+        let dir = std::path::Path::new(&spec)
+            .parent()
+            .unwrap()
+            .join("test_x.npy");
         pi_models::model::read_npy_f32(&std::fs::read(dir).ok()?).ok()
     });
     let inputs: Vec<Vec<u64>> = (0..count)
         .map(|i| {
             let x: Vec<f32> = match &digits_x {
-                Some(Some((xs, _))) => {
-                    model.prepare_input(xs[i * numel..(i + 1) * numel].to_vec(), &[1, 16, 16]).unwrap()
-                }
-                _ => (0..numel).map(|_| (rng.next_u32() as f64 / u32::MAX as f64 * 2.0 - 1.0) as f32).collect(),
+                Some(Some((xs, _))) => model
+                    .prepare_input(xs[i * numel..(i + 1) * numel].to_vec(), &[1, 16, 16])
+                    .unwrap(),
+                _ => (0..numel)
+                    .map(|_| (rng.next_u32() as f64 / u32::MAX as f64 * 2.0 - 1.0) as f32)
+                    .collect(),
             };
             quantize_input(&x, ring).unwrap()
         })
@@ -75,7 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let (s, c) = (s?, c?);
     for ((x, c), s) in inputs.iter().zip(&c).zip(&s) {
-        let want: Vec<i64> = forward_fixed(net, &quant, x).iter().map(|&v| ring.to_signed(v)).collect();
+        let want: Vec<i64> = forward_fixed(net, &quant, x)
+            .iter()
+            .map(|&v| ring.to_signed(v))
+            .collect();
         let exact = want == c.logits_fixed;
         let mut summary = serde_json::json!({
             "spec": net.spec.canonical(),
