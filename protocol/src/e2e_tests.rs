@@ -252,7 +252,7 @@ async fn digits_model_on_a_few_test_images() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "all 360 test images; about a minute in release"]
+#[ignore = "all 360 test images: several minutes on a loaded 2-core machine"]
 async fn digits_model_on_all_test_images() {
     digits(usize::MAX).await;
 }
