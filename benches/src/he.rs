@@ -11,6 +11,8 @@ use pi_protocol::he::{
     ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
     PublicKeyMsg, ServerReply, linear_reference,
 };
+use pi_models::Network;
+use pi_models::network::LinearKind;
 use pi_protocol::{Error, Result};
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
@@ -62,72 +64,33 @@ pub struct Report {
     pub products: usize,
 }
 
-/// Layer shapes of the CIFAR ResNet18 family (DESIGN.md §4): stem 3x3 conv
-/// to `widths[0]`, four stages of two BasicBlocks with the given widths,
-/// stride 2 at the first block of stages 2-4, 1x1 shortcuts where the shape
-/// changes, and an FC over C·H·W of the last feature map (global average
-/// pooling folded in).
-pub fn resnet_family_layers(
-    widths: [usize; 4],
-    input: usize,
-    classes: usize,
-) -> Vec<(String, LayerShape)> {
-    let conv = |c_in, c_out, hw, kernel, stride| {
-        LayerShape::Conv(ConvShape {
-            c_in,
-            c_out,
-            h: hw,
-            w: hw,
-            kernel,
-            stride,
-            pad: kernel / 2,
-        })
-    };
-    let mut out = vec![("conv1".to_string(), conv(3, widths[0], input, 3, 1))];
-    let (mut c, mut hw) = (widths[0], input);
-    for (stage, &width) in widths.iter().enumerate() {
-        for block in 0..2 {
-            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            let name = format!("layer{}.{}", stage + 1, block);
-            out.push((format!("{name}.conv1"), conv(c, width, hw, 3, stride)));
-            let hw_out = (hw - 1) / stride + 1;
-            out.push((format!("{name}.conv2"), conv(width, width, hw_out, 3, 1)));
-            if stride != 1 || c != width {
-                out.push((format!("{name}.shortcut"), conv(c, width, hw, 1, stride)));
-            }
-            c = width;
-            hw = hw_out;
-        }
-    }
-    out.push((
-        "fc".to_string(),
-        LayerShape::Fc(FcShape {
-            inputs: c * hw * hw,
-            outputs: classes,
+/// The HE layer shape of one linear step of a `pi_models` network.
+pub fn layer_shape(kind: &LinearKind) -> LayerShape {
+    match *kind {
+        LinearKind::Conv(g) => LayerShape::Conv(ConvShape {
+            c_in: g.cin,
+            c_out: g.cout,
+            h: g.in_h,
+            w: g.in_w,
+            kernel: g.kernel,
+            stride: g.stride,
+            pad: g.pad,
         }),
-    ));
-    out
+        // Global average pooling is folded into the FC (models crate docs), so
+        // the FC reads the whole C·H·W feature map.
+        LinearKind::Fc(g) => LayerShape::Fc(FcShape {
+            inputs: g.in_features(),
+            outputs: g.out,
+        }),
+    }
 }
 
-/// ResNet18: widths m, 2m, 4m, 8m.
-pub fn resnet18_layers(m: usize, input: usize, classes: usize) -> Vec<(String, LayerShape)> {
-    resnet_family_layers([m, 2 * m, 4 * m, 8 * m], input, classes)
-}
-
-/// HybReNet αxβxγx: widths m, αm, αβm, αβγm (for example hrn-5x5x3x at m = 16).
-pub fn hrn_layers(
-    alpha: usize,
-    beta: usize,
-    gamma: usize,
-    m: usize,
-    input: usize,
-    classes: usize,
-) -> Vec<(String, LayerShape)> {
-    resnet_family_layers(
-        [m, alpha * m, alpha * beta * m, alpha * beta * gamma * m],
-        input,
-        classes,
-    )
+/// Every linear layer of `network`, in execution order, with its HE shape.
+pub fn network_layers(network: &Network) -> Vec<(String, LayerShape)> {
+    network
+        .linears()
+        .map(|l| (l.name.clone(), layer_shape(&l.kind)))
+        .collect()
 }
 
 /// Runs the offline linear step for `layers` with random weights (|w| < 2^12),
@@ -212,19 +175,23 @@ pub fn run_offline_linear(
 mod tests {
     use super::*;
 
+    fn layers(spec: &str) -> Vec<(String, LayerShape)> {
+        network_layers(&Network::new(&pi_models::NetSpec::parse(spec).unwrap()))
+    }
+
     #[test]
     fn resnet18_shapes_match_the_reference_counts() {
-        let layers = resnet18_layers(64, 32, 100);
+        let layers = layers("resnet18");
         // 1 stem + 16 block convs + 3 shortcuts + FC.
         assert_eq!(layers.len(), 21);
         let macs: usize = layers.iter().map(|(_, s)| s.macs()).sum();
-        // DESIGN.md §4: about 555M MACs.
+        // DESIGN.md §4: about 555M MACs (plus the pool-folded FC, 819,200).
         assert!((550_000_000..560_000_000).contains(&macs), "{macs}");
     }
 
     #[test]
     fn hrn_widths_follow_the_notation() {
-        let layers = hrn_layers(5, 5, 3, 16, 32, 100);
+        let layers = layers("hrn-5x5x3x");
         assert_eq!(
             layers.last().unwrap().1,
             LayerShape::Fc(FcShape {
@@ -236,7 +203,7 @@ mod tests {
 
     #[test]
     fn small_network_runs_and_verifies() {
-        let r = run_offline_linear(&resnet18_layers(2, 8, 10), 1, true).unwrap();
+        let r = run_offline_linear(&layers("resnet18(m=2,input=8,classes=10)"), 1, true).unwrap();
         assert_eq!(r.layers.len(), 21);
         assert!(r.bytes_client_to_server > 0 && r.bytes_server_to_client > 0 && r.products > 0);
     }
