@@ -582,3 +582,24 @@ fn written_files_load_count_and_infer() {
         &d("x.npy"),
     ]);
 }
+
+proptest::proptest! {
+    /// Model-file text written by `model_file_text` reads back to the same network and
+    /// the same normalisation, for any finite mean and positive std.
+    #[test]
+    fn model_file_text_round_trips(mean in proptest::collection::vec(-1e6f64..1e6, 3),
+                                   std in proptest::collection::vec(1e-9f64..1e3, 3),
+                                   which in 0usize..14) {
+        use pi_models::model::{Normalization, model_file_text};
+        let spec = NetSpec::parse("5x5x3x(m=2,phi=1-2-1-1,classes=7,input=8)").unwrap();
+        let order = Order::parse("S3>S2>S4>S1").unwrap();
+        let plan = plans(&order)[which];
+        let pick = |a: Action| -> Vec<usize> { (1..=4).filter(|&s| plan[s - 1] == a).collect() };
+        let norm = Normalization { mean, std };
+        let text = model_file_text(&["a comment".into()], &spec, &pick(Action::Cull), &pick(Action::Thin), Some(&norm));
+        let m = Model::from_toml(&text, std::path::Path::new("")).unwrap();
+        proptest::prop_assert_eq!(m.network, reshape::apply_plan(&spec, &plan));
+        proptest::prop_assert_eq!(m.normalization, Some(norm));
+        proptest::prop_assert!(m.weights.is_none());
+    }
+}
