@@ -58,7 +58,7 @@ pub use stream::{
     hello_bytes,
 };
 pub use tls::{
-    ALPN_PROTOCOL, TcpChannel, TlsAcceptor, TlsChannel, TlsConnector, client_config,
+    ALPN_PROTOCOL, TcpChannel, TlsAcceptor, TlsChannel, TlsConnector, TlsStream, client_config,
     crypto_provider, server_config, tcp_channel, tcp_loopback_pair, tls_loopback_pair,
 };
 

@@ -391,3 +391,94 @@ pub(crate) fn map_io(e: io::Error) -> Error {
         _ => Error::Io(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use tokio::io::{AsyncWriteExt, duplex};
+
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn small_buffers() -> ChannelConfig {
+        ChannelConfig {
+            buffer_bytes: 64,
+            ..ChannelConfig::with_timeouts(Duration::from_secs(5))
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Frames of any size survive a byte stream that moves at most 97
+        /// bytes at a time (many partial reads and writes), with tiny buffers.
+        #[test]
+        fn frames_round_trip_over_a_narrow_pipe(frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..2000), 0..12)) {
+            rt().block_on(async {
+                let (a, b) = duplex(97);
+                let (a, b) = tokio::join!(
+                    StreamChannel::establish(a, small_buffers()),
+                    StreamChannel::establish(b, small_buffers())
+                );
+                let (mut a, mut b) = (a.unwrap(), b.unwrap());
+                let send = async {
+                    for f in &frames {
+                        a.send(f).await.unwrap();
+                    }
+                    a.flush().await.unwrap();
+                };
+                let recv = async {
+                    let mut got = Vec::new();
+                    for (i, f) in frames.iter().enumerate() {
+                        if i % 2 == 0 {
+                            got.push(b.recv(f.len()).await.unwrap());
+                        } else {
+                            let mut buf = vec![0u8; f.len()];
+                            b.recv_into(&mut buf).await.unwrap();
+                            got.push(buf);
+                        }
+                    }
+                    got
+                };
+                let ((), got) = tokio::join!(send, recv);
+                prop_assert_eq!(&got, &frames);
+                let total: usize = frames.iter().map(Vec::len).sum();
+                prop_assert_eq!(b.meter().total("").received, total as u64);
+                prop_assert_eq!(a.meter().framing().sent, (HELLO_LEN + FRAME_HEADER_LEN * frames.len()) as u64);
+                Ok(())
+            })?;
+        }
+
+        /// Arbitrary bytes after a valid hello never panic or hang: the
+        /// receiver returns frames within its limit until a clear error.
+        #[test]
+        fn random_bytes_after_hello_end_in_a_clear_error(junk in prop::collection::vec(any::<u8>(), 0..600)) {
+            rt().block_on(async {
+                let (mut raw, b) = duplex(1 << 16);
+                raw.write_all(&hello_bytes()).await.unwrap();
+                raw.write_all(&junk).await.unwrap();
+                raw.shutdown().await.unwrap();
+                let mut b = StreamChannel::establish(b, small_buffers()).await.unwrap();
+                let mut consumed = 0;
+                let err = loop {
+                    match b.recv(100).await {
+                        Ok(f) => {
+                            prop_assert!(f.len() <= 100);
+                            consumed += FRAME_HEADER_LEN + f.len();
+                        }
+                        Err(e) => break e,
+                    }
+                };
+                prop_assert!(consumed <= junk.len());
+                prop_assert!(matches!(err, Error::Closed | Error::PeerMisbehaved(_)), "{err:?}");
+                Ok(())
+            })?;
+        }
+    }
+}

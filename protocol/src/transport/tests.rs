@@ -555,3 +555,69 @@ async fn local_oversized_send_is_bad_input_and_channel_stays_usable() {
     c.flush().await.unwrap();
     assert_eq!(s.recv(100).await.unwrap(), b"still fine");
 }
+
+/// A man in the middle flips one bit of the client's TLS records: the
+/// server must refuse the frame rather than deliver altered bytes.
+#[tokio::test]
+async fn tampered_tls_record_is_rejected() {
+    let ca = CertificateAuthority::generate().unwrap();
+    let acceptor = TlsAcceptor::new(
+        &ca.issue_server(&[]).unwrap().identity(&ca).unwrap(),
+        short(),
+    )
+    .unwrap();
+    let connector = TlsConnector::new(
+        &ca.issue_client("alice").unwrap().identity(&ca).unwrap(),
+        short(),
+    )
+    .unwrap();
+    let (server_l, server_addr) = listener().await;
+    let (proxy_l, proxy_addr) = listener().await;
+    // Far beyond the handshake (a few KiB), inside the 200 KB frame.
+    const FLIP_AT: usize = 100_000;
+    let proxy = async {
+        let (downstream, _) = proxy_l.accept().await.unwrap();
+        let upstream = TcpStream::connect(server_addr).await.unwrap();
+        let (mut dr, mut dw) = downstream.into_split();
+        let (mut ur, mut uw) = upstream.into_split();
+        let to_server = async {
+            let mut seen = 0usize;
+            let mut buf = vec![0u8; 16384];
+            loop {
+                let n = match dr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if (seen..seen + n).contains(&FLIP_AT) {
+                    buf[FLIP_AT - seen] ^= 0x01;
+                }
+                seen += n;
+                if uw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = uw.shutdown().await;
+        };
+        let to_client = async {
+            let _ = tokio::io::copy(&mut ur, &mut dw).await;
+            let _ = dw.shutdown().await;
+        };
+        tokio::join!(to_server, to_client);
+    };
+    let server = async {
+        let (tcp, _) = server_l.accept().await.unwrap();
+        let mut s = acceptor.accept(tcp).await.unwrap();
+        s.recv(1 << 20).await
+    };
+    let client = async {
+        let mut c = connector.connect(proxy_addr, "localhost").await.unwrap();
+        c.send(&pattern(200_000, 9)).await.unwrap();
+        c.flush().await.unwrap();
+        // Dropping the channel ends the proxy's client-to-server direction.
+    };
+    let all = async { tokio::join!(server, client, proxy).0 };
+    let r = tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("test must not hang");
+    assert!(matches!(&r, Err(Error::Tls(_))), "{r:?}");
+}

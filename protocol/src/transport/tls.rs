@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::BufReader;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 use super::pki::{CertificateAuthority, TlsIdentity};
@@ -20,8 +21,13 @@ use crate::{Error, Result};
 /// The ALPN protocol name: names the application protocol and its version.
 pub const ALPN_PROTOCOL: &[u8] = b"pi/1";
 
+/// The TLS stream under a [`TlsChannel`]. rustls reads the socket 4 to 16 KiB
+/// at a time; a read buffer below TLS turns that into one system call per
+/// [`ChannelConfig::buffer_bytes`] (a few percent less CPU per byte in
+/// loopback profiles, where AES-GCM and copies dominate).
+pub type TlsStream = tokio_rustls::TlsStream<BufReader<TcpStream>>;
 /// A channel over TLS (either side).
-pub type TlsChannel = StreamChannel<tokio_rustls::TlsStream<TcpStream>>;
+pub type TlsChannel = StreamChannel<TlsStream>;
 /// A channel over plain TCP (tests, trusted networks, benchmarks).
 pub type TcpChannel = StreamChannel<TcpStream>;
 
@@ -136,6 +142,7 @@ impl TlsConnector {
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| Error::BadInput(format!("server name {server_name:?}: {e}")))?;
+        let tcp = BufReader::with_capacity(self.channel.buffer_bytes, tcp);
         let tls = timed(
             self.channel.handshake_timeout,
             self.inner.connect(name, tcp),
@@ -170,6 +177,7 @@ impl TlsAcceptor {
     /// Runs the TLS handshake and the hello over an accepted TCP connection.
     pub async fn accept(&self, tcp: TcpStream) -> Result<TlsChannel> {
         tcp.set_nodelay(true)?;
+        let tcp = BufReader::with_capacity(self.channel.buffer_bytes, tcp);
         let tls = timed(self.channel.handshake_timeout, self.inner.accept(tcp)).await?;
         check_alpn(tls.get_ref().1.alpn_protocol())?;
         StreamChannel::establish(tls.into(), self.channel.clone()).await
