@@ -234,17 +234,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
         Ok(len)
     }
 
-    async fn write_all_timed(&mut self, mut buf: &[u8]) -> Result<()> {
+    /// Writes header and payload as one vectored write where the stream
+    /// supports it: small frames are copied into the write buffer, while a
+    /// frame at least as large as the buffer goes straight to the stream
+    /// (no intermediate copy, and no separate tiny packet for the header).
+    async fn write_frame_timed(&mut self, mut header: &[u8], mut payload: &[u8]) -> Result<()> {
         let limit = self.config.write_timeout;
-        while !buf.is_empty() {
-            // `BufWriter` passes writes at least as large as its buffer straight
-            // to the stream, so bulk payloads are not copied here.
-            match tokio::time::timeout(limit, self.io.write(buf)).await {
+        while !header.is_empty() || !payload.is_empty() {
+            let bufs = [io::IoSlice::new(header), io::IoSlice::new(payload)];
+            let n = match tokio::time::timeout(limit, self.io.write_vectored(&bufs)).await {
                 Err(_) => return Err(Error::Timeout(limit)),
                 Ok(Err(e)) => return Err(map_io(e)),
                 Ok(Ok(0)) => return Err(Error::Closed),
-                Ok(Ok(n)) => buf = &buf[n..],
-            }
+                Ok(Ok(n)) => n,
+            };
+            let from_header = n.min(header.len());
+            header = &header[from_header..];
+            payload = &payload[n - from_header..];
         }
         Ok(())
     }
@@ -261,11 +267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
             .map_err(|_| Error::BadInput("frame length does not fit the header".into()))?
             .to_be_bytes();
         self.unflushed = true;
-        let r = async {
-            self.write_all_timed(&header).await?;
-            self.write_all_timed(frame).await
-        }
-        .await;
+        let r = self.write_frame_timed(&header, frame).await;
         self.note(r)?;
         self.meter.add_framing_sent(FRAME_HEADER_LEN);
         self.meter.add_sent(frame.len());
