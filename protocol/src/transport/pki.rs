@@ -339,7 +339,7 @@ pub struct TlsIdentity {
     pub ca_certs: Vec<CertificateDer<'static>>,
     /// This party's certificate chain, leaf first.
     pub cert_chain: Vec<CertificateDer<'static>>,
-    /// This party's private key.
+    /// This party's private key (zeroized on drop).
     pub key: PrivateKeyDer<'static>,
 }
 
@@ -351,6 +351,12 @@ impl TlsIdentity {
             cert_chain: parse_certs(cert_pem, "certificate")?,
             key: parse_key(key_pem, "private key")?,
         })
+    }
+}
+
+impl Drop for TlsIdentity {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
     }
 }
 

@@ -63,8 +63,9 @@ pub struct ChannelConfig {
     pub write_timeout: Duration,
     /// Longest time for the TLS handshake plus the hello exchange.
     pub handshake_timeout: Duration,
-    /// Capacity of the read buffer and of the write buffer, each. Frames at
-    /// least this large bypass the buffers (no intermediate copy).
+    /// Capacity of the read buffer and of the write buffer, each (clamped
+    /// to 1 KiB..=64 MiB). Frames at least this large bypass the buffers (no
+    /// intermediate copy).
     pub buffer_bytes: usize,
 }
 
@@ -80,6 +81,11 @@ impl Default for ChannelConfig {
 }
 
 impl ChannelConfig {
+    /// [`ChannelConfig::buffer_bytes`] within its sane range.
+    pub(crate) fn buffer(&self) -> usize {
+        self.buffer_bytes.clamp(1 << 10, MAX_FRAME)
+    }
+
     /// The same timeout for idle reads, writes and the handshake (handy in tests).
     pub fn with_timeouts(timeout: Duration) -> Self {
         Self {
@@ -118,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
     pub async fn establish(io: S, config: ChannelConfig) -> Result<Self> {
         let limit = config.handshake_timeout;
         let mut ch = Self {
-            io: BufStream::with_capacity(config.buffer_bytes, config.buffer_bytes, io),
+            io: BufStream::with_capacity(config.buffer(), config.buffer(), io),
             config,
             meter: Meter::default(),
             unflushed: false,
@@ -299,7 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
         // Grow the buffer as bytes arrive rather than trusting `len` up front,
         // so a peer that announces a large frame and stalls costs little memory.
         let mut buf = Vec::new();
-        let mut step = self.config.buffer_bytes.max(1 << 16);
+        let mut step = self.config.buffer().max(1 << 16);
         while buf.len() < len {
             let start = buf.len();
             let end = len.min(start.saturating_add(step));
@@ -410,7 +416,7 @@ mod tests {
 
     fn small_buffers() -> ChannelConfig {
         ChannelConfig {
-            buffer_bytes: 64,
+            buffer_bytes: 0, // clamped to the 1 KiB minimum
             ..ChannelConfig::with_timeouts(Duration::from_secs(5))
         }
     }

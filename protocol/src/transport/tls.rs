@@ -142,7 +142,7 @@ impl TlsConnector {
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| Error::BadInput(format!("server name {server_name:?}: {e}")))?;
-        let tcp = BufReader::with_capacity(self.channel.buffer_bytes, tcp);
+        let tcp = BufReader::with_capacity(self.channel.buffer(), tcp);
         let tls = timed(
             self.channel.handshake_timeout,
             self.inner.connect(name, tcp),
@@ -177,7 +177,7 @@ impl TlsAcceptor {
     /// Runs the TLS handshake and the hello over an accepted TCP connection.
     pub async fn accept(&self, tcp: TcpStream) -> Result<TlsChannel> {
         tcp.set_nodelay(true)?;
-        let tcp = BufReader::with_capacity(self.channel.buffer_bytes, tcp);
+        let tcp = BufReader::with_capacity(self.channel.buffer(), tcp);
         let tls = timed(self.channel.handshake_timeout, self.inner.accept(tcp)).await?;
         check_alpn(tls.get_ref().1.alpn_protocol())?;
         StreamChannel::establish(tls.into(), self.channel.clone()).await
