@@ -1,7 +1,7 @@
 //! `pi-bench`: measurements of the runtime's building blocks and phases.
 //!
 //! - `pi-bench primitives [--json]`: garbled circuits, OT extension, base OT
-//!   (and TLS bulk throughput once the transport lands), both parties in one process.
+//!   and TLS bulk throughput on loopback, both parties in one process.
 //! - `pi-bench he SPEC [--json] [--threads N] [--verify]`: the offline linear
 //!   (HE) step for every linear layer of a network.
 
@@ -35,6 +35,9 @@ enum Command {
         /// Repetitions (the median is reported).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
         reps: u32,
+        /// MiB moved over loopback TLS (and again over TCP).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16384))]
+        tls_mib: u32,
     },
     /// Offline linear step (lattice HE) of every linear layer of a network.
     He {
@@ -54,18 +57,22 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Primitives { json, gc_log2, ot_log2, reps } => primitives(json, gc_log2, ot_log2, reps as usize),
+        Command::Primitives { json, gc_log2, ot_log2, reps, tls_mib } => {
+            primitives(json, gc_log2, ot_log2, reps as usize, tls_mib as usize)
+        }
         Command::He { spec, json, threads, verify } => he(&spec, json, threads, verify),
     }
 }
 
-fn primitives(as_json: bool, gc_log2: u32, ot_log2: u32, reps: usize) -> Result<()> {
+fn primitives(as_json: bool, gc_log2: u32, ot_log2: u32, reps: usize, tls_mib: usize) -> Result<()> {
     eprintln!("garbling and evaluating 2^{gc_log2} ReLUs ...");
     let gc = pi_bench::gc::measure(pi_protocol::gc::ActivationParams::DEFAULT, 1 << gc_log2, reps);
     eprintln!("running 2^{ot_log2} OT extensions ...");
     let ot = pi_bench::ot::measure(1 << ot_log2, reps).context("OT benchmark")?;
+    eprintln!("moving {tls_mib} MiB over loopback TLS and TCP ...");
+    let tls = pi_bench::tls::measure_loopback_throughput(tls_mib << 20, 1 << 20).context("TLS benchmark")?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "gc": gc, "ot": ot }))?);
+        println!("{}", serde_json::to_string_pretty(&json!({ "gc": gc, "ot": ot, "tls": tls }))?);
         return Ok(());
     }
     println!("garbled circuits (l = {}, f = {}, {} activations per layer, one thread)", gc.l, gc.f, gc.layer_size);
@@ -77,6 +84,9 @@ fn primitives(as_json: bool, gc_log2: u32, ot_log2: u32, reps: usize) -> Result<
     println!("  base OT (128): {:.1} ms", ot.base_ot_ms);
     println!("  IKNP random {:.2} M OT/s, correlated {:.2} M OT/s, chosen {:.2} M OT/s",
         ot.iknp_ots_per_second / 1e6, ot.iknp_correlated_ots_per_second / 1e6, ot.iknp_chosen_ots_per_second / 1e6);
+    println!("transport (loopback, 1 MiB frames)");
+    println!("  TLS 1.3 {:.2} GB/s, plain TCP {:.2} GB/s, mutual-TLS handshake {:.1} ms",
+        tls.bulk_bytes_per_second / 1e9, tls.tcp_bytes_per_second / 1e9, tls.handshake_seconds * 1e3);
     Ok(())
 }
 
