@@ -7,12 +7,12 @@
 
 use std::time::Instant;
 
-use pi_protocol::he::{
-    ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
-    PublicKeyMsg, ServerReply, linear_reference,
-};
 use pi_models::Network;
 use pi_models::network::LinearKind;
+use pi_protocol::he::{
+    ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
+    PublicKeyMsg, ServerReply, UniformShare, linear_reference,
+};
 use pi_protocol::{Error, Result};
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
@@ -108,18 +108,12 @@ pub fn run_offline_linear(
     let pk_bytes = client.public_key(&mut rng).encode(&params);
     let server = HeServer::new(params, &PublicKeyMsg::decode(&pk_bytes, &params)?)?;
     let setup = t0.elapsed().as_secs_f64();
-    let mask_bits = params.ring_mask();
     let mut reports = Vec::with_capacity(layers.len());
     for (name, shape) in layers {
         let weights: Vec<i64> = (0..shape.weight_len())
             .map(|_| (rng.next_u32() % 8191) as i64 - 4095)
             .collect();
-        let share: Vec<u64> = (0..shape.input_len())
-            .map(|_| rng.next_u64() & mask_bits)
-            .collect();
-        let mask: Vec<u64> = (0..shape.output_len())
-            .map(|_| rng.next_u64() & mask_bits)
-            .collect();
+        let share = UniformShare::random(params, shape.input_len(), &mut rng);
 
         let t = Instant::now();
         let plan = LayerPlan::new(params, *shape)?;
@@ -128,16 +122,17 @@ pub fn run_offline_linear(
 
         let t = Instant::now();
         let upload = ClientUpload::decode(&up, &plan)?;
-        let reply = server
-            .evaluate(&plan, &weights, &mask, &upload, &mut rng)?
-            .encode(&plan);
+        let (reply, mask) = server.evaluate(&plan, &weights, &upload, &mut rng)?;
+        let reply = reply.encode(&plan);
         let server_s = t.elapsed().as_secs_f64();
 
         let t = Instant::now();
         let got = client.decrypt(&plan, &ServerReply::decode(&reply, &plan)?)?;
         let client_s = c1 + t.elapsed().as_secs_f64();
 
-        if verify && got != linear_reference(params, shape, &weights, &share, &mask) {
+        if verify
+            && got != linear_reference(params, shape, &weights, share.as_slice(), mask.as_slice())
+        {
             return Err(Error::BadInput(format!(
                 "layer {name}: decrypted share differs from W·c − s"
             )));

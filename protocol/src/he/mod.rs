@@ -33,14 +33,16 @@
 //! // One layer: both sides plan it from the public shape.
 //! let shape = LayerShape::Fc(FcShape { inputs: 3, outputs: 2 });
 //! let plan = LayerPlan::new(params, shape)?;
-//! let share = [5, 1 << 36, 7]; // the client's share c (ring elements)
-//! let (weights, mask) = ([1, -2, 3, 4, 5, -6], [10, 20]); // the server's W and s
+//! // The client's share c: uniform, drawn from its CSPRNG.
+//! let share = UniformShare::random(params, shape.input_len(), &mut client_rng);
+//! let weights = [1, -2, 3, 4, 5, -6]; // the server's W
 //! let up = client.encrypt(&plan, &share, &mut client_rng)?.encode(&plan);
-//! let reply = server
-//!     .evaluate(&plan, &weights, &mask, &ClientUpload::decode(&up, &plan)?, &mut server_rng)?
-//!     .encode(&plan);
-//! let out = client.decrypt(&plan, &ServerReply::decode(&reply, &plan)?)?;
-//! assert_eq!(out, linear_reference(params, &shape, &weights, &share, &mask));
+//! // The server draws its mask s itself and keeps it.
+//! let (reply, mask) =
+//!     server.evaluate(&plan, &weights, &ClientUpload::decode(&up, &plan)?, &mut server_rng)?;
+//! let out = client.decrypt(&plan, &ServerReply::decode(&reply.encode(&plan), &plan)?)?;
+//! let want = linear_reference(params, &shape, &weights, share.as_slice(), mask.as_slice());
+//! assert_eq!(out, want);
 //! # Ok::<(), pi_protocol::Error>(())
 //! ```
 //!
@@ -125,8 +127,8 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use client::HeClient;
+pub use client::{HeClient, UniformShare};
 pub use layout::{ConvShape, FcShape, LayerPlan, LayerShape, linear_reference};
 pub use params::{HeParams, ShareDistribution};
-pub use server::{CtPtKernel, HeServer};
+pub use server::{CtPtKernel, HeServer, ServerMask};
 pub use wire::{ClientUpload, PublicKeyMsg, ServerReply};

@@ -94,12 +94,35 @@ impl HeServer {
         })
     }
 
-    /// Computes the reply for one layer: per output ciphertext
-    /// Σ_blocks ct·W − Δ·s + flood + Enc_pk(0), switched to p0, low bits dropped.
+    /// Computes the reply for one layer and draws the server's mask for it:
+    /// per output ciphertext Σ_blocks ct·W − Δ·s + flood + Enc_pk(0),
+    /// switched to p0, low bits dropped. The client decrypts W·c − s; the
+    /// server keeps the returned [`ServerMask`] s for the online phase.
     ///
-    /// `weights` are signed, |w| < 2^WEIGHT_BITS, in PyTorch layout;
-    /// `mask` is the server's mask s in the layer's output layout.
+    /// The mask is drawn here, uniform on Z_2^l from `rng` (a CSPRNG), so that
+    /// it can be neither biased nor reused: a known or repeated s would reveal
+    /// W·c to the client (DESIGN.md §3.2, §3.5).
+    ///
+    /// `weights` are signed, |w| < 2^WEIGHT_BITS, in PyTorch layout.
     pub fn evaluate<R: RngCore + CryptoRng>(
+        &self,
+        plan: &LayerPlan,
+        weights: &[i64],
+        upload: &ClientUpload,
+        rng: &mut R,
+    ) -> Result<(ServerReply, ServerMask)> {
+        let m = self.params.ring_mask();
+        let mask = ServerMask(
+            (0..plan.shape.output_len())
+                .map(|_| rng.next_u64() & m)
+                .collect(),
+        );
+        let reply = self.evaluate_with_mask(plan, weights, mask.as_slice(), upload, rng)?;
+        Ok((reply, mask))
+    }
+
+    /// [`Self::evaluate`] with a caller-chosen mask (tests of extreme masks only).
+    pub(crate) fn evaluate_with_mask<R: RngCore + CryptoRng>(
         &self,
         plan: &LayerPlan,
         weights: &[i64],
@@ -300,6 +323,35 @@ impl HeServer {
             .collect();
         e.zeroize();
         (c1, c0)
+    }
+}
+
+/// The server's mask s of one layer's output ((O, Ho, Wo) or (outputs)
+/// layout), uniform on Z_2^l, drawn by [`HeServer::evaluate`]. Deliberately
+/// not `Clone`: one mask serves one layer of one inference. Zeroized on drop.
+pub struct ServerMask(Vec<u64>);
+
+impl ServerMask {
+    /// The mask values (ring elements).
+    pub fn as_slice(&self) -> &[u64] {
+        &self.0
+    }
+
+    /// Moves the values out (the caller then owns zeroizing them).
+    pub fn into_vec(mut self) -> Vec<u64> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl std::fmt::Debug for ServerMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerMask({} elements)", self.0.len())
+    }
+}
+
+impl Drop for ServerMask {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 
