@@ -152,6 +152,7 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
                     "products": l.products,
                     "macs": l.macs,
                     "noise_margin_bits": l.noise_margin_bits,
+                    "hiding_bits": l.hiding_bits,
                 })
             })
             .collect();
@@ -165,24 +166,27 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
                 "bytes_client_to_server": r.bytes_client_to_server,
                 "bytes_server_to_client": r.bytes_server_to_client,
                 "products": r.products,
+                "inference_hiding_bits": r.inference_hiding_bits,
                 "layers": layers,
             }))?
         );
         return Ok(());
     }
     println!(
-        "{:<20} {:>9} {:>9} {:>11} {:>11} {:>7}",
-        "layer", "client s", "server s", "up KB", "down KB", "ct×pt"
+        "{:<20} {:>9} {:>9} {:>11} {:>11} {:>7} {:>3} {:>6}",
+        "layer", "client s", "server s", "up KB", "down KB", "ct×pt", "G", "hide"
     );
     for l in &r.layers {
         println!(
-            "{:<20} {:>9.3} {:>9.3} {:>11.1} {:>11.1} {:>7}",
+            "{:<20} {:>9.3} {:>9.3} {:>11.1} {:>11.1} {:>7} {:>3} {:>6}",
             l.name,
             l.client_seconds,
             l.server_seconds,
             l.bytes_client_to_server as f64 / 1e3,
             l.bytes_server_to_client as f64 / 1e3,
-            l.products
+            l.products,
+            l.tiling.1,
+            l.hiding_bits
         );
     }
     println!(
@@ -192,6 +196,10 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
         r.bytes_server_to_client as f64 / 1e6,
         r.products,
         if verify { ", every share verified" } else { "" }
+    );
+    println!(
+        "weights hidden to statistical distance 2^-{:.1} per inference (per coefficient: 2^-hide each)",
+        r.inference_hiding_bits
     );
     Ok(())
 }

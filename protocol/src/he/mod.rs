@@ -128,7 +128,9 @@ pub mod wire;
 mod tests;
 
 pub use client::{HeClient, UniformShare};
-pub use layout::{ConvShape, FcShape, LayerPlan, LayerShape, linear_reference};
+pub use layout::{
+    ConvShape, FcShape, LayerPlan, LayerShape, inference_hiding_bits, linear_reference,
+};
 pub use params::{HeParams, ShareDistribution};
 pub use server::{CtPtKernel, HeServer, ServerMask};
 pub use wire::{ClientUpload, PublicKeyMsg, ServerReply};

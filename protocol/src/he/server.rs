@@ -214,10 +214,12 @@ impl HeServer {
                         }
                     }
                     for cb in 0..plan.c_blocks {
+                        // Every (group, block) pair holds at least one
+                        // weight slot (tap (0, 0) of each phase is in the
+                        // kernel), so no block is skipped: skipping blocks
+                        // whose weights happen to be zero would reveal
+                        // sparsity through timing.
                         plan.kernel_poly(weights, og, cb, kpoly);
-                        if kpoly.iter().all(|&w| w == 0) {
-                            continue;
-                        }
                         small_to_ntt(kpoly, k_ntt);
                         for (tile, acc) in acc.iter_mut().enumerate() {
                             let ct = &cts[tile * plan.c_blocks + cb];
@@ -297,20 +299,20 @@ impl HeServer {
             let d = self.params.delta_mod(i);
             (d, shoup(d, CIPHERTEXT_PRIMES[i]))
         });
-        let fbound = plan.flood_bound;
-        let span = 2 * fbound + 1;
-        let span_mask = u128::MAX >> span.leading_zeros();
+        // Triangular flood X = U1 − U2, U_i uniform on [0, M) by rejection
+        // sampling: |X| < M, hiding per the module docs (*Noise flooding*).
+        let width = plan.flood_bound;
+        let width_mask = u128::MAX >> width.leading_zeros();
+        let mut uniform = || loop {
+            let x = (((rng.next_u64() as u128) << 64) | rng.next_u64() as u128) & width_mask;
+            if x < width {
+                break x;
+            }
+        };
         let c0: Vec<u64> = wanted
             .iter()
             .map(|&(coeff, idx)| {
-                // Uniform flooding noise on [−F, F] by rejection sampling.
-                let raw = loop {
-                    let x = (((rng.next_u64() as u128) << 64) | rng.next_u64() as u128) & span_mask;
-                    if x < span {
-                        break x;
-                    }
-                };
-                let flood = raw as i128 - fbound as i128;
+                let flood = uniform() as i128 - uniform() as i128;
                 let mut v = [0u64; 2];
                 for i in 0..2 {
                     let p = CIPHERTEXT_PRIMES[i];
