@@ -249,10 +249,10 @@ impl HeParams {
 
     /// Width M of the triangular flood (difference of two uniforms on
     /// [0, M)) that hides every coefficient summing `n_terms` weights at
-    /// `hiding_bits` s: M = 2^s·√D·M·(weight noise + pk noise) with
+    /// `hiding_bits` s: M = 6·2^s·(weight noise + pk noise), since
     /// √(D·M²) ≤ 6, so that |v|·√D ≤ 2^−s. A public function of the shape.
     pub(crate) fn flood_bound(&self, n_terms: usize, hiding_bits: u32) -> u128 {
-        (self.weight_noise_bound(n_terms) + self.pk_noise_bound()) * FLOOD_SQRT_D << hiding_bits
+        ((self.weight_noise_bound(n_terms) + self.pk_noise_bound()) * FLOOD_SQRT_D) << hiding_bits
     }
 
     /// Noise bound (in units of p0, rounded up) of a returned coefficient,
@@ -269,7 +269,7 @@ impl HeParams {
         let switch_round = (1 + ceil_sqrt(TAIL_SQ) * sqrt_n).div_ceil(2);
         // Dropped low bits of c0 (worst case) and of c1 (times s, sub-Gaussian).
         let drop0 = 1u128 << (C0_DROP_BITS - 1);
-        let drop1 = ceil_sqrt(TAIL_SQ) * sqrt_n << (C1_DROP_BITS - 1);
+        let drop1 = (ceil_sqrt(TAIL_SQ) * sqrt_n) << (C1_DROP_BITS - 1);
         // Message term m·(1 − p0/q)/t < 1 and slack for integer rounding.
         switched + switch_round + drop0 + drop1 + 2
     }
@@ -392,7 +392,7 @@ mod tests {
         for n in [1, 100, 4608] {
             let m = u.flood_bound(n, 40);
             let v = u.weight_noise_bound(n) + u.pk_noise_bound();
-            assert!(v * FLOOD_SQRT_D << 40 <= m);
+            assert!((v * FLOOD_SQRT_D) << 40 <= m);
             assert!(m < 1 << 96);
         }
         assert!(u.weight_noise_bound(100) < p.weight_noise_bound(100));
