@@ -558,3 +558,33 @@ fn packing_uses_few_ciphertexts() {
         r.down_bytes
     );
 }
+
+/// Planning is integer-only, so both parties (and every platform) derive the
+/// same plan; these golden values catch any drift in the planner or the
+/// noise analysis (a disagreement between parties would abort on the digest).
+#[test]
+fn plans_are_pinned() {
+    let p = HeParams::default();
+    let late = LayerPlan::new(p, conv(512, 512, 4, 3, 1)).unwrap();
+    let early = LayerPlan::new(p, conv(64, 64, 32, 3, 1)).unwrap();
+    let fc = LayerPlan::new(p, fc(512 * 16, 100)).unwrap();
+    let got: Vec<_> = [&late, &early, &fc]
+        .iter()
+        .map(|pl| {
+            let d = pl.digest();
+            (
+                pl.tiling(),
+                pl.hiding_bits(),
+                u64::from_le_bytes(d[..8].try_into().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ((37, 3, 4, 4), 40, 3_554_624_343_384_342_017),
+            ((3, 2, 32, 16), 41, 10_146_495_430_527_212_657),
+            ((4096, 1, 1, 1), 40, 2_502_130_110_273_185_673),
+        ]
+    );
+}
