@@ -171,10 +171,13 @@
 //!
 //! # Cost (indicative, 2-core machine shared with other builds)
 //! ResNet18 (m = 64, 32x32, 100 classes), all 21 linear layers, one thread,
-//! both parties: 33.6 MB up, 43.1 MB down, 32 388 ct x pt products, 4-5 s
-//! under load (the 40-bit Hellinger flood; the earlier per-coefficient
-//! uniform flood moved 38.0 MB up and 33.1 MB down):
-//! `cargo run --release -p pi-bench -- he resnet18 --threads 1 --verify`.
+//! both parties, every share verified: 33.6 MB up, 43.1 MB down, 32 388
+//! ct x pt products, 2.7-5.0 s depending on load (the earlier
+//! per-coefficient uniform flood: 38.0 MB up, 33.1 MB down, 2.2-5.1 s in
+//! the same runs). hrn-5x5x3x (m = 16): 25.0 MB up, 124.3 MB down (was
+//! 55.7 and 41.3): its 1 200-channel layers now return one output channel
+//! per ciphertext. `cargo run --release -p pi-bench -- he resnet18
+//! --threads 1 --verify`.
 
 // Index loops over the two RNS primes read closer to the maths.
 #![allow(clippy::needless_range_loop)]
