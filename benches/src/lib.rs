@@ -1,5 +1,5 @@
 //! Benchmark helpers shared by the criterion benches and the `pi-bench` binary.
 
+pub mod ot;
 pub mod gc;
 pub mod he;
-pub mod ot;

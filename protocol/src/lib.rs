@@ -20,9 +20,9 @@
 
 pub mod crypto;
 pub mod error;
+pub mod ot;
 pub mod gc;
 pub mod he;
-pub mod ot;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -46,9 +46,7 @@ impl FixedKeyAes {
 
     /// AES-128 under `key`: a PRF/PRP with a secret key, or another public permutation.
     pub fn with_key(key: [u8; 16]) -> Self {
-        Self {
-            cipher: Aes128::new(&key.into()),
-        }
+        Self { cipher: Aes128::new(&key.into()) }
     }
 
     /// π(x) for one block.
@@ -78,16 +76,9 @@ impl FixedKeyAes {
     /// # Panics
     /// If the three slices differ in length (a programming error).
     pub fn tccr_many(&self, xs: &[Block], tweaks: &[Block], out: &mut [Block]) {
-        assert!(
-            xs.len() == tweaks.len() && xs.len() == out.len(),
-            "tccr_many: length mismatch"
-        );
+        assert!(xs.len() == tweaks.len() && xs.len() == out.len(), "tccr_many: length mismatch");
         let mut px = [Block::ZERO; AES_BATCH];
-        for ((x, t), o) in xs
-            .chunks(AES_BATCH)
-            .zip(tweaks.chunks(AES_BATCH))
-            .zip(out.chunks_mut(AES_BATCH))
-        {
+        for ((x, t), o) in xs.chunks(AES_BATCH).zip(tweaks.chunks(AES_BATCH)).zip(out.chunks_mut(AES_BATCH)) {
             let px = &mut px[..x.len()];
             px.copy_from_slice(x);
             self.permute_many(px);
@@ -109,12 +100,7 @@ impl FixedKeyAes {
     /// # Panics
     /// If `out` and `xs` differ in length (a programming error).
     #[inline]
-    pub fn tccr_blocks_with(
-        &self,
-        xs: &mut [aes::Block],
-        out: &mut [aes::Block],
-        tweak: impl Fn(usize) -> u128,
-    ) {
+    pub fn tccr_blocks_with(&self, xs: &mut [aes::Block], out: &mut [aes::Block], tweak: impl Fn(usize) -> u128) {
         assert_eq!(xs.len(), out.len(), "tccr_blocks_with: length mismatch");
         self.cipher.encrypt_blocks(xs);
         for (j, (o, p)) in out.iter_mut().zip(xs.iter()).enumerate() {
@@ -174,10 +160,7 @@ mod tests {
         let ct = FixedKeyAes::with_key(key).permute(Block::from_bytes(pt));
         assert_eq!(
             ct.to_bytes(),
-            [
-                0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4,
-                0xc5, 0x5a
-            ]
+            [0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a]
         );
     }
 
@@ -185,9 +168,7 @@ mod tests {
     fn batched_equals_single_across_batch_boundaries() {
         let h = FixedKeyAes::new();
         let n = AES_BATCH * 2 + 7;
-        let xs: Vec<Block> = (0..n as u128)
-            .map(|i| Block(i * 0x9e37_79b9_7f4a_7c15))
-            .collect();
+        let xs: Vec<Block> = (0..n as u128).map(|i| Block(i * 0x9e37_79b9_7f4a_7c15)).collect();
         let tw: Vec<Block> = (0..n as u128).map(Block).collect();
         let mut out = vec![Block::ZERO; n];
         h.tccr_many(&xs, &tw, &mut out);

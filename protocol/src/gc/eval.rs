@@ -66,9 +66,7 @@ impl Evaluator {
         let params = circuit.params();
         let n = tables.n;
         if tables.kind != circuit.kind() || tables.params != params {
-            return Err(Error::BadInput(
-                "garbled tables were made for another circuit".into(),
-            ));
+            return Err(Error::BadInput("garbled tables were made for another circuit".into()));
         }
         if client.n != n || server.n != n || client.params != params || server.params != params {
             return Err(Error::BadInput(format!(
@@ -126,30 +124,19 @@ fn eval_chunk(
 ) {
     let cn = out.len();
     let l = c.params().l() as usize;
-    let Scratch {
-        labels,
-        hin,
-        hscratch,
-        packed,
-    } = s;
+    let Scratch { labels, hin, hscratch, packed } = s;
     let tw0 = tweak_base(layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
     let mut ct = 0usize;
     for op in &c.ops {
         match *op {
             Op::InGarbler { bit, out } => {
-                for (o, z) in labels[slot(out)..slot(out) + cn]
-                    .iter_mut()
-                    .zip(server.chunks_exact(l))
-                {
+                for (o, z) in labels[slot(out)..slot(out) + cn].iter_mut().zip(server.chunks_exact(l)) {
                     *o = z[bit as usize];
                 }
             }
             Op::InEvaluator { bit, out } => {
-                for (o, z) in labels[slot(out)..slot(out) + cn]
-                    .iter_mut()
-                    .zip(client.chunks_exact(l))
-                {
+                for (o, z) in labels[slot(out)..slot(out) + cn].iter_mut().zip(client.chunks_exact(l)) {
                     *o = z[bit as usize];
                 }
             }
@@ -175,12 +162,8 @@ fn eval_chunk(
                     tw0 + (((j >> 1) as u128) << 32) + h + (j as u128 & 1)
                 });
                 let table = &table[ct..ct + 32 * cn];
-                for ((((hb, o), a), b), tb) in hscratch[..2 * cn]
-                    .chunks_exact(2)
-                    .zip(o.iter_mut())
-                    .zip(x)
-                    .zip(y)
-                    .zip(table.chunks_exact(32))
+                for ((((hb, o), a), b), tb) in
+                    hscratch[..2 * cn].chunks_exact(2).zip(o.iter_mut()).zip(x).zip(y).zip(table.chunks_exact(32))
                 {
                     let (tg, te) = (get(tb), get(&tb[16..]));
                     let wg = from_aes(&hb[0]) ^ (tg & (a.0 & 1).wrapping_neg());
@@ -198,12 +181,7 @@ fn eval_chunk(
                 let h = h as u128;
                 aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << 32) + h);
                 let table = &table[ct..ct + 16 * cn];
-                for (((hb, o), a), tb) in hscratch[..cn]
-                    .iter()
-                    .zip(o.iter_mut())
-                    .zip(x)
-                    .zip(table.chunks_exact(16))
-                {
+                for (((hb, o), a), tb) in hscratch[..cn].iter().zip(o.iter_mut()).zip(x).zip(table.chunks_exact(16)) {
                     *o = Block(from_aes(hb) ^ (get(tb) & (a.0 & 1).wrapping_neg()));
                 }
                 ct += 16 * cn;

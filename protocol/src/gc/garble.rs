@@ -163,10 +163,7 @@ impl Garbler {
     /// correlation of the session's correlated OT). Layer indices must then
     /// strictly increase, so that no TCCR tweak repeats under one Δ.
     pub fn with_delta(delta: Delta, rng: ChaCha20Rng) -> Self {
-        Self {
-            shared_delta: Some(delta),
-            ..Self::from_rng(rng)
-        }
+        Self { shared_delta: Some(delta), ..Self::from_rng(rng) }
     }
 
     /// Garbles `pads.len()` instances of `circuit` for layer `layer`; `pads[i]`
@@ -177,30 +174,16 @@ impl Garbler {
     /// # Errors
     /// [`Error::BadInput`] for an unreduced pad, a layer index above
     /// [`MAX_LAYER`], or one that does not increase under a shared Δ.
-    pub fn garble_layer(
-        &mut self,
-        circuit: &Circuit,
-        layer: u32,
-        pads: &[u64],
-    ) -> Result<GarbledLayer> {
+    pub fn garble_layer(&mut self, circuit: &Circuit, layer: u32, pads: &[u64]) -> Result<GarbledLayer> {
         let total = pads
             .len()
             .checked_mul(circuit.table_bytes())
-            .ok_or_else(|| {
-                Error::BadInput(format!("layer of {} activations is too large", pads.len()))
-            })?;
+            .ok_or_else(|| Error::BadInput(format!("layer of {} activations is too large", pads.len())))?;
         let mut bytes = Vec::with_capacity(total);
-        let inputs = self
-            .garble_layer_streaming(circuit, layer, pads, |chunk| bytes.extend_from_slice(chunk))?;
+        let inputs = self.garble_layer_streaming(circuit, layer, pads, |chunk| bytes.extend_from_slice(chunk))?;
         let (client_inputs, server_inputs) = inputs.into_parts();
         Ok(GarbledLayer {
-            tables: GarbledTables {
-                kind: circuit.kind(),
-                params: circuit.params(),
-                layer,
-                n: pads.len(),
-                bytes,
-            },
+            tables: GarbledTables { kind: circuit.kind(), params: circuit.params(), layer, n: pads.len(), bytes },
             client_inputs,
             server_inputs,
         })
@@ -270,14 +253,10 @@ impl Garbler {
         let l = params.l() as usize;
         let n = pads.len();
         if let Some(p) = pads.iter().find(|p| **p & !params.mask() != 0) {
-            return Err(Error::BadInput(format!(
-                "pad {p:#x} is not reduced mod 2^{l}"
-            )));
+            return Err(Error::BadInput(format!("pad {p:#x} is not reduced mod 2^{l}")));
         }
         if layer > MAX_LAYER {
-            return Err(Error::BadInput(format!(
-                "layer index {layer} exceeds {MAX_LAYER}"
-            )));
+            return Err(Error::BadInput(format!("layer index {layer} exceeds {MAX_LAYER}")));
         }
         let delta = match &self.shared_delta {
             Some(d) => {
@@ -321,19 +300,8 @@ impl Garbler {
         }
         self.scratch.wipe();
         Ok(GarbledInputs {
-            client_inputs: ClientInputLabels {
-                params,
-                n,
-                zero: client_zero,
-                delta: delta.clone(),
-            },
-            server_inputs: ServerInputLabels {
-                params,
-                layer,
-                n,
-                zero: server_zero,
-                delta,
-            },
+            client_inputs: ClientInputLabels { params, n, zero: client_zero, delta: delta.clone() },
+            server_inputs: ServerInputLabels { params, layer, n, zero: server_zero, delta },
         })
     }
 }
@@ -372,13 +340,7 @@ fn garble_chunk(
     let cn = pads.len();
     let l = c.params().l() as usize;
     let d = delta.0;
-    let Scratch {
-        labels,
-        hin,
-        hscratch,
-        known,
-        packed,
-    } = s;
+    let Scratch { labels, hin, hscratch, known, packed } = s;
     for (k, p) in known.iter_mut().zip(pads) {
         *k = c.known(*p);
     }
@@ -442,19 +404,10 @@ fn garble_chunk(
                     tw0 + (((j >> 2) as u128) << 32) + h + ((j as u128 >> 1) & 1)
                 });
                 let table = &mut table[ct..ct + 32 * cn];
-                for ((((hb, o), a0), b0), tb) in hscratch[..4 * cn]
-                    .chunks_exact(4)
-                    .zip(o.iter_mut())
-                    .zip(x)
-                    .zip(y)
-                    .zip(table.chunks_exact_mut(32))
+                for ((((hb, o), a0), b0), tb) in
+                    hscratch[..4 * cn].chunks_exact(4).zip(o.iter_mut()).zip(x).zip(y).zip(table.chunks_exact_mut(32))
                 {
-                    let (ha0, ha1, hb0, hb1) = (
-                        from_aes(&hb[0]),
-                        from_aes(&hb[1]),
-                        from_aes(&hb[2]),
-                        from_aes(&hb[3]),
-                    );
+                    let (ha0, ha1, hb0, hb1) = (from_aes(&hb[0]), from_aes(&hb[1]), from_aes(&hb[2]), from_aes(&hb[3]));
                     let ma = (a0.0 & 1).wrapping_neg();
                     let mb = (b0.0 & 1).wrapping_neg();
                     // Garbler half: a & pb. Evaluator half: a & (b ^ pb).
@@ -477,9 +430,7 @@ fn garble_chunk(
                     hb[1] = to_aes(a0.0 ^ d);
                 }
                 let h = h as u128;
-                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| {
-                    tw0 + (((j >> 1) as u128) << 32) + h
-                });
+                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << 32) + h);
                 let table = &mut table[ct..ct + 16 * cn];
                 for ((((hb, o), a0), k), tb) in hscratch[..2 * cn]
                     .chunks_exact(2)
@@ -511,9 +462,7 @@ fn garble_chunk(
         hb[1] = to_aes(c0.0 ^ d);
     }
     let h = c.top_h as u128;
-    aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| {
-        tw0 + (((j >> 1) as u128) << 32) + h
-    });
+    aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << 32) + h);
     let top_mask = low_mask(top);
     let dtable = &mut table[ct..ct + dec * cn];
     // Low output lsbs, gathered output by output (contiguous per slot).
@@ -530,8 +479,7 @@ fn garble_chunk(
         let p0 = carry[i].lsb() as usize;
         let mut rows = [0u64; 2];
         for v in 0..2usize {
-            rows[p0 ^ v] =
-                (hi.wrapping_add(v as u64) ^ from_aes(&hscratch[2 * i + v]) as u64) & top_mask;
+            rows[p0 ^ v] = (hi.wrapping_add(v as u64) ^ from_aes(&hscratch[2 * i + v]) as u64) & top_mask;
         }
         bits |= (rows[0] as u128) << low;
         bits |= (rows[1] as u128) << (low + top);

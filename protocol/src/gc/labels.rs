@@ -55,9 +55,8 @@ impl GarbledTables {
     /// or a padding bit of the decoding information is set.
     pub fn from_bytes(circuit: &Circuit, layer: u32, n: usize, bytes: Vec<u8>) -> Result<Self> {
         let per = circuit.table_bytes();
-        let expected = n
-            .checked_mul(per)
-            .ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
+        let expected =
+            n.checked_mul(per).ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
         if bytes.len() != expected {
             return Err(Error::PeerMisbehaved(format!(
                 "garbled tables of layer {layer}: {} bytes, expected {expected} for {n} activations",
@@ -66,11 +65,7 @@ impl GarbledTables {
         }
         let dec = circuit.decode_bytes();
         let used = circuit.low_bits() + 2 * circuit.top_bits();
-        let pad_mask: u8 = if used.is_multiple_of(8) {
-            0
-        } else {
-            0xff << (used % 8)
-        };
+        let pad_mask: u8 = if used.is_multiple_of(8) { 0 } else { 0xff << (used % 8) };
         let cts = 16 * circuit.ciphertexts();
         let mut start = 0;
         while start < n {
@@ -86,13 +81,7 @@ impl GarbledTables {
             }
             start += cn;
         }
-        Ok(Self {
-            kind: circuit.kind(),
-            params: circuit.params(),
-            layer,
-            n,
-            bytes,
-        })
+        Ok(Self { kind: circuit.kind(), params: circuit.params(), layer, n, bytes })
     }
 }
 
@@ -115,13 +104,7 @@ impl<'c> TablesAssembler<'c> {
         let expected = n
             .checked_mul(circuit.table_bytes())
             .ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
-        Ok(Self {
-            circuit,
-            layer,
-            n,
-            expected,
-            bytes: Vec::with_capacity(expected),
-        })
+        Ok(Self { circuit, layer, n, expected, bytes: Vec::with_capacity(expected) })
     }
 
     /// Bytes still expected.
@@ -200,11 +183,7 @@ impl ClientInputLabels {
     pub fn ideal_transfer(&self, b: &[u64]) -> Result<ClientLabels> {
         let l = self.params.l() as usize;
         if b.len() != self.n {
-            return Err(Error::BadInput(format!(
-                "{} client shares for {} activations",
-                b.len(),
-                self.n
-            )));
+            return Err(Error::BadInput(format!("{} client shares for {} activations", b.len(), self.n)));
         }
         let d = self.delta.block();
         let mut labels = Vec::with_capacity(self.n * l);
@@ -213,11 +192,7 @@ impl ClientInputLabels {
                 labels.push(self.zero[i * l + j] ^ d.select((v >> j) & 1 == 1));
             }
         }
-        Ok(ClientLabels {
-            params: self.params,
-            n: self.n,
-            labels,
-        })
+        Ok(ClientLabels { params: self.params, n: self.n, labels })
     }
 }
 
@@ -258,16 +233,10 @@ impl ServerInputLabels {
     pub fn encode_share(self, a: &[u64]) -> Result<ServerLabels> {
         let l = self.params.l() as usize;
         if a.len() != self.n {
-            return Err(Error::BadInput(format!(
-                "{} server shares for {} activations",
-                a.len(),
-                self.n
-            )));
+            return Err(Error::BadInput(format!("{} server shares for {} activations", a.len(), self.n)));
         }
         if let Some(v) = a.iter().find(|v| **v & !self.params.mask() != 0) {
-            return Err(Error::BadInput(format!(
-                "server share {v:#x} is not reduced mod 2^{l}"
-            )));
+            return Err(Error::BadInput(format!("server share {v:#x} is not reduced mod 2^{l}")));
         }
         let d = self.delta.block();
         let mut labels = Vec::with_capacity(self.n * l);
@@ -276,11 +245,7 @@ impl ServerInputLabels {
                 labels.push(*z ^ d.select((v >> j) & 1 == 1));
             }
         }
-        Ok(ServerLabels {
-            params: self.params,
-            n: self.n,
-            labels,
-        })
+        Ok(ServerLabels { params: self.params, n: self.n, labels })
     }
 }
 
@@ -327,11 +292,7 @@ macro_rules! label_batch_codec {
             ///
             /// # Errors
             /// [`Error::BadInput`] on a wrong number of blocks.
-            pub fn from_blocks(
-                params: ActivationParams,
-                n: usize,
-                labels: Vec<Block>,
-            ) -> Result<Self> {
+            pub fn from_blocks(params: ActivationParams, n: usize, labels: Vec<Block>) -> Result<Self> {
                 if Some(labels.len()) != n.checked_mul(params.l() as usize) {
                     return Err(Error::BadInput(format!(
                         concat!($what, ": {} labels for {} activations of {} bits"),
@@ -369,8 +330,7 @@ macro_rules! label_batch_codec {
                         params.l()
                     )));
                 }
-                let labels =
-                    Block::read_slice(bytes).ok_or_else(|| Error::PeerMisbehaved($what.into()))?;
+                let labels = Block::read_slice(bytes).ok_or_else(|| Error::PeerMisbehaved($what.into()))?;
                 Ok(Self { params, n, labels })
             }
         }

@@ -79,10 +79,7 @@ mod tests;
 pub use circuit::{ActivationKind, Circuit, reference};
 pub use eval::Evaluator;
 pub use garble::{Delta, GarbledInputs, GarbledLayer, Garbler};
-pub use labels::{
-    ClientInputLabels, ClientLabels, GarbledTables, ServerInputLabels, ServerLabels,
-    TablesAssembler,
-};
+pub use labels::{ClientInputLabels, ClientLabels, GarbledTables, ServerInputLabels, ServerLabels, TablesAssembler};
 
 use crate::crypto::Block;
 use crate::{Error, Result};
@@ -158,11 +155,7 @@ pub(crate) fn tweak_base(layer: u32, instance: u64) -> u128 {
 /// Mask of the low `bits` bits of a u64 (`bits <= 64`).
 #[inline(always)]
 pub(crate) fn low_mask(bits: usize) -> u64 {
-    if bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    }
+    if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 }
 }
 
 /// `(x, y, out)` slot slices of length `len` from a buffer of slots of `stride`

@@ -20,16 +20,8 @@ pub fn memory_pair() -> (MemoryChannel, MemoryChannel) {
     let (tx_a, rx_b) = mpsc::channel(QUEUE_FRAMES);
     let (tx_b, rx_a) = mpsc::channel(QUEUE_FRAMES);
     (
-        MemoryChannel {
-            tx: tx_a,
-            rx: rx_a,
-            meter: Meter::default(),
-        },
-        MemoryChannel {
-            tx: tx_b,
-            rx: rx_b,
-            meter: Meter::default(),
-        },
+        MemoryChannel { tx: tx_a, rx: rx_a, meter: Meter::default() },
+        MemoryChannel { tx: tx_b, rx: rx_b, meter: Meter::default() },
     )
 }
 
@@ -47,10 +39,7 @@ impl Channel for MemoryChannel {
                 frame.len()
             )));
         }
-        self.tx
-            .send(frame.to_vec())
-            .await
-            .map_err(|_| Error::Closed)?;
+        self.tx.send(frame.to_vec()).await.map_err(|_| Error::Closed)?;
         self.meter.add_sent(frame.len());
         Ok(())
     }
@@ -119,10 +108,7 @@ mod tests {
         assert!(matches!(b.recv(99).await, Err(Error::PeerMisbehaved(_))));
         a.send(&[0u8; 10]).await.unwrap();
         let mut buf = [0u8; 11];
-        assert!(matches!(
-            b.recv_into(&mut buf).await,
-            Err(Error::PeerMisbehaved(_))
-        ));
+        assert!(matches!(b.recv_into(&mut buf).await, Err(Error::PeerMisbehaved(_))));
         drop(a);
         assert!(matches!(b.recv(10).await, Err(Error::Closed)));
     }

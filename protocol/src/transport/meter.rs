@@ -34,12 +34,9 @@ impl Meter {
 
     fn entry(&mut self) -> &mut Traffic {
         if !self.by_label.contains_key(&self.current) {
-            self.by_label
-                .insert(self.current.clone(), Traffic::default());
+            self.by_label.insert(self.current.clone(), Traffic::default());
         }
-        self.by_label
-            .get_mut(&self.current)
-            .expect("inserted above")
+        self.by_label.get_mut(&self.current).expect("inserted above")
     }
 
     /// Records `n` bytes sent under the current label.
