@@ -7,12 +7,12 @@
 
 use std::time::Instant;
 
-use pi_protocol::he::{
-    ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
-    PublicKeyMsg, ServerReply, linear_reference,
-};
 use pi_models::Network;
 use pi_models::network::LinearKind;
+use pi_protocol::he::{
+    ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
+    PublicKeyMsg, ServerReply, UniformShare, inference_hiding_bits, linear_reference,
+};
 use pi_protocol::{Error, Result};
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
@@ -47,6 +47,8 @@ pub struct LayerReport {
     pub tiling: (usize, usize, usize, usize),
     /// Decryption noise margin in bits (from the analysis, not measured).
     pub noise_margin_bits: f64,
+    /// Per-coefficient hiding of the flood in bits (`LayerPlan::hiding_bits`).
+    pub hiding_bits: u32,
 }
 
 /// Measurements of a list of layers.
@@ -62,6 +64,9 @@ pub struct Report {
     pub bytes_server_to_client: usize,
     /// Total products.
     pub products: usize,
+    /// Statistical hiding of the weights over the whole run, in bits
+    /// (`pi_protocol::he::inference_hiding_bits`).
+    pub inference_hiding_bits: f64,
 }
 
 /// The HE layer shape of one linear step of a `pi_models` network.
@@ -108,18 +113,13 @@ pub fn run_offline_linear(
     let pk_bytes = client.public_key(&mut rng).encode(&params);
     let server = HeServer::new(params, &PublicKeyMsg::decode(&pk_bytes, &params)?)?;
     let setup = t0.elapsed().as_secs_f64();
-    let mask_bits = params.ring_mask();
     let mut reports = Vec::with_capacity(layers.len());
+    let mut plans = Vec::with_capacity(layers.len());
     for (name, shape) in layers {
         let weights: Vec<i64> = (0..shape.weight_len())
             .map(|_| (rng.next_u32() % 8191) as i64 - 4095)
             .collect();
-        let share: Vec<u64> = (0..shape.input_len())
-            .map(|_| rng.next_u64() & mask_bits)
-            .collect();
-        let mask: Vec<u64> = (0..shape.output_len())
-            .map(|_| rng.next_u64() & mask_bits)
-            .collect();
+        let share = UniformShare::random(params, shape.input_len(), &mut rng);
 
         let t = Instant::now();
         let plan = LayerPlan::new(params, *shape)?;
@@ -128,16 +128,17 @@ pub fn run_offline_linear(
 
         let t = Instant::now();
         let upload = ClientUpload::decode(&up, &plan)?;
-        let reply = server
-            .evaluate(&plan, &weights, &mask, &upload, &mut rng)?
-            .encode(&plan);
+        let (reply, mask) = server.evaluate(&plan, &weights, &upload, &mut rng)?;
+        let reply = reply.encode(&plan);
         let server_s = t.elapsed().as_secs_f64();
 
         let t = Instant::now();
         let got = client.decrypt(&plan, &ServerReply::decode(&reply, &plan)?)?;
         let client_s = c1 + t.elapsed().as_secs_f64();
 
-        if verify && got != linear_reference(params, shape, &weights, &share, &mask) {
+        if verify
+            && got != linear_reference(params, shape, &weights, share.as_slice(), mask.as_slice())
+        {
             return Err(Error::BadInput(format!(
                 "layer {name}: decrypted share differs from W·c − s"
             )));
@@ -156,7 +157,9 @@ pub fn run_offline_linear(
             macs: shape.macs(),
             tiling: plan.tiling(),
             noise_margin_bits: plan.noise_margin_bits(),
+            hiding_bits: plan.hiding_bits(),
         });
+        plans.push(plan);
     }
     Ok(Report {
         seconds: setup + reports.iter().map(|r| r.seconds).sum::<f64>(),
@@ -167,6 +170,7 @@ pub fn run_offline_linear(
                 .sum::<usize>(),
         bytes_server_to_client: reports.iter().map(|r| r.bytes_server_to_client).sum(),
         products: reports.iter().map(|r| r.products).sum(),
+        inference_hiding_bits: inference_hiding_bits(&plans),
         layers: reports,
     })
 }
@@ -189,6 +193,29 @@ mod tests {
         assert!((550_000_000..560_000_000).contains(&macs), "{macs}");
     }
 
+    /// Every preset plans (the widest HRN FC sums 19 200 weights per output)
+    /// and ResNet18 keeps the 40-bit per-coefficient target everywhere.
+    #[test]
+    fn presets_plan_within_the_noise_budget() {
+        for spec in [
+            "resnet18",
+            "hrn-5x5x3x",
+            "hrn-7x5x2x",
+            "hrn-6x6x2x",
+            "hrn-5x7x2x",
+        ] {
+            let plans: Vec<LayerPlan> = layers(spec)
+                .into_iter()
+                .map(|(_, s)| LayerPlan::new(HeParams::default(), s).unwrap())
+                .collect();
+            let bits = inference_hiding_bits(&plans);
+            assert!(bits > 28.0, "{spec}: {bits}");
+            if spec == "resnet18" {
+                assert!(plans.iter().all(|p| p.hiding_bits() >= 40), "{spec}");
+            }
+        }
+    }
+
     #[test]
     fn hrn_widths_follow_the_notation() {
         let layers = layers("hrn-5x5x3x");
@@ -206,5 +233,11 @@ mod tests {
         let r = run_offline_linear(&layers("resnet18(m=2,input=8,classes=10)"), 1, true).unwrap();
         assert_eq!(r.layers.len(), 21);
         assert!(r.bytes_client_to_server > 0 && r.bytes_server_to_client > 0 && r.products > 0);
+        assert!(r.layers.iter().all(|l| l.hiding_bits >= 40));
+        assert!(
+            r.inference_hiding_bits > 30.0,
+            "{}",
+            r.inference_hiding_bits
+        );
     }
 }

@@ -113,6 +113,7 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
             "products": l.products,
             "macs": l.macs,
             "noise_margin_bits": l.noise_margin_bits,
+            "hiding_bits": l.hiding_bits,
         })).collect();
         println!("{}", serde_json::to_string_pretty(&json!({
             "spec": spec,
@@ -122,17 +123,20 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
             "bytes_client_to_server": r.bytes_client_to_server,
             "bytes_server_to_client": r.bytes_server_to_client,
             "products": r.products,
+            "inference_hiding_bits": r.inference_hiding_bits,
             "layers": layers,
         }))?);
         return Ok(());
     }
-    println!("{:<20} {:>9} {:>9} {:>11} {:>11} {:>7}", "layer", "client s", "server s", "up KB", "down KB", "ct×pt");
+    println!("{:<20} {:>9} {:>9} {:>11} {:>11} {:>7} {:>3} {:>6}", "layer", "client s", "server s", "up KB", "down KB", "ct×pt", "G", "hide");
     for l in &r.layers {
-        println!("{:<20} {:>9.3} {:>9.3} {:>11.1} {:>11.1} {:>7}", l.name, l.client_seconds, l.server_seconds,
-            l.bytes_client_to_server as f64 / 1e3, l.bytes_server_to_client as f64 / 1e3, l.products);
+        println!("{:<20} {:>9.3} {:>9.3} {:>11.1} {:>11.1} {:>7} {:>3} {:>6}", l.name, l.client_seconds, l.server_seconds,
+            l.bytes_client_to_server as f64 / 1e3, l.bytes_server_to_client as f64 / 1e3, l.products, l.tiling.1, l.hiding_bits);
     }
     println!("total: {:.2} s, {:.1} MB up, {:.1} MB down, {} ct×pt products{}", r.seconds,
         r.bytes_client_to_server as f64 / 1e6, r.bytes_server_to_client as f64 / 1e6, r.products,
         if verify { ", every share verified" } else { "" });
+    println!("weights hidden to statistical distance 2^-{:.1} per inference (per coefficient: 2^-hide each)",
+        r.inference_hiding_bits);
     Ok(())
 }
