@@ -104,11 +104,9 @@ impl From<u128> for Block {
     }
 }
 
-impl zeroize::Zeroize for Block {
-    fn zeroize(&mut self) {
-        self.0.zeroize();
-    }
-}
+/// The default (all-zero) block is the wiped value; this gives `Zeroize` for
+/// blocks and for slices of blocks (volatile writes).
+impl zeroize::DefaultIsZeroes for Block {}
 
 #[cfg(test)]
 mod tests {
