@@ -36,12 +36,12 @@ fn layer(c: &mut Criterion) {
                     .expect("valid pads")
             })
         });
-        let mut evaluator = Evaluator::new();
+        let mut evaluator = Evaluator::new(garbler.nonce());
         group.bench_function(BenchmarkId::new("evaluate", &id), |bench| {
             bench.iter_batched(
                 || {
                     let gl = garbler.garble_layer(&circuit, 0, &p).expect("valid pads");
-                    let client = transfer_client_labels(&gl.client_inputs, &b);
+                    let client = transfer_client_labels(gl.client_inputs, &b);
                     let server = gl.server_inputs.encode_share(&a).expect("shape");
                     (gl.tables, client, server)
                 },

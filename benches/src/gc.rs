@@ -57,12 +57,13 @@ pub struct GcReport {
 
 /// What a correlated OT hands the client: for each bit j of `b[i]`, the zero
 /// label XOR `b_ij * Δ` (the OT itself is not part of these measurements).
-pub fn transfer_client_labels(inputs: &ClientInputLabels, b: &[u64]) -> ClientLabels {
+/// Consumes the label set, as the real OT does.
+pub fn transfer_client_labels(inputs: ClientInputLabels, b: &[u64]) -> ClientLabels {
     let params = inputs.params();
     let l = params.l() as usize;
-    let delta = inputs.delta().block();
-    let labels = inputs
-        .zero_labels()
+    let (zero, delta) = inputs.into_parts();
+    let delta = delta.block();
+    let labels = zero
         .chunks_exact(l)
         .zip(b)
         .flat_map(|(zero, v)| zero.iter().enumerate().map(move |(j, z)| *z ^ delta.select((v >> j) & 1 == 1)))
@@ -101,7 +102,7 @@ pub fn time_layer(circuit: &Circuit, n: usize, reps: usize) -> LayerTimes {
     let b: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & mask).collect();
     let p: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & mask).collect();
     let mut garbler = Garbler::from_rng(ChaCha20Rng::seed_from_u64(2));
-    let mut evaluator = Evaluator::new();
+    let mut evaluator = Evaluator::new(garbler.nonce());
     let mut best = LayerTimes {
         garble: f64::INFINITY,
         garble_collect: f64::INFINITY,
@@ -127,7 +128,7 @@ pub fn time_layer(circuit: &Circuit, n: usize, reps: usize) -> LayerTimes {
         let t = Instant::now();
         let layer = garbler.garble_layer(circuit, 0, &p).expect("valid pads");
         best.garble_collect = best.garble_collect.min(t.elapsed().as_secs_f64());
-        let client = transfer_client_labels(&layer.client_inputs, &b);
+        let client = transfer_client_labels(layer.client_inputs, &b);
         let server = layer.server_inputs.encode_share(&a).expect("shape");
         let (t, c0) = (Instant::now(), thread_cpu_ns());
         let out = evaluator.evaluate_layer(circuit, layer.tables, client, server).expect("shape");

@@ -7,9 +7,11 @@
 
 use std::time::Instant;
 
+use pi_models::Network;
+use pi_models::network::LinearKind;
 use pi_protocol::he::{
     ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
-    PublicKeyMsg, ServerReply, linear_reference,
+    PublicKeyMsg, ServerReply, UniformShare, inference_hiding_bits, linear_reference,
 };
 use pi_protocol::{Error, Result};
 use rand::RngCore;
@@ -45,6 +47,8 @@ pub struct LayerReport {
     pub tiling: (usize, usize, usize, usize),
     /// Decryption noise margin in bits (from the analysis, not measured).
     pub noise_margin_bits: f64,
+    /// Per-coefficient hiding of the flood in bits (`LayerPlan::hiding_bits`).
+    pub hiding_bits: u32,
 }
 
 /// Measurements of a list of layers.
@@ -60,74 +64,38 @@ pub struct Report {
     pub bytes_server_to_client: usize,
     /// Total products.
     pub products: usize,
+    /// Statistical hiding of the weights over the whole run, in bits
+    /// (`pi_protocol::he::inference_hiding_bits`).
+    pub inference_hiding_bits: f64,
 }
 
-/// Layer shapes of the CIFAR ResNet18 family (DESIGN.md §4): stem 3x3 conv
-/// to `widths[0]`, four stages of two BasicBlocks with the given widths,
-/// stride 2 at the first block of stages 2-4, 1x1 shortcuts where the shape
-/// changes, and an FC over C·H·W of the last feature map (global average
-/// pooling folded in).
-pub fn resnet_family_layers(
-    widths: [usize; 4],
-    input: usize,
-    classes: usize,
-) -> Vec<(String, LayerShape)> {
-    let conv = |c_in, c_out, hw, kernel, stride| {
-        LayerShape::Conv(ConvShape {
-            c_in,
-            c_out,
-            h: hw,
-            w: hw,
-            kernel,
-            stride,
-            pad: kernel / 2,
-        })
-    };
-    let mut out = vec![("conv1".to_string(), conv(3, widths[0], input, 3, 1))];
-    let (mut c, mut hw) = (widths[0], input);
-    for (stage, &width) in widths.iter().enumerate() {
-        for block in 0..2 {
-            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            let name = format!("layer{}.{}", stage + 1, block);
-            out.push((format!("{name}.conv1"), conv(c, width, hw, 3, stride)));
-            let hw_out = (hw - 1) / stride + 1;
-            out.push((format!("{name}.conv2"), conv(width, width, hw_out, 3, 1)));
-            if stride != 1 || c != width {
-                out.push((format!("{name}.shortcut"), conv(c, width, hw, 1, stride)));
-            }
-            c = width;
-            hw = hw_out;
-        }
-    }
-    out.push((
-        "fc".to_string(),
-        LayerShape::Fc(FcShape {
-            inputs: c * hw * hw,
-            outputs: classes,
+/// The HE layer shape of one linear step of a `pi_models` network.
+pub fn layer_shape(kind: &LinearKind) -> LayerShape {
+    match *kind {
+        LinearKind::Conv(g) => LayerShape::Conv(ConvShape {
+            c_in: g.cin,
+            c_out: g.cout,
+            h: g.in_h,
+            w: g.in_w,
+            kernel: g.kernel,
+            stride: g.stride,
+            pad: g.pad,
         }),
-    ));
-    out
+        // Global average pooling is folded into the FC (models crate docs), so
+        // the FC reads the whole C·H·W feature map.
+        LinearKind::Fc(g) => LayerShape::Fc(FcShape {
+            inputs: g.in_features(),
+            outputs: g.out,
+        }),
+    }
 }
 
-/// ResNet18: widths m, 2m, 4m, 8m.
-pub fn resnet18_layers(m: usize, input: usize, classes: usize) -> Vec<(String, LayerShape)> {
-    resnet_family_layers([m, 2 * m, 4 * m, 8 * m], input, classes)
-}
-
-/// HybReNet αxβxγx: widths m, αm, αβm, αβγm (for example hrn-5x5x3x at m = 16).
-pub fn hrn_layers(
-    alpha: usize,
-    beta: usize,
-    gamma: usize,
-    m: usize,
-    input: usize,
-    classes: usize,
-) -> Vec<(String, LayerShape)> {
-    resnet_family_layers(
-        [m, alpha * m, alpha * beta * m, alpha * beta * gamma * m],
-        input,
-        classes,
-    )
+/// Every linear layer of `network`, in execution order, with its HE shape.
+pub fn network_layers(network: &Network) -> Vec<(String, LayerShape)> {
+    network
+        .linears()
+        .map(|l| (l.name.clone(), layer_shape(&l.kind)))
+        .collect()
 }
 
 /// Runs the offline linear step for `layers` with random weights (|w| < 2^12),
@@ -145,18 +113,13 @@ pub fn run_offline_linear(
     let pk_bytes = client.public_key(&mut rng).encode(&params);
     let server = HeServer::new(params, &PublicKeyMsg::decode(&pk_bytes, &params)?)?;
     let setup = t0.elapsed().as_secs_f64();
-    let mask_bits = params.ring_mask();
     let mut reports = Vec::with_capacity(layers.len());
+    let mut plans = Vec::with_capacity(layers.len());
     for (name, shape) in layers {
         let weights: Vec<i64> = (0..shape.weight_len())
             .map(|_| (rng.next_u32() % 8191) as i64 - 4095)
             .collect();
-        let share: Vec<u64> = (0..shape.input_len())
-            .map(|_| rng.next_u64() & mask_bits)
-            .collect();
-        let mask: Vec<u64> = (0..shape.output_len())
-            .map(|_| rng.next_u64() & mask_bits)
-            .collect();
+        let share = UniformShare::random(params, shape.input_len(), &mut rng);
 
         let t = Instant::now();
         let plan = LayerPlan::new(params, *shape)?;
@@ -165,16 +128,17 @@ pub fn run_offline_linear(
 
         let t = Instant::now();
         let upload = ClientUpload::decode(&up, &plan)?;
-        let reply = server
-            .evaluate(&plan, &weights, &mask, &upload, &mut rng)?
-            .encode(&plan);
+        let (reply, mask) = server.evaluate(&plan, &weights, &upload, &mut rng)?;
+        let reply = reply.encode(&plan);
         let server_s = t.elapsed().as_secs_f64();
 
         let t = Instant::now();
         let got = client.decrypt(&plan, &ServerReply::decode(&reply, &plan)?)?;
         let client_s = c1 + t.elapsed().as_secs_f64();
 
-        if verify && got != linear_reference(params, shape, &weights, &share, &mask) {
+        if verify
+            && got != linear_reference(params, shape, &weights, share.as_slice(), mask.as_slice())
+        {
             return Err(Error::BadInput(format!(
                 "layer {name}: decrypted share differs from W·c − s"
             )));
@@ -193,7 +157,9 @@ pub fn run_offline_linear(
             macs: shape.macs(),
             tiling: plan.tiling(),
             noise_margin_bits: plan.noise_margin_bits(),
+            hiding_bits: plan.hiding_bits(),
         });
+        plans.push(plan);
     }
     Ok(Report {
         seconds: setup + reports.iter().map(|r| r.seconds).sum::<f64>(),
@@ -204,6 +170,7 @@ pub fn run_offline_linear(
                 .sum::<usize>(),
         bytes_server_to_client: reports.iter().map(|r| r.bytes_server_to_client).sum(),
         products: reports.iter().map(|r| r.products).sum(),
+        inference_hiding_bits: inference_hiding_bits(&plans),
         layers: reports,
     })
 }
@@ -212,19 +179,46 @@ pub fn run_offline_linear(
 mod tests {
     use super::*;
 
+    fn layers(spec: &str) -> Vec<(String, LayerShape)> {
+        network_layers(&Network::new(&pi_models::NetSpec::parse(spec).unwrap()))
+    }
+
     #[test]
     fn resnet18_shapes_match_the_reference_counts() {
-        let layers = resnet18_layers(64, 32, 100);
+        let layers = layers("resnet18");
         // 1 stem + 16 block convs + 3 shortcuts + FC.
         assert_eq!(layers.len(), 21);
         let macs: usize = layers.iter().map(|(_, s)| s.macs()).sum();
-        // DESIGN.md §4: about 555M MACs.
+        // DESIGN.md §4: about 555M MACs (plus the pool-folded FC, 819,200).
         assert!((550_000_000..560_000_000).contains(&macs), "{macs}");
+    }
+
+    /// Every preset plans (the widest HRN FC sums 19 200 weights per output)
+    /// and ResNet18 keeps the 40-bit per-coefficient target everywhere.
+    #[test]
+    fn presets_plan_within_the_noise_budget() {
+        for spec in [
+            "resnet18",
+            "hrn-5x5x3x",
+            "hrn-7x5x2x",
+            "hrn-6x6x2x",
+            "hrn-5x7x2x",
+        ] {
+            let plans: Vec<LayerPlan> = layers(spec)
+                .into_iter()
+                .map(|(_, s)| LayerPlan::new(HeParams::default(), s).unwrap())
+                .collect();
+            let bits = inference_hiding_bits(&plans);
+            assert!(bits > 28.0, "{spec}: {bits}");
+            if spec == "resnet18" {
+                assert!(plans.iter().all(|p| p.hiding_bits() >= 40), "{spec}");
+            }
+        }
     }
 
     #[test]
     fn hrn_widths_follow_the_notation() {
-        let layers = hrn_layers(5, 5, 3, 16, 32, 100);
+        let layers = layers("hrn-5x5x3x");
         assert_eq!(
             layers.last().unwrap().1,
             LayerShape::Fc(FcShape {
@@ -236,8 +230,14 @@ mod tests {
 
     #[test]
     fn small_network_runs_and_verifies() {
-        let r = run_offline_linear(&resnet18_layers(2, 8, 10), 1, true).unwrap();
+        let r = run_offline_linear(&layers("resnet18(m=2,input=8,classes=10)"), 1, true).unwrap();
         assert_eq!(r.layers.len(), 21);
         assert!(r.bytes_client_to_server > 0 && r.bytes_server_to_client > 0 && r.products > 0);
+        assert!(r.layers.iter().all(|l| l.hiding_bits >= 40));
+        assert!(
+            r.inference_hiding_bits > 30.0,
+            "{}",
+            r.inference_hiding_bits
+        );
     }
 }

@@ -3,3 +3,4 @@
 pub mod ot;
 pub mod gc;
 pub mod he;
+pub mod tls;

@@ -104,6 +104,7 @@ impl OtPair {
             )
         });
         let (a, b) = (a?, b?);
+        let a = a.as_slice();
         Ok(a.iter().zip(&b).zip(choices.iter()).filter(|((m0, r), c)| **m0 ^ delta.select(**c) == **r).count())
     }
 

@@ -28,6 +28,11 @@ pub enum Error {
     #[error("bad input: {0}")]
     Input(String),
 
+    /// A bad `reshape` request: malformed criticality order, out-of-range
+    /// multiplier bounds, or a ReLU budget no variant can meet.
+    #[error("reshape: {0}")]
+    Reshape(String),
+
     /// Invalid ring / fixed-point parameters.
     #[error("bad fixed-point parameters: {0}")]
     Params(String),

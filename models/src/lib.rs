@@ -10,6 +10,18 @@
 //! - [`fixed`]: the fixed-point oracle and the ring building blocks the protocol
 //!   applies to additive shares; [`float`]: the f64 reference.
 //! - [`kernels`]: the conv / dense loops shared by both.
+//! - [`reshape`]: DeepReShape's ReLU equalization (HybReNet multipliers from a stage
+//!   criticality order) and coarse ReLU-budget variants (culling / thinning).
+//!
+//! # ReLU equalization in one paragraph (details and proofs of each step in [`reshape`])
+//! One activation layer of stage i holds w_i·s_i² ReLUs: with widths m, αm, αβm, αβγm
+//! and sides H, H/2, H/4, H/8 that is m·H²·(1, α/4, αβ/16, αβγ/64), and stage i has
+//! 2φ_i such layers (the stem is left out of the order). So the stages' ReLU counts are
+//! in the ratio 64φ1 : 16αφ2 : 4αβφ3 : αβγφ4 (H = 32). "Sa more critical than Sb" asks
+//! R_a > R_b strictly; cancelling the common factors leaves the product of the
+//! multipliers between the two stages against a power of 4 (times the φ's): with
+//! φ = 2-2-2-2, `S3>S2>S4>S1` means β > 4, β·γ < 16, α·β·γ > 64, whose smallest-α
+//! integer solutions with 2 <= α, β, γ <= 8 are the paper's 7x5x2x, 5x5x3x, 6x6x2x, 5x7x2x.
 //!
 //! # Fixed-point semantics (the contract the private protocol must match bit for bit)
 //! - Ring Z_2^l (default l = 37), f fractional bits (default 12), 2f < l <= 64. A ring
@@ -41,6 +53,7 @@ pub mod float;
 pub mod kernels;
 pub mod model;
 pub mod network;
+pub mod reshape;
 pub mod spec;
 pub mod weights;
 

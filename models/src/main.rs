@@ -2,11 +2,13 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use pi_models::Model;
 use pi_models::fixed::{RingParams, forward_fixed};
 use pi_models::float::forward_float;
+use pi_models::network::Network;
 use pi_models::network::Stats;
+use pi_models::reshape::{self, Order};
 use pi_models::weights::init_weights;
+use pi_models::{Model, NetSpec};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -58,6 +60,60 @@ enum Cmd {
         #[arg(long, default_value_t = RingParams::DEFAULT_FRAC)]
         frac_bits: u32,
     },
+    /// DeepReShape: derive HybReNet multipliers from a ReLU criticality order, and
+    /// (with --relu-budget) cull/thin variants that meet a ReLU budget.
+    Reshape(ReshapeArgs),
+}
+
+#[derive(clap::Args)]
+struct ReshapeArgs {
+    /// Stagewise ReLU criticality order, most critical first, e.g. 'S3>S2>S4>S1' (quote it in a shell).
+    #[arg(long)]
+    order: String,
+    /// Blocks per stage a-b-c-d.
+    #[arg(long, default_value = "2-2-2-2")]
+    phi: String,
+    /// Smallest multiplier: every stage grows its channels at least this much.
+    #[arg(long, default_value_t = 2)]
+    min_growth: usize,
+    /// Largest multiplier.
+    #[arg(long, default_value_t = 8)]
+    max_multiplier: usize,
+    /// Base width m of the derived networks.
+    #[arg(long, default_value_t = 16)]
+    m: usize,
+    /// Input side H (= W).
+    #[arg(long, default_value_t = 32)]
+    input: usize,
+    #[arg(long, default_value_t = 100)]
+    classes: usize,
+    /// Input channels.
+    #[arg(long, default_value_t = 3)]
+    channels: usize,
+    /// List cull/thin variants with at most this many ReLUs.
+    #[arg(long)]
+    relu_budget: Option<u64>,
+    /// Base network for --relu-budget (spec or unmasked model file) instead of the derived shapes.
+    #[arg(long, requires = "relu_budget", conflicts_with_all = ["phi", "min_growth", "max_multiplier", "m", "input", "classes", "channels"])]
+    from: Option<String>,
+    /// Also try these smaller base widths m (comma-separated) in the budget search.
+    #[arg(long, value_delimiter = ',', requires = "relu_budget")]
+    reduce_m: Vec<usize>,
+    /// List (and write) only the variants on the ReLU/MAC Pareto front.
+    #[arg(long, requires = "relu_budget")]
+    pareto_only: bool,
+    /// Write every listed network as a model file DIR/NAME.toml.
+    #[arg(long)]
+    write_dir: Option<PathBuf>,
+    /// Write one listed network as a model file (see --pick).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Name of the network to write with --out; default: the first listed
+    /// (for budgets the Pareto variant with the most ReLUs).
+    #[arg(long, requires = "out")]
+    pick: Option<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> Result<()> {
@@ -133,8 +189,229 @@ fn main() -> Result<()> {
                 println!("class {class}");
             }
         }
+        Cmd::Reshape(args) => reshape(args)?,
     }
     Ok(())
+}
+
+fn reshape(a: ReshapeArgs) -> Result<()> {
+    let order = Order::parse(&a.order)?;
+    // The derivation runs unless --from names the base of a budget search.
+    let derivation = if a.from.is_some() {
+        None
+    } else {
+        let template = NetSpec::parse(&format!(
+            "2x2x2x(m={},phi={},classes={},input={},channels={})",
+            a.m, a.phi, a.classes, a.input, a.channels
+        ))?;
+        Some(reshape::derive(
+            &order,
+            &template,
+            a.min_growth,
+            a.max_multiplier,
+        )?)
+    };
+    // (name, model-file text) of every listed network, for --write-dir / --out.
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut variants = None;
+    if let Some(budget) = a.relu_budget {
+        let (base_specs, normalization) = match &a.from {
+            Some(text) => {
+                let model = Model::resolve(text)?;
+                (vec![model.network], model.normalization)
+            }
+            None => {
+                let d = derivation.as_ref().context("no derivation")?;
+                if d.results.is_empty() {
+                    bail!(
+                        "the order {order} has no integer solution with {} <= α, β, γ <= {}, so there is no network to reduce; widen the bounds or pass --from SPEC",
+                        a.min_growth,
+                        a.max_multiplier
+                    );
+                }
+                let nets = d
+                    .results
+                    .iter()
+                    .map(|r| Ok(Network::new(&NetSpec::parse(&r.spec)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                (nets, None)
+            }
+        };
+        let mut bases = Vec::new();
+        for net in base_specs {
+            let spec = net.spec.clone();
+            bases.push(net);
+            let mut tried = vec![spec.m];
+            for &m in &a.reduce_m {
+                if m >= spec.m {
+                    bail!(
+                        "--reduce-m {m} is not smaller than the base width m = {}",
+                        spec.m
+                    );
+                }
+                if !tried.contains(&m) {
+                    tried.push(m);
+                    bases.push(Network::new(&reshape::with_m(&spec, m)?));
+                }
+            }
+        }
+        let mut list = reshape::budget_variants(&bases, &order, budget)?;
+        if a.pareto_only {
+            list.retain(|v| v.pareto);
+        }
+        for v in &list {
+            files.push((v.name.clone(), v.model_file(&order, normalization.as_ref())));
+        }
+        variants = Some((budget, list));
+    } else if let Some(d) = &derivation {
+        for r in &d.results {
+            files.push((r.name.clone(), reshape::derived_model_file(r, &order)?));
+        }
+    }
+
+    let mut written = Vec::new();
+    if let Some(dir) = &a.write_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, text) in &files {
+            let path = dir.join(format!("{name}.toml"));
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            written.push(path);
+        }
+    }
+    if let Some(out) = &a.out {
+        let chosen = match &a.pick {
+            Some(p) => files.iter().find(|(n, _)| n == p).with_context(|| {
+                let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+                format!("--pick {p}: no such network (listed: {})", names.join(", "))
+            })?,
+            None if variants.is_none() && files.len() > 1 => {
+                let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+                bail!(
+                    "--out needs --pick NAME when several shapes are derived ({})",
+                    names.join(", ")
+                );
+            }
+            None => files
+                .first()
+                .context("--out: nothing to write (no network listed)")?,
+        };
+        std::fs::write(out, &chosen.1)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        written.push(out.clone());
+    }
+
+    if a.json {
+        let mut v = serde_json::json!({ "order": order.to_string() });
+        if let Some(d) = &derivation {
+            v["inequalities"] = serde_json::to_value(&d.inequalities)?;
+            v["min_growth"] = d.min_growth.into();
+            v["max_multiplier"] = d.max_multiplier.into();
+            v["m"] = d.m.into();
+            v["phi"] = serde_json::to_value(d.phi)?;
+            v["input"] = d.input.into();
+            v["results"] = serde_json::to_value(&d.results)?;
+        }
+        if let Some((budget, list)) = &variants {
+            v["relu_budget"] = (*budget).into();
+            v["variants"] = serde_json::to_value(list)?;
+        }
+        v["written"] = serde_json::to_value(&written)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if let Some(d) = &derivation {
+        print_derivation(d);
+    }
+    if let Some((budget, list)) = &variants {
+        if derivation.is_some() {
+            println!();
+        }
+        print_variants(&order, *budget, list);
+    }
+    for p in &written {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn print_derivation(d: &reshape::Derivation) {
+    let phi = d.phi.map(|p| p.to_string()).join("-");
+    println!(
+        "criticality order {} (most critical first), phi {phi}, input {}x{}, m {}",
+        d.order, d.input, d.input, d.m
+    );
+    println!(
+        "one layer of stage i holds m·H²·(1, α/4, αβ/16, αβγ/64) ReLUs and stage i has 2·φi such layers (stem left out)"
+    );
+    println!("inequalities (strict):");
+    for q in &d.inequalities {
+        println!("  S{} > S{}:  {}", q.more, q.less, q.text);
+    }
+    if d.results.is_empty() {
+        println!(
+            "no integer (α, β, γ) with {} <= α, β, γ <= {} satisfies these inequalities: the order {} cannot be realised in that range",
+            d.min_growth, d.max_multiplier, d.order
+        );
+        return;
+    }
+    println!(
+        "integer solutions with {} <= α, β, γ <= {}, smallest α for each (β, γ) (fewest MACs):",
+        d.min_growth, d.max_multiplier
+    );
+    println!(
+        "{:<9} {:>3} {:>3} {:>3} {:>6} {:<20} {:<32} {:>10} {:>14}",
+        "name", "α", "β", "γ", "max α", "widths", "ReLUs per stage (stem in S1)", "ReLUs", "MACs"
+    );
+    for r in &d.results {
+        let widths = r.widths.map(|w| w.to_string()).join("-");
+        let per = r.relus_per_stage.map(|x| x.to_string()).join(" ");
+        println!(
+            "{:<9} {:>3} {:>3} {:>3} {:>6} {:<20} {:<32} {:>10} {:>14} ({:.1}M)",
+            r.name,
+            r.alpha,
+            r.beta,
+            r.gamma,
+            r.max_alpha,
+            widths,
+            per,
+            r.relus,
+            r.macs,
+            r.macs as f64 / 1e6
+        );
+    }
+}
+
+fn print_variants(order: &Order, budget: u64, list: &[reshape::Variant]) {
+    let [.., least] = order.stages();
+    println!(
+        "variants with at most {budget} ReLUs (cull/thin in criticality order {order}, least critical S{least} first); * = on the ReLU/MAC Pareto front (most ReLUs kept, fewest MACs)"
+    );
+    println!(
+        "{:<2}{:<36} {:<24} {:>10} {:>10} {:>14}",
+        "", "name", "actions S1 S2 S3 S4", "ReLUs", "identity", "MACs"
+    );
+    for v in list {
+        let acts: Vec<&str> = v
+            .actions
+            .iter()
+            .map(|a| match a {
+                reshape::Action::Keep => "keep",
+                reshape::Action::Thin => "thin",
+                reshape::Action::Cull => "cull",
+            })
+            .collect();
+        println!(
+            "{:<2}{:<36} {:<24} {:>10} {:>10} {:>14} ({:.1}M)",
+            if v.pareto { "*" } else { "" },
+            v.name,
+            acts.join(" "),
+            v.relus,
+            v.identity,
+            v.macs,
+            v.macs as f64 / 1e6
+        );
+    }
 }
 
 /// Index of the largest logit (first one on ties).

@@ -382,3 +382,45 @@ fn parse_shape(header: &str) -> Option<Vec<usize>> {
         .map(|s| s.parse().ok())
         .collect()
 }
+
+/// Text of a model file in the format [`Model::from_toml`] reads: `spec`, the
+/// culled and thinned stages, and the normalisation if any. `header` lines become
+/// `#` comments at the top. No `weights` key is written: culling and thinning do not
+/// change the weight shapes, so weights are passed with `--weights` (or added by hand).
+pub fn model_file_text(
+    header: &[String],
+    spec: &NetSpec,
+    cull: &[usize],
+    thin: &[usize],
+    normalization: Option<&Normalization>,
+) -> String {
+    let stages = |v: &[usize]| -> String {
+        let names: Vec<String> = v.iter().map(|s| format!("\"stage{s}\"")).collect();
+        format!("[{}]", names.join(", "))
+    };
+    let floats = |v: &[f64]| -> String {
+        // `{:?}` keeps a decimal point or exponent, so TOML reads a float back exactly.
+        let parts: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();
+        format!("[{}]", parts.join(", "))
+    };
+    let mut out = String::new();
+    for line in header {
+        out.push_str(&format!("# {line}\n"));
+    }
+    // The canonical spec uses only [0-9a-z=,()-], so it needs no TOML escaping.
+    out.push_str(&format!("spec = \"{}\"\n", spec.canonical()));
+    if !cull.is_empty() {
+        out.push_str(&format!("cull = {}\n", stages(cull)));
+    }
+    if !thin.is_empty() {
+        out.push_str(&format!("thin = {}\n", stages(thin)));
+    }
+    if let Some(n) = normalization {
+        out.push_str(&format!(
+            "[normalization]\nmean = {}\nstd = {}\n",
+            floats(&n.mean),
+            floats(&n.std)
+        ));
+    }
+    out
+}

@@ -20,6 +20,10 @@ pub enum Error {
     /// The peer did not answer within the configured time.
     #[error("timed out after {0:?} waiting for the peer")]
     Timeout(std::time::Duration),
+    /// The peer speaks another protocol or protocol version (TLS ALPN or the
+    /// transport hello disagree). Neither side is at fault; one must upgrade.
+    #[error("incompatible peer: {0}")]
+    Incompatible(String),
     /// TLS configuration or handshake failure.
     #[error("tls: {0}")]
     Tls(String),

@@ -15,6 +15,8 @@
 use aes::Aes128;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 
+use zeroize::Zeroize;
+
 use super::Block;
 
 /// Blocks processed per AES call in the batched functions.
@@ -44,9 +46,13 @@ impl FixedKeyAes {
         Self::with_key(FIXED_KEY)
     }
 
-    /// AES-128 under `key`: a PRF/PRP with a secret key, or another public permutation.
-    pub fn with_key(key: [u8; 16]) -> Self {
-        Self { cipher: Aes128::new(&key.into()) }
+    /// AES-128 under `key`: a PRF/PRP with a secret key, or another public
+    /// permutation. The caller's copy of a secret key is its own to wipe;
+    /// this function wipes the copy it was given.
+    pub fn with_key(mut key: [u8; 16]) -> Self {
+        let cipher = Aes128::new((&key).into());
+        key.zeroize();
+        Self { cipher }
     }
 
     /// π(x) for one block.
@@ -69,6 +75,8 @@ impl FixedKeyAes {
                 *s = Block::from_bytes((*d).into());
             }
         }
+        // The buffer held the outputs (secret labels or PRG blocks).
+        wipe_aes_blocks(&mut buf[..xs.len().min(AES_BATCH)]);
     }
 
     /// `out[i] = TCCR(xs[i], tweaks[i]) = π(π(x) ⊕ i) ⊕ π(x)`.
@@ -90,6 +98,7 @@ impl FixedKeyAes {
                 *o ^= *p;
             }
         }
+        px[..xs.len().min(AES_BATCH)].zeroize();
     }
 
     /// `out[j] = TCCR(xs[j], tweak(j))` on the `aes` crate's block type, so
@@ -133,7 +142,16 @@ impl FixedKeyAes {
                 *x ^= *s;
             }
         }
+        sigma[..xs.len().min(AES_BATCH)].zeroize();
     }
+}
+
+/// Overwrites `aes` blocks with zeros. The `aes` block type has no
+/// `Zeroize` here (its `hybrid-array` is built without that feature), so
+/// this is a plain fill followed by an optimisation barrier: best effort.
+pub fn wipe_aes_blocks(bufs: &mut [aes::Block]) {
+    bufs.fill(aes::Block::default());
+    std::hint::black_box(&*bufs);
 }
 
 /// An `aes` block as a little-endian `u128`.

@@ -49,7 +49,7 @@ impl Block {
     /// x^2 + x + 1); a linear orthomorphism used by the TCCR hash.
     #[inline(always)]
     pub fn double(self) -> Self {
-        let carry = (self.0 >> 127) as u128;
+        let carry = self.0 >> 127;
         Self((self.0 << 1) ^ (carry.wrapping_neg() & 0x87))
     }
 
@@ -63,7 +63,7 @@ impl Block {
 
     /// Reads blocks from little-endian bytes; `None` if the length is not a multiple of 16.
     pub fn read_slice(bytes: &[u8]) -> Option<Vec<Block>> {
-        if bytes.len() % 16 != 0 {
+        if !bytes.len().is_multiple_of(16) {
             return None;
         }
         Some(
@@ -104,11 +104,9 @@ impl From<u128> for Block {
     }
 }
 
-impl zeroize::Zeroize for Block {
-    fn zeroize(&mut self) {
-        self.0.zeroize();
-    }
-}
+/// The default (all-zero) block is the wiped value; this gives `Zeroize` for
+/// blocks and for slices of blocks (volatile writes).
+impl zeroize::DefaultIsZeroes for Block {}
 
 #[cfg(test)]
 mod tests {

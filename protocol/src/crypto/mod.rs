@@ -1,8 +1,11 @@
 //! Symmetric building blocks shared by OT extension and garbled circuits:
-//! the 128-bit [`Block`] and fixed-key AES hashing ([`FixedKeyAes`]).
+//! the 128-bit [`Block`], fixed-key AES hashing ([`FixedKeyAes`]) and a
+//! ChaCha20 generator wiped on drop ([`WipingRng`]).
 
 mod aes_hash;
 mod block;
+mod rng;
 
-pub use aes_hash::{AES_BATCH, FixedKeyAes, from_aes, to_aes};
+pub use aes_hash::{AES_BATCH, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks};
 pub use block::Block;
+pub use rng::{WipingRng, wipe_chacha};

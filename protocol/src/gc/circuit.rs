@@ -382,6 +382,8 @@ impl Builder {
         let low_out = low.iter().map(|w| slot_of[w.0 as usize]).collect();
         let top_h = self.hashes;
         self.hashes += 1;
+        // l <= 64 bounds a circuit to a few hundred hashes per instance.
+        assert!(self.hashes <= super::HASHES_PER_INSTANCE, "hash indices must fit the tweak's hash field");
         Circuit {
             kind,
             params,

@@ -4,14 +4,15 @@ use zeroize::Zeroize;
 
 use super::circuit::Op;
 use super::labels::{ClientLabels, GarbledTables, ServerLabels};
-use super::{CHUNK, Circuit, low_mask, split3, tweak_base};
-use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes};
+use super::{CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, low_mask, split3, tweak_base};
+use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks};
 use crate::{Error, Result};
 
-/// The evaluator. Holds reusable scratch buffers.
-#[derive(Default)]
+/// The evaluator of one garbler's layers. Holds that garbler's public
+/// nonce and reusable scratch buffers.
 pub struct Evaluator {
     aes: FixedKeyAes,
+    nonce: GcNonce,
     scratch: Scratch,
 }
 
@@ -28,11 +29,9 @@ struct Scratch {
 impl Scratch {
     fn wipe(&mut self) {
         self.labels.zeroize();
-        // Hash buffers: a best-effort clear (the aes block type has no Zeroize here).
-        self.hin.fill(aes::Block::default());
-        self.hscratch.fill(aes::Block::default());
-        std::hint::black_box(&self.hin);
-        std::hint::black_box(&self.hscratch);
+        self.packed.zeroize();
+        wipe_aes_blocks(&mut self.hin);
+        wipe_aes_blocks(&mut self.hscratch);
     }
 }
 
@@ -43,9 +42,16 @@ impl Drop for Scratch {
 }
 
 impl Evaluator {
-    /// A new evaluator.
-    pub fn new() -> Self {
-        Self::default()
+    /// An evaluator for the layers of the garbler whose nonce is `nonce`
+    /// ([`super::Garbler::nonce`], received from the server). With another
+    /// nonce every output is garbage.
+    pub fn new(nonce: GcNonce) -> Self {
+        Self { aes: FixedKeyAes::new(), nonce, scratch: Scratch::default() }
+    }
+
+    /// The garbler nonce this evaluator uses.
+    pub fn nonce(&self) -> GcNonce {
+        self.nonce
     }
 
     /// Evaluates a layer: returns `act(a_i + b_i) + p_i mod 2^l` for every
@@ -89,6 +95,7 @@ impl Evaluator {
                 &self.aes,
                 s,
                 circuit,
+                self.nonce,
                 tables.layer,
                 start,
                 &tables.bytes[start * per..(start + cn) * per],
@@ -115,6 +122,7 @@ fn eval_chunk(
     aes: &FixedKeyAes,
     s: &mut Scratch,
     c: &Circuit,
+    nonce: GcNonce,
     layer: u32,
     start: usize,
     table: &[u8],
@@ -125,7 +133,7 @@ fn eval_chunk(
     let cn = out.len();
     let l = c.params().l() as usize;
     let Scratch { labels, hin, hscratch, packed } = s;
-    let tw0 = tweak_base(layer, start as u64);
+    let tw0 = tweak_base(nonce, layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
     let mut ct = 0usize;
     for op in &c.ops {
@@ -159,7 +167,7 @@ fn eval_chunk(
                 }
                 let h = h as u128;
                 aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| {
-                    tw0 + (((j >> 1) as u128) << 32) + h + (j as u128 & 1)
+                    tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h + (j as u128 & 1)
                 });
                 let table = &table[ct..ct + 32 * cn];
                 for ((((hb, o), a), b), tb) in
@@ -179,7 +187,7 @@ fn eval_chunk(
                     *hb = to_aes(a.0);
                 }
                 let h = h as u128;
-                aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << 32) + h);
+                aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << INSTANCE_SHIFT) + h);
                 let table = &table[ct..ct + 16 * cn];
                 for (((hb, o), a), tb) in hscratch[..cn].iter().zip(o.iter_mut()).zip(x).zip(table.chunks_exact(16)) {
                     *o = Block(from_aes(hb) ^ (get(tb) & (a.0 & 1).wrapping_neg()));
@@ -197,7 +205,7 @@ fn eval_chunk(
         *hb = to_aes(c0.0);
     }
     let h = c.top_h as u128;
-    aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << 32) + h);
+    aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << INSTANCE_SHIFT) + h);
     let top_mask = low_mask(top);
     let dtable = &table[ct..ct + dec * cn];
     // Low output lsbs, gathered output by output (contiguous per slot).

@@ -6,14 +6,21 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::circuit::Op;
 use super::labels::{ClientInputLabels, GarbledTables, ServerInputLabels};
-use super::{CHUNK, Circuit, MAX_LAYER, low_mask, split3, tweak_base};
-use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes};
+use super::{CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, check_layer_shape, low_mask, split3, tweak_base};
+use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks, wipe_chacha};
+use crate::ot::CorrelatedZeros;
 use crate::{Error, Result};
 
 /// The global free-XOR offset Δ: the one label of every wire is the zero label
 /// XOR Δ. Its lsb is 1, so the two labels of a wire have different
 /// point-and-permute bits. Secret; zeroized on drop.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+///
+/// Not `Clone`: a Δ value moves into one [`Garbler`] (or one layer's input
+/// labels), so copies do not spread by accident. [`Self::block`] and
+/// [`Self::from_block`] still let a caller rebuild one on purpose (to key
+/// the correlated OT with it); tweaks stay distinct across garblers sharing a
+/// Δ thanks to each garbler's random [`GcNonce`].
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct Delta(Block);
 
 impl Delta {
@@ -37,6 +44,11 @@ impl Delta {
     /// The block value.
     pub fn block(&self) -> Block {
         self.0
+    }
+
+    /// A second owner of the same Δ, for the input labels of a layer.
+    pub(crate) fn duplicate(&self) -> Self {
+        Self(self.0)
     }
 }
 
@@ -65,6 +77,7 @@ pub struct GarbledLayer {
 pub struct Garbler {
     aes: FixedKeyAes,
     rng: ChaCha20Rng,
+    nonce: GcNonce,
     shared_delta: Option<Delta>,
     /// Last layer index garbled under the shared Δ (tweak uniqueness).
     last_layer: Option<u32>,
@@ -90,16 +103,22 @@ impl Drop for Scratch {
     }
 }
 
+impl Drop for Garbler {
+    fn drop(&mut self) {
+        // The generator's state determines every future Δ and label key.
+        wipe_chacha(&mut self.rng);
+    }
+}
+
 impl Scratch {
-    /// Clears label material (hash inputs include zero labels and Δ).
+    /// Clears label material (hash inputs include zero labels and Δ; the
+    /// known bits hold pads; packed holds permute bits of zero labels).
     fn wipe(&mut self) {
         self.labels.zeroize();
         self.known.zeroize();
-        // Hash buffers: a best-effort clear (the aes block type has no Zeroize here).
-        self.hin.fill(aes::Block::default());
-        self.hscratch.fill(aes::Block::default());
-        std::hint::black_box(&self.hin);
-        std::hint::black_box(&self.hscratch);
+        self.packed.zeroize();
+        wipe_aes_blocks(&mut self.hin);
+        wipe_aes_blocks(&mut self.hscratch);
     }
 
     fn ensure(&mut self, slots: usize) {
@@ -147,23 +166,42 @@ impl Garbler {
         Self::from_rng(ChaCha20Rng::from_os_rng())
     }
 
-    /// A garbler drawing Δ and label keys from `rng` (seeded in tests).
+    /// A garbler drawing its nonce, Δ and label keys from `rng` (seeded in tests).
     pub fn from_rng(rng: ChaCha20Rng) -> Self {
+        Self::make(None, rng)
+    }
+
+    /// A garbler that uses `delta` for every layer (for example the
+    /// correlation of the session's correlated OT).
+    ///
+    /// Tweak rule under a shared Δ: every garbled layer needs its own layer
+    /// index, and indices must strictly increase across calls (checked:
+    /// [`Error::BadInput`] otherwise). In particular the ReLU and the
+    /// truncation-only sub-layers of one network layer are two garbled
+    /// layers and take two distinct indices (for example 2k and 2k + 1 for
+    /// activation layer k). Garblers made twice with the same Δ are kept
+    /// apart by their random [`GcNonce`]s.
+    pub fn with_delta(delta: Delta, rng: ChaCha20Rng) -> Self {
+        Self::make(Some(delta), rng)
+    }
+
+    fn make(shared_delta: Option<Delta>, mut rng: ChaCha20Rng) -> Self {
+        let nonce = GcNonce::random(&mut rng);
         Self {
             aes: FixedKeyAes::new(),
             rng,
-            shared_delta: None,
+            nonce,
+            shared_delta,
             last_layer: None,
             scratch: Scratch::default(),
             chunk_bytes: Vec::new(),
         }
     }
 
-    /// A garbler that uses `delta` for every layer (for example the
-    /// correlation of the session's correlated OT). Layer indices must then
-    /// strictly increase, so that no TCCR tweak repeats under one Δ.
-    pub fn with_delta(delta: Delta, rng: ChaCha20Rng) -> Self {
-        Self { shared_delta: Some(delta), ..Self::from_rng(rng) }
+    /// The public nonce in every tweak of this garbler: the evaluator needs
+    /// it ([`super::Evaluator::new`]); send it once per garbler.
+    pub fn nonce(&self) -> GcNonce {
+        self.nonce
     }
 
     /// Garbles `pads.len()` instances of `circuit` for layer `layer`; `pads[i]`
@@ -173,7 +211,8 @@ impl Garbler {
     ///
     /// # Errors
     /// [`Error::BadInput`] for an unreduced pad, a layer index above
-    /// [`MAX_LAYER`], or one that does not increase under a shared Δ.
+    /// [`super::MAX_LAYER`] or one that does not increase under a shared Δ,
+    /// or more than [`super::MAX_INSTANCES`] pads.
     pub fn garble_layer(&mut self, circuit: &Circuit, layer: u32, pads: &[u64]) -> Result<GarbledLayer> {
         let total = pads
             .len()
@@ -212,7 +251,8 @@ impl Garbler {
     /// outputs of a random correlated OT with the client's shares as choice
     /// bits and the garbler's Δ as correlation, so the client already holds
     /// its labels and no OT correction is sent. Needs a garbler made with
-    /// [`Self::with_delta`] (Δ = the OT's correlation).
+    /// [`Self::with_delta`] (Δ = the OT's correlation). The OT output is
+    /// consumed (moved into the returned client input labels, wiped on drop).
     ///
     /// # Errors
     /// As [`Self::garble_layer`], and [`Error::BadInput`] without a shared Δ
@@ -222,7 +262,7 @@ impl Garbler {
         circuit: &Circuit,
         layer: u32,
         pads: &[u64],
-        client_zero: Vec<Block>,
+        mut client_zero: CorrelatedZeros,
         sink: impl FnMut(&[u8]),
     ) -> Result<GarbledInputs> {
         if self.shared_delta.is_none() {
@@ -238,7 +278,7 @@ impl Garbler {
                 circuit.params().l()
             )));
         }
-        self.garble_inner(circuit, layer, pads, Some(client_zero), sink)
+        self.garble_inner(circuit, layer, pads, Some(client_zero.take_blocks()), sink)
     }
 
     fn garble_inner(
@@ -252,21 +292,31 @@ impl Garbler {
         let params = circuit.params();
         let l = params.l() as usize;
         let n = pads.len();
-        if let Some(p) = pads.iter().find(|p| **p & !params.mask() != 0) {
-            return Err(Error::BadInput(format!("pad {p:#x} is not reduced mod 2^{l}")));
+        let mut given_client_zero = given_client_zero;
+        let wipe_given = |g: &mut Option<Vec<Block>>| {
+            if let Some(v) = g.as_mut() {
+                v.zeroize();
+            }
+        };
+        // Errors name the position only: pads are secret.
+        if let Some(i) = pads.iter().position(|p| *p & !params.mask() != 0) {
+            wipe_given(&mut given_client_zero);
+            return Err(Error::BadInput(format!("pad {i} is not reduced mod 2^{l}")));
         }
-        if layer > MAX_LAYER {
-            return Err(Error::BadInput(format!("layer index {layer} exceeds {MAX_LAYER}")));
+        if let Err(e) = check_layer_shape(layer, n) {
+            wipe_given(&mut given_client_zero);
+            return Err(e);
         }
         let delta = match &self.shared_delta {
             Some(d) => {
                 if self.last_layer.is_some_and(|last| layer <= last) {
+                    wipe_given(&mut given_client_zero);
                     return Err(Error::BadInput(format!(
                         "layer index {layer} does not increase under a shared Δ (tweaks would repeat)"
                     )));
                 }
                 self.last_layer = Some(layer);
-                d.clone()
+                d.duplicate()
             }
             None => Delta::random(&mut self.rng),
         };
@@ -287,6 +337,7 @@ impl Garbler {
                 &mut prg,
                 circuit,
                 delta.block(),
+                self.nonce,
                 layer,
                 start,
                 &pads[start..start + cn],
@@ -300,7 +351,7 @@ impl Garbler {
         }
         self.scratch.wipe();
         Ok(GarbledInputs {
-            client_inputs: ClientInputLabels { params, n, zero: client_zero, delta: delta.clone() },
+            client_inputs: ClientInputLabels { params, n, zero: client_zero, delta: delta.duplicate() },
             server_inputs: ServerInputLabels { params, layer, n, zero: server_zero, delta },
         })
     }
@@ -329,6 +380,7 @@ fn garble_chunk(
     prg: &mut LabelPrg,
     c: &Circuit,
     delta: Block,
+    nonce: GcNonce,
     layer: u32,
     start: usize,
     pads: &[u64],
@@ -344,8 +396,8 @@ fn garble_chunk(
     for (k, p) in known.iter_mut().zip(pads) {
         *k = c.known(*p);
     }
-    // Tweak of hash h of instance start + i: tw0 + (i << 32) + h.
-    let tw0 = tweak_base(layer, start as u64);
+    // Tweak of hash h of instance start + i: tw0 + (i << INSTANCE_SHIFT) + h.
+    let tw0 = tweak_base(nonce, layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
     let mut ct = 0usize; // table offset of the next gate's ciphertexts
     for op in &c.ops {
@@ -401,7 +453,7 @@ fn garble_chunk(
                 }
                 let h = h as u128;
                 aes.tccr_blocks_with(hin, &mut hscratch[..4 * cn], |j| {
-                    tw0 + (((j >> 2) as u128) << 32) + h + ((j as u128 >> 1) & 1)
+                    tw0 + (((j >> 2) as u128) << INSTANCE_SHIFT) + h + ((j as u128 >> 1) & 1)
                 });
                 let table = &mut table[ct..ct + 32 * cn];
                 for ((((hb, o), a0), b0), tb) in
@@ -430,7 +482,7 @@ fn garble_chunk(
                     hb[1] = to_aes(a0.0 ^ d);
                 }
                 let h = h as u128;
-                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << 32) + h);
+                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h);
                 let table = &mut table[ct..ct + 16 * cn];
                 for ((((hb, o), a0), k), tb) in hscratch[..2 * cn]
                     .chunks_exact(2)
@@ -462,7 +514,7 @@ fn garble_chunk(
         hb[1] = to_aes(c0.0 ^ d);
     }
     let h = c.top_h as u128;
-    aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << 32) + h);
+    aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h);
     let top_mask = low_mask(top);
     let dtable = &mut table[ct..ct + dec * cn];
     // Low output lsbs, gathered output by output (contiguous per slot).

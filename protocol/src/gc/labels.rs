@@ -3,9 +3,9 @@
 //! from the caller's session state and rejects anything else as
 //! [`Error::PeerMisbehaved`].
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::{ActivationKind, ActivationParams, Circuit, Delta};
+use super::{ActivationKind, ActivationParams, Circuit, Delta, check_layer_shape};
 use crate::crypto::Block;
 use crate::{Error, Result};
 
@@ -51,9 +51,13 @@ impl GarbledTables {
     /// Decodes tables received for `n` instances of `circuit` in layer `layer`.
     ///
     /// # Errors
-    /// [`Error::PeerMisbehaved`] if the length is not `n * circuit.table_bytes()`
-    /// or a padding bit of the decoding information is set.
+    /// [`Error::BadInput`] if `layer` exceeds [`super::MAX_LAYER`] or `n`
+    /// exceeds [`super::MAX_INSTANCES`] (both come from the caller's session
+    /// state); [`Error::PeerMisbehaved`] if the length is not
+    /// `n * circuit.table_bytes()` or a padding bit of the decoding
+    /// information is set.
     pub fn from_bytes(circuit: &Circuit, layer: u32, n: usize, bytes: Vec<u8>) -> Result<Self> {
+        check_layer_shape(layer, n)?;
         let per = circuit.table_bytes();
         let expected =
             n.checked_mul(per).ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
@@ -99,8 +103,10 @@ impl<'c> TablesAssembler<'c> {
     /// Expects the tables of `n` instances of `circuit` for layer `layer`.
     ///
     /// # Errors
-    /// [`Error::BadInput`] if the expected size overflows.
+    /// [`Error::BadInput`] if the expected size overflows, `layer` exceeds
+    /// [`super::MAX_LAYER`] or `n` exceeds [`super::MAX_INSTANCES`].
     pub fn new(circuit: &'c Circuit, layer: u32, n: usize) -> Result<Self> {
+        check_layer_shape(layer, n)?;
         let expected = n
             .checked_mul(circuit.table_bytes())
             .ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
@@ -141,6 +147,11 @@ impl<'c> TablesAssembler<'c> {
 /// The client's input labels as the garbler holds them: for instance i, bit j
 /// the zero label `zero[i * l + j]`; the one label is `zero ^ Δ`. Exactly the
 /// form a correlated OT with correlation Δ delivers. Zeroized on drop.
+///
+/// Only consuming conversions give the labels out ([`Self::into_ot_pairs`],
+/// [`Self::into_parts`]): the label set feeds exactly one OT, since a second
+/// OT with other choice bits would hand the client both labels of a wire,
+/// hence Δ.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ClientInputLabels {
     #[zeroize(skip)]
@@ -157,14 +168,19 @@ impl ClientInputLabels {
         self.params
     }
 
-    /// Zero labels, instance-major (`n * l` blocks).
-    pub fn zero_labels(&self) -> &[Block] {
-        &self.zero
+    /// The message pairs `(zero, zero ^ Δ)` of a chosen-message OT, one per
+    /// client input bit, instance-major; wiped on drop.
+    pub fn into_ot_pairs(mut self) -> Zeroizing<Vec<[Block; 2]>> {
+        let d = self.delta.block();
+        let pairs = self.zero.iter().map(|z| [*z, *z ^ d]).collect();
+        self.zero.zeroize();
+        Zeroizing::new(pairs)
     }
 
-    /// The global correlation Δ of this layer.
-    pub fn delta(&self) -> &Delta {
-        &self.delta
+    /// The zero labels (instance-major, `n * l` blocks, wiped on drop) and Δ.
+    pub fn into_parts(mut self) -> (Zeroizing<Vec<Block>>, Delta) {
+        let zero = Zeroizing::new(std::mem::take(&mut self.zero));
+        (zero, self.delta.duplicate())
     }
 
     /// Number of activations.
@@ -180,7 +196,7 @@ impl ClientInputLabels {
     /// The ideal OT functionality: the labels of the client's shares `b`.
     /// No security; for tests and benchmarks only.
     #[cfg(any(test, feature = "ideal"))]
-    pub fn ideal_transfer(&self, b: &[u64]) -> Result<ClientLabels> {
+    pub fn ideal_transfer(self, b: &[u64]) -> Result<ClientLabels> {
         let l = self.params.l() as usize;
         if b.len() != self.n {
             return Err(Error::BadInput(format!("{} client shares for {} activations", b.len(), self.n)));
@@ -235,8 +251,9 @@ impl ServerInputLabels {
         if a.len() != self.n {
             return Err(Error::BadInput(format!("{} server shares for {} activations", a.len(), self.n)));
         }
-        if let Some(v) = a.iter().find(|v| **v & !self.params.mask() != 0) {
-            return Err(Error::BadInput(format!("server share {v:#x} is not reduced mod 2^{l}")));
+        // Name the position only: shares are secret.
+        if let Some(i) = a.iter().position(|v| *v & !self.params.mask() != 0) {
+            return Err(Error::BadInput(format!("server share {i} is not reduced mod 2^{l}")));
         }
         let d = self.delta.block();
         let mut labels = Vec::with_capacity(self.n * l);

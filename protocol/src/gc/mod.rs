@@ -5,7 +5,8 @@
 //! EUROCRYPT 2015) with free-XOR (Kolesnikov and Schneider, ICALP 2008) and
 //! point-and-permute, hashing with fixed-key AES through the tweakable
 //! circular correlation-robust hash of Guo, Katz, Wang and Yu (IEEE S&P 2020)
-//! with a tweak unique to every (layer, instance, hash) triple.
+//! with a tweak unique to every (garbler nonce, layer, instance, hash) under
+//! one Δ (see [`GcNonce`] and the layer-index rule of [`Garbler::with_delta`]).
 //!
 //! - [`circuit`]: the circuits, their gate counts and sizes, and the cleartext
 //!   twin ([`Circuit::eval_clear`]) checked against the formula [`reference()`].
@@ -18,7 +19,11 @@
 //! Flow for one layer of n activations (DESIGN.md section 3.3): offline the
 //! server garbles ([`Garbler::garble_layer`]) and streams
 //! [`GarbledTables`] to the client; the client's input labels go through
-//! correlated OT ([`ClientInputLabels`] holds the Δ-correlated zero labels);
+//! correlated OT (the OT's output [`crate::ot::CorrelatedZeros`] goes into
+//! [`Garbler::garble_layer_streaming_with_client_labels`]; otherwise
+//! [`ClientInputLabels`] holds the Δ-correlated zero labels and is consumed
+//! by [`ClientInputLabels::into_ot_pairs`] or [`ClientInputLabels::into_parts`]);
+//! the evaluator uses the garbler's public nonce ([`Garbler::nonce`]);
 //! online the server turns its share into labels
 //! ([`ServerInputLabels::encode_share`], consuming the offline material) and
 //! the client evaluates ([`Evaluator::evaluate_layer`], consuming tables and
@@ -37,15 +42,18 @@
 //! let circuit = Circuit::relu(params); // built once, reused for every layer
 //! let (a, b, p) = ([100u64 << 12, 7], [5u64 << 12, params.mask() - 100], [42u64, 43]); // z = 105 * 2^12, -94
 //! // Server, offline.
-//! let GarbledLayer { tables, client_inputs, server_inputs } = Garbler::new().garble_layer(&circuit, 0, &p)?;
+//! let mut garbler = Garbler::new();
+//! let nonce = garbler.nonce(); // public: sent to the client with the tables
+//! let GarbledLayer { tables, client_inputs, server_inputs } = garbler.garble_layer(&circuit, 0, &p)?;
 //! // What a correlated OT delivers to the client: zero label ^ b_ij * Δ.
-//! let (zero, delta) = (client_inputs.zero_labels(), client_inputs.delta().block());
+//! let (zero, delta) = client_inputs.into_parts();
+//! let delta = delta.block();
 //! let l = params.l() as usize;
 //! let picked = zero.iter().enumerate().map(|(k, z)| *z ^ delta.select((b[k / l] >> (k % l)) & 1 == 1)).collect();
 //! let client = ClientLabels::from_blocks(params, 2, picked)?;
 //! // Server, online: labels of its shares. Client: evaluate.
 //! let server = server_inputs.encode_share(&a)?;
-//! let out = Evaluator::new().evaluate_layer(&circuit, tables, client, server)?;
+//! let out = Evaluator::new(nonce).evaluate_layer(&circuit, tables, client, server)?;
 //! assert_eq!(out[0], (105 + 42) & params.mask()); // ReLU(trunc(105 * 2^12)) + 42
 //! assert_eq!(out[1], 43); // a + b is negative: ReLU gives 0, plus the pad
 //! # Ok(())
@@ -59,6 +67,17 @@
 //! let first = s.encode_share(a);
 //! let again = s.encode_share(a); // use of moved value
 //! # }
+//! ```
+//! ```compile_fail,E0382
+//! # use pi_protocol::gc::*;
+//! # fn f(c: ClientInputLabels) {
+//! let pairs = c.into_ot_pairs();
+//! let again = c.into_ot_pairs(); // use of moved value: one OT per label set
+//! # }
+//! ```
+//! ```compile_fail,E0599
+//! # use pi_protocol::gc::*;
+//! # fn f(d: Delta) { let copy = d.clone(); } // Δ is not Clone
 //! ```
 //! ```compile_fail
 //! # use pi_protocol::gc::*;
@@ -79,6 +98,7 @@ mod tests;
 pub use circuit::{ActivationKind, Circuit, reference};
 pub use eval::Evaluator;
 pub use garble::{Delta, GarbledInputs, GarbledLayer, Garbler};
+// `GcNonce`, `MAX_LAYER`, `MAX_INSTANCES` are defined below.
 pub use labels::{ClientInputLabels, ClientLabels, GarbledTables, ServerInputLabels, ServerLabels, TablesAssembler};
 
 use crate::crypto::Block;
@@ -136,20 +156,89 @@ impl Default for ActivationParams {
 /// Largest layer index: bit 31 of the layer field is the domain bit.
 pub const MAX_LAYER: u32 = (1 << 31) - 1;
 
+/// Most instances in one layer: the instance field of the tweak has 32 bits.
+pub const MAX_INSTANCES: u64 = 1 << 32;
+
+/// Hash indices available to one instance: the hash field has 16 bits.
+pub(crate) const HASHES_PER_INSTANCE: u32 = 1 << 16;
+
+/// Bits of a garbler nonce.
+const NONCE_BITS: u32 = 48;
+
+/// A garbler's public tweak nonce: 48 random bits drawn when the
+/// [`Garbler`] is made, part of every tweak it uses, so that two garblers
+/// under the same Δ (say [`Garbler::with_delta`] called twice with one Δ)
+/// repeat no tweak except with probability about k²/2^49 for k garblers.
+/// Within one garbler the layer-index rule keeps tweaks distinct. The
+/// evaluator needs the same value ([`Evaluator::new`]); it is not secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GcNonce(u64);
+
+impl GcNonce {
+    /// Wire size.
+    pub const BYTES: usize = 8;
+
+    /// A uniformly random nonce.
+    pub fn random<R: rand::RngCore + ?Sized>(rng: &mut R) -> Self {
+        Self(rng.next_u64() >> (64 - NONCE_BITS))
+    }
+
+    /// The value (< 2^48).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Little-endian encoding, 8 bytes.
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0.to_le_bytes()
+    }
+
+    /// Decodes a nonce received from the garbler.
+    ///
+    /// # Errors
+    /// [`Error::PeerMisbehaved`] unless `bytes` is 8 bytes holding a value below 2^48.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let b: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| Error::PeerMisbehaved(format!("garbler nonce: {} bytes, expected 8", bytes.len())))?;
+        let v = u64::from_le_bytes(b);
+        if v >> NONCE_BITS != 0 {
+            return Err(Error::PeerMisbehaved("garbler nonce above 2^48".into()));
+        }
+        Ok(Self(v))
+    }
+}
+
+/// Checks a layer index and a number of instances against the tweak fields.
+pub(crate) fn check_layer_shape(layer: u32, n: usize) -> Result<()> {
+    if layer > MAX_LAYER {
+        return Err(Error::BadInput(format!("layer index {layer} exceeds {MAX_LAYER}")));
+    }
+    if n as u64 > MAX_INSTANCES {
+        return Err(Error::BadInput(format!("layer of {n} activations exceeds {MAX_INSTANCES}")));
+    }
+    Ok(())
+}
+
 /// Tweak domain bit: every garbling tweak has bit 127 set, so that other users
 /// of the TCCR hash under the same Δ (a correlated OT whose correlation is
 /// the garbling Δ) stay apart by keeping bit 127 clear.
 pub const TWEAK_DOMAIN_GC: u128 = 1 << 127;
 
-/// Tweak of hash 0 of instance `instance` in layer `layer`; hash `h` adds `h`.
-/// Layout: domain bit 127, layer in bits 96..127, instance in bits 32..96,
-/// hash index in bits 0..32. Unique per hash call over everything garbled
-/// under one Δ as long as layer indices do not repeat (enforced by
-/// [`Garbler`] for a shared Δ).
+/// Shift of the instance field: instance `i` of a chunk adds `i << INSTANCE_SHIFT`.
+pub(crate) const INSTANCE_SHIFT: u32 = 16;
+
+/// Tweak of hash 0 of instance `instance` in layer `layer` of the garbler
+/// with nonce `nonce`; hash `h` adds `h`. Layout: domain bit 127, layer in
+/// bits 96..127, nonce in bits 48..96, instance in bits 16..48, hash index
+/// in bits 0..16. Unique per hash call over everything garbled under one Δ
+/// by one garbler as long as layer indices do not repeat (enforced by
+/// [`Garbler`] for a shared Δ), and across garblers by the random nonce.
+/// Callers check the field ranges ([`check_layer_shape`]).
 #[inline(always)]
-pub(crate) fn tweak_base(layer: u32, instance: u64) -> u128 {
-    debug_assert!(layer <= MAX_LAYER);
-    TWEAK_DOMAIN_GC | ((layer as u128) << 96) | ((instance as u128) << 32)
+pub(crate) fn tweak_base(nonce: GcNonce, layer: u32, instance: u64) -> u128 {
+    debug_assert!(layer <= MAX_LAYER && instance < MAX_INSTANCES && nonce.0 >> NONCE_BITS == 0);
+    TWEAK_DOMAIN_GC | ((layer as u128) << 96) | ((nonce.0 as u128) << 48) | ((instance as u128) << INSTANCE_SHIFT)
 }
 
 /// Mask of the low `bits` bits of a u64 (`bits <= 64`).

@@ -38,7 +38,7 @@ fn run(c: &Circuit, seed: u64, a: &[u64], b: &[u64], p: &[u64]) -> Vec<u64> {
     let client = ClientLabels::from_bytes(c.params(), n, &client.to_bytes()).unwrap();
     let server = server_inputs.encode_share(a).unwrap();
     let server = ServerLabels::from_bytes(c.params(), n, &server.to_bytes()).unwrap();
-    Evaluator::new().evaluate_layer(c, tables, client, server).unwrap()
+    Evaluator::new(g.nonce()).evaluate_layer(c, tables, client, server).unwrap()
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn wrong_input_label_gives_wrong_output() {
         client.labels[i * 37 + 20] = crate::crypto::Block::random(&mut rng);
     }
     let server = layer.server_inputs.encode_share(&a).unwrap();
-    let got = Evaluator::new().evaluate_layer(&c, layer.tables, client, server).unwrap();
+    let got = Evaluator::new(g.nonce()).evaluate_layer(&c, layer.tables, client, server).unwrap();
     let wrong = (0..n).filter(|&i| got[i] != reference(ActivationKind::Relu, prm, a[i], b[i], p[i])).count();
     assert!(wrong >= n - 2, "only {wrong} of {n} outputs changed");
 }
@@ -191,7 +191,7 @@ fn tampered_tables_give_wrong_results_or_errors() {
     let dec_base = 16 * c.ciphertexts() * CHUNK;
     bad[dec_base + c.decode_bytes() * 4] ^= 1; // low output bit 0 of instance 4
     let tables = GarbledTables::from_bytes(&c, 9, n, bad).unwrap();
-    let got = Evaluator::new().evaluate_layer(&c, tables, client, server).unwrap();
+    let got = Evaluator::new(g.nonce()).evaluate_layer(&c, tables, client, server).unwrap();
     assert_ne!(got[4], want[4]);
     let mut ok = 0;
     for i in (0..n).filter(|&i| i != 3 && i != 4) {
@@ -199,15 +199,23 @@ fn tampered_tables_give_wrong_results_or_errors() {
     }
     assert_eq!(ok, n - 2, "untouched instances must still decode");
 
-    // Tables evaluated under the wrong layer index (tweaks differ) are garbage.
-    let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(2));
-    let layer = g.garble_layer(&c, 9, &p).unwrap();
-    let client = layer.client_inputs.ideal_transfer(&b).unwrap();
-    let server = layer.server_inputs.encode_share(&a).unwrap();
-    let tables = GarbledTables::from_bytes(&c, 10, n, layer.tables.into_bytes()).unwrap();
-    let got = Evaluator::new().evaluate_layer(&c, tables, client, server).unwrap();
-    let right = (0..n).filter(|&i| got[i] == want[i]).count();
-    assert!(right < n / 8, "{right} of {n} right under a wrong tweak");
+    // Tables evaluated under the wrong layer index or the wrong garbler
+    // nonce (tweaks differ) are garbage; the right ones decode.
+    for (eval_layer, nonce_flip, garbage) in [(10, 0, true), (9, 1, true), (9, 1 << 47, true), (9, 0, false)] {
+        let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(2));
+        let layer = g.garble_layer(&c, 9, &p).unwrap();
+        let client = layer.client_inputs.ideal_transfer(&b).unwrap();
+        let server = layer.server_inputs.encode_share(&a).unwrap();
+        let tables = GarbledTables::from_bytes(&c, eval_layer, n, layer.tables.into_bytes()).unwrap();
+        let nonce = GcNonce::from_bytes(&(g.nonce().get() ^ nonce_flip).to_le_bytes()).unwrap();
+        let got = Evaluator::new(nonce).evaluate_layer(&c, tables, client, server).unwrap();
+        let right = (0..n).filter(|&i| got[i] == want[i]).count();
+        if garbage {
+            assert!(right < n / 8, "{right} of {n} right under a wrong tweak");
+        } else {
+            assert_eq!(right, n);
+        }
+    }
 }
 
 #[test]
@@ -219,6 +227,88 @@ fn hostile_label_batches_are_rejected() {
     assert!(matches!(ClientLabels::from_bytes(prm, 4, &bytes[1..]), Err(Error::PeerMisbehaved(_))));
     assert!(matches!(ClientLabels::from_bytes(prm, usize::MAX, &bytes), Err(Error::PeerMisbehaved(_))));
     assert!(matches!(ClientLabels::from_blocks(prm, 3, vec![]), Err(Error::BadInput(_))));
+    // Garbler nonces: 8 bytes below 2^48.
+    assert!(GcNonce::from_bytes(&[0u8; 8]).is_ok());
+    assert!(matches!(GcNonce::from_bytes(&[0u8; 7]), Err(Error::PeerMisbehaved(_))));
+    assert!(matches!(GcNonce::from_bytes(&(1u64 << 48).to_le_bytes()), Err(Error::PeerMisbehaved(_))));
+}
+
+#[test]
+fn layer_indices_and_sizes_beyond_the_tweak_fields_are_rejected_at_decode() {
+    let c = Circuit::relu(params(16, 4));
+    let per = c.table_bytes();
+    for layer in [MAX_LAYER + 1, u32::MAX] {
+        assert!(matches!(GarbledTables::from_bytes(&c, layer, 1, vec![0u8; per]), Err(Error::BadInput(_))));
+        assert!(matches!(TablesAssembler::new(&c, layer, 1), Err(Error::BadInput(_))));
+        let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(30));
+        assert!(matches!(g.garble_layer(&c, layer, &[0]), Err(Error::BadInput(_))));
+    }
+    assert!(GarbledTables::from_bytes(&c, MAX_LAYER, 1, vec![0u8; per]).is_ok());
+    let too_many = MAX_INSTANCES as usize + 1;
+    assert!(matches!(TablesAssembler::new(&c, 0, too_many), Err(Error::BadInput(_))));
+    assert!(matches!(GarbledTables::from_bytes(&c, 0, too_many, vec![]), Err(Error::BadInput(_))));
+}
+
+#[test]
+fn errors_do_not_print_pads_or_shares() {
+    let prm = params(16, 4);
+    let c = Circuit::relu(prm);
+    let secret = 0x1_2345u64; // above 2^16: unreduced
+    let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(31));
+    let e = g.garble_layer(&c, 0, &[1, secret]).err().unwrap().to_string();
+    assert!(e.contains("pad 1") && !e.contains("12345") && !e.contains(&secret.to_string()), "{e}");
+    let layer = g.garble_layer(&c, 1, &[1, 2]).unwrap();
+    let e = layer.server_inputs.encode_share(&[secret, 0]).err().unwrap().to_string();
+    assert!(e.contains("share 0") && !e.contains("12345") && !e.contains(&secret.to_string()), "{e}");
+}
+
+#[test]
+fn garblers_sharing_a_delta_use_distinct_nonces() {
+    // Two garblers under one Δ (with_delta called twice): same layer index,
+    // yet their hashes differ because the nonces do; each garbler's tables
+    // only evaluate under its own nonce.
+    let prm = params(16, 4);
+    let c = Circuit::relu(prm);
+    let mut rng = ChaCha20Rng::seed_from_u64(32);
+    let delta = Delta::random(&mut rng);
+    let db = delta.block();
+    let mut g1 = Garbler::with_delta(delta, ChaCha20Rng::seed_from_u64(33));
+    let mut g2 = Garbler::with_delta(Delta::from_block(db).unwrap(), ChaCha20Rng::seed_from_u64(34));
+    assert_ne!(g1.nonce(), g2.nonce());
+    assert!(g1.nonce().get() < 1 << 48);
+    let (a, b, p) = ([300u64, 5], [7u64, 9], [1u64, 2]);
+    let want: Vec<u64> = (0..2).map(|i| reference(ActivationKind::Relu, prm, a[i], b[i], p[i])).collect();
+    for (g, other) in [(&mut g1, 1u64), (&mut g2, 2)] {
+        let nonce = g.nonce();
+        for (n, ok) in [(nonce, true), (GcNonce::from_bytes(&(nonce.get() ^ other).to_le_bytes()).unwrap(), false)] {
+            let gl = g.garble_layer(&c, if ok { 0 } else { 1 }, &p).unwrap();
+            let client = gl.client_inputs.ideal_transfer(&b).unwrap();
+            let server = gl.server_inputs.encode_share(&a).unwrap();
+            let got = Evaluator::new(n).evaluate_layer(&c, gl.tables, client, server).unwrap();
+            assert_eq!(got == want, ok);
+        }
+    }
+    // The ReLU and truncation sub-layers of one network layer under one Δ
+    // need distinct indices: the second use of an index is refused.
+    let t = Circuit::truncate(prm);
+    g1.garble_layer(&c, 10, &p).unwrap();
+    assert!(matches!(g1.garble_layer(&t, 10, &p), Err(Error::BadInput(_))));
+    g1.garble_layer(&t, 11, &p).unwrap();
+}
+
+#[test]
+fn client_input_labels_are_given_out_by_consuming_conversions() {
+    let c = Circuit::relu(params(16, 4));
+    let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(35));
+    let first = g.garble_layer(&c, 0, &[1, 2]).unwrap();
+    let second = g.garble_layer(&c, 0, &[1, 2]).unwrap();
+    let (zero, delta) = first.client_inputs.into_parts();
+    let pairs = second.client_inputs.into_ot_pairs();
+    assert_eq!((zero.len(), pairs.len()), (32, 32));
+    assert!(delta.block().lsb());
+    // Pairs differ by their layer's Δ.
+    let d2 = pairs[0][0] ^ pairs[0][1];
+    assert!(pairs.iter().all(|p| p[0] ^ p[1] == d2) && d2.lsb());
 }
 
 #[test]
@@ -244,7 +334,10 @@ fn bad_local_inputs_are_rejected() {
     let layer = g.garble_layer(&relu, 0, &[1]).unwrap();
     let client = layer.client_inputs.ideal_transfer(&[0]).unwrap();
     let server = layer.server_inputs.encode_share(&[0]).unwrap();
-    assert!(matches!(Evaluator::new().evaluate_layer(&c, layer.tables, client, server), Err(Error::BadInput(_))));
+    assert!(matches!(
+        Evaluator::new(g.nonce()).evaluate_layer(&c, layer.tables, client, server),
+        Err(Error::BadInput(_))
+    ));
 }
 
 #[test]
@@ -256,11 +349,11 @@ fn shared_delta_layers_and_labels_are_correlated() {
     let mut g = Garbler::with_delta(d, ChaCha20Rng::seed_from_u64(8));
     for layer in [1, 2] {
         let gl = g.garble_layer(&c, layer, &[7, 9, 11]).unwrap();
-        assert_eq!(gl.client_inputs.delta().block(), db);
+        assert_eq!(gl.server_inputs.delta.block(), db);
         let got = {
             let client = gl.client_inputs.ideal_transfer(&[1, 2, 3]).unwrap();
             let server = gl.server_inputs.encode_share(&[100, 200, 65000]).unwrap();
-            Evaluator::new().evaluate_layer(&c, gl.tables, client, server).unwrap()
+            Evaluator::new(g.nonce()).evaluate_layer(&c, gl.tables, client, server).unwrap()
         };
         let want: Vec<u64> = [(100, 1, 7), (200, 2, 9), (65000, 3, 11)]
             .iter()
@@ -285,7 +378,7 @@ fn streaming_chunks_concatenate_to_the_collected_tables() {
     assert_eq!(chunks[0].len(), CHUNK * c.table_bytes());
     assert_eq!(chunks.concat(), whole.tables.as_bytes());
     assert_eq!(inputs.server_inputs.zero, whole.server_inputs.zero);
-    assert_eq!(inputs.client_inputs.zero_labels(), whole.client_inputs.zero_labels());
+    assert_eq!(inputs.client_inputs.zero, whole.client_inputs.zero);
 }
 
 #[test]
@@ -302,22 +395,23 @@ fn client_labels_from_a_correlated_ot_are_used_as_given() {
     let t: Vec<_> = q.iter().enumerate().map(|(k, q)| *q ^ d.select((b[k / l] >> (k % l)) & 1 == 1)).collect();
     let mut g = Garbler::with_delta(delta, ChaCha20Rng::seed_from_u64(13));
     let mut bytes = Vec::new();
+    let cot = |v: &[crate::crypto::Block]| crate::ot::CorrelatedZeros { blocks: v.to_vec() };
     let inputs =
-        g.garble_layer_streaming_with_client_labels(&c, 0, &p, q.clone(), |x| bytes.extend_from_slice(x)).unwrap();
-    assert_eq!(inputs.client_inputs.zero_labels(), &q[..]);
+        g.garble_layer_streaming_with_client_labels(&c, 0, &p, cot(&q), |x| bytes.extend_from_slice(x)).unwrap();
+    assert_eq!(inputs.client_inputs.zero, q);
     let tables = GarbledTables::from_bytes(&c, 0, 2, bytes).unwrap();
     let client = ClientLabels::from_blocks(prm, 2, t).unwrap();
     let server = inputs.server_inputs.encode_share(&a).unwrap();
-    let got = Evaluator::new().evaluate_layer(&c, tables, client, server).unwrap();
+    let got = Evaluator::new(g.nonce()).evaluate_layer(&c, tables, client, server).unwrap();
     assert_eq!(got, vec![12 + 1, 2]);
     // Without a shared Δ, or with the wrong count, it is refused.
     let mut fresh = Garbler::from_rng(ChaCha20Rng::seed_from_u64(14));
     assert!(matches!(
-        fresh.garble_layer_streaming_with_client_labels(&c, 0, &p, q.clone(), |_| {}),
+        fresh.garble_layer_streaming_with_client_labels(&c, 0, &p, cot(&q), |_| {}),
         Err(Error::BadInput(_))
     ));
     assert!(matches!(
-        g.garble_layer_streaming_with_client_labels(&c, 1, &p, q[1..].to_vec(), |_| {}),
+        g.garble_layer_streaming_with_client_labels(&c, 1, &p, cot(&q[1..]), |_| {}),
         Err(Error::BadInput(_))
     ));
 }
@@ -333,7 +427,7 @@ fn empty_layer_round_trips() {
 fn debug_output_shows_shapes_not_labels() {
     let c = Circuit::relu(params(16, 4));
     let layer = Garbler::from_rng(ChaCha20Rng::seed_from_u64(1)).garble_layer(&c, 0, &[3]).unwrap();
-    let zero = layer.client_inputs.zero_labels()[0];
+    let zero = layer.client_inputs.zero[0];
     let text = format!("{:?} {:?} {:?}", layer.tables, layer.client_inputs, layer.server_inputs);
     assert!(text.contains("n: 1"), "{text}");
     assert!(!text.contains(&format!("{}", zero.0)), "{text}");
@@ -363,10 +457,65 @@ fn streamed_tables_reassemble_and_overruns_are_rejected() {
     let tables = asm.finish().unwrap();
     let client = inputs.client_inputs.ideal_transfer(&b).unwrap();
     let server = inputs.server_inputs.encode_share(&a).unwrap();
-    let got = Evaluator::new().evaluate_layer(&c, tables, client, server).unwrap();
+    let got = Evaluator::new(g.nonce()).evaluate_layer(&c, tables, client, server).unwrap();
     assert!(got.iter().enumerate().all(|(i, v)| *v == reference(ActivationKind::Truncate, prm, a[i], b[i], p[i])));
     // Missing bytes.
     let mut short = TablesAssembler::new(&c, 2, 1).unwrap();
     short.push(&vec![0u8; c.table_bytes() - 1]).unwrap();
     assert!(matches!(short.finish(), Err(Error::PeerMisbehaved(_))));
+}
+
+/// The integration path: IKNP correlated OT over an in-memory duplex, with
+/// the garbler's Δ (lsb 1) as correlation, delivers the client's input
+/// labels; the sender's zero messages go straight into the garbler. ReLU and
+/// truncation sub-layers of one network layer use indices 2k and 2k + 1.
+#[tokio::test]
+async fn iknp_correlated_ot_output_feeds_the_garbler() {
+    use crate::ot::driver;
+    use crate::transport::memory_pair;
+
+    let prm = ActivationParams::DEFAULT;
+    let l = prm.l() as usize;
+    let (mut server_ch, mut client_ch) = memory_pair();
+    let mut rs = ChaCha20Rng::seed_from_u64(40);
+    let mut rc = ChaCha20Rng::seed_from_u64(41);
+    let delta = Delta::random(&mut rs);
+    assert!(delta.block().lsb());
+    let (sender, receiver) = tokio::join!(
+        driver::setup_sender(&mut server_ch, &mut rs, Some(delta.block())),
+        driver::setup_receiver(&mut client_ch, &mut rc),
+    );
+    let (mut sender, mut receiver) = (sender.unwrap(), receiver.unwrap());
+    let mut garbler = Garbler::with_delta(delta, ChaCha20Rng::seed_from_u64(42));
+    // The nonce is public: the client would receive these 8 bytes.
+    let mut evaluator = Evaluator::new(GcNonce::from_bytes(&garbler.nonce().to_bytes()).unwrap());
+    let mut rng = ChaCha20Rng::seed_from_u64(43);
+    // 2000 ReLUs need 74 000 OTs: more than one OT driver chunk and several GC chunks.
+    for (k, n) in [(0u32, 2000usize), (1, 300)] {
+        for kind in [ActivationKind::Relu, ActivationKind::Truncate] {
+            let c = Circuit::new(kind, prm);
+            let layer = 2 * k + (kind == ActivationKind::Truncate) as u32;
+            let z: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
+            let b: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
+            let a: Vec<u64> = z.iter().zip(&b).map(|(z, b)| z.wrapping_sub(*b) & prm.mask()).collect();
+            let p: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
+            let bits: Vec<bool> = b.iter().flat_map(|v| (0..l).map(move |j| (v >> j) & 1 == 1)).collect();
+            let (zero, labels) = tokio::join!(
+                driver::send_correlated(&mut server_ch, &mut sender, n * l),
+                driver::receive_correlated(&mut client_ch, &mut receiver, &bits),
+            );
+            let (zero, labels) = (zero.unwrap(), labels.unwrap());
+            let mut asm = TablesAssembler::new(&c, layer, n).unwrap();
+            let inputs = garbler
+                .garble_layer_streaming_with_client_labels(&c, layer, &p, zero, |chunk| asm.push(chunk).unwrap())
+                .unwrap();
+            let tables = asm.finish().unwrap();
+            let client = ClientLabels::from_blocks(prm, n, labels).unwrap();
+            let server = inputs.into_parts().1.encode_share(&a).unwrap();
+            let got = evaluator.evaluate_layer(&c, tables, client, server).unwrap();
+            for i in 0..n {
+                assert_eq!(got[i], reference(kind, prm, a[i], b[i], p[i]), "{kind:?} layer {layer}, i = {i}");
+            }
+        }
+    }
 }

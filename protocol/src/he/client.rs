@@ -11,12 +11,67 @@ use super::arith::{
     add_mod, expand_a, lift_small, mul_shoup, ntt, sample_cbd, sample_ternary, shoup, sub_mod,
 };
 use super::layout::LayerPlan;
-use super::params::{C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE};
+use super::params::{
+    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE, ShareDistribution,
+};
 use super::wire::{ClientUpload, PublicKeyMsg, ServerReply};
 use crate::{Error, Result};
 
 /// Stream index of the public key's `a` (uploads use 0, 1, 2, ...).
 pub(crate) const PK_STREAM: u64 = u64::MAX;
+
+/// The client's share c of one layer's input, uniform on Z_2^l: it can only
+/// be drawn from a CSPRNG ([`UniformShare::random`]), so the uniform-share
+/// noise analysis cannot be fed a chosen value. In the protocol it is the
+/// client's input-independent share of that layer's input (its mask r of
+/// the previous activation, or of the image). Zeroized on drop; not `Clone`.
+pub struct UniformShare {
+    ring_bits: u32,
+    values: Vec<u64>,
+}
+
+impl UniformShare {
+    /// Draws `len` uniform elements of Z_2^l (l from `params`).
+    pub fn random<R: RngCore + CryptoRng>(params: HeParams, len: usize, rng: &mut R) -> Self {
+        let m = params.ring_mask();
+        Self {
+            ring_bits: params.ring_bits(),
+            values: (0..len).map(|_| rng.next_u64() & m).collect(),
+        }
+    }
+
+    /// The share (ring elements).
+    pub fn as_slice(&self) -> &[u64] {
+        &self.values
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether the share is empty.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Moves the values out (the caller then owns zeroizing them).
+    pub fn into_vec(mut self) -> Vec<u64> {
+        std::mem::take(&mut self.values)
+    }
+}
+
+impl std::fmt::Debug for UniformShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UniformShare({} elements)", self.values.len())
+    }
+}
+
+impl Drop for UniformShare {
+    fn drop(&mut self) {
+        self.values.zeroize();
+    }
+}
 
 /// The client's RLWE secret: ternary s, also kept in NTT form for both primes.
 /// Zeroized on drop.
@@ -85,10 +140,44 @@ impl HeClient {
         PublicKeyMsg { seed, b }
     }
 
-    /// Encrypts the client's share `c` of the layer input ((C, H, W) layout,
-    /// ring elements) as the plan's input polynomials: b = −a·s + e + Δ·c
-    /// with c lifted centred and Δ = (q − 1)/t.
+    /// Encrypts the client's share `c` of the layer input ((C, H, W) layout)
+    /// as the plan's input polynomials: b = −a·s + e + Δ·c with c lifted
+    /// centred and Δ = (q − 1)/t. The share is a [`UniformShare`], which is
+    /// what the default noise analysis ([`ShareDistribution::Uniform`])
+    /// assumes and what the protocol uses (DESIGN.md §3.1).
     pub fn encrypt<R: RngCore + CryptoRng>(
+        &self,
+        plan: &LayerPlan,
+        share: &UniformShare,
+        rng: &mut R,
+    ) -> Result<ClientUpload> {
+        if share.ring_bits != self.params.ring_bits() {
+            return Err(Error::BadInput(
+                "uniform share drawn for another ring width".into(),
+            ));
+        }
+        self.encrypt_values(plan, &share.values, rng)
+    }
+
+    /// Encrypts an arbitrary share (any values in Z_2^l). Only allowed under
+    /// [`ShareDistribution::Arbitrary`] parameters, whose noise analysis holds
+    /// for every share; under the default parameters a non-uniform share
+    /// could fail to decrypt and leak the high part of W·c.
+    pub fn encrypt_arbitrary<R: RngCore + CryptoRng>(
+        &self,
+        plan: &LayerPlan,
+        share: &[u64],
+        rng: &mut R,
+    ) -> Result<ClientUpload> {
+        if self.params.shares() != ShareDistribution::Arbitrary {
+            return Err(Error::BadInput(
+                "arbitrary shares need HeParams::with_shares(ShareDistribution::Arbitrary)".into(),
+            ));
+        }
+        self.encrypt_values(plan, share, rng)
+    }
+
+    fn encrypt_values<R: RngCore + CryptoRng>(
         &self,
         plan: &LayerPlan,
         share: &[u64],

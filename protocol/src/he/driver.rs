@@ -8,7 +8,10 @@
 
 use rand::{CryptoRng, RngCore};
 
-use super::{ClientUpload, HeClient, HeParams, HeServer, LayerPlan, PublicKeyMsg, ServerReply};
+use super::{
+    ClientUpload, HeClient, HeParams, HeServer, LayerPlan, PublicKeyMsg, ServerMask, ServerReply,
+    UniformShare,
+};
 use crate::transport::{Channel, MAX_FRAME};
 use crate::{Error, Result};
 
@@ -43,7 +46,7 @@ pub async fn client_layer<C: Channel, R: RngCore + CryptoRng>(
     ch: &mut C,
     client: &HeClient,
     plan: &LayerPlan,
-    share: &[u64],
+    share: &UniformShare,
     rng: &mut R,
 ) -> Result<Vec<u64>> {
     check_frame(ClientUpload::encoded_len(plan).max(ServerReply::encoded_len(plan)))?;
@@ -54,30 +57,26 @@ pub async fn client_layer<C: Channel, R: RngCore + CryptoRng>(
     client.decrypt(plan, &ServerReply::decode(&bytes, plan)?)
 }
 
-/// Server: answers one layer with weights `weights` and mask `mask`.
+/// Server: answers one layer with weights `weights`; returns the mask s it
+/// drew (the client now holds W·c − s).
 pub async fn server_layer<C: Channel, R: RngCore + CryptoRng>(
     ch: &mut C,
     server: &HeServer,
     plan: &LayerPlan,
     weights: &[i64],
-    mask: &[u64],
     rng: &mut R,
-) -> Result<()> {
+) -> Result<ServerMask> {
     check_frame(ClientUpload::encoded_len(plan).max(ServerReply::encoded_len(plan)))?;
     let bytes = ch.recv(ClientUpload::encoded_len(plan)).await?;
     let upload = ClientUpload::decode(&bytes, plan)?;
-    ch.send(
-        &server
-            .evaluate(plan, weights, mask, &upload, rng)?
-            .encode(plan),
-    )
-    .await?;
-    ch.flush().await
+    let (reply, mask) = server.evaluate(plan, weights, &upload, rng)?;
+    ch.send(&reply.encode(plan)).await?;
+    ch.flush().await?;
+    Ok(mask)
 }
 
 #[cfg(test)]
 mod tests {
-    use rand::RngCore;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
@@ -99,11 +98,7 @@ mod tests {
         });
         let plan = LayerPlan::new(params, shape).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(3);
-        let m = params.ring_mask();
-        let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & m).collect();
-        let mask: Vec<u64> = (0..shape.output_len())
-            .map(|_| rng.next_u64() & m)
-            .collect();
+        let share = UniformShare::random(params, shape.input_len(), &mut rng);
         let weights: Vec<i64> = (0..shape.weight_len()).map(|i| i as i64 - 40).collect();
         let (mut a, mut b) = memory_pair();
         let client = HeClient::new(params, &mut rng);
@@ -116,13 +111,13 @@ mod tests {
             },
             async {
                 let server = server_setup(&mut b, params).await?;
-                server_layer(&mut b, &server, &plan, &weights, &mask, &mut srng).await
+                server_layer(&mut b, &server, &plan, &weights, &mut srng).await
             }
         );
-        served.unwrap();
+        let mask = served.unwrap();
         assert_eq!(
             got.unwrap(),
-            linear_reference(params, &shape, &weights, &share, &mask)
+            linear_reference(params, &shape, &weights, share.as_slice(), mask.as_slice())
         );
         let sent = a.meter().total("").sent;
         assert_eq!(
@@ -146,9 +141,10 @@ mod tests {
         let plan = LayerPlan::new(params, shape).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(6);
         let client = HeClient::new(params, &mut rng);
+        let share = UniformShare::random(params, 32, &mut rng);
         let (mut a, mut b) = memory_pair();
         let (got, _) = tokio::join!(
-            client_layer(&mut a, &client, &plan, &[0; 32], &mut rng),
+            client_layer(&mut a, &client, &plan, &share, &mut rng),
             async {
                 let _ = b.recv(usize::MAX).await;
                 b.send(&[0u8; 100]).await

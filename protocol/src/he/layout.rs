@@ -28,7 +28,10 @@
 
 use sha2::{Digest, Sha256};
 
-use super::params::{HeParams, MIN_MARGIN_BITS, POLY_DEGREE};
+use super::params::{
+    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE, TAIL_FAILURE_LOG2,
+    TARGET_HIDING_BITS,
+};
 use crate::{Error, Result};
 
 /// A 2-D convolution: square kernel, zero padding, PyTorch weight layout
@@ -183,24 +186,31 @@ pub struct LayerPlan {
     pub(crate) col_tiles: usize,
     pub(crate) c_blocks: usize,
     pub(crate) o_groups: usize,
-    /// Flooding noise bound for this layer (depends on the public shape only).
+    /// Per-coefficient hiding of the flood, in bits (params::TARGET_HIDING_BITS).
+    pub(crate) hiding_bits: u32,
+    /// Width M of the triangular flood for this layer (public shape only).
     pub(crate) flood_bound: u128,
     pub(crate) digest: [u8; 16],
 }
 
 /// Rough cost model used to choose the tiling, in "bytes": wire bytes plus
-/// server time priced at 125 bytes per microsecond (1 Gbit/s).
+/// server time priced at 125 bytes per microsecond (1 Gbit/s). Integers, so
+/// that both parties choose the same plan on every platform (times in
+/// nanoseconds, bytes in bits).
 mod cost {
-    pub const UP_CT_BYTES: f64 = 2.0 * 4096.0 * 55.0 / 8.0;
-    pub const C1_BYTES: f64 = 4096.0 * 49.0 / 8.0;
-    pub const C0_BYTES_PER_COEFF: f64 = 40.0 / 8.0;
-    pub const PER_US: f64 = 125.0;
+    use super::{C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, KEEP, POLY_DEGREE};
+    const RESIDUE_BITS: u128 = (64 - (CIPHERTEXT_PRIMES[KEEP] - 1).leading_zeros()) as u128;
+    pub const UP_CT_BITS: u128 = 2 * POLY_DEGREE as u128 * RESIDUE_BITS;
+    pub const C1_BITS: u128 = POLY_DEGREE as u128 * (RESIDUE_BITS - C1_DROP_BITS as u128);
+    pub const C0_BITS_PER_COEFF: u128 = RESIDUE_BITS - C0_DROP_BITS as u128;
+    /// 125 bytes per µs = 1 bit per ns.
+    pub const BITS_PER_NS: u128 = 1;
     /// NTT of an upload (4 NTTs), of a kernel polynomial (2), a
     /// multiply-accumulate (4 pointwise), an output (6 NTTs + sampling).
-    pub const UP_US: f64 = 40.0;
-    pub const KERNEL_US: f64 = 20.0;
-    pub const MAC_US: f64 = 8.0;
-    pub const OUT_US: f64 = 90.0;
+    pub const UP_NS: u128 = 40_000;
+    pub const KERNEL_NS: u128 = 20_000;
+    pub const MAC_NS: u128 = 8_000;
+    pub const OUT_NS: u128 = 90_000;
 }
 
 impl LayerPlan {
@@ -222,10 +232,16 @@ impl LayerPlan {
         let n = POLY_DEGREE;
         // Weights summed into one output coefficient per output channel.
         let terms_per_out = c_in * k * k;
+        // Outputs per ciphertext the noise budget allows at the target
+        // hiding; a layer too wide for even one gets G = 1 at the most
+        // hiding the budget allows (at least MIN_HIDING_BITS), or is refused.
         let g_noise = {
             let mut g = 0usize;
-            while g < o && params.noise_margin_bits((g + 1) * terms_per_out) >= MIN_MARGIN_BITS {
+            while g < o && params.fits((g + 1) * terms_per_out, TARGET_HIDING_BITS) {
                 g += 1;
+            }
+            if g == 0 && params.max_hiding_bits(terms_per_out).is_some() {
+                g = 1;
             }
             g
         };
@@ -239,32 +255,32 @@ impl LayerPlan {
             v.dedup();
             v
         };
-        let mut best: Option<(f64, [usize; 4])> = None;
+        let mut best: Option<(u128, [usize; 4])> = None;
         for &th in &candidates(ho) {
             for &tw in &candidates(wo) {
                 let (hb, wb) = (th + kq - 1, tw + kq - 1);
                 if hb * wb > n {
                     continue;
                 }
-                let tiles = (ho.div_ceil(th) * wo.div_ceil(tw)) as f64;
+                let tiles = (ho.div_ceil(th) * wo.div_ceil(tw)) as u128;
                 for cb in 1..=cq.min(n / (hb * wb)) {
                     let g = (n / (cb * hb * wb)).min(o).min(g_noise);
                     if g == 0 {
                         continue;
                     }
-                    let c_blocks = cq.div_ceil(cb) as f64;
-                    let o_groups = o.div_ceil(g) as f64;
+                    let c_blocks = cq.div_ceil(cb) as u128;
+                    let o_groups = o.div_ceil(g) as u128;
                     let ups = tiles * c_blocks;
                     let outs = tiles * o_groups;
-                    let wanted = (o * ho * wo) as f64;
-                    let bytes = ups * cost::UP_CT_BYTES
-                        + outs * cost::C1_BYTES
-                        + wanted * cost::C0_BYTES_PER_COEFF;
-                    let us = ups * cost::UP_US
-                        + c_blocks * o_groups * cost::KERNEL_US
-                        + ups * o_groups * cost::MAC_US
-                        + outs * cost::OUT_US;
-                    let total = bytes + us * cost::PER_US;
+                    let wanted = (o * ho * wo) as u128;
+                    let bits = ups * cost::UP_CT_BITS
+                        + outs * cost::C1_BITS
+                        + wanted * cost::C0_BITS_PER_COEFF;
+                    let ns = ups * cost::UP_NS
+                        + c_blocks * o_groups * cost::KERNEL_NS
+                        + ups * o_groups * cost::MAC_NS
+                        + outs * cost::OUT_NS;
+                    let total = bits + ns * cost::BITS_PER_NS;
                     if best.is_none_or(|(b, _)| total < b) {
                         best = Some((total, [th, tw, cb, g]));
                     }
@@ -280,6 +296,11 @@ impl LayerPlan {
             }
         };
         let (hb, wb) = (th + kq - 1, tw + kq - 1);
+        // Raise the hiding as far as the chosen packing leaves budget
+        // (g ≤ g_noise, so this is at least the target, or the fallback).
+        let hiding_bits = params.max_hiding_bits(g * terms_per_out).ok_or_else(|| {
+            Error::BadInput(format!("layer {shape:?}: beyond the HE noise budget"))
+        })?;
         let mut plan = Self {
             params,
             shape,
@@ -307,7 +328,8 @@ impl LayerPlan {
             col_tiles: wo.div_ceil(tw),
             c_blocks: cq.div_ceil(cb),
             o_groups: o.div_ceil(g),
-            flood_bound: params.flood_bound(g * terms_per_out),
+            hiding_bits,
+            flood_bound: params.flood_bound(g * terms_per_out, hiding_bits),
             digest: [0; 16],
         };
         plan.digest = plan.compute_digest();
@@ -316,7 +338,7 @@ impl LayerPlan {
 
     fn compute_digest(&self) -> [u8; 16] {
         let mut h = Sha256::new();
-        h.update(b"pi-he-plan-v1");
+        h.update(b"pi-he-plan-v2");
         h.update(self.params.digest());
         let fields = [
             matches!(self.shape, LayerShape::Fc(_)) as usize,
@@ -335,6 +357,7 @@ impl LayerPlan {
         for f in fields {
             h.update((f as u64).to_le_bytes());
         }
+        h.update(self.hiding_bits.to_le_bytes());
         h.update(self.flood_bound.to_le_bytes());
         let d = h.finalize();
         let mut out = [0u8; 16];
@@ -378,7 +401,19 @@ impl LayerPlan {
             LayerShape::Conv(c) => c.c_in * c.kernel * c.kernel,
             LayerShape::Fc(f) => f.inputs,
         };
-        self.params.noise_margin_bits(self.g * terms)
+        self.params
+            .noise_margin_bits(self.g * terms, self.hiding_bits)
+    }
+
+    /// Per-coefficient hiding of this layer's flood, in bits: every sent
+    /// coefficient has |v|·√D ≤ 2^−hiding (module docs, *Noise flooding*).
+    pub fn hiding_bits(&self) -> u32 {
+        self.hiding_bits
+    }
+
+    /// Coefficients of c0 sent to the client (one per output element).
+    pub fn sent_coefficients(&self) -> usize {
+        self.total_wanted()
     }
 
     /// Input channels per polynomial, output channels per product, tile size.
@@ -509,6 +544,22 @@ impl LayerPlan {
     pub(crate) fn total_wanted(&self) -> usize {
         self.o * self.ho * self.wo
     }
+}
+
+/// Statistical hiding of the weights over all `plans` of one inference, in
+/// bits: −log2 of √(Σ_layers K·2^(−2·hiding)) + Σ K·2^−71, the bound on the
+/// statistical distance between the client's view of all replies and a
+/// weight-independent simulation (module docs, *Noise flooding*). For Q
+/// inferences of a session, the ℓ2 term grows by √Q. Floating point: for
+/// reports only, never for planning.
+pub fn inference_hiding_bits<'a>(plans: impl IntoIterator<Item = &'a LayerPlan>) -> f64 {
+    let (mut sq, mut tails) = (0f64, 0f64);
+    for p in plans {
+        let k = p.sent_coefficients() as f64;
+        sq += k * (-2.0 * p.hiding_bits as f64).exp2();
+        tails += k * (TAIL_FAILURE_LOG2 as f64).exp2();
+    }
+    -(sq.sqrt() + tails).log2()
 }
 
 /// Cleartext reference over Z_2^l: W·c − s for the layer (the test oracle

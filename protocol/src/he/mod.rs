@@ -7,15 +7,28 @@
 //! USENIX Security 2022): convolutions and FC layers are polynomial products
 //! with no rotations and no relinearisation ([`layout`] explains the packing).
 //!
+//! # Security scope
+//! Semi-honest parties only (DESIGN.md §3.6): both follow the protocol and
+//! try to learn more from what they see. A malicious client could upload
+//! ill-formed ciphertexts (huge noise, a non-ternary key, a key that differs
+//! from the public key) and learn more about W from the replies; a malicious
+//! server could return a wrong share. Nothing here proves well-formedness or
+//! checks results; hostile *bytes* are still rejected cleanly ([`wire`]).
+//! What the API does enforce: the server's mask s is drawn inside
+//! [`HeServer::evaluate`] and returned as a move-only [`ServerMask`], and the
+//! client's share is a [`UniformShare`] drawn from a CSPRNG (a chosen share
+//! needs [`ShareDistribution::Arbitrary`] and [`HeClient::encrypt_arbitrary`]).
+//!
 //! # Protocol (sans-IO)
 //! 1. Once per session the client sends [`PublicKeyMsg`] ([`HeClient::public_key`]).
 //! 2. Per layer both parties build the same [`LayerPlan`] from the public shape.
 //!    The client sends [`ClientUpload`] ([`HeClient::encrypt`]): symmetric
 //!    encryptions b = −a·s + e + Δ·c of its share, `a` replaced by a seed.
-//! 3. The server answers [`ServerReply`] ([`HeServer::evaluate`]): for each
-//!    output ciphertext Σ ct·W − Δ·s_mask, plus flooding noise, plus a fresh
-//!    public-key encryption of zero, switched from q to p0, low bits dropped,
-//!    and only the useful coefficients of c0 are sent.
+//! 3. The server draws its mask s_mask and answers [`ServerReply`]
+//!    ([`HeServer::evaluate`]): for each output ciphertext Σ ct·W − Δ·s_mask,
+//!    plus flooding noise, plus a fresh public-key encryption of zero,
+//!    switched from q to p0, low bits dropped, and only the useful
+//!    coefficients of c0 are sent.
 //! 4. The client decrypts ([`HeClient::decrypt`]).
 //!
 //! ```
@@ -33,14 +46,16 @@
 //! // One layer: both sides plan it from the public shape.
 //! let shape = LayerShape::Fc(FcShape { inputs: 3, outputs: 2 });
 //! let plan = LayerPlan::new(params, shape)?;
-//! let share = [5, 1 << 36, 7]; // the client's share c (ring elements)
-//! let (weights, mask) = ([1, -2, 3, 4, 5, -6], [10, 20]); // the server's W and s
+//! // The client's share c: uniform, drawn from its CSPRNG.
+//! let share = UniformShare::random(params, shape.input_len(), &mut client_rng);
+//! let weights = [1, -2, 3, 4, 5, -6]; // the server's W
 //! let up = client.encrypt(&plan, &share, &mut client_rng)?.encode(&plan);
-//! let reply = server
-//!     .evaluate(&plan, &weights, &mask, &ClientUpload::decode(&up, &plan)?, &mut server_rng)?
-//!     .encode(&plan);
-//! let out = client.decrypt(&plan, &ServerReply::decode(&reply, &plan)?)?;
-//! assert_eq!(out, linear_reference(params, &shape, &weights, &share, &mask));
+//! // The server draws its mask s itself and keeps it.
+//! let (reply, mask) =
+//!     server.evaluate(&plan, &weights, &ClientUpload::decode(&up, &plan)?, &mut server_rng)?;
+//! let out = client.decrypt(&plan, &ServerReply::decode(&reply.encode(&plan), &plan)?)?;
+//! let want = linear_reference(params, &shape, &weights, share.as_slice(), mask.as_slice());
+//! assert_eq!(out, want);
 //! # Ok::<(), pi_protocol::Error>(())
 //! ```
 //!
@@ -61,55 +76,108 @@
 //! The test oracle for polynomial arithmetic is a schoolbook negacyclic
 //! product (`arith::tests::schoolbook`).
 //!
-//! # Noise analysis
+//! # Noise analysis (correctness)
 //! Let n be the number of weights summed into one output coefficient
 //! (G·C_in·k² for G output channels per ciphertext: every coefficient of every
 //! kernel polynomial of the group meets the noise) and w̄ = 2^16 the public
 //! weight bound ([`params::WEIGHT_BITS`]). "w.p." bounds fail with probability
-//! below 2^−71 per coefficient (sub-Gaussian tail at 10σ).
+//! below 2^−71 per coefficient (sub-Gaussian tail at τ = 10 standard
+//! deviations). All bounds are evaluated in integer arithmetic, rounded up,
+//! so both parties plan identically on every platform.
 //! 1. *Encryption*: b + a·s = Δ·c + e, |e_j| ≤ 21, Var = 10.5.
 //! 2. *Product with weights*: Σ (b·W) + (a·W)·s = Δ·(W·c) + e·W. With c
 //!    lifted centred, W·c = [W·c]_t + t·k over Z, and Δ·t = q − 1 ≡ −1, so
-//!    the plaintext product adds −k. For arbitrary c, |k| ≤ ‖W‖₁/2 ≤ n·w̄/2;
-//!    for the protocol's uniform shares ([`ShareDistribution`], default)
-//!    Hoeffding gives w.p. |k| ≤ 10·‖W‖₂/2 + 1 ≤ 5·√n·w̄ + 1.
-//!    e·W is sub-Gaussian with proxy 10.5·‖W‖₂² ≤ 10.5·n·w̄²: w.p.
-//!    |e·W| ≤ 10·√10.5·√n·w̄. Together B(n) ≈ 37.4·√n·w̄ (uniform shares) or
-//!    32.4·√n·w̄ + n·w̄/2 (arbitrary shares).
+//!    the plaintext product adds −k. For uniform shares ([`UniformShare`],
+//!    the default analysis) e·W + W·c/t is sub-Gaussian with proxy
+//!    (10.5 + 1/4)·‖W‖₂² (Hoeffding for the second term) and |k − W·c/t| ≤
+//!    1/2, so w.p. |e·W − k| ≤ B(n) = τ·√(10.75·n)·w̄ + 1. For arbitrary
+//!    shares |k| ≤ ‖W‖₁/2: B(n) = τ·√(10.5·n)·w̄ + n·w̄/2 + 1.
 //! 3. *Mask*: −Δ·s_mask is exact.
-//! 4. *Flooding*: uniform on [−F, F] with F = ⌈2^40·B(n)⌉ (smudging: the
-//!    statistical distance from a weight-independent distribution is at most
-//!    B(n)/F ≤ 2^−40), added at the full modulus to the sent c0
-//!    coefficients. F depends on the public shape and weight bound only.
-//! 5. *Fresh encryption of zero*: u·pk_b + e0 + (u·pk_a + e1)·s adds
-//!    u·e_pk + e0 + e1·s, at most 2·21·N + 21 < 2^18 (worst case); it makes
-//!    (c0, c1) pseudorandom given the client's seeded a (RLWE with secret u),
-//!    so c1 no longer reveals a·W.
+//! 4. *Flooding*: triangular noise X = U1 − U2, U_i uniform on [0, M), so
+//!    |X| < M, added at the full modulus to every sent c0 coefficient, with
+//!    M = 6·2^s·(B(n) + ν) for the layer's hiding s (next section). M depends
+//!    on the public shape and weight bound only.
+//! 5. *Fresh encryption of zero*: (u·pk_b + e0, u·pk_a + e1) adds
+//!    ν = u·e_pk + e0 + e1·s to the phase, |ν| ≤ 2·21·N + 21 < 2^18.
 //! 6. *Modulus switch to p0*: c' = round(c·p0/q) computed in RNS; the noise
-//!    is divided by p1 and gains r0 + r1·s, |r| ≤ 1/2: w.p. ≤ 0.5 + 10·√N/2.
+//!    is divided by p1 and gains r0 + r1·s, |r| ≤ 1/2: w.p. ≤ 0.5 + τ·√N/2.
 //!    Δ·m becomes Δ'·m + m(1 − p0/q)/t with Δ' = (p0 − 1)/t: error < 1.
-//! 7. *Dropped bits*: c0 loses 14 bits (≤ 2^13), c1 loses 6 bits, times s:
-//!    w.p. ≤ 10·√N·2^5.
+//! 7. *Dropped bits*: c0 loses 13 bits (≤ 2^12), c1 loses 4 bits, times s:
+//!    w.p. ≤ τ·√N·2^3.
 //! 8. *Decryption* round(t·x/p0) is exact while the total is below Δ'/2
-//!    (92 679 for l = 37). Under the worst-case analysis, for n = 4·512·9 (a
-//!    512-channel 3x3 conv, 4 outputs per ciphertext) B ≈ 2^29.7 and the
-//!    terms are F/p1 ≈ 38 500, 320, 8 192 and 20 480: 67 500 < 92 679, a
-//!    margin of 0.46 bit on top of the 2^−71 tails and worst-case terms. The
-//!    planner only picks G (outputs per ciphertext) that keep at least
-//!    [`params::MIN_MARGIN_BITS`]; a layer whose single output sums too many
-//!    weights (n > ~24 000 worst case, ~190 000 uniform) is refused. The
-//!    test `reply_noise_does_not_depend_on_weights` checks the measured noise
+//!    (92 679 for l = 37). For n = 3·512·9 (a 512-channel 3x3 conv, 3 outputs
+//!    per ciphertext) at s = 40: B ≈ 2^27.9, M ≈ 2^70.5, and the terms are
+//!    M/p1 ≈ 65 500, 321, 4 096 and 5 120: 75 000 < 92 679, a margin of 0.3
+//!    bit on top of the 2^−71 tails. The planner only picks G (outputs per
+//!    ciphertext) whose total times [`params::MARGIN_NUM`]/[`params::MARGIN_DEN`]
+//!    (≥ 2^0.25) stays below Δ'/2. The test
+//!    `reply_noise_does_not_depend_on_weights` checks the measured noise
 //!    variance against terms 4 and 7 (the dominant ones).
+//!
+//! # Noise flooding (privacy of W against the client)
+//! What the client sees of one reply ciphertext: all of c1 and the wanted
+//! coefficients of c0. Before switching, its phase at a wanted coefficient is
+//! c0 + c1·s = Δ·(W·c − s_mask) + v + X with v = e·W − k + ν: the client
+//! knows e, c and s, so v is a function of W (and of the server's u, e0,
+//! e1, which also sit in c1 = a·W + u·pk_a + e1).
+//! - *Hybrid 1*: replace every sent c0 by Δ·(W·c − s_mask) + X − (c1·s),
+//!   i.e. drop v. Given everything else the floods are independent, so by
+//!   the lemma below the statistical distance is at most
+//!   √(Σ_i v_i²·D) + (tail events), D the flood's Hellinger constant.
+//! - *Hybrid 2*: u and e1 now occur only in c1 = a·W + (u·pk_a + e1), an RLWE
+//!   sample with secret u under the same assumption as the key, so c1 is
+//!   pseudorandom and can be replaced by uniform. This step needs hybrid 1
+//!   first: ν is correlated with c1, which is why M covers ν too.
+//! - What remains depends on W only through W·c − s_mask, which is uniform
+//!   because s_mask is fresh and uniform ([`ServerMask`]). Modulus switching
+//!   and dropping bits are deterministic post-processing and cannot increase
+//!   the distance. Garbage coefficients of c0 (partial sums) are never sent.
+//!
+//! *Lemma* (standard properties of the Hellinger distance H² = ½Σ(√P − √Q)²,
+//! e.g. Polyanskiy and Wu, *Information Theory: From Coding to Learning*,
+//! 2024, ch. 7): (i) SD(P, Q) ≤ √2·H; (ii) for products 1 − H² =
+//! Π(1 − H_i²), so H² ≤ Σ H_i²; (iii) for a pmf p on Z and an integer shift
+//! v, Σ_x (√p(x) − √p(x − v))² ≤ v²·D with D = Σ_x (√p(x + 1) − √p(x))²
+//! (telescope the difference in v unit steps, then Cauchy–Schwarz). Together
+//! SD ≤ √(Σ_i v_i²·D_i). For the triangular pmf p(x) = (M − |x|)/M²,
+//! D·M² = 2 + 2·Σ_{a<M} (√(a+1) − √a)² ≤ 2.5 + ln(M)/2 ≤ 36 for M ≤ 2^96
+//! (test `triangular_hellinger_constant`). Uniform flooding on [−F, F]
+//! instead has H² = |v|/(2F + 1), linear in v, so K coefficients would cost a
+//! factor K; a smooth flood costs only √K.
+//!
+//! With |v_i| ≤ B(n) + ν (w.p. 1 − 2^−71 each) and M = 6·2^s·(B(n) + ν),
+//! each sent coefficient contributes v_i²·D ≤ 2^−2s. **Per inference** (one
+//! upload and one reply per linear layer, fresh client noise, fresh masks,
+//! fresh floods) the client's view of all replies is within statistical
+//! distance √(Σ_layers K_l·2^(−2·s_l)) + K·2^−71 of a weight-independent
+//! simulation, K_l the layer's sent coefficients. Every layer gets s_l ≥
+//! [`params::TARGET_HIDING_BITS`] = 40 (and more where its packing leaves
+//! budget; wider layers fall back to one output per ciphertext and at least
+//! [`params::MIN_HIDING_BITS`]); [`inference_hiding_bits`] evaluates the bound
+//! for a list of plans. ResNet18 (m = 64, 32x32) sends K ≈ 2^19.2
+//! coefficients and gets **2^−31.2 per inference**; Q inferences of one
+//! session add up to √Q times that (2^−26.2 for Q = 1 024), since only the
+//! weights are common to them.
+//!
+//! 40 bits per inference do not fit N = 4096, log q ≤ 109, l = 37, w̄ = 2^16:
+//! s would have to be about 50 everywhere, but q/(2t) ≈ 2^71 caps the
+//! flood, and a 512-channel 3x3 conv reaches s = 41 with one output per
+//! ciphertext (a target of 42 gave 2^−31.8 per inference for 2.7x the reply
+//! bytes). Each bit less of l or of w̄ would add one bit of s, a base-2^8
+//! split of the weights about 7.5 bits for twice the products and replies;
+//! N = 8192 (log q ≤ 218 by the same table) gives q/t ≥ 2^140 with three
+//! or four primes, enough for s ≥ 50 at any packing, for roughly twice the
+//! server time and 1.5-2x the upload bytes.
 //!
 //! # Cost (indicative, 2-core machine shared with other builds)
 //! ResNet18 (m = 64, 32x32, 100 classes), all 21 linear layers, one thread,
-//! both parties, verified bit for bit: 2.5-5.5 s (load-dependent), 38.0 MB up, 33.1 MB down,
-//! 32 502 ct x pt products (`cargo run --release -p pi-bench --example
-//! he_resnet18 -- 64 verify`).
-//!
-//! Other garbage coefficients of a product (partial sums that would reveal
-//! W) are never sent: c0 travels only at the wanted positions, and without
-//! c0 a coefficient of c1 is a uniformly looking RLWE value.
+//! both parties, every share verified: 33.6 MB up, 43.1 MB down, 32 388
+//! ct x pt products, 2.7-5.0 s depending on load (the earlier
+//! per-coefficient uniform flood: 38.0 MB up, 33.1 MB down, 2.2-5.1 s in
+//! the same runs). hrn-5x5x3x (m = 16): 25.0 MB up, 124.3 MB down (was
+//! 55.7 and 41.3): its 1 200-channel layers now return one output channel
+//! per ciphertext. `cargo run --release -p pi-bench -- he resnet18
+//! --threads 1 --verify`.
 
 // Index loops over the two RNS primes read closer to the maths.
 #![allow(clippy::needless_range_loop)]
@@ -125,8 +193,10 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use client::HeClient;
-pub use layout::{ConvShape, FcShape, LayerPlan, LayerShape, linear_reference};
+pub use client::{HeClient, UniformShare};
+pub use layout::{
+    ConvShape, FcShape, LayerPlan, LayerShape, inference_hiding_bits, linear_reference,
+};
 pub use params::{HeParams, ShareDistribution};
-pub use server::{CtPtKernel, HeServer};
+pub use server::{CtPtKernel, HeServer, ServerMask};
 pub use wire::{ClientUpload, PublicKeyMsg, ServerReply};

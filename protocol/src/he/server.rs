@@ -94,12 +94,35 @@ impl HeServer {
         })
     }
 
-    /// Computes the reply for one layer: per output ciphertext
-    /// Σ_blocks ct·W − Δ·s + flood + Enc_pk(0), switched to p0, low bits dropped.
+    /// Computes the reply for one layer and draws the server's mask for it:
+    /// per output ciphertext Σ_blocks ct·W − Δ·s + flood + Enc_pk(0),
+    /// switched to p0, low bits dropped. The client decrypts W·c − s; the
+    /// server keeps the returned [`ServerMask`] s for the online phase.
     ///
-    /// `weights` are signed, |w| < 2^WEIGHT_BITS, in PyTorch layout;
-    /// `mask` is the server's mask s in the layer's output layout.
+    /// The mask is drawn here, uniform on Z_2^l from `rng` (a CSPRNG), so that
+    /// it can be neither biased nor reused: a known or repeated s would reveal
+    /// W·c to the client (DESIGN.md §3.2, §3.5).
+    ///
+    /// `weights` are signed, |w| < 2^WEIGHT_BITS, in PyTorch layout.
     pub fn evaluate<R: RngCore + CryptoRng>(
+        &self,
+        plan: &LayerPlan,
+        weights: &[i64],
+        upload: &ClientUpload,
+        rng: &mut R,
+    ) -> Result<(ServerReply, ServerMask)> {
+        let m = self.params.ring_mask();
+        let mask = ServerMask(
+            (0..plan.shape.output_len())
+                .map(|_| rng.next_u64() & m)
+                .collect(),
+        );
+        let reply = self.evaluate_with_mask(plan, weights, mask.as_slice(), upload, rng)?;
+        Ok((reply, mask))
+    }
+
+    /// [`Self::evaluate`] with a caller-chosen mask (tests of extreme masks only).
+    pub(crate) fn evaluate_with_mask<R: RngCore + CryptoRng>(
         &self,
         plan: &LayerPlan,
         weights: &[i64],
@@ -191,10 +214,12 @@ impl HeServer {
                         }
                     }
                     for cb in 0..plan.c_blocks {
+                        // Every (group, block) pair holds at least one
+                        // weight slot (tap (0, 0) of each phase is in the
+                        // kernel), so no block is skipped: skipping blocks
+                        // whose weights happen to be zero would reveal
+                        // sparsity through timing.
                         plan.kernel_poly(weights, og, cb, kpoly);
-                        if kpoly.iter().all(|&w| w == 0) {
-                            continue;
-                        }
                         small_to_ntt(kpoly, k_ntt);
                         for (tile, acc) in acc.iter_mut().enumerate() {
                             let ct = &cts[tile * plan.c_blocks + cb];
@@ -274,20 +299,20 @@ impl HeServer {
             let d = self.params.delta_mod(i);
             (d, shoup(d, CIPHERTEXT_PRIMES[i]))
         });
-        let fbound = plan.flood_bound;
-        let span = 2 * fbound + 1;
-        let span_mask = u128::MAX >> span.leading_zeros();
+        // Triangular flood X = U1 − U2, U_i uniform on [0, M) by rejection
+        // sampling: |X| < M, hiding per the module docs (*Noise flooding*).
+        let width = plan.flood_bound;
+        let width_mask = u128::MAX >> width.leading_zeros();
+        let mut uniform = || loop {
+            let x = (((rng.next_u64() as u128) << 64) | rng.next_u64() as u128) & width_mask;
+            if x < width {
+                break x;
+            }
+        };
         let c0: Vec<u64> = wanted
             .iter()
             .map(|&(coeff, idx)| {
-                // Uniform flooding noise on [−F, F] by rejection sampling.
-                let raw = loop {
-                    let x = (((rng.next_u64() as u128) << 64) | rng.next_u64() as u128) & span_mask;
-                    if x < span {
-                        break x;
-                    }
-                };
-                let flood = raw as i128 - fbound as i128;
+                let flood = uniform() as i128 - uniform() as i128;
                 let mut v = [0u64; 2];
                 for i in 0..2 {
                     let p = CIPHERTEXT_PRIMES[i];
@@ -300,6 +325,35 @@ impl HeServer {
             .collect();
         e.zeroize();
         (c1, c0)
+    }
+}
+
+/// The server's mask s of one layer's output ((O, Ho, Wo) or (outputs)
+/// layout), uniform on Z_2^l, drawn by [`HeServer::evaluate`]. Deliberately
+/// not `Clone`: one mask serves one layer of one inference. Zeroized on drop.
+pub struct ServerMask(Vec<u64>);
+
+impl ServerMask {
+    /// The mask values (ring elements).
+    pub fn as_slice(&self) -> &[u64] {
+        &self.0
+    }
+
+    /// Moves the values out (the caller then owns zeroizing them).
+    pub fn into_vec(mut self) -> Vec<u64> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl std::fmt::Debug for ServerMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerMask({} elements)", self.0.len())
+    }
+}
+
+impl Drop for ServerMask {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 

@@ -2,7 +2,7 @@
 //! Z_2^l bit for bit, replies must be circuit private, hostile bytes rejected.
 
 use proptest::prelude::*;
-use rand::{Rng, RngCore};
+use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -23,16 +23,32 @@ fn random_weights(rng: &mut ChaCha20Rng, len: usize, bits: u32) -> Vec<i64> {
     (0..len).map(|_| rng.random_range(-b + 1..b)).collect()
 }
 
-fn run_layer(shape: LayerShape, weights: &[i64], share: &[u64], mask: &[u64], seed: u64) -> Run {
-    run_layer_with(HeParams::default(), shape, weights, share, mask, seed)
+/// The client's share for a test run: drawn uniformly inside the run, or
+/// given (only under `ShareDistribution::Arbitrary`).
+#[derive(Clone, Copy)]
+enum Share<'a> {
+    Uniform,
+    Given(&'a [u64]),
 }
 
+fn run_layer(shape: LayerShape, weights: &[i64], seed: u64) -> Run {
+    run_layer_with(
+        HeParams::default(),
+        shape,
+        weights,
+        Share::Uniform,
+        None,
+        seed,
+    )
+}
+
+/// One layer, both parties; `mask` overrides the mask the server draws.
 fn run_layer_with(
     params: HeParams,
     shape: LayerShape,
     weights: &[i64],
-    share: &[u64],
-    mask: &[u64],
+    share: Share<'_>,
+    mask: Option<&[u64]>,
     seed: u64,
 ) -> Run {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -40,19 +56,38 @@ fn run_layer_with(
     let pk = PublicKeyMsg::decode(&client.public_key(&mut rng).encode(&params), &params).unwrap();
     let server = HeServer::new(params, &pk).unwrap();
     let plan = LayerPlan::new(params, shape).unwrap();
-    let up = client
-        .encrypt(&plan, share, &mut rng)
-        .unwrap()
-        .encode(&plan);
+    let (upload, share) = match share {
+        Share::Uniform => {
+            let share = UniformShare::random(params, shape.input_len(), &mut rng);
+            (
+                client.encrypt(&plan, &share, &mut rng).unwrap(),
+                share.into_vec(),
+            )
+        }
+        Share::Given(v) => (
+            client.encrypt_arbitrary(&plan, v, &mut rng).unwrap(),
+            v.to_vec(),
+        ),
+    };
+    let up = upload.encode(&plan);
     let upload = ClientUpload::decode(&up, &plan).unwrap();
-    let reply = server
-        .evaluate(&plan, weights, mask, &upload, &mut rng)
-        .unwrap()
-        .encode(&plan);
+    let (reply, mask) = match mask {
+        None => {
+            let (reply, mask) = server.evaluate(&plan, weights, &upload, &mut rng).unwrap();
+            (reply, mask.into_vec())
+        }
+        Some(m) => (
+            server
+                .evaluate_with_mask(&plan, weights, m, &upload, &mut rng)
+                .unwrap(),
+            m.to_vec(),
+        ),
+    };
+    let reply = reply.encode(&plan);
     assert_eq!(reply.len(), ServerReply::encoded_len(&plan));
     let reply = ServerReply::decode(&reply, &plan).unwrap();
     let (got, noise) = client.decrypt_raw(&plan, &reply).unwrap();
-    let want = linear_reference(params, &shape, weights, share, mask);
+    let want = linear_reference(params, &shape, weights, &share, &mask);
     let down_bytes = ServerReply::encoded_len(&plan);
     Run {
         plan,
@@ -66,13 +101,8 @@ fn run_layer_with(
 
 fn random_layer(shape: LayerShape, seed: u64, wbits: u32) -> Run {
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
-    let m = HeParams::default().ring_mask();
     let weights = random_weights(&mut rng, shape.weight_len(), wbits);
-    let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & m).collect();
-    let mask: Vec<u64> = (0..shape.output_len())
-        .map(|_| rng.next_u64() & m)
-        .collect();
-    run_layer(shape, &weights, &share, &mask, seed)
+    run_layer(shape, &weights, seed)
 }
 
 fn conv(c_in: usize, c_out: usize, hw: usize, kernel: usize, stride: usize) -> LayerShape {
@@ -184,28 +214,34 @@ fn extreme_weights_and_shares_are_exact() {
         .collect();
     let share = vec![1u64 << 36; shape.input_len()];
     let mask = vec![(1u64 << 37) - 1; shape.output_len()];
-    let r = run_layer_with(arbitrary, shape, &weights, &share, &mask, 7);
+    let r = run_layer_with(
+        arbitrary,
+        shape,
+        &weights,
+        Share::Given(&share),
+        Some(&mask),
+        7,
+    );
     assert_exact(&r, "extreme");
     let r = run_layer_with(
         arbitrary,
         fc(8192, 3),
         &vec![w; 8192 * 3],
-        &vec![1u64 << 36; 8192],
-        &[0, 1, 2],
+        Share::Given(&vec![1u64 << 36; 8192]),
+        Some(&[0, 1, 2]),
         8,
     );
     assert_exact(&r, "extreme fc");
     // Default (uniform shares): a wide layer packed with many outputs per reply.
     let shape = conv(1200, 1200, 2, 3, 1);
-    let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let share: Vec<u64> = (0..shape.input_len())
-        .map(|_| rng.next_u64() & ((1 << 37) - 1))
-        .collect();
     let weights: Vec<i64> = (0..shape.weight_len())
         .map(|i| if i % 2 == 0 { -w } else { w })
         .collect();
-    let r = run_layer(shape, &weights, &share, &vec![5; shape.output_len()], 10);
-    assert!(r.plan.tiling().1 >= 8, "{:?}", r.plan.tiling());
+    let r = run_layer(shape, &weights, 10);
+    // 10 800 weights per output: one output per ciphertext, hiding below the
+    // target but at least the floor.
+    assert_eq!(r.plan.tiling().1, 1, "{:?}", r.plan.tiling());
+    assert!(r.plan.hiding_bits() >= params::MIN_HIDING_BITS);
     assert_exact(&r, "wide uniform");
     let measured = r.noise.iter().map(|v| v.unsigned_abs()).max().unwrap() as f64;
     assert!(
@@ -222,11 +258,7 @@ fn narrower_ring_is_exact() {
     let mut rng = ChaCha20Rng::seed_from_u64(77);
     let m = params.ring_mask();
     let weights = random_weights(&mut rng, shape.weight_len(), 15);
-    let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & m).collect();
-    let mask: Vec<u64> = (0..shape.output_len())
-        .map(|_| rng.next_u64() & m)
-        .collect();
-    let r = run_layer_with(params, shape, &weights, &share, &mask, 78);
+    let r = run_layer_with(params, shape, &weights, Share::Uniform, None, 78);
     assert!(r.want.iter().all(|&v| v <= m));
     assert_exact(&r, "l = 32");
 }
@@ -265,7 +297,8 @@ proptest! {
         let plan = LayerPlan::new(p, shape).unwrap();
         let (cb, g, _, _) = plan.tiling();
         prop_assert!(g * cb * plan.hb * plan.wb <= params::POLY_DEGREE);
-        prop_assert!(p.noise_margin_bits(g * c_in * kernel * kernel) >= params::MIN_MARGIN_BITS);
+        prop_assert!(p.fits(g * c_in * kernel * kernel, plan.hiding_bits()));
+        prop_assert!(plan.hiding_bits() >= params::TARGET_HIDING_BITS);
         let mut seen = vec![false; shape.output_len()];
         let mut w = Vec::new();
         for tile in 0..plan.tiles() {
@@ -296,25 +329,20 @@ fn mean_var(v: &[i64]) -> (f64, f64) {
 #[test]
 fn reply_noise_does_not_depend_on_weights() {
     let shape = conv(64, 16, 8, 3, 1);
-    let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let m = HeParams::default().ring_mask();
-    let share: Vec<u64> = (0..shape.input_len()).map(|_| rng.next_u64() & m).collect();
-    let mask: Vec<u64> = (0..shape.output_len())
-        .map(|_| rng.next_u64() & m)
-        .collect();
     let w = (1i64 << params::WEIGHT_BITS) - 1;
-    let zero = run_layer(shape, &vec![0; shape.weight_len()], &share, &mask, 1);
-    let big = run_layer(shape, &vec![w; shape.weight_len()], &share, &mask, 2);
+    let zero = run_layer(shape, &vec![0; shape.weight_len()], 1);
+    let big = run_layer(shape, &vec![w; shape.weight_len()], 2);
     assert_exact(&zero, "zero weights");
     assert_exact(&big, "big weights");
     let (m0, v0) = mean_var(&zero.noise);
     let (m1, v1) = mean_var(&big.noise);
     let n = zero.noise.len() as f64;
     // The measured variance is what the analysis predicts from weight-independent
-    // terms alone: flood F²/3 scaled by 1/p1², dropped c0 bits 2^(2·14)/3,
+    // terms alone: triangular flood of width M has variance (M² − 1)/6, scaled
+    // by 1/p1²; dropped c0 bits 2^(2·13)/12,
     // dropped c1 bits (2^(2·6)/12)·‖s‖² with ‖s‖² ≈ 2N/3.
     let flood_var =
-        (zero.plan.flood_bound as f64 / params::CIPHERTEXT_PRIMES[1] as f64).powi(2) / 3.0;
+        (zero.plan.flood_bound as f64 / params::CIPHERTEXT_PRIMES[1] as f64).powi(2) / 6.0;
     let drop0 = 2f64.powi(2 * (params::C0_DROP_BITS as i32 - 1)) / 3.0;
     let drop1 = 2f64.powi(2 * params::C1_DROP_BITS as i32) / 12.0
         * (2.0 * params::POLY_DEGREE as f64 / 3.0);
@@ -338,15 +366,20 @@ fn replies_are_rerandomised() {
     let server = HeServer::new(params, &client.public_key(&mut rng)).unwrap();
     // FC 1 -> 1 with weight 1: a·W = a, so the "naive" c1 is the switched a.
     let plan = LayerPlan::new(params, fc(1, 1)).unwrap();
-    let upload = client.encrypt(&plan, &[12345], &mut rng).unwrap();
+    let share = UniformShare::random(params, 1, &mut rng);
+    let upload = client.encrypt(&plan, &share, &mut rng).unwrap();
     let r1 = server
-        .evaluate(&plan, &[1], &[0], &upload, &mut rng)
+        .evaluate_with_mask(&plan, &[1], &[0], &upload, &mut rng)
         .unwrap();
     let r2 = server
-        .evaluate(&plan, &[1], &[0], &upload, &mut rng)
+        .evaluate_with_mask(&plan, &[1], &[0], &upload, &mut rng)
         .unwrap();
-    assert_eq!(client.decrypt(&plan, &r1).unwrap(), vec![12345]);
-    assert_eq!(client.decrypt(&plan, &r2).unwrap(), vec![12345]);
+    assert_eq!(client.decrypt(&plan, &r1).unwrap(), share.as_slice());
+    assert_eq!(client.decrypt(&plan, &r2).unwrap(), share.as_slice());
+    // Masks drawn by the server are fresh: two evaluations, two masks.
+    let (_, m1) = server.evaluate(&plan, &[1], &upload, &mut rng).unwrap();
+    let (_, m2) = server.evaluate(&plan, &[1], &upload, &mut rng).unwrap();
+    assert_ne!(m1.as_slice(), m2.as_slice());
     let same = r1.c1.iter().zip(&r2.c1).filter(|(a, b)| a == b).count();
     assert!(
         same < 16,
@@ -380,7 +413,7 @@ fn hostile_bytes_are_rejected() {
     let server = HeServer::new(params, &PublicKeyMsg::decode(&pk_bytes, &params).unwrap()).unwrap();
     let plan = LayerPlan::new(params, conv(2, 2, 4, 3, 1)).unwrap();
     let other = LayerPlan::new(params, conv(2, 3, 4, 3, 1)).unwrap();
-    let share = vec![1u64; 2 * 16];
+    let share = UniformShare::random(params, 2 * 16, &mut rng);
     let up = client
         .encrypt(&plan, &share, &mut rng)
         .unwrap()
@@ -421,8 +454,9 @@ fn hostile_bytes_are_rejected() {
     // Reply side.
     let upload = ClientUpload::decode(&up, &plan).unwrap();
     let reply = server
-        .evaluate(&plan, &[1; 36], &[0; 32], &upload, &mut rng)
+        .evaluate(&plan, &[1; 36], &upload, &mut rng)
         .unwrap()
+        .0
         .encode(&plan);
     assert!(matches!(
         ServerReply::decode(&reply[..reply.len() - 3], &plan),
@@ -457,31 +491,42 @@ fn hostile_bytes_are_rejected() {
     ));
     // Bad local input is the caller's fault.
     assert!(matches!(
-        client.encrypt(&plan, &share[1..], &mut rng),
+        client.encrypt(&plan, &UniformShare::random(params, 31, &mut rng), &mut rng),
         Err(Error::BadInput(_))
     ));
     assert!(matches!(
-        server.evaluate(&plan, &[1 << 20; 36], &[0; 32], &upload, &mut rng),
+        client.encrypt(&plan, &UniformShare::random(p36, 32, &mut rng), &mut rng),
+        Err(Error::BadInput(_))
+    ));
+    // Chosen shares are refused under the uniform-share analysis.
+    assert!(matches!(
+        client.encrypt_arbitrary(&plan, &[1; 32], &mut rng),
         Err(Error::BadInput(_))
     ));
     assert!(matches!(
-        server.evaluate(&plan, &[1; 35], &[0; 32], &upload, &mut rng),
+        server.evaluate(&plan, &[1 << 20; 36], &upload, &mut rng),
         Err(Error::BadInput(_))
     ));
     assert!(matches!(
-        server.evaluate(&plan, &[i64::MIN; 36], &[0; 32], &upload, &mut rng),
+        server.evaluate(&plan, &[1; 35], &upload, &mut rng),
         Err(Error::BadInput(_))
     ));
     assert!(matches!(
-        server.evaluate(&plan, &[1; 36], &[1 << 37; 32], &upload, &mut rng),
+        server.evaluate(&plan, &[i64::MIN; 36], &upload, &mut rng),
         Err(Error::BadInput(_))
     ));
     assert!(matches!(
-        client.encrypt(&plan, &[1 << 37; 32], &mut rng),
+        server.evaluate_with_mask(&plan, &[1; 36], &[1 << 37; 32], &upload, &mut rng),
+        Err(Error::BadInput(_))
+    ));
+    let arbitrary = HeParams::default().with_shares(params::ShareDistribution::Arbitrary);
+    let plan_any = LayerPlan::new(arbitrary, conv(2, 2, 4, 3, 1)).unwrap();
+    assert!(matches!(
+        HeClient::new(arbitrary, &mut rng).encrypt_arbitrary(&plan_any, &[1 << 37; 32], &mut rng),
         Err(Error::BadInput(_))
     ));
     assert!(matches!(
-        server.evaluate(&other, &[1; 54], &[0; 48], &upload, &mut rng),
+        server.evaluate(&other, &[1; 54], &upload, &mut rng),
         Err(Error::PeerMisbehaved(_))
     ));
 }
@@ -511,5 +556,35 @@ fn packing_uses_few_ciphertexts() {
         "{} / {}",
         r.up_bytes,
         r.down_bytes
+    );
+}
+
+/// Planning is integer-only, so both parties (and every platform) derive the
+/// same plan; these golden values catch any drift in the planner or the
+/// noise analysis (a disagreement between parties would abort on the digest).
+#[test]
+fn plans_are_pinned() {
+    let p = HeParams::default();
+    let late = LayerPlan::new(p, conv(512, 512, 4, 3, 1)).unwrap();
+    let early = LayerPlan::new(p, conv(64, 64, 32, 3, 1)).unwrap();
+    let fc = LayerPlan::new(p, fc(512 * 16, 100)).unwrap();
+    let got: Vec<_> = [&late, &early, &fc]
+        .iter()
+        .map(|pl| {
+            let d = pl.digest();
+            (
+                pl.tiling(),
+                pl.hiding_bits(),
+                u64::from_le_bytes(d[..8].try_into().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ((37, 3, 4, 4), 40, 3_554_624_343_384_342_017),
+            ((3, 2, 32, 16), 41, 10_146_495_430_527_212_657),
+            ((4096, 1, 1, 1), 40, 2_502_130_110_273_185_673),
+        ]
     );
 }

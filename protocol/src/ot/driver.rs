@@ -14,13 +14,14 @@
 //!   the receiver sends the next chunk (strict alternation, so neither side
 //!   can block on a full socket buffer while the other does the same).
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::{CryptoRng, SeedableRng};
+use rand_core::CryptoRng;
 use zeroize::Zeroize;
 
 use super::base;
-use super::iknp::{ChosenMsg, ExtendMsg, KAPPA, Receiver, ReceiverBatch, ReceiverSetup, Sender, SenderBatch};
-use crate::crypto::Block;
+use super::iknp::{
+    ChosenMsg, CorrelatedZeros, ExtendMsg, KAPPA, Receiver, ReceiverBatch, ReceiverSetup, Sender, SenderBatch,
+};
+use crate::crypto::{Block, WipingRng};
 use crate::transport::Channel;
 use crate::{Error, Result};
 
@@ -56,13 +57,10 @@ where
     join_work(spawn_work(f)).await
 }
 
-/// A fresh ChaCha20 stream seeded from `rng`, movable to a worker thread.
-fn fork_rng<R: CryptoRng + ?Sized>(rng: &mut R) -> ChaCha20Rng {
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
-    let child = ChaCha20Rng::from_seed(seed);
-    seed.zeroize();
-    child
+/// A fresh ChaCha20 stream seeded from `rng`, movable to a worker thread,
+/// its state overwritten when dropped.
+fn fork_rng<R: CryptoRng + ?Sized>(rng: &mut R) -> WipingRng {
+    WipingRng::fork(rng)
 }
 
 /// `(start, len)` of each chunk of a batch of `n`.
@@ -103,11 +101,18 @@ pub async fn setup_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(ch: &mut C
     off_executor(move || setup.finish(&base::ReceiverMsg::from_bytes(&bytes, KAPPA)?)).await
 }
 
-/// The sender's reusable buffers across chunks: the frame of U and the rows.
+/// The sender's reusable buffers across chunks: the frame of U (public) and
+/// the rows (secret: wiped on drop).
 #[derive(Default)]
 struct SenderBufs {
     frame: Vec<u8>,
     rows: Vec<Block>,
+}
+
+impl Drop for SenderBufs {
+    fn drop(&mut self) {
+        self.rows.zeroize();
+    }
 }
 
 /// Receives U for the next `len` OTs into `bufs.frame` and runs `f` on the
@@ -130,15 +135,23 @@ where
         Ok((out, msg.into_bytes(), rows))
     })
     .await?;
-    *bufs = SenderBufs { frame, rows };
+    bufs.frame = frame;
+    bufs.rows = rows;
     Ok(out)
 }
 
-/// The receiver's reusable buffers across chunks: the frame of U and the rows.
+/// The receiver's reusable buffers across chunks: the frame of U (public)
+/// and the rows (secret: wiped on drop).
 #[derive(Default)]
 struct ReceiverBufs {
     frame: Vec<u8>,
     rows: Vec<Block>,
+}
+
+impl Drop for ReceiverBufs {
+    fn drop(&mut self) {
+        self.rows.zeroize();
+    }
 }
 
 /// Builds U for `choices` off the executor, sends it, and returns the batch.
@@ -162,15 +175,15 @@ async fn receiver_chunk<C: Channel>(
     Ok(batch)
 }
 
-/// Correlated OT, sender side: returns m0_j; the receiver learns
-/// m0_j ⊕ r_j·Δ with Δ = [`Sender::delta`].
-pub async fn send_correlated<C: Channel>(ch: &mut C, sender: &mut Sender, n: usize) -> Result<Vec<Block>> {
-    let mut out = Vec::with_capacity(n);
+/// Correlated OT, sender side: returns m0_j (move-only, wiped on drop); the
+/// receiver learns m0_j ⊕ r_j·Δ with Δ = [`Sender::delta`].
+pub async fn send_correlated<C: Channel>(ch: &mut C, sender: &mut Sender, n: usize) -> Result<CorrelatedZeros> {
+    // Capacity for all n up front: growing would free unwiped copies.
+    let mut out = CorrelatedZeros { blocks: Vec::with_capacity(n) };
     let mut bufs = SenderBufs::default();
     for (_, len) in chunks(n) {
-        let rows = sender_chunk(ch, sender, len, &mut bufs, |b| Ok((b.into_correlated(), Vec::new()))).await?;
-        out.extend_from_slice(&rows);
-        bufs.rows = rows;
+        let part = sender_chunk(ch, sender, len, &mut bufs, |b| Ok((b.into_correlated(), Vec::new()))).await?;
+        bufs.rows = out.append(part);
     }
     Ok(out)
 }
@@ -185,8 +198,9 @@ pub async fn receive_correlated<C: Channel>(
     let mut bufs = ReceiverBufs::default();
     for (start, len) in chunks(choices.len()) {
         let batch = receiver_chunk(ch, receiver, &choices[start..start + len], &mut bufs).await?;
-        let rows = batch.into_correlated();
+        let mut rows = batch.into_correlated();
         out.extend_from_slice(&rows);
+        rows.zeroize();
         bufs.rows = rows;
     }
     ch.flush().await?;
@@ -216,8 +230,9 @@ pub async fn receive_random<C: Channel>(ch: &mut C, receiver: &mut Receiver, cho
     let mut bufs = ReceiverBufs::default();
     for (start, len) in chunks(choices.len()) {
         let batch = receiver_chunk(ch, receiver, &choices[start..start + len], &mut bufs).await?;
-        let rows = off_executor(move || Ok(batch.into_random())).await?;
+        let mut rows = off_executor(move || Ok(batch.into_random())).await?;
         out.extend_from_slice(&rows);
+        rows.zeroize();
         bufs.rows = rows;
     }
     ch.flush().await?;
@@ -292,8 +307,9 @@ pub async fn receive_chosen<C: Channel>(ch: &mut C, receiver: &mut Receiver, cho
         } else {
             None
         };
-        let (rows, y) = join_work(unmask).await?;
+        let (mut rows, y) = join_work(unmask).await?;
         out.extend_from_slice(&rows);
+        rows.zeroize();
         spare_rows = rows;
         reply = y;
         match following {
@@ -308,7 +324,8 @@ pub async fn receive_chosen<C: Channel>(ch: &mut C, receiver: &mut Receiver, cho
 mod tests {
     use super::*;
     use crate::transport::{MemoryChannel, memory_pair};
-    use rand_core::RngCore;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{RngCore, SeedableRng};
 
     async fn setup(seed: u64, delta: Option<Block>) -> (Sender, Receiver, MemoryChannel, MemoryChannel) {
         let (mut cs, mut cr) = memory_pair();
@@ -333,6 +350,7 @@ mod tests {
             let c = choices(n as u64, n);
             let (m0, got) = tokio::join!(send_correlated(&mut cs, &mut s, n), receive_correlated(&mut cr, &mut r, &c));
             let (m0, got) = (m0.unwrap(), got.unwrap());
+            let m0 = m0.as_slice();
             assert_eq!((m0.len(), got.len()), (n, n));
             for j in 0..n {
                 assert_eq!(got[j], m0[j] ^ delta.select(c[j]), "n = {n}, j = {j}");

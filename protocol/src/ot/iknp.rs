@@ -25,8 +25,10 @@
 //! G is AES-128 in counter mode keyed by the base OT seed; the counter runs
 //! on across extensions so no PRG block is used twice. H is the tweakable
 //! circular correlation-robust hash TCCR of Guo, Katz, Wang and Yu (IEEE S&P
-//! 2020) with the OT index (tagged with an OT-only domain in the top bits) as
-//! tweak, which gives multi-instance security without a per-OT key schedule.
+//! 2020) with the OT index as tweak, which gives multi-instance security
+//! without a per-OT key schedule. The tweak also carries a 48-bit session
+//! nonce (see [`Sender::session_nonce`]) so that tweaks differ across
+//! sessions too, and an OT-only domain tag in its top bits.
 //!
 //! The state machines do no IO. Extensions are split into a cheap
 //! bookkeeping step on `&mut self` ([`Sender::begin`], [`Receiver::begin`])
@@ -52,12 +54,29 @@ pub const KAPPA: usize = 128;
 /// [`super::driver::CHUNK`]-sized extensions.
 pub const MAX_BATCH: usize = 1 << 20;
 
-/// Domain tag in the top 16 bits of every OT hash tweak ("OT"), so OT hashes
-/// never share a tweak with garbled-gate hashes, whose tweaks are gate indices.
+/// Domain tag in the top 16 bits of every OT hash tweak ("OT"). Its bit 127
+/// is clear, so OT hashes never share a tweak with garbled-gate hashes under
+/// the same Δ: those set bit 127 ([`crate::gc::TWEAK_DOMAIN_GC`]).
 const TWEAK_DOMAIN: u128 = 0x4f54 << 112;
 
-fn tweak(index: u64) -> Block {
-    Block(TWEAK_DOMAIN | index as u128)
+/// Bits of the session nonce, held in tweak bits 64..112.
+const NONCE_BITS: u32 = 48;
+
+/// Tweak of OT `index` in the session with nonce `nonce` (< 2^48): domain
+/// in bits 112..128, nonce in bits 64..112, index in bits 0..64.
+fn tweak(nonce: u64, index: u64) -> Block {
+    debug_assert!(nonce >> NONCE_BITS == 0);
+    Block(TWEAK_DOMAIN | ((nonce as u128) << 64) | index as u128)
+}
+
+/// The session nonce from the two base OT messages: 24 bits from the
+/// receiver's point A and 24 from the sender's first point B_0 (bytes 1..4
+/// of each encoding, skipping the canonical-encoding bit 0 of byte 0), so
+/// it is fresh if either party is honest. Public; both parties know it
+/// after setup without another message.
+fn session_nonce(a: &[u8], b: &[u8]) -> u64 {
+    let take = |x: &[u8]| x[1..4].iter().rev().fold(0u64, |acc, &v| (acc << 8) | v as u64);
+    (take(a) << 24) | take(b)
 }
 
 fn check_batch(n: usize) -> Result<()> {
@@ -112,7 +131,7 @@ fn with_columns<T>(len: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
 
 /// In place: `xs[j] = TCCR(xs[j], tweak(first + j))` (Guo et al. 2020),
 /// hashing a few hundred blocks per AES call without heap temporaries.
-fn tccr_in_place(h: &FixedKeyAes, first: u64, xs: &mut [Block]) {
+fn tccr_in_place(h: &FixedKeyAes, nonce: u64, first: u64, xs: &mut [Block]) {
     let mut p = [Block::ZERO; AES_BATCH];
     for (c, chunk) in xs.chunks_mut(AES_BATCH).enumerate() {
         let p = &mut p[..chunk.len()];
@@ -120,7 +139,7 @@ fn tccr_in_place(h: &FixedKeyAes, first: u64, xs: &mut [Block]) {
         h.permute_many(p);
         let base = first + (c * AES_BATCH) as u64;
         for (j, (x, pj)) in chunk.iter_mut().zip(p.iter()).enumerate() {
-            *x = *pj ^ tweak(base + j as u64);
+            *x = *pj ^ tweak(nonce, base + j as u64);
         }
         h.permute_many(chunk);
         for (x, pj) in chunk.iter_mut().zip(p.iter()) {
@@ -132,7 +151,14 @@ fn tccr_in_place(h: &FixedKeyAes, first: u64, xs: &mut [Block]) {
 
 /// Calls `f(j, H(j, q_j), H(j, q_j ⊕ Δ))` for every row, hashing both
 /// messages of 128 OTs per AES call.
-fn tccr_both(h: &FixedKeyAes, first: u64, delta: Block, rows: &[Block], mut f: impl FnMut(usize, Block, Block)) {
+fn tccr_both(
+    h: &FixedKeyAes,
+    nonce: u64,
+    first: u64,
+    delta: Block,
+    rows: &[Block],
+    mut f: impl FnMut(usize, Block, Block),
+) {
     const HALF: usize = AES_BATCH / 2;
     let mut x = [Block::ZERO; AES_BATCH];
     let mut p = [Block::ZERO; AES_BATCH];
@@ -146,7 +172,7 @@ fn tccr_both(h: &FixedKeyAes, first: u64, delta: Block, rows: &[Block], mut f: i
         h.permute_many(p);
         let base = first + (c * HALF) as u64;
         for k in 0..m {
-            let t = tweak(base + k as u64);
+            let t = tweak(nonce, base + k as u64);
             x[k] = p[k] ^ t;
             x[m + k] = p[m + k] ^ t;
         }
@@ -268,10 +294,12 @@ impl ChosenMsg {
     }
 }
 
-/// Sender secrets fixed at setup: Δ = s and the PRG keyed by k_i^{s_i}.
+/// Sender secrets fixed at setup: Δ = s and the PRG keyed by k_i^{s_i};
+/// and the public session nonce.
 struct SenderKeys {
     delta: Block,
     prgs: Vec<FixedKeyAes>,
+    nonce: u64,
 }
 
 impl Drop for SenderKeys {
@@ -310,9 +338,17 @@ impl Sender {
         let mut choices: Vec<bool> = (0..KAPPA).map(|i| (delta.0 >> i) & 1 == 1).collect();
         let (mut seeds, reply) = base::Receiver::receive(rng, &choices, msg)?;
         choices.zeroize();
+        // `with_key` wipes the key copy it is given.
         let prgs = seeds.iter().map(|k| FixedKeyAes::with_key(k.to_bytes())).collect();
         seeds.zeroize();
-        Ok((Self { keys: Arc::new(SenderKeys { delta, prgs }), next_block: 0 }, reply))
+        let nonce = session_nonce(&msg.to_bytes(), &reply.to_bytes());
+        Ok((Self { keys: Arc::new(SenderKeys { delta, prgs, nonce }), next_block: 0 }, reply))
+    }
+
+    /// The public 48-bit session nonce, equal to the receiver's
+    /// [`Receiver::session_nonce`]: part of every OT hash tweak.
+    pub fn session_nonce(&self) -> u64 {
+        self.keys.nonce
     }
 
     /// The global correlation Δ of correlated OTs.
@@ -363,6 +399,7 @@ impl SenderExtension {
             )));
         }
         let nblk = blocks_for(self.n);
+        rows.zeroize();
         rows.clear();
         with_columns(KAPPA * nblk, |q| {
             for (i, (col, u)) in q.chunks_exact_mut(nblk).zip(msg.bytes.chunks_exact(16 * nblk)).enumerate() {
@@ -375,7 +412,12 @@ impl SenderExtension {
             transpose(q, nblk, &mut rows);
         });
         rows.truncate(self.n);
-        Ok(SenderBatch { delta: self.keys.delta, first_index: self.first_block * TILE as u64, rows })
+        Ok(SenderBatch {
+            delta: self.keys.delta,
+            nonce: self.keys.nonce,
+            first_index: self.first_block * TILE as u64,
+            rows,
+        })
     }
 }
 
@@ -383,6 +425,7 @@ impl SenderExtension {
 /// kind of OT (each conversion consumes the batch).
 pub struct SenderBatch {
     delta: Block,
+    nonce: u64,
     first_index: u64,
     rows: Vec<Block>,
 }
@@ -400,9 +443,10 @@ impl SenderBatch {
         self.rows.len()
     }
 
-    /// Correlated OT: m0_j (and m1_j = m0_j ⊕ Δ).
-    pub fn into_correlated(mut self) -> Vec<Block> {
-        std::mem::take(&mut self.rows)
+    /// Correlated OT: m0_j (and m1_j = m0_j ⊕ Δ), as a move-only value
+    /// (for instance the client's input zero labels of a garbled layer).
+    pub fn into_correlated(mut self) -> CorrelatedZeros {
+        CorrelatedZeros { blocks: std::mem::take(&mut self.rows) }
     }
 
     /// Random OT: (H(j, q_j), H(j, q_j ⊕ Δ)).
@@ -416,7 +460,7 @@ impl SenderBatch {
     /// buffer, zeroed and empty, for reuse.
     pub fn random_into(mut self, out: &mut Vec<[Block; 2]>) -> Vec<Block> {
         out.reserve(self.n());
-        tccr_both(&FixedKeyAes::new(), self.first_index, self.delta, &self.rows, |_, a, b| out.push([a, b]));
+        tccr_both(&FixedKeyAes::new(), self.nonce, self.first_index, self.delta, &self.rows, |_, a, b| out.push([a, b]));
         self.take_rows()
     }
 
@@ -434,7 +478,7 @@ impl SenderBatch {
         }
         buf.clear();
         buf.reserve(ChosenMsg::byte_len(n));
-        tccr_both(&FixedKeyAes::new(), self.first_index, self.delta, &self.rows, |j, a, b| {
+        tccr_both(&FixedKeyAes::new(), self.nonce, self.first_index, self.delta, &self.rows, |j, a, b| {
             buf.extend_from_slice(&(msgs[j][0] ^ a).to_bytes());
             buf.extend_from_slice(&(msgs[j][1] ^ b).to_bytes());
         });
@@ -449,34 +493,91 @@ impl SenderBatch {
     }
 }
 
+/// The sender's zero messages m0_j of a batch of correlated OTs (the one
+/// messages are m0_j ⊕ Δ). Move-only and wiped on drop: as the client's
+/// input zero labels it is consumed by
+/// [`crate::gc::Garbler::garble_layer_streaming_with_client_labels`], so one
+/// OT output cannot label two garbled layers.
+pub struct CorrelatedZeros {
+    pub(crate) blocks: Vec<Block>,
+}
+
+impl CorrelatedZeros {
+    /// Number of OTs.
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// True for an empty batch.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// The zero messages, read-only (for checks).
+    pub fn as_slice(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// Appends another batch (the driver joins its chunks); returns the
+    /// other batch's buffer, wiped and empty, for reuse.
+    pub(crate) fn append(&mut self, mut other: CorrelatedZeros) -> Vec<Block> {
+        self.blocks.extend_from_slice(&other.blocks);
+        let mut v = std::mem::take(&mut other.blocks);
+        v.zeroize();
+        v.clear();
+        v
+    }
+
+    /// Takes the blocks out, leaving an empty batch.
+    pub(crate) fn take_blocks(&mut self) -> Vec<Block> {
+        std::mem::take(&mut self.blocks)
+    }
+}
+
+impl Drop for CorrelatedZeros {
+    fn drop(&mut self) {
+        self.blocks.zeroize();
+    }
+}
+
+impl std::fmt::Debug for CorrelatedZeros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CorrelatedZeros({} OTs)", self.blocks.len())
+    }
+}
+
 /// The IKNP receiver before setup: it plays the base OT *sender*.
 pub struct ReceiverSetup {
     base: base::Sender,
+    /// Encoding of the base OT message A (public), for the session nonce.
+    a: Vec<u8>,
 }
 
 impl ReceiverSetup {
     /// Starts setup; the message goes to the sender ([`Sender::new`]).
     pub fn new<R: CryptoRng + ?Sized>(rng: &mut R) -> Result<(Self, base::SenderMsg)> {
         let (base, msg) = base::Sender::new(rng, KAPPA)?;
-        Ok((Self { base }, msg))
+        Ok((Self { base, a: msg.to_bytes() }, msg))
     }
 
     /// Finishes setup with the sender's base OT reply.
     pub fn finish(self, msg: &base::ReceiverMsg) -> Result<Receiver> {
         let mut seeds = self.base.finish(msg)?;
+        // `with_key` wipes the key copy it is given.
         let prg0 = seeds.iter().map(|k| FixedKeyAes::with_key(k[0].to_bytes())).collect();
         let prg1 = seeds.iter().map(|k| FixedKeyAes::with_key(k[1].to_bytes())).collect();
-        for pair in &mut seeds {
-            pair.zeroize();
-        }
-        Ok(Receiver { keys: Arc::new(ReceiverKeys { prg0, prg1 }), next_block: 0 })
+        seeds.zeroize();
+        let nonce = session_nonce(&self.a, &msg.to_bytes());
+        Ok(Receiver { keys: Arc::new(ReceiverKeys { prg0, prg1, nonce }), next_block: 0 })
     }
 }
 
-/// Both PRGs of every column (their AES round keys zeroize on drop).
+/// Both PRGs of every column (their AES round keys zeroize on drop), and the
+/// public session nonce.
 struct ReceiverKeys {
     prg0: Vec<FixedKeyAes>,
     prg1: Vec<FixedKeyAes>,
+    nonce: u64,
 }
 
 /// The IKNP receiver after setup.
@@ -486,6 +587,12 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// The public 48-bit session nonce, equal to the sender's
+    /// [`Sender::session_nonce`].
+    pub fn session_nonce(&self) -> u64 {
+        self.keys.nonce
+    }
+
     /// Reserves the next `n` OTs and returns the work item that builds U.
     pub fn begin(&mut self, n: usize) -> Result<ReceiverExtension> {
         check_batch(n)?;
@@ -538,6 +645,7 @@ impl ReceiverExtension {
         }
         buf.clear();
         buf.reserve(ExtendMsg::byte_len(self.n));
+        rows.zeroize();
         rows.clear();
         // Scratch: the κ columns t^i, then one column of G(k_i^1).
         with_columns((KAPPA + 1) * nblk, |scratch| {
@@ -552,7 +660,8 @@ impl ReceiverExtension {
             transpose(t, nblk, &mut rows);
         });
         rows.truncate(self.n);
-        let batch = ReceiverBatch { first_index: self.first_block * TILE as u64, choices: r, rows };
+        let batch =
+            ReceiverBatch { nonce: self.keys.nonce, first_index: self.first_block * TILE as u64, choices: r, rows };
         Ok((batch, ExtendMsg { n: self.n, bytes: buf }))
     }
 }
@@ -561,6 +670,7 @@ impl ReceiverExtension {
 /// into exactly one kind of OT. Each conversion works in place and hands
 /// the buffer over as its output.
 pub struct ReceiverBatch {
+    nonce: u64,
     first_index: u64,
     choices: Vec<Block>,
     rows: Vec<Block>,
@@ -591,7 +701,7 @@ impl ReceiverBatch {
     /// Random OT: H(j, t_j), the sender's message number r_j.
     pub fn into_random(mut self) -> Vec<Block> {
         let mut rows = std::mem::take(&mut self.rows);
-        tccr_in_place(&FixedKeyAes::new(), self.first_index, &mut rows);
+        tccr_in_place(&FixedKeyAes::new(), self.nonce, self.first_index, &mut rows);
         rows
     }
 
@@ -605,7 +715,7 @@ impl ReceiverBatch {
             )));
         }
         let mut rows = std::mem::take(&mut self.rows);
-        tccr_in_place(&FixedKeyAes::new(), self.first_index, &mut rows);
+        tccr_in_place(&FixedKeyAes::new(), self.nonce, self.first_index, &mut rows);
         for (j, (o, y)) in rows.iter_mut().zip(msg.bytes.chunks_exact(32)).enumerate() {
             let (y0, y1) = (read_block(&y[..16]), read_block(&y[16..]));
             // y^{r_j} without branching on the choice bit.
@@ -656,6 +766,7 @@ mod tests {
             let choices = random_choices(&mut rng, n);
             let (sb, rb) = extend(&mut s, &mut r, &choices);
             let m0 = sb.into_correlated();
+            let m0 = m0.as_slice();
             let got = rb.into_correlated();
             assert_eq!((m0.len(), got.len()), (n, n));
             for j in 0..n {
@@ -748,16 +859,34 @@ mod tests {
         let xs: Vec<Block> =
             (0..600u128).map(|i| Block(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))).collect();
         let mut inplace = xs.clone();
-        tccr_in_place(&h, 1000, &mut inplace);
+        let nonce = 0xabc_def0_1234;
+        tccr_in_place(&h, nonce, 1000, &mut inplace);
         let mut seen = 0;
-        tccr_both(&h, 1000, delta, &xs, |j, a, b| {
+        tccr_both(&h, nonce, 1000, delta, &xs, |j, a, b| {
             assert_eq!(j, seen);
             seen += 1;
-            assert_eq!(a, h.tccr(xs[j], tweak(1000 + j as u64)));
-            assert_eq!(b, h.tccr(xs[j] ^ delta, tweak(1000 + j as u64)));
+            assert_eq!(a, h.tccr(xs[j], tweak(nonce, 1000 + j as u64)));
+            assert_eq!(b, h.tccr(xs[j] ^ delta, tweak(nonce, 1000 + j as u64)));
             assert_eq!(a, inplace[j]);
         });
         assert_eq!(seen, xs.len());
+        // Another session nonce gives other hashes of the same rows.
+        let mut other = xs.clone();
+        tccr_in_place(&h, nonce ^ 1, 1000, &mut other);
+        assert!(other.iter().zip(&inplace).all(|(a, b)| a != b));
+        // Tweak layout: domain (bit 127 clear), nonce, index.
+        assert_eq!(tweak(nonce, 7).0, (0x4f54u128 << 112) | ((nonce as u128) << 64) | 7);
+        assert_eq!(tweak(nonce, 7).0 >> 127, 0);
+    }
+
+    #[test]
+    fn both_parties_derive_the_same_fresh_session_nonce() {
+        let (s1, r1, _) = setup(21, None);
+        let (s2, r2, _) = setup(22, None);
+        assert_eq!(s1.session_nonce(), r1.session_nonce());
+        assert_eq!(s2.session_nonce(), r2.session_nonce());
+        assert_ne!(s1.session_nonce(), s2.session_nonce());
+        assert!(s1.session_nonce() < 1 << NONCE_BITS);
     }
 
     #[test]
@@ -773,6 +902,7 @@ mod tests {
         bytes[0] ^= 1; // column 0, OT 0
         let sb = s.extend(&ExtendMsg::from_bytes(&bytes, 256).unwrap()).unwrap();
         let (m0, got) = (sb.into_correlated(), rb.into_correlated());
+        let m0 = m0.as_slice();
         let ok = |j: usize| got[j] == if choices[j] { m0[j] ^ delta } else { m0[j] };
         assert!(!ok(0));
         assert!((1..256).all(ok));

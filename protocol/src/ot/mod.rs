@@ -5,7 +5,9 @@
 //! - [`iknp`]: OT extension of Ishai, Kilian, Nissim and Petrank (CRYPTO
 //!   2003) with the optimisations of Asharov et al. (CCS 2013), giving
 //!   correlated (global Δ), random and chosen-message OT. Sans-IO state
-//!   machines with typed messages whose decoders check the batch size.
+//!   machines with typed messages whose decoders check the batch size. Hash
+//!   tweaks carry a session nonce both parties derive from the base OT
+//!   messages ([`Sender::session_nonce`]).
 //! - [`driver`]: the same over a [`crate::transport::Channel`], chunked.
 //!
 //! Roles are types: [`iknp::Sender`] (the garbler/server side for
@@ -33,6 +35,7 @@
 //!     driver::receive_correlated(&mut client_ch, &mut receiver, &bits),
 //! );
 //! let (zero_labels, my_labels) = (zero_labels?, my_labels?);
+//! let zero_labels = zero_labels.as_slice();
 //! assert_eq!(my_labels[0], zero_labels[0] ^ delta);
 //! assert_eq!(my_labels[1], zero_labels[1]);
 //! # Ok::<(), pi_protocol::Error>(())
@@ -44,4 +47,4 @@ pub mod driver;
 pub mod iknp;
 mod transpose;
 
-pub use iknp::{KAPPA, Receiver, ReceiverSetup, Sender};
+pub use iknp::{CorrelatedZeros, KAPPA, Receiver, ReceiverSetup, Sender};

@@ -9,12 +9,58 @@
 //!
 //! Receiving never allocates what the peer claims: [`Channel::recv`] takes a
 //! caller limit and [`Channel::recv_into`] fills a buffer of the expected size.
+//!
+//! Implementations:
+//! - [`MemoryChannel`] ([`memory_pair`]): an in-memory duplex for tests.
+//! - [`StreamChannel`] over a byte stream: [`TlsChannel`] (TCP + TLS 1.3 with
+//!   mutual authentication, see [`TlsConnector`], [`TlsAcceptor`] and the
+//!   certificate tools in [`pki`]) and [`TcpChannel`] (plain TCP).
+//!
+//! Typed control messages (bincode, size-limited) go through [`send_msg`] and
+//! [`recv_msg`] on any channel.
+//!
+//! # Wire format (byte streams)
+//!
+//! Over TLS the ALPN protocol is `pi/1` ([`ALPN_PROTOCOL`]); a peer that
+//! offers another name fails the handshake with [`crate::Error::Incompatible`].
+//! Inside the stream (TLS or plain TCP), each side first sends an 8-byte
+//! *hello*, then frames:
+//!
+//! ```text
+//! hello  = "PIWF" (4 bytes, magic) | wire version u16 big-endian (= 1) | flags u16 (= 0)
+//! frame  = payload length u32 big-endian (<= MAX_FRAME) | payload (length bytes)
+//! ```
+//!
+//! Both sides send their hello before reading the peer's. A hello with
+//! another magic or non-zero flags is [`crate::Error::PeerMisbehaved`];
+//! another version is [`crate::Error::Incompatible`]. A frame header above
+//! [`MAX_FRAME`] or above the receiver's limit, or a connection that ends
+//! inside a header or payload, is [`crate::Error::PeerMisbehaved`]; a
+//! connection that ends between frames is [`crate::Error::Closed`]; a peer
+//! that makes no progress for [`ChannelConfig::idle_timeout`] is
+//! [`crate::Error::Timeout`]. Frames carry no type tag: the protocol's
+//! message order is fixed, and typed messages are decoded with a size limit
+//! and a check that every byte was used. Framing costs 4 bytes per frame
+//! plus 8 per connection, metered apart from payload ([`Meter::framing`]).
 
 mod memory;
 mod meter;
+mod msg;
+pub mod pki;
+mod stream;
+mod tls;
 
-pub use memory::{MemoryChannel, memory_pair};
-pub use meter::{Meter, Traffic};
+pub use memory::{MemoryChannel, QUEUE_BYTES, QUEUE_FRAMES, memory_pair};
+pub use meter::{Meter, MeterReport, Traffic};
+pub use msg::{MSG_LIMIT, decode_msg, recv_msg, recv_msg_limited, send_msg, send_msg_limited};
+pub use stream::{
+    ChannelConfig, FRAME_HEADER_LEN, HELLO_LEN, HELLO_MAGIC, StreamChannel, WIRE_VERSION,
+    hello_bytes,
+};
+pub use tls::{
+    ALPN_PROTOCOL, TcpChannel, TlsAcceptor, TlsChannel, TlsConnector, TlsStream, client_config,
+    crypto_provider, server_config, tcp_channel, tcp_loopback_pair, tls_loopback_pair,
+};
 
 use crate::Result;
 
@@ -33,8 +79,17 @@ pub trait Channel: Send {
     /// Receives one frame whose length must be exactly `buf.len()`.
     fn recv_into(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<()>> + Send;
 
-    /// Pushes buffered frames to the peer.
+    /// Pushes buffered frames to the peer. (Stream channels also flush
+    /// before every receive, so forgetting this cannot deadlock a
+    /// request/response exchange.)
     fn flush(&mut self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Flushes and ends this direction cleanly (TLS close_notify, TCP FIN), so
+    /// the peer's next receive reports [`crate::Error::Closed`] instead of a
+    /// truncation. The default only flushes.
+    fn close(&mut self) -> impl Future<Output = Result<()>> + Send {
+        self.flush()
+    }
 
     /// Sets the label under which subsequent traffic is metered.
     fn set_label(&mut self, label: &str);
@@ -42,3 +97,6 @@ pub trait Channel: Send {
     /// The byte counters of this endpoint.
     fn meter(&self) -> &Meter;
 }
+
+#[cfg(test)]
+mod tests;

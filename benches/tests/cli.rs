@@ -1,0 +1,48 @@
+//! Smoke tests of the `pi-bench` binary: small sizes, JSON shape and sanity (no timing thresholds).
+
+use std::process::Command;
+
+fn pi_bench(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_pi-bench")).args(args).output().expect("run pi-bench");
+    assert!(out.status.success(), "pi-bench {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn primitives_json_has_the_documented_fields() {
+    let v = pi_bench(&["primitives", "--json", "--gc-log2", "8", "--ot-log2", "10", "--reps", "1", "--tls-mib", "4"]);
+    for (group, key) in [
+        ("gc", "garble_ns_per_and"),
+        ("gc", "eval_ns_per_and"),
+        ("gc", "relu_and_gates"),
+        ("gc", "relu_bytes"),
+        ("gc", "trunc_and_gates"),
+        ("ot", "iknp_ots_per_second"),
+        ("ot", "base_ot_ms"),
+        ("tls", "bulk_bytes_per_second"),
+    ] {
+        let x = v[group][key].as_f64().unwrap_or_else(|| panic!("{group}.{key} missing in {v}"));
+        assert!(x > 0.0, "{group}.{key} = {x}");
+    }
+    // Gate counts are properties of the circuits, not measurements.
+    assert!(v["gc"]["relu_and_gates"].as_u64().unwrap() <= 108);
+    assert!(v["gc"]["trunc_and_gates"].as_u64().unwrap() < v["gc"]["relu_and_gates"].as_u64().unwrap());
+}
+
+#[test]
+fn he_verifies_every_layer_of_a_small_network() {
+    let v = pi_bench(&["he", "resnet18(m=2,input=8,classes=5)", "--json", "--verify", "--threads", "1"]);
+    let layers = v["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 21, "stem, 16 block convs, 3 shortcuts, FC");
+    let up: u64 = layers.iter().map(|l| l["bytes_client_to_server"].as_u64().unwrap()).sum();
+    assert!(v["bytes_client_to_server"].as_u64().unwrap() > up, "total includes the public key");
+    assert_eq!(v["verified"], true);
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pi-bench")).args(["he", "7x(m=2"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("network") && !err.contains("panicked"), "{err}");
+}
