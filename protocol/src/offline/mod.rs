@@ -33,8 +33,10 @@ use pi_models::network::Step;
 use tokio::sync::mpsc;
 use zeroize::Zeroize;
 
-use crate::gc::{ClientLabels, Delta, GarbledTables, Garbler, ServerInputLabels, TablesAssembler};
-use crate::he::{ClientUpload, ServerReply};
+use crate::gc::{
+    ClientLabels, Delta, GarbledTables, Garbler, GcNonce, ServerInputLabels, TablesAssembler,
+};
+use crate::he::{ClientUpload, ServerReply, UniformShare};
 use crate::ot::driver as ot;
 use crate::report::{LayerReport, PhaseReport, Recorder};
 use crate::ring;
@@ -100,6 +102,8 @@ impl ServerPreprocessed {
 /// and its share of the logits. Consumed by [`crate::online::client`].
 pub struct ClientPreprocessed {
     pub(crate) id: u64,
+    /// The garbler's public nonce for this inference's tables.
+    pub(crate) gc_nonce: GcNonce,
     pub(crate) input_mask: Vec<u64>,
     pub(crate) acts: Vec<ClientActivation>,
     pub(crate) logits_share: Vec<u64>,
@@ -184,7 +188,11 @@ pub(crate) async fn server_after_request<C: Channel>(
     // free-XOR offset of every garbled sub-layer of this inference.
     let delta = Delta::random(&mut session.rng);
     let mut sender = ot::setup_sender(ch, &mut session.rng, Some(delta.block())).await?;
-    let mut garbler = Some(Garbler::with_delta(delta, fork_rng(&mut session.rng)));
+    let g = Garbler::with_delta(delta, fork_rng(&mut session.rng));
+    // The garbler's public random nonce separates its hash tweaks from those
+    // of every other garbler under any Δ; the evaluator needs it online.
+    ch.send(&g.nonce().to_bytes()).await?;
+    let mut garbler = Some(g);
 
     let mut masks = vec![Vec::new(); plan.he_plans.len()];
     let mut acts: Vec<ServerActivation> = Vec::with_capacity(plan.splits.len());
@@ -196,7 +204,6 @@ pub(crate) async fn server_after_request<C: Channel>(
             Step::Linear(lin) => {
                 let idx = lin.index;
                 let hp = &plan.he_plans[idx];
-                let mask = ring::sample(&mut session.rng, hp.shape().output_len(), ring);
                 let upload = recv_bulk(ch, ClientUpload::encoded_len(hp)).await?;
                 let (he, inner2, mut rng2) = (
                     session.he.clone(),
@@ -206,10 +213,9 @@ pub(crate) async fn server_after_request<C: Channel>(
                 let (reply, mask) = off_executor(move || {
                     let hp = &inner2.plan.he_plans[idx];
                     let up = ClientUpload::decode(&upload, hp)?;
-                    let reply = he
-                        .evaluate(hp, &inner2.signed[idx], &mask, &up, &mut rng2)?
-                        .encode(hp);
-                    Ok((reply, mask))
+                    // The HE server draws the mask s itself (uniform, fresh per layer).
+                    let (reply, mask) = he.evaluate(hp, &inner2.signed[idx], &up, &mut rng2)?;
+                    Ok((reply.encode(hp), mask.into_vec()))
                 })
                 .await?;
                 send_bulk(ch, &reply).await?;
@@ -311,7 +317,7 @@ async fn garble_streaming<C: Channel>(
     which: Sub,
     layer: u32,
     pads: Vec<u64>,
-    zero: Vec<crate::crypto::Block>,
+    zero: crate::ot::CorrelatedZeros,
 ) -> Result<(Garbler, ServerInputLabels)> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TABLE_FRAMES_QUEUED);
     let worker = tokio::task::spawn_blocking(move || {
@@ -376,10 +382,19 @@ pub async fn client<C: Channel>(
     ch.send(&req).await?;
     ch.flush().await?;
     let mut receiver = ot::setup_receiver(ch, &mut session.rng).await?;
+    let gc_nonce = GcNonce::from_bytes(&ch.recv(GcNonce::BYTES).await?)?;
 
     let mut shares: Vec<Option<Vec<u64>>> = vec![None; net.tensors.len()];
-    let input_mask = ring::sample(&mut session.rng, net.tensors[net.input].shape.numel(), ring);
+    // Every linear layer reads the network input or an activation output, and
+    // the client's shares of those are fresh uniform masks: drawn as
+    // `UniformShare`s so the HE layer's noise analysis holds by construction.
+    let he_params = session.he.params();
+    let mut uniform: Vec<Option<Arc<UniformShare>>> = vec![None; net.tensors.len()];
+    let input_share =
+        UniformShare::random(he_params, net.tensors[net.input].shape.numel(), &mut session.rng);
+    let input_mask = input_share.as_slice().to_vec();
     shares[net.input] = Some(input_mask.clone());
+    uniform[net.input] = Some(Arc::new(input_share));
     let mut acts: Vec<ClientActivation> = Vec::with_capacity(plan.splits.len());
     let (mut storage, mut table_bytes) = (0u64, 0u64);
     let missing = || Error::BadInput("internal: a tensor share is missing".into());
@@ -390,15 +405,12 @@ pub async fn client<C: Channel>(
             Step::Linear(lin) => {
                 let idx = lin.index;
                 let hp = &plan.he_plans[idx];
-                let share = shares[lin.input].clone().ok_or_else(missing)?;
+                let share = uniform[lin.input].clone().ok_or_else(missing)?;
                 let (he, plan2, mut rng2) =
                     (session.he.clone(), plan.clone(), fork_rng(&mut session.rng));
                 let upload = off_executor(move || {
                     let hp = &plan2.he_plans[idx];
-                    let mut share = share;
-                    let up = he.encrypt(hp, &share, &mut rng2).map(|u| u.encode(hp));
-                    share.zeroize();
-                    up
+                    he.encrypt(hp, &share, &mut rng2).map(|u| u.encode(hp))
                 })
                 .await?;
                 send_bulk(ch, &upload).await?;
@@ -421,7 +433,9 @@ pub async fn client<C: Channel>(
             }
             Step::Activation(a) => {
                 let k = acts.len();
-                let out_mask = ring::sample(&mut session.rng, a.shape.numel(), ring);
+                let out_share = UniformShare::random(he_params, a.shape.numel(), &mut session.rng);
+                let out_mask = out_share.as_slice().to_vec();
+                uniform[a.output] = Some(Arc::new(out_share));
                 let mut act = ClientActivation {
                     out_mask,
                     relu: None,
@@ -479,6 +493,7 @@ pub async fn client<C: Channel>(
     let phase = rec.finish(ch.meter());
     Ok(ClientPreprocessed {
         id,
+        gc_nonce,
         input_mask,
         acts,
         logits_share,

@@ -206,7 +206,7 @@ pub async fn client<C: Channel>(
     .await?;
     ch.flush().await?;
 
-    let mut evaluator = Some(Evaluator::new());
+    let mut evaluator = Some(Evaluator::new(pre.gc_nonce));
     let mut k = 0;
     for (i, step) in net.steps.iter().enumerate() {
         rec.step();
