@@ -10,6 +10,10 @@ pub enum Error {
     /// The local caller passed bad input (wrong shape, bad parameter, ...).
     #[error("bad input: {0}")]
     BadInput(String),
+    /// The peer runs a protocol version or parameters this side does not
+    /// support (refused in the session handshake), or refused ours.
+    #[error("incompatible peer: {0}")]
+    Incompatible(String),
     /// The peer closed the connection before the protocol finished.
     #[error("connection closed by peer")]
     Closed,

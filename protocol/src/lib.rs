@@ -14,6 +14,14 @@
 //!   (Cheetah-style conv/FC packing, circuit-private replies).
 //! - [`transport`]: the [`transport::Channel`] abstraction, an in-memory
 //!   duplex for tests and byte metering per label.
+//! - [`ring`]: share vectors over Z_2^l, their packed wire encoding, and the
+//!   server's parallel local linear layers.
+//! - [`session`]: the handshake (public architecture, parameters, HE keys)
+//!   and the per-inference requests; [`session::ServerSession::serve_one`]
+//!   and [`session::ClientSession::infer`] run a whole inference.
+//! - [`offline`] and [`online`]: the two phases of one inference; the
+//!   preprocessed material is a value the online phase consumes.
+//! - [`report`]: seconds, bytes and storage per phase and per layer.
 //!
 //! Cryptographic cores are sans-IO state machines; only drivers touch a
 //! [`transport::Channel`].
@@ -23,6 +31,16 @@ pub mod error;
 pub mod ot;
 pub mod gc;
 pub mod he;
+pub mod offline;
+pub mod online;
+pub mod report;
+pub mod ring;
+pub mod session;
 pub mod transport;
 
+#[cfg(test)]
+mod e2e_tests;
+
 pub use error::{Error, Result};
+pub use report::{ClientReport, ServerReport};
+pub use session::{ClientConfig, ClientSession, ServerModel, ServerSession, infer_one, serve_one};

@@ -1,0 +1,516 @@
+//! Both parties over the in-memory duplex, against the fixed-point oracle
+//! `pi_models::fixed::forward_fixed`: the private logits must match bit for bit.
+
+use std::path::PathBuf;
+
+use pi_models::fixed::forward_fixed;
+use pi_models::network::Network;
+use pi_models::weights::{init_weights, weights_from_bytes};
+use pi_models::{Model, NetSpec, QuantModel, RingParams};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::report::{ClientReport, ServerReport};
+use crate::session::{ClientConfig, ClientSession, ServerModel, ServerSession};
+use crate::transport::{Channel, Meter, memory_pair};
+use crate::{Error, Result, offline, online};
+
+fn model_for(spec: &str, seed: u64, tweak: impl FnOnce(&mut Network)) -> ServerModel {
+    let mut net = Network::new(&NetSpec::parse(spec).unwrap());
+    tweak(&mut net);
+    let folded = weights_from_bytes(&init_weights(&net, seed).unwrap(), &net).unwrap();
+    let quant = QuantModel::quantize(&net, &folded, RingParams::default()).unwrap();
+    ServerModel::new(net, quant, None).unwrap()
+}
+
+fn random_input(model: &ServerModel, seed: u64) -> Vec<u64> {
+    let net = model.network();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let x: Vec<f32> = (0..net.tensors[net.input].shape.numel())
+        .map(|_| (rng.next_u32() as f64 / u32::MAX as f64 * 4.0 - 2.0) as f32)
+        .collect();
+    pi_models::fixed::quantize_input(&x, RingParams::default()).unwrap()
+}
+
+fn oracle(model: &ServerModel, x: &[u64]) -> Vec<i64> {
+    let ring = model.inner.quant.ring;
+    forward_fixed(model.network(), &model.inner.quant, x)
+        .iter()
+        .map(|&v| ring.to_signed(v))
+        .collect()
+}
+
+/// Runs a session with one inference per input; both channel ends are
+/// dropped as soon as their party returns.
+async fn run(
+    model: &ServerModel,
+    inputs: &[Vec<u64>],
+    seed: u64,
+) -> (Result<Vec<ServerReport>>, Result<Vec<ClientReport>>) {
+    let (mut cs, mut cc) = memory_pair();
+    tokio::join!(
+        async move {
+            let mut s =
+                ServerSession::handshake_with_rng(&mut cs, model, ChaCha20Rng::seed_from_u64(seed))
+                    .await?;
+            let mut out = Vec::new();
+            while let Some(r) = s.serve_one(&mut cs).await? {
+                out.push(r);
+            }
+            Ok(out)
+        },
+        async move {
+            let cfg = ClientConfig::default();
+            let mut c = ClientSession::handshake_with_rng(
+                &mut cc,
+                &cfg,
+                ChaCha20Rng::seed_from_u64(seed + 1),
+            )
+            .await?;
+            let mut out = Vec::new();
+            for x in inputs {
+                out.push(c.infer(&mut cc, x).await?);
+            }
+            c.close(&mut cc).await?;
+            Ok(out)
+        }
+    )
+}
+
+async fn check_exact(
+    model: &ServerModel,
+    n_inputs: u64,
+    seed: u64,
+) -> (Vec<ServerReport>, Vec<ClientReport>) {
+    let inputs: Vec<Vec<u64>> = (0..n_inputs)
+        .map(|i| random_input(model, seed * 100 + i))
+        .collect();
+    let (s, c) = run(model, &inputs, seed).await;
+    let (s, c) = (s.unwrap(), c.unwrap());
+    assert_eq!((s.len(), c.len()), (inputs.len(), inputs.len()));
+    for (x, r) in inputs.iter().zip(&c) {
+        assert_eq!(
+            r.logits_fixed,
+            oracle(model, x),
+            "{}",
+            model.network().spec.canonical()
+        );
+    }
+    (s, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_resnet18_matches_oracle_twice_and_reports_add_up() {
+    let model = model_for("resnet18(m=2,input=8,classes=5)", 1, |_| {});
+    let (s, c) = check_exact(&model, 2, 1).await;
+    let stats = model.network().stats();
+    for (s, c) in s.iter().zip(&c) {
+        assert_eq!(c.inference, s.inference);
+        assert_eq!(c.activations.relus, stats.relus);
+        assert_eq!(c.activations.identity, 0);
+        assert_eq!(
+            (c.activations.relu_layers, c.activations.identity_layers),
+            (17, 0)
+        );
+        // What one side sends the other receives, per phase and per layer.
+        assert_eq!(c.offline.bytes_sent, s.offline.bytes_received);
+        assert_eq!(c.offline.bytes_received, s.offline.bytes_sent);
+        assert_eq!(c.online.bytes_sent, s.online.bytes_received);
+        assert_eq!(c.online.bytes_received, s.online.bytes_sent);
+        for (lc, ls) in c.layers.iter().zip(&s.layers) {
+            assert_eq!(lc.name, ls.name);
+            assert_eq!(
+                lc.offline.bytes_sent, ls.offline.bytes_received,
+                "{}",
+                lc.name
+            );
+            assert_eq!(
+                lc.online.bytes_received, ls.online.bytes_sent,
+                "{}",
+                lc.name
+            );
+        }
+        // Garbled tables are streamed offline and stored by the client.
+        assert!(c.garbled_table_bytes > 0 && c.client_storage_bytes > c.garbled_table_bytes);
+        assert!(c.offline.bytes_received > c.garbled_table_bytes);
+        // Online, per ReLU: the server's labels (l * 16 B) plus the packed reply.
+        let relu = c.layers.iter().find(|l| l.name == "relu").unwrap();
+        assert_eq!(relu.online.bytes_received, relu.relus * 37 * 16);
+        assert_eq!(relu.online.bytes_sent, (relu.relus * 37).div_ceil(8));
+        assert!(
+            c.layers
+                .iter()
+                .filter(|l| l.kind == "conv")
+                .all(|l| l.online.bytes_sent == 0 && l.offline.bytes_sent > 0)
+        );
+        serde_json::to_string(c).unwrap();
+        serde_json::to_string(s).unwrap();
+    }
+    // Fresh material: the second inference's offline traffic differs in content, not in size.
+    assert_eq!(c[0].offline.bytes_sent, c[1].offline.bytes_sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hrn_presets_match_oracle() {
+    for (i, spec) in ["hrn-5x5x3x", "hrn-7x5x2x", "hrn-6x6x2x", "hrn-5x7x2x"]
+        .iter()
+        .enumerate()
+    {
+        let model = model_for(
+            &format!("{spec}(m=2,input=8,classes=10)"),
+            10 + i as u64,
+            |_| {},
+        );
+        check_exact(&model, 1, 10 + i as u64).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn culled_and_thinned_stages_use_truncation_circuits() {
+    let model = model_for("resnet18(m=2,input=8,classes=5,phi=1-2-1-1)", 3, |n| {
+        n.cull(2);
+        n.thin(3);
+    });
+    let (_, c) = check_exact(&model, 1, 3).await;
+    let stats = model.network().stats();
+    let a = c[0].activations;
+    assert_eq!((a.relus, a.identity), (stats.relus, stats.identity));
+    assert!(a.identity > 0);
+    // Stage 2 has 4 activations (all identity), stage 3 thins the relu2 of its one block.
+    assert_eq!(a.identity_layers, 5);
+    assert_eq!(a.relu_layers, 11 - 5);
+    assert_eq!(
+        c[0].layers
+            .iter()
+            .find(|l| l.name == "layer2.1.relu2")
+            .unwrap()
+            .relus,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_and_pixel_masks_match_oracle() {
+    let model = model_for("2x2x2x(m=4,phi=1-1-1-1,input=8,classes=7)", 4, |n| {
+        n.set_channel_mask("layer1.0.relu1", &[0, 3]).unwrap();
+        n.set_pixel_mask("layer2.0.relu2", &[[0, 0, 0], [5, 2, 3], [7, 3, 3]])
+            .unwrap();
+        n.set_pixel_mask("layer3.0.relu1", &[]).unwrap();
+    });
+    let (s, c) = check_exact(&model, 1, 4).await;
+    let l = c[0]
+        .layers
+        .iter()
+        .find(|l| l.name == "layer2.0.relu2")
+        .unwrap();
+    assert_eq!((l.relus, l.identity), (3, 8 * 4 * 4 - 3));
+    assert_eq!(c[0].activations.identity_layers, 3);
+    assert_eq!(s[0].activations, c[0].activations);
+}
+
+fn digits_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/digits")
+}
+
+async fn digits(count: usize) {
+    let dir = digits_dir();
+    let model = Model::resolve(dir.join("model.toml").to_str().unwrap()).unwrap();
+    let folded = model.load_weights(None).unwrap();
+    let quant = model.quantize(&folded, RingParams::default()).unwrap();
+    let server = ServerModel::from_model(&model, quant).unwrap();
+    let (xs, shape) =
+        pi_models::model::read_npy_f32(&std::fs::read(dir.join("test_x.npy")).unwrap()).unwrap();
+    let per: usize = shape[1..].iter().product();
+    let n = count.min(shape[0]);
+    // The client prepares inputs from the architecture the server announces.
+    let arch = server.architecture();
+    assert!(arch.normalization.is_some());
+    let client_view = Model {
+        network: Network::from_description(&arch.network).unwrap(),
+        normalization: model.normalization.clone(),
+        weights: None,
+    };
+    let inputs: Vec<Vec<u64>> = (0..n)
+        .map(|i| {
+            let x = client_view
+                .prepare_input(xs[i * per..(i + 1) * per].to_vec(), &shape[1..])
+                .unwrap();
+            pi_models::fixed::quantize_input(&x, RingParams::default()).unwrap()
+        })
+        .collect();
+    let (s, c) = run(&server, &inputs, 7).await;
+    let (s, c) = (s.unwrap(), c.unwrap());
+    assert_eq!(s.len(), n);
+    for (x, r) in inputs.iter().zip(&c) {
+        assert_eq!(r.logits_fixed, oracle(&server, x));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digits_model_on_a_few_test_images() {
+    digits(4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "all 360 test images; about a minute in release"]
+async fn digits_model_on_all_test_images() {
+    digits(usize::MAX).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_phases_can_run_ahead_of_online_phases() {
+    let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 5, |_| {});
+    let xs = [random_input(&model, 50), random_input(&model, 51)];
+    let (mut cs, mut cc) = memory_pair();
+    let (s, c) = tokio::join!(
+        async {
+            let mut s =
+                ServerSession::handshake_with_rng(&mut cs, &model, ChaCha20Rng::seed_from_u64(5))
+                    .await?;
+            let p0 = offline::server(&mut cs, &mut s).await?;
+            let p1 = offline::server(&mut cs, &mut s).await?;
+            assert_eq!((p0.inference(), p1.inference()), (0, 1));
+            online::server(&mut cs, &s, p0).await?;
+            online::server(&mut cs, &s, p1).await?;
+            Ok::<_, Error>(())
+        },
+        async {
+            let mut c = ClientSession::handshake_with_rng(
+                &mut cc,
+                &ClientConfig::default(),
+                ChaCha20Rng::seed_from_u64(6),
+            )
+            .await?;
+            let p0 = offline::client(&mut cc, &mut c).await?;
+            let p1 = offline::client(&mut cc, &mut c).await?;
+            assert!(p0.storage_bytes() > 0);
+            let r0 = online::client(&mut cc, &c, p0, &xs[0]).await?;
+            let r1 = online::client(&mut cc, &c, p1, &xs[1]).await?;
+            Ok::<_, Error>((r0, r1))
+        }
+    );
+    s.unwrap();
+    let (r0, r1) = c.unwrap();
+    assert_eq!(r0.logits_fixed, oracle(&model, &xs[0]));
+    assert_eq!(r1.logits_fixed, oracle(&model, &xs[1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn material_of_another_inference_is_refused() {
+    let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 6, |_| {});
+    let x = random_input(&model, 60);
+    let (mut cs, mut cc) = memory_pair();
+    let (s, _) = tokio::join!(
+        async move {
+            let mut s =
+                ServerSession::handshake_with_rng(&mut cs, &model, ChaCha20Rng::seed_from_u64(7))
+                    .await?;
+            let p0 = offline::server(&mut cs, &mut s).await?;
+            let p1 = offline::server(&mut cs, &mut s).await?;
+            drop(p0);
+            // The client runs online with inference 0's material.
+            online::server(&mut cs, &s, p1).await
+        },
+        async move {
+            let mut c = ClientSession::handshake_with_rng(
+                &mut cc,
+                &ClientConfig::default(),
+                ChaCha20Rng::seed_from_u64(8),
+            )
+            .await?;
+            let p0 = offline::client(&mut cc, &mut c).await?;
+            let _p1 = offline::client(&mut cc, &mut c).await?;
+            online::client(&mut cc, &c, p0, &x).await
+        }
+    );
+    assert!(
+        matches!(s, Err(Error::PeerMisbehaved(ref m)) if m.contains("inference 0")),
+        "{s:?}"
+    );
+}
+
+/// A channel that misbehaves on purpose.
+struct Faulty<C> {
+    inner: Option<C>,
+    fault: Fault,
+    count: usize,
+    dead: Meter,
+}
+
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Cut one byte off the n-th frame sent under an `online/<layer>` label.
+    TruncateOnline(usize),
+    /// Hang up when sending the n-th frame under an `offline/<layer>` label.
+    DisconnectOffline(usize),
+}
+
+impl<C: Channel> Faulty<C> {
+    fn new(inner: C, fault: Fault) -> Self {
+        Self {
+            inner: Some(inner),
+            fault,
+            count: 0,
+            dead: Meter::default(),
+        }
+    }
+}
+
+impl<C: Channel> Channel for Faulty<C> {
+    async fn send(&mut self, frame: &[u8]) -> Result<()> {
+        let label = self.meter().label().to_string();
+        let layer = label
+            .split_once('/')
+            .filter(|(_, l)| !matches!(*l, "setup" | "input" | "output"));
+        match (self.fault, layer) {
+            (Fault::TruncateOnline(n), Some(("online", _))) => {
+                self.count += 1;
+                if self.count == n {
+                    return self
+                        .inner
+                        .as_mut()
+                        .ok_or(Error::Closed)?
+                        .send(&frame[..frame.len() - 1])
+                        .await;
+                }
+            }
+            (Fault::DisconnectOffline(n), Some(("offline", _))) => {
+                self.count += 1;
+                if self.count >= n {
+                    self.inner = None;
+                    return Err(Error::Closed);
+                }
+            }
+            _ => {}
+        }
+        self.inner.as_mut().ok_or(Error::Closed)?.send(frame).await
+    }
+    async fn recv(&mut self, limit: usize) -> Result<Vec<u8>> {
+        self.inner.as_mut().ok_or(Error::Closed)?.recv(limit).await
+    }
+    async fn recv_into(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.inner
+            .as_mut()
+            .ok_or(Error::Closed)?
+            .recv_into(buf)
+            .await
+    }
+    async fn flush(&mut self) -> Result<()> {
+        self.inner.as_mut().ok_or(Error::Closed)?.flush().await
+    }
+    fn set_label(&mut self, label: &str) {
+        self.dead.set_label(label);
+        if let Some(c) = &mut self.inner {
+            c.set_label(label);
+        }
+    }
+    fn meter(&self) -> &Meter {
+        self.inner.as_ref().map_or(&self.dead, |c| c.meter())
+    }
+}
+
+/// One inference where the server's or the client's channel is faulty.
+async fn faulty_run(fault_on_server: bool, fault: Fault) -> (Result<()>, Result<()>) {
+    let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 9, |_| {});
+    let x = random_input(&model, 90);
+    let (cs, cc) = memory_pair();
+    let (mut cs, mut cc) = if fault_on_server {
+        (
+            Faulty::new(cs, fault),
+            Faulty::new(cc, Fault::TruncateOnline(usize::MAX)),
+        )
+    } else {
+        (
+            Faulty::new(cs, Fault::TruncateOnline(usize::MAX)),
+            Faulty::new(cc, fault),
+        )
+    };
+    tokio::join!(
+        async move {
+            let mut s =
+                ServerSession::handshake_with_rng(&mut cs, &model, ChaCha20Rng::seed_from_u64(9))
+                    .await?;
+            s.serve_one(&mut cs).await.map(|_| ())
+        },
+        async move {
+            let mut c = ClientSession::handshake_with_rng(
+                &mut cc,
+                &ClientConfig::default(),
+                ChaCha20Rng::seed_from_u64(10),
+            )
+            .await?;
+            c.infer(&mut cc, &x).await.map(|_| ())
+        }
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_online_messages_are_peer_errors() {
+    // The client's masked activation output, then the server's labels, cut short.
+    for n in [1, 3] {
+        let (s, c) = faulty_run(false, Fault::TruncateOnline(n)).await;
+        assert!(matches!(s, Err(Error::PeerMisbehaved(_))), "{s:?}");
+        assert!(matches!(c, Err(Error::Closed)), "{c:?}");
+        let (s, c) = faulty_run(true, Fault::TruncateOnline(n)).await;
+        assert!(matches!(c, Err(Error::PeerMisbehaved(_))), "{c:?}");
+        assert!(matches!(s, Err(Error::Closed)), "{s:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_mid_offline_is_closed_on_the_other_side() {
+    // Client hangs up in an HE upload, then in an OT extension; server hangs up mid-tables.
+    for (on_server, n) in [(false, 1), (false, 4), (true, 3), (true, 10)] {
+        let (s, c) = faulty_run(on_server, Fault::DisconnectOffline(n)).await;
+        assert!(matches!(s, Err(Error::Closed)), "server: {s:?}");
+        assert!(matches!(c, Err(Error::Closed)), "client: {c:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_refuses_unsupported_parameters_and_unexpected_models() {
+    let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 11, |_| {});
+    // A tampered architecture: another protocol version, then another HE digest.
+    for tamper in [0, 1] {
+        let (mut cs, mut cc) = memory_pair();
+        let mut arch = model.architecture();
+        match tamper {
+            0 => arch.version += 1,
+            _ => arch.he_digest = "00".repeat(16),
+        }
+        let (s, c) = tokio::join!(
+            async move {
+                cs.send(&serde_json::to_vec(&arch).unwrap()).await.unwrap();
+                cs.recv(4096).await
+            },
+            async move {
+                ClientSession::handshake(&mut cc, &ClientConfig::default())
+                    .await
+                    .map(|_| ())
+            }
+        );
+        assert_eq!(s.unwrap()[0], crate::session::TAG_REFUSE);
+        assert!(matches!(c, Err(Error::Incompatible(_))), "{c:?}");
+    }
+    // A pinned client refuses another network; the server learns it was refused.
+    let other = model_for("resnet18(m=2,input=8,classes=4,phi=1-1-1-1)", 11, |_| {});
+    let cfg = ClientConfig {
+        expect: Some(other.network().describe()),
+        ..ClientConfig::default()
+    };
+    let (mut cs, mut cc) = memory_pair();
+    let (s, c) = tokio::join!(
+        ServerSession::handshake(&mut cs, &model),
+        ClientSession::handshake(&mut cc, &cfg)
+    );
+    assert!(matches!(s, Err(Error::Incompatible(_))), "{:?}", s.err());
+    assert!(matches!(c, Err(Error::Incompatible(_))), "{:?}", c.err());
+    // Garbage instead of an architecture.
+    let (mut cs, mut cc) = memory_pair();
+    let cfg = ClientConfig::default();
+    let (_, c) = tokio::join!(
+        cs.send(b"{not json"),
+        ClientSession::handshake(&mut cc, &cfg)
+    );
+    assert!(matches!(c, Err(Error::PeerMisbehaved(_))), "{:?}", c.err());
+}

@@ -1,0 +1,487 @@
+//! The offline phase of one inference: everything that does not depend on
+//! the client's input (DESIGN.md section 3; Mishra et al., "Delphi",
+//! USENIX Security 2020, section 4, with Cheetah-style HE and ring GCs).
+//!
+//! Walking the network in order:
+//! - The client samples its share of the input and of every activation
+//!   output (uniform over Z_2^l, fresh per inference).
+//! - Linear layer: the client uploads its encrypted share of the layer's
+//!   input, the server returns W·c − s for a fresh mask s ([`crate::he`]);
+//!   the client's share of the output is that, the server keeps s.
+//! - Residual add: the client adds its shares locally (an identity
+//!   shortcut's share times 2^f).
+//! - Activation: the client now knows its share b of the input. Its positions
+//!   split into a ReLU sub-layer and a truncation-only sub-layer (masked-off
+//!   ReLUs). For each non-empty sub-layer the client obtains the labels of
+//!   the bits of b by correlated OT (IKNP, the garbler's Δ as the
+//!   correlation, so the OT outputs are the input labels, nothing else
+//!   is sent), and the server garbles the sub-layer with those zero labels
+//!   and fresh pads p, streaming the tables chunk by chunk as they are made.
+//!
+//! Nothing is reused across inferences: base OTs, Δ, masks, pads and labels
+//! are fresh; only the HE keys belong to the session. The result is a value
+//! ([`ServerPreprocessed`], [`ClientPreprocessed`]) that
+//! [`crate::online`] consumes.
+//!
+//! Traffic is labelled `offline/setup` (request, base OTs) and
+//! `offline/<step name>`.
+
+use std::sync::Arc;
+
+use pi_models::fixed::residual_add_ring;
+use pi_models::network::Step;
+use tokio::sync::mpsc;
+use zeroize::Zeroize;
+
+use crate::gc::{ClientLabels, Delta, GarbledTables, Garbler, ServerInputLabels, TablesAssembler};
+use crate::he::{ClientUpload, ServerReply};
+use crate::ot::driver as ot;
+use crate::report::{LayerReport, PhaseReport, Recorder};
+use crate::ring;
+use crate::session::{
+    ClientSession, ServerSession, SessionPlan, TAG_OFFLINE, fork_rng, off_executor, recv_bulk,
+    recv_request, send_bulk,
+};
+use crate::transport::Channel;
+use crate::{Error, Result};
+
+/// Bytes of garbled tables per frame while streaming (every frame but a
+/// sub-layer's last has exactly this size).
+const TABLE_FRAME: usize = 1 << 20;
+
+/// The server's material for one inference: masks s per linear layer, pads p
+/// and its own input labels per activation. Consumed by
+/// [`crate::online::server`]; masks and pads are zeroized on drop.
+pub struct ServerPreprocessed {
+    pub(crate) id: u64,
+    pub(crate) masks: Vec<Vec<u64>>,
+    pub(crate) acts: Vec<ServerActivation>,
+    pub(crate) layers: Vec<LayerReport>,
+    pub(crate) phase: PhaseReport,
+    pub(crate) storage: u64,
+}
+
+pub(crate) struct ServerActivation {
+    pub pads: Vec<u64>,
+    pub relu: Option<ServerInputLabels>,
+    pub trunc: Option<ServerInputLabels>,
+}
+
+impl Drop for ServerPreprocessed {
+    fn drop(&mut self) {
+        self.masks.iter_mut().for_each(|m| m.zeroize());
+        self.acts.iter_mut().for_each(|a| a.pads.zeroize());
+    }
+}
+
+impl std::fmt::Debug for ServerPreprocessed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerPreprocessed")
+            .field("inference", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerPreprocessed {
+    /// The inference number this material belongs to.
+    pub fn inference(&self) -> u64 {
+        self.id
+    }
+    /// The offline phase as the server saw it.
+    pub fn offline_report(&self) -> &PhaseReport {
+        &self.phase
+    }
+}
+
+/// The client's material for one inference: garbled tables and its own
+/// input labels per activation, its input mask and activation-output masks,
+/// and its share of the logits. Consumed by [`crate::online::client`].
+pub struct ClientPreprocessed {
+    pub(crate) id: u64,
+    pub(crate) input_mask: Vec<u64>,
+    pub(crate) acts: Vec<ClientActivation>,
+    pub(crate) logits_share: Vec<u64>,
+    pub(crate) layers: Vec<LayerReport>,
+    pub(crate) phase: PhaseReport,
+    pub(crate) storage: u64,
+    pub(crate) table_bytes: u64,
+}
+
+pub(crate) struct ClientActivation {
+    pub out_mask: Vec<u64>,
+    pub relu: Option<(GarbledTables, ClientLabels)>,
+    pub trunc: Option<(GarbledTables, ClientLabels)>,
+}
+
+impl Drop for ClientPreprocessed {
+    fn drop(&mut self) {
+        self.input_mask.zeroize();
+        self.logits_share.zeroize();
+        self.acts.iter_mut().for_each(|a| a.out_mask.zeroize());
+    }
+}
+
+impl std::fmt::Debug for ClientPreprocessed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientPreprocessed")
+            .field("inference", &self.id)
+            .field("storage_bytes", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientPreprocessed {
+    /// The inference number this material belongs to.
+    pub fn inference(&self) -> u64 {
+        self.id
+    }
+    /// Bytes held until the online phase (tables, labels, masks, logits share).
+    pub fn storage_bytes(&self) -> u64 {
+        self.storage
+    }
+    /// The offline phase as the client saw it.
+    pub fn offline_report(&self) -> &PhaseReport {
+        &self.phase
+    }
+}
+
+/// Server side of the offline phase: waits for the client's request, then
+/// preprocesses one inference.
+///
+/// # Errors
+/// [`Error::Closed`] if the client closed the session instead of asking for
+/// an inference or disconnected; [`Error::PeerMisbehaved`] for a malformed
+/// message.
+pub async fn server<C: Channel>(
+    ch: &mut C,
+    session: &mut ServerSession,
+) -> Result<ServerPreprocessed> {
+    let rec = Recorder::new("offline", ch.meter());
+    match recv_request(ch).await? {
+        Some(id) => server_after_request(ch, session, id, rec).await,
+        None => Err(Error::Closed),
+    }
+}
+
+pub(crate) async fn server_after_request<C: Channel>(
+    ch: &mut C,
+    session: &mut ServerSession,
+    id: u64,
+    mut rec: Recorder,
+) -> Result<ServerPreprocessed> {
+    let id = session.take_id(id)?;
+    let inner = session.model.inner.clone();
+    let plan = inner.plan.clone();
+    let ring = plan.ring;
+    let l = ring.bits() as usize;
+    let mut layers = plan.template.clone();
+
+    ch.set_label("offline/setup");
+    // Fresh Δ and base OTs per inference; Δ is the IKNP correlation and the
+    // free-XOR offset of every garbled sub-layer of this inference.
+    let delta = Delta::random(&mut session.rng);
+    let mut sender = ot::setup_sender(ch, &mut session.rng, Some(delta.block())).await?;
+    let mut garbler = Some(Garbler::with_delta(delta, fork_rng(&mut session.rng)));
+
+    let mut masks = vec![Vec::new(); plan.he_plans.len()];
+    let mut acts: Vec<ServerActivation> = Vec::with_capacity(plan.splits.len());
+    let mut storage = 0u64;
+    for (i, step) in plan.network.steps.iter().enumerate() {
+        rec.step();
+        ch.set_label(&rec.label(step.name()));
+        match step {
+            Step::Linear(lin) => {
+                let idx = lin.index;
+                let hp = &plan.he_plans[idx];
+                let mask = ring::sample(&mut session.rng, hp.shape().output_len(), ring);
+                let upload = recv_bulk(ch, ClientUpload::encoded_len(hp)).await?;
+                let (he, inner2, mut rng2) = (
+                    session.he.clone(),
+                    inner.clone(),
+                    fork_rng(&mut session.rng),
+                );
+                let (reply, mask) = off_executor(move || {
+                    let hp = &inner2.plan.he_plans[idx];
+                    let up = ClientUpload::decode(&upload, hp)?;
+                    let reply = he
+                        .evaluate(hp, &inner2.signed[idx], &mask, &up, &mut rng2)?
+                        .encode(hp);
+                    Ok((reply, mask))
+                })
+                .await?;
+                send_bulk(ch, &reply).await?;
+                ch.flush().await?;
+                storage += 8 * mask.len() as u64;
+                masks[idx] = mask;
+            }
+            Step::Add(_) => {}
+            Step::Activation(a) => {
+                let k = acts.len();
+                let pads = ring::sample(&mut session.rng, a.shape.numel(), ring);
+                let mut act = ServerActivation {
+                    pads,
+                    relu: None,
+                    trunc: None,
+                };
+                for which in [Sub::Relu, Sub::Trunc] {
+                    let idx = which.positions(&plan, k);
+                    if idx.is_empty() {
+                        continue;
+                    }
+                    let zero = ot::send_correlated(ch, &mut sender, idx.len() * l).await?;
+                    let sub_pads: Vec<u64> = idx.iter().map(|&p| act.pads[p]).collect();
+                    let g = garbler
+                        .take()
+                        .expect("the garbler returns after every sub-layer");
+                    let (g, labels) = garble_streaming(
+                        ch,
+                        g,
+                        plan.clone(),
+                        which,
+                        which.layer(k),
+                        sub_pads,
+                        zero,
+                    )
+                    .await?;
+                    garbler = Some(g);
+                    storage += 16 * (labels.len() * l) as u64;
+                    match which {
+                        Sub::Relu => act.relu = Some(labels),
+                        Sub::Trunc => act.trunc = Some(labels),
+                    }
+                }
+                ch.flush().await?;
+                storage += 8 * act.pads.len() as u64;
+                acts.push(act);
+            }
+        }
+        layers[i].offline = rec.finish_step(ch.meter(), step.name());
+    }
+    ch.flush().await?;
+    let phase = rec.finish(ch.meter());
+    Ok(ServerPreprocessed {
+        id,
+        masks,
+        acts,
+        layers,
+        phase,
+        storage,
+    })
+}
+
+/// The two garbled sub-layers of an activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sub {
+    Relu,
+    Trunc,
+}
+
+impl Sub {
+    /// Positions of activation `k` in this sub-layer.
+    pub(crate) fn positions(self, plan: &SessionPlan, k: usize) -> &[usize] {
+        match self {
+            Sub::Relu => &plan.splits[k].relu,
+            Sub::Trunc => &plan.splits[k].trunc,
+        }
+    }
+    /// The circuit.
+    pub(crate) fn circuit(self, plan: &SessionPlan) -> &crate::gc::Circuit {
+        match self {
+            Sub::Relu => &plan.relu,
+            Sub::Trunc => &plan.trunc,
+        }
+    }
+    /// Garbling layer index (tweak domain): strictly increasing through the
+    /// inference, as required under one Δ.
+    pub(crate) fn layer(self, k: usize) -> u32 {
+        (2 * k + usize::from(self == Sub::Trunc)) as u32
+    }
+}
+
+/// Garbles one sub-layer on the blocking pool and sends its tables as they
+/// are produced: at most two frames wait in memory besides the one being
+/// filled, so the server never holds a layer's (let alone the network's) tables.
+async fn garble_streaming<C: Channel>(
+    ch: &mut C,
+    mut garbler: Garbler,
+    plan: Arc<SessionPlan>,
+    which: Sub,
+    layer: u32,
+    pads: Vec<u64>,
+    zero: Vec<crate::crypto::Block>,
+) -> Result<(Garbler, ServerInputLabels)> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
+    let worker = tokio::task::spawn_blocking(move || {
+        let circuit = which.circuit(&plan);
+        let mut buf = Vec::with_capacity(TABLE_FRAME + circuit.table_bytes() * crate::gc::CHUNK);
+        let r = garbler.garble_layer_streaming_with_client_labels(
+            circuit,
+            layer,
+            &pads,
+            zero,
+            |chunk| {
+                buf.extend_from_slice(chunk);
+                // Frames of exactly TABLE_FRAME bytes (the last one shorter), so
+                // the client can demand exact sizes.
+                while buf.len() >= TABLE_FRAME {
+                    let rest = buf.split_off(TABLE_FRAME);
+                    let full = std::mem::replace(&mut buf, rest);
+                    // A send error means the driver gave up; finish quietly.
+                    let _ = tx.blocking_send(full);
+                }
+            },
+        );
+        if !buf.is_empty() {
+            let _ = tx.blocking_send(buf);
+        }
+        r.map(|inputs| (garbler, inputs.into_parts().1))
+    });
+    while let Some(frame) = rx.recv().await {
+        ch.send(&frame).await?;
+    }
+    match worker.await {
+        Ok(r) => r,
+        Err(e) => match e.try_into_panic() {
+            Ok(p) => std::panic::resume_unwind(p),
+            Err(e) => Err(Error::Io(std::io::Error::other(format!(
+                "garbling worker cancelled: {e}"
+            )))),
+        },
+    }
+}
+
+/// Client side of the offline phase: requests and preprocesses one inference.
+///
+/// # Errors
+/// [`Error::PeerMisbehaved`] for a malformed message (an HE reply, garbled
+/// tables of the wrong size, ...), [`Error::Closed`] if the server disconnects.
+pub async fn client<C: Channel>(
+    ch: &mut C,
+    session: &mut ClientSession,
+) -> Result<ClientPreprocessed> {
+    let plan = session.plan.clone();
+    let ring = plan.ring;
+    let l = ring.bits() as usize;
+    let net = &plan.network;
+    let mut rec = Recorder::new("offline", ch.meter());
+    let mut layers = plan.template.clone();
+    let id = session.take_id();
+
+    ch.set_label("offline/setup");
+    let mut req = vec![TAG_OFFLINE];
+    req.extend_from_slice(&id.to_le_bytes());
+    ch.send(&req).await?;
+    ch.flush().await?;
+    let mut receiver = ot::setup_receiver(ch, &mut session.rng).await?;
+
+    let mut shares: Vec<Option<Vec<u64>>> = vec![None; net.tensors.len()];
+    let input_mask = ring::sample(&mut session.rng, net.tensors[net.input].shape.numel(), ring);
+    shares[net.input] = Some(input_mask.clone());
+    let mut acts: Vec<ClientActivation> = Vec::with_capacity(plan.splits.len());
+    let (mut storage, mut table_bytes) = (0u64, 0u64);
+    let missing = || Error::BadInput("internal: a tensor share is missing".into());
+    for (i, step) in net.steps.iter().enumerate() {
+        rec.step();
+        ch.set_label(&rec.label(step.name()));
+        let reads: Vec<usize> = match step {
+            Step::Linear(lin) => {
+                let idx = lin.index;
+                let hp = &plan.he_plans[idx];
+                let share = shares[lin.input].clone().ok_or_else(missing)?;
+                let (he, plan2, mut rng2) =
+                    (session.he.clone(), plan.clone(), fork_rng(&mut session.rng));
+                let upload = off_executor(move || {
+                    let hp = &plan2.he_plans[idx];
+                    let mut share = share;
+                    let up = he.encrypt(hp, &share, &mut rng2).map(|u| u.encode(hp));
+                    share.zeroize();
+                    up
+                })
+                .await?;
+                send_bulk(ch, &upload).await?;
+                ch.flush().await?;
+                let reply = recv_bulk(ch, ServerReply::encoded_len(hp)).await?;
+                let (he, plan2) = (session.he.clone(), plan.clone());
+                let out = off_executor(move || {
+                    let hp = &plan2.he_plans[idx];
+                    he.decrypt(hp, &ServerReply::decode(&reply, hp)?)
+                })
+                .await?;
+                shares[lin.output] = Some(out);
+                vec![lin.input]
+            }
+            Step::Add(a) => {
+                let lhs = shares[a.lhs].as_ref().ok_or_else(missing)?;
+                let rhs = shares[a.rhs].as_ref().ok_or_else(missing)?;
+                shares[a.output] = Some(residual_add_ring(lhs, rhs, a.rhs_upscale, ring));
+                vec![a.lhs, a.rhs]
+            }
+            Step::Activation(a) => {
+                let k = acts.len();
+                let out_mask = ring::sample(&mut session.rng, a.shape.numel(), ring);
+                let mut act = ClientActivation {
+                    out_mask,
+                    relu: None,
+                    trunc: None,
+                };
+                let b = shares[a.input].as_ref().ok_or_else(missing)?;
+                for which in [Sub::Relu, Sub::Trunc] {
+                    let idx = which.positions(&plan, k);
+                    if idx.is_empty() {
+                        continue;
+                    }
+                    let n = idx.len();
+                    let mut bits = Vec::with_capacity(n * l);
+                    for &p in idx {
+                        bits.extend((0..l).map(|j| (b[p] >> j) & 1 == 1));
+                    }
+                    let got = ot::receive_correlated(ch, &mut receiver, &bits).await;
+                    bits.zeroize();
+                    let labels = ClientLabels::from_blocks(plan.act, n, got?)?;
+                    let mut asm = TablesAssembler::new(which.circuit(&plan), which.layer(k), n)?;
+                    let mut piece = Vec::new();
+                    while asm.remaining() > 0 {
+                        piece.resize(asm.remaining().min(TABLE_FRAME), 0);
+                        ch.recv_into(&mut piece).await?;
+                        asm.push(&piece)?;
+                    }
+                    let tables = asm.finish()?;
+                    table_bytes += tables.as_bytes().len() as u64;
+                    storage += (tables.as_bytes().len() + labels.encoded_len()) as u64;
+                    match which {
+                        Sub::Relu => act.relu = Some((tables, labels)),
+                        Sub::Trunc => act.trunc = Some((tables, labels)),
+                    }
+                }
+                shares[a.output] = Some(act.out_mask.clone());
+                storage += 8 * act.out_mask.len() as u64;
+                acts.push(act);
+                vec![a.input]
+            }
+        };
+        for t in reads {
+            if plan.last_use[t] == i
+                && let Some(mut s) = shares[t].take()
+            {
+                s.zeroize();
+            }
+        }
+        layers[i].offline = rec.finish_step(ch.meter(), step.name());
+    }
+    let logits_share = shares[net.output].take().ok_or_else(missing)?;
+    storage += 8 * (input_mask.len() + logits_share.len()) as u64;
+    for s in shares.iter_mut().flatten() {
+        s.zeroize();
+    }
+    let phase = rec.finish(ch.meter());
+    Ok(ClientPreprocessed {
+        id,
+        input_mask,
+        acts,
+        logits_share,
+        layers,
+        phase,
+        storage,
+        table_bytes,
+    })
+}

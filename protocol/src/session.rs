@@ -1,0 +1,706 @@
+//! Sessions: the handshake that fixes the public architecture and the
+//! parameters, and the per-inference requests.
+//!
+//! # Handshake (once per connection)
+//! 1. Server → client: [`Architecture`] as JSON: protocol version, the
+//!    network description (spec and ReLU masks, never weights), ring l and f,
+//!    the HE parameter digest, and the input normalisation.
+//! 2. Client: checks the version, the ring, that the digest is the one it
+//!    computes for those parameters, its size limits and (optionally) that
+//!    the network is the one it expects; builds every HE layer plan. Then
+//!    either refuses (a reason, and [`Error::Incompatible`] on both sides) or
+//!    accepts with its RLWE public key (HE keys live as long as the session).
+//!
+//! # Inferences
+//! Each inference is an offline phase ([`crate::offline`]) then an online
+//! phase ([`crate::online`]). The client opens each offline phase with a
+//! request carrying the inference number; the server checks it counts up.
+//! Preprocessed material is a value that the online phase consumes (DESIGN.md
+//! section 3.5), tagged with its inference number, which the client repeats
+//! when it sends its masked input so both sides pair the same material.
+//! The client ends a session with [`ClientSession::close`].
+
+use std::sync::Arc;
+
+use pi_models::network::{Description, LinearKind, Network, Step};
+use pi_models::{Model, QuantModel, RingParams};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::gc::{ActivationParams, Circuit};
+use crate::he::{
+    self, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape, PublicKeyMsg,
+};
+use crate::report::{ActivationCounts, LayerReport, PhaseReport};
+use crate::transport::Channel;
+use crate::{Error, Result};
+
+/// Version of the wire protocol; both parties must run the same.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest architecture message accepted (pixel masks of large networks).
+pub const MAX_HELLO_BYTES: usize = 32 << 20;
+/// Payload bytes per frame for bulk data (labels, packed shares, tables).
+pub(crate) const BULK_FRAME: usize = 4 << 20;
+
+const TAG_ACCEPT: u8 = 1;
+pub(crate) const TAG_REFUSE: u8 = 2;
+pub(crate) const TAG_OFFLINE: u8 = 0x10;
+pub(crate) const TAG_CLOSE: u8 = 0x11;
+pub(crate) const TAG_ONLINE: u8 = 0x12;
+const MAX_REASON: usize = 1024;
+
+/// Input normalisation as sent to the client: x' = (x − mean[c]) / std[c].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NormalizationMsg {
+    /// One entry per input channel, or one for all.
+    pub mean: Vec<f64>,
+    /// One entry per input channel, or one for all.
+    pub std: Vec<f64>,
+}
+
+/// The public description of the server's model and parameters, sent in the
+/// handshake. Contains no weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Architecture {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Spec and ReLU masks.
+    pub network: Description,
+    /// Ring bits l.
+    pub ring_bits: u32,
+    /// Fractional bits f.
+    pub frac_bits: u32,
+    /// Hex of [`HeParams::digest`].
+    pub he_digest: String,
+    /// Normalisation the client applies to its input before quantising.
+    pub normalization: Option<NormalizationMsg>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Which activation positions use which circuit.
+#[derive(Clone, Debug)]
+pub(crate) struct ActSplit {
+    /// Flat positions kept as ReLU, increasing.
+    pub relu: Vec<usize>,
+    /// Flat positions that are identity (truncation only), increasing.
+    pub trunc: Vec<usize>,
+}
+
+/// Everything both parties derive from the public architecture.
+#[derive(Debug)]
+pub(crate) struct SessionPlan {
+    pub network: Network,
+    pub ring: RingParams,
+    pub act: ActivationParams,
+    pub he: HeParams,
+    /// One per linear step, by [`pi_models::network::LinearStep::index`].
+    pub he_plans: Vec<LayerPlan>,
+    /// One per activation, in order.
+    pub splits: Vec<ActSplit>,
+    pub relu: Circuit,
+    pub trunc: Circuit,
+    /// For each tensor, the last step index that reads it.
+    pub last_use: Vec<usize>,
+    pub template: Vec<LayerReport>,
+    pub counts: ActivationCounts,
+}
+
+impl SessionPlan {
+    pub(crate) fn new(network: Network, ring: RingParams) -> Result<Self> {
+        let act = ActivationParams::new(ring.bits(), ring.frac())?;
+        let he = HeParams::new(ring.bits())?;
+        let mut he_plans = Vec::new();
+        let mut splits = Vec::new();
+        let mut last_use = vec![0usize; network.tensors.len()];
+        let mut template = Vec::new();
+        let mut counts = ActivationCounts::default();
+        for (i, step) in network.steps.iter().enumerate() {
+            let (kind, relus, identity) = match step {
+                Step::Linear(l) => {
+                    last_use[l.input] = i;
+                    let shape = match l.kind {
+                        LinearKind::Conv(g) => LayerShape::Conv(ConvShape {
+                            c_in: g.cin,
+                            c_out: g.cout,
+                            h: g.in_h,
+                            w: g.in_w,
+                            kernel: g.kernel,
+                            stride: g.stride,
+                            pad: g.pad,
+                        }),
+                        LinearKind::Fc(g) => LayerShape::Fc(FcShape {
+                            inputs: g.in_features(),
+                            outputs: g.out,
+                        }),
+                    };
+                    he_plans.push(
+                        LayerPlan::new(he, shape)
+                            .map_err(|e| Error::BadInput(format!("layer {}: {e}", l.name)))?,
+                    );
+                    (
+                        if matches!(l.kind, LinearKind::Conv(_)) {
+                            "conv"
+                        } else {
+                            "fc"
+                        },
+                        0,
+                        0,
+                    )
+                }
+                Step::Add(a) => {
+                    last_use[a.lhs] = i;
+                    last_use[a.rhs] = i;
+                    ("add", 0, 0)
+                }
+                Step::Activation(a) => {
+                    last_use[a.input] = i;
+                    let (mut relu, mut trunc) = (Vec::new(), Vec::new());
+                    for p in 0..a.shape.numel() {
+                        if a.keeps(p) {
+                            relu.push(p)
+                        } else {
+                            trunc.push(p)
+                        }
+                    }
+                    counts.relus += relu.len() as u64;
+                    counts.identity += trunc.len() as u64;
+                    counts.relu_layers += usize::from(!relu.is_empty());
+                    counts.identity_layers += usize::from(!trunc.is_empty());
+                    let r = (relu.len() as u64, trunc.len() as u64);
+                    splits.push(ActSplit { relu, trunc });
+                    ("relu", r.0, r.1)
+                }
+            };
+            template.push(LayerReport {
+                name: step.name().to_string(),
+                kind,
+                relus,
+                identity,
+                offline: PhaseReport::default(),
+                online: PhaseReport::default(),
+            });
+        }
+        last_use[network.output] = network.steps.len();
+        Ok(Self {
+            relu: Circuit::relu(act),
+            trunc: Circuit::truncate(act),
+            network,
+            ring,
+            act,
+            he,
+            he_plans,
+            splits,
+            last_use,
+            template,
+            counts,
+        })
+    }
+}
+
+/// The server's model: public network, quantised weights (secret), normalisation.
+/// Cheap to clone (shared).
+#[derive(Clone)]
+pub struct ServerModel {
+    pub(crate) inner: Arc<ModelInner>,
+}
+
+pub(crate) struct ModelInner {
+    pub plan: Arc<SessionPlan>,
+    pub quant: QuantModel,
+    /// Signed weights per linear layer, for the HE step.
+    pub signed: Vec<Vec<i64>>,
+    pub normalization: Option<NormalizationMsg>,
+}
+
+impl std::fmt::Debug for ServerModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerModel")
+            .field("spec", &self.inner.plan.network.spec.canonical())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerModel {
+    /// Checks that `quant` fits `network` and the HE layer (weights below
+    /// 2^[`he::params::WEIGHT_BITS`] in magnitude, l ≤ 37) and plans every layer.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] naming the layer or parameter that does not fit.
+    pub fn new(
+        network: Network,
+        quant: QuantModel,
+        normalization: Option<NormalizationMsg>,
+    ) -> Result<Self> {
+        let ring = quant.ring;
+        if Network::from_description(&network.describe()).ok().as_ref() != Some(&network) {
+            return Err(Error::BadInput(
+                "network does not round-trip through its description".into(),
+            ));
+        }
+        if quant.layers.len() != network.linears().count() {
+            return Err(Error::BadInput(format!(
+                "{} quantised layers for {} linear layers",
+                quant.layers.len(),
+                network.linears().count()
+            )));
+        }
+        let bound = 1i64 << he::params::WEIGHT_BITS;
+        let mut signed = Vec::new();
+        for (l, q) in network.linears().zip(&quant.layers) {
+            let (w, b) = match l.kind {
+                LinearKind::Conv(g) => (g.weight_len(), g.cout),
+                LinearKind::Fc(g) => (g.out * g.in_features(), g.out),
+            };
+            if q.weight.len() != w || q.bias.len() != b {
+                return Err(Error::BadInput(format!(
+                    "layer {}: weights do not match its shape",
+                    l.name
+                )));
+            }
+            let s = q.signed_weights(ring);
+            if let Some(v) = s.iter().find(|v| v.abs() >= bound) {
+                return Err(Error::BadInput(format!(
+                    "layer {}: quantised weight {v} exceeds the HE weight bound 2^{}",
+                    l.name,
+                    he::params::WEIGHT_BITS
+                )));
+            }
+            signed.push(s);
+        }
+        if let Some(n) = &normalization {
+            let c = network.spec.channels;
+            let ok =
+                |v: &Vec<f64>| (v.len() == c || v.len() == 1) && v.iter().all(|x| x.is_finite());
+            if !ok(&n.mean) || !ok(&n.std) || n.std.iter().any(|&s| s <= 0.0) {
+                return Err(Error::BadInput(
+                    "normalisation does not fit the input channels".into(),
+                ));
+            }
+        }
+        let plan = Arc::new(SessionPlan::new(network, ring)?);
+        Ok(Self {
+            inner: Arc::new(ModelInner {
+                plan,
+                quant,
+                signed,
+                normalization,
+            }),
+        })
+    }
+
+    /// From a resolved model file and its quantised weights.
+    pub fn from_model(model: &Model, quant: QuantModel) -> Result<Self> {
+        let norm = model.normalization.as_ref().map(|n| NormalizationMsg {
+            mean: n.mean.clone(),
+            std: n.std.clone(),
+        });
+        Self::new(model.network.clone(), quant, norm)
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.inner.plan.network
+    }
+
+    /// The public architecture sent in the handshake.
+    pub fn architecture(&self) -> Architecture {
+        let plan = &self.inner.plan;
+        Architecture {
+            version: PROTOCOL_VERSION,
+            network: plan.network.describe(),
+            ring_bits: plan.ring.bits(),
+            frac_bits: plan.ring.frac(),
+            he_digest: hex(&plan.he.digest()),
+            normalization: self.inner.normalization.clone(),
+        }
+    }
+}
+
+/// What the client accepts in a handshake.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Refuse networks with more activation positions (each costs a garbled
+    /// circuit of a few KB of client storage).
+    pub max_activations: u64,
+    /// Refuse networks with more multiply-accumulates (ring MACs, folded FC).
+    pub max_macs: u64,
+    /// If set, refuse any other network (pinning the model).
+    pub expect: Option<Description>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        // ResNet18 at m = 64 has 557 056 activations and about 0.56 G MACs.
+        Self {
+            max_activations: 1 << 23,
+            max_macs: 1 << 34,
+            expect: None,
+        }
+    }
+}
+
+/// The server's side of an established session.
+pub struct ServerSession {
+    pub(crate) model: ServerModel,
+    pub(crate) he: Arc<HeServer>,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) next_id: u64,
+}
+
+/// The client's side of an established session.
+pub struct ClientSession {
+    pub(crate) plan: Arc<SessionPlan>,
+    pub(crate) arch: Architecture,
+    pub(crate) model: Model,
+    pub(crate) he: Arc<HeClient>,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) next_id: u64,
+}
+
+impl ServerSession {
+    /// Runs the handshake with a CSPRNG seeded from the operating system.
+    pub async fn handshake<C: Channel>(ch: &mut C, model: &ServerModel) -> Result<Self> {
+        Self::handshake_with_rng(ch, model, ChaCha20Rng::from_os_rng()).await
+    }
+
+    /// Runs the handshake drawing every secret of the session from `rng`
+    /// (seeded in tests).
+    pub async fn handshake_with_rng<C: Channel>(
+        ch: &mut C,
+        model: &ServerModel,
+        rng: ChaCha20Rng,
+    ) -> Result<Self> {
+        ch.set_label("session/handshake");
+        let hello = serde_json::to_vec(&model.architecture())
+            .map_err(|e| Error::BadInput(format!("cannot encode the architecture: {e}")))?;
+        ch.send(&hello).await?;
+        ch.flush().await?;
+        let reply = ch
+            .recv(1 + PublicKeyMsg::encoded_len().max(MAX_REASON))
+            .await?;
+        let he_params = model.inner.plan.he;
+        match reply.split_first() {
+            Some((&TAG_ACCEPT, pk)) => {
+                let pk = PublicKeyMsg::decode(pk, &he_params)?;
+                let he = Arc::new(HeServer::new(he_params, &pk)?);
+                Ok(Self {
+                    model: model.clone(),
+                    he,
+                    rng,
+                    next_id: 0,
+                })
+            }
+            Some((&TAG_REFUSE, reason)) => Err(Error::Incompatible(format!(
+                "the client refused: {}",
+                String::from_utf8_lossy(&reason[..reason.len().min(MAX_REASON)])
+            ))),
+            _ => Err(Error::PeerMisbehaved("malformed handshake reply".into())),
+        }
+    }
+
+    /// The model served.
+    pub fn model(&self) -> &ServerModel {
+        &self.model
+    }
+
+    /// Serves the client's next request: `Ok(None)` when the client closed
+    /// the session (politely or by disconnecting between inferences),
+    /// otherwise one whole inference, offline then online.
+    pub async fn serve_one<C: Channel>(
+        &mut self,
+        ch: &mut C,
+    ) -> Result<Option<crate::report::ServerReport>> {
+        let rec = crate::report::Recorder::new("offline", ch.meter());
+        let id = match recv_request(ch).await {
+            Ok(Some(id)) => id,
+            Ok(None) | Err(Error::Closed) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let pre = crate::offline::server_after_request(ch, self, id, rec).await?;
+        crate::online::server(ch, self, pre).await.map(Some)
+    }
+
+    /// Checks the requested inference number and counts it.
+    pub(crate) fn take_id(&mut self, id: u64) -> Result<u64> {
+        if id != self.next_id {
+            return Err(Error::PeerMisbehaved(format!(
+                "inference {id} requested, expected {}",
+                self.next_id
+            )));
+        }
+        self.next_id += 1;
+        Ok(id)
+    }
+}
+
+/// Receives an inference request: `Some(id)` to start one, `None` to close.
+pub(crate) async fn recv_request<C: Channel>(ch: &mut C) -> Result<Option<u64>> {
+    ch.set_label("offline/setup");
+    let frame = ch.recv(9).await?;
+    match frame.split_first() {
+        Some((&TAG_OFFLINE, id)) if id.len() == 8 => {
+            Ok(Some(u64::from_le_bytes(id.try_into().expect("8 bytes"))))
+        }
+        Some((&TAG_CLOSE, [])) => Ok(None),
+        _ => Err(Error::PeerMisbehaved("malformed inference request".into())),
+    }
+}
+
+impl ClientSession {
+    /// Runs the handshake with a CSPRNG seeded from the operating system.
+    pub async fn handshake<C: Channel>(ch: &mut C, config: &ClientConfig) -> Result<Self> {
+        Self::handshake_with_rng(ch, config, ChaCha20Rng::from_os_rng()).await
+    }
+
+    /// Runs the handshake drawing every secret of the session from `rng`.
+    pub async fn handshake_with_rng<C: Channel>(
+        ch: &mut C,
+        config: &ClientConfig,
+        mut rng: ChaCha20Rng,
+    ) -> Result<Self> {
+        ch.set_label("session/handshake");
+        let hello = ch.recv(MAX_HELLO_BYTES).await?;
+        let checked = check_architecture(&hello, config);
+        let (arch, plan) = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = e.to_string();
+                let mut msg = vec![TAG_REFUSE];
+                msg.extend_from_slice(&reason.as_bytes()[..reason.len().min(MAX_REASON)]);
+                // Best effort: the peer may already be gone.
+                if ch.send(&msg).await.is_ok() {
+                    let _ = ch.flush().await;
+                }
+                return Err(e);
+            }
+        };
+        let he = HeClient::new(plan.he, &mut rng);
+        let mut msg = vec![TAG_ACCEPT];
+        msg.extend_from_slice(&he.public_key(&mut rng).encode(&plan.he));
+        ch.send(&msg).await?;
+        ch.flush().await?;
+        let normalization = arch
+            .normalization
+            .as_ref()
+            .map(|n| pi_models::model::Normalization {
+                mean: n.mean.clone(),
+                std: n.std.clone(),
+            });
+        let model = Model {
+            network: plan.network.clone(),
+            normalization,
+            weights: None,
+        };
+        Ok(Self {
+            plan: Arc::new(plan),
+            arch,
+            model,
+            he: Arc::new(he),
+            rng,
+            next_id: 0,
+        })
+    }
+
+    /// The architecture the server announced.
+    pub fn architecture(&self) -> &Architecture {
+        &self.arch
+    }
+
+    /// The public model (network and normalisation, no weights): use
+    /// [`Model::load_input`] or [`Model::prepare_input`] to read an input.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Ring parameters of the session.
+    pub fn ring(&self) -> RingParams {
+        self.plan.ring
+    }
+
+    /// Quantises a prepared (normalised) input at scale f.
+    pub fn quantize_input(&self, x: &[f32]) -> Result<Vec<u64>> {
+        pi_models::fixed::quantize_input(x, self.plan.ring)
+            .map_err(|e| Error::BadInput(e.to_string()))
+    }
+
+    /// One whole inference: offline, then online on `input` (quantised at
+    /// scale f, (C, H, W) order).
+    pub async fn infer<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        input: &[u64],
+    ) -> Result<crate::report::ClientReport> {
+        self.check_input(input)?;
+        let pre = crate::offline::client(ch, self).await?;
+        crate::online::client(ch, self, pre, input).await
+    }
+
+    /// Ends the session politely.
+    pub async fn close<C: Channel>(self, ch: &mut C) -> Result<()> {
+        ch.set_label("offline/setup");
+        ch.send(&[TAG_CLOSE]).await?;
+        ch.flush().await
+    }
+
+    pub(crate) fn check_input(&self, input: &[u64]) -> Result<()> {
+        let net = &self.plan.network;
+        let want = net.tensors[net.input].shape.numel();
+        if input.len() != want {
+            return Err(Error::BadInput(format!(
+                "input of {} values, the network takes {want}",
+                input.len()
+            )));
+        }
+        if input.iter().any(|&v| v & !self.plan.ring.mask() != 0) {
+            return Err(Error::BadInput(format!(
+                "input value not reduced mod 2^{}",
+                self.plan.ring.bits()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A fresh inference number.
+    pub(crate) fn take_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+}
+
+/// Decodes and checks the server's architecture against what this client supports.
+fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architecture, SessionPlan)> {
+    let arch: Architecture = serde_json::from_slice(bytes)
+        .map_err(|e| Error::PeerMisbehaved(format!("malformed architecture message: {e}")))?;
+    if arch.version != PROTOCOL_VERSION {
+        return Err(Error::Incompatible(format!(
+            "protocol version {} (this client runs {PROTOCOL_VERSION})",
+            arch.version
+        )));
+    }
+    let ring = RingParams::new(arch.ring_bits, arch.frac_bits)
+        .map_err(|e| Error::Incompatible(format!("ring parameters: {e}")))?;
+    let he = HeParams::new(arch.ring_bits)
+        .map_err(|e| Error::Incompatible(format!("HE parameters: {e}")))?;
+    ActivationParams::new(arch.ring_bits, arch.frac_bits)
+        .map_err(|e| Error::Incompatible(format!("activation parameters: {e}")))?;
+    if arch.he_digest != hex(&he.digest()) {
+        return Err(Error::Incompatible(
+            "HE parameter digest differs from this client's".into(),
+        ));
+    }
+    if let Some(expect) = &config.expect
+        && *expect != arch.network
+    {
+        return Err(Error::Incompatible(format!(
+            "network {} is not the expected {}",
+            arch.network.spec, expect.spec
+        )));
+    }
+    let network = Network::from_description(&arch.network)
+        .map_err(|e| Error::PeerMisbehaved(format!("network description: {e}")))?;
+    let stats = network.stats();
+    let acts = stats.relus + stats.identity;
+    let macs: u64 = network
+        .linears()
+        .map(|l| match l.kind {
+            LinearKind::Conv(g) => g.macs(),
+            LinearKind::Fc(g) => g.folded_macs(),
+        })
+        .sum();
+    if acts > config.max_activations || macs > config.max_macs {
+        return Err(Error::Incompatible(format!(
+            "network {} has {acts} activations and {macs} MACs, above this client's limits",
+            arch.network.spec
+        )));
+    }
+    if let Some(n) = &arch.normalization {
+        let c = network.spec.channels;
+        let ok = |v: &Vec<f64>| (v.len() == c || v.len() == 1) && v.iter().all(|x| x.is_finite());
+        if !ok(&n.mean) || !ok(&n.std) || n.std.iter().any(|&s| s <= 0.0) {
+            return Err(Error::PeerMisbehaved(
+                "normalisation does not fit the input channels".into(),
+            ));
+        }
+    }
+    let plan = SessionPlan::new(network, ring).map_err(|e| Error::Incompatible(e.to_string()))?;
+    Ok((arch, plan))
+}
+
+/// Sends `bytes` as frames of at most [`BULK_FRAME`] bytes (at least one frame).
+pub(crate) async fn send_bulk<C: Channel>(ch: &mut C, bytes: &[u8]) -> Result<()> {
+    if bytes.is_empty() {
+        return ch.send(&[]).await;
+    }
+    for piece in bytes.chunks(BULK_FRAME) {
+        ch.send(piece).await?;
+    }
+    Ok(())
+}
+
+/// Receives exactly `total` bytes sent by [`send_bulk`]: every frame must
+/// have exactly the size [`send_bulk`] gives it, so a short or long frame is
+/// [`Error::PeerMisbehaved`] at once (never a wait for bytes that will not come).
+pub(crate) async fn recv_bulk<C: Channel>(ch: &mut C, total: usize) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; total];
+    if total == 0 {
+        ch.recv_into(&mut out).await?;
+        return Ok(out);
+    }
+    for piece in out.chunks_mut(BULK_FRAME) {
+        ch.recv_into(piece).await?;
+    }
+    Ok(out)
+}
+
+/// A fresh ChaCha20 stream from `rng`, movable to a worker thread.
+pub(crate) fn fork_rng(rng: &mut ChaCha20Rng) -> ChaCha20Rng {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let child = ChaCha20Rng::from_seed(seed);
+    seed.zeroize();
+    child
+}
+
+/// Runs CPU-heavy work on tokio's blocking pool, off the async executor.
+pub(crate) async fn off_executor<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(Error::Io(std::io::Error::other(format!(
+                "worker cancelled: {e}"
+            )))),
+        },
+    }
+}
+
+/// Handshake and one inference, server side (for a connection that serves one request).
+pub async fn serve_one<C: Channel>(
+    ch: &mut C,
+    model: &ServerModel,
+) -> Result<crate::report::ServerReport> {
+    let mut s = ServerSession::handshake(ch, model).await?;
+    s.serve_one(ch).await?.ok_or(Error::Closed)
+}
+
+/// Handshake, one inference on a quantised input, and close, client side.
+pub async fn infer_one<C: Channel>(
+    ch: &mut C,
+    config: &ClientConfig,
+    input: &[u64],
+) -> Result<crate::report::ClientReport> {
+    let mut s = ClientSession::handshake(ch, config).await?;
+    let report = s.infer(ch, input).await?;
+    // Best effort: a server that serves one request may already have hung up.
+    let _ = s.close(ch).await;
+    Ok(report)
+}
