@@ -10,18 +10,15 @@ pub enum Error {
     /// The local caller passed bad input (wrong shape, bad parameter, ...).
     #[error("bad input: {0}")]
     BadInput(String),
-    /// The peer runs a protocol version or parameters this side does not
-    /// support (refused in the session handshake), or refused ours.
-    #[error("incompatible peer: {0}")]
-    Incompatible(String),
     /// The peer closed the connection before the protocol finished.
     #[error("connection closed by peer")]
     Closed,
     /// The peer did not answer within the configured time.
     #[error("timed out after {0:?} waiting for the peer")]
     Timeout(std::time::Duration),
-    /// The peer speaks another protocol or protocol version (TLS ALPN or the
-    /// transport hello disagree). Neither side is at fault; one must upgrade.
+    /// The peer speaks another protocol version or parameter set (TLS ALPN,
+    /// the transport hello or the session handshake disagree), or refused
+    /// ours. Neither side is at fault; one must upgrade.
     #[error("incompatible peer: {0}")]
     Incompatible(String),
     /// TLS configuration or handshake failure.
