@@ -514,3 +514,28 @@ async fn handshake_refuses_unsupported_parameters_and_unexpected_models() {
     );
     assert!(matches!(c, Err(Error::PeerMisbehaved(_))), "{:?}", c.err());
 }
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn party_futures_are_send_and_spawnable() {
+    // Binaries spawn one task per connection: every party future must be Send.
+    let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 12, |_| {});
+    let x = random_input(&model, 120);
+    let want = oracle(&model, &x);
+    let (mut cs, mut cc) = memory_pair();
+    let cfg = ClientConfig::default();
+    assert_send(&ServerSession::handshake(&mut cs, &model));
+    assert_send(&ClientSession::handshake(&mut cc, &cfg));
+    assert_send(&crate::serve_one(&mut cs, &model));
+    assert_send(&crate::infer_one(&mut cc, &cfg, &x));
+    let server = tokio::spawn(async move { crate::serve_one(&mut cs, &model).await });
+    let client =
+        tokio::spawn(async move { crate::infer_one(&mut cc, &ClientConfig::default(), &x).await });
+    let (s, c) = (
+        server.await.unwrap().unwrap(),
+        client.await.unwrap().unwrap(),
+    );
+    assert_eq!(c.logits_fixed, want);
+    assert_eq!(s.inference, 0);
+}
