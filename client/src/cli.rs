@@ -210,7 +210,10 @@ pub fn report_json(outcome: &Outcome) -> serde_json::Value {
     if let Some(o) = v.as_object_mut() {
         o.insert("spec".into(), outcome.spec.clone().into());
         o.insert("relus".into(), outcome.report.activations.relus.into());
-        o.insert("identity".into(), outcome.report.activations.identity.into());
+        o.insert(
+            "identity".into(),
+            outcome.report.activations.identity.into(),
+        );
     }
     v
 }
@@ -242,10 +245,7 @@ pub fn summary(outcome: &Outcome, label: Option<usize>) -> String {
     if let Some(l) = label {
         line(
             "true label",
-            format!(
-                "{l} ({})",
-                if l == r.class { "correct" } else { "wrong" }
-            ),
+            format!("{l} ({})", if l == r.class { "correct" } else { "wrong" }),
         );
     }
     line("top logits", top.join(", "));

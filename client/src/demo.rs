@@ -15,9 +15,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use pi_protocol::ClientConfig;
 use pi_protocol::transport::ChannelConfig;
 use pi_protocol::transport::pki::{TlsFiles, keygen};
-use pi_protocol::ClientConfig;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::ClientOptions;
@@ -45,7 +45,10 @@ pub async fn run(verbose: u8) -> anyhow::Result<()> {
     let keys = tmp.path().join("keys");
     write_fixture(&fixture)?;
     keygen(&keys, &[], &["1".to_string()]).context("keygen")?;
-    println!("keys:   throwaway CA, server and client certificates in {}", keys.display());
+    println!(
+        "keys:   throwaway CA, server and client certificates in {}",
+        keys.display()
+    );
 
     let exe = std::env::current_exe().context("cannot locate this executable")?;
     let mut cmd = tokio::process::Command::new(exe);
@@ -69,7 +72,10 @@ pub async fn run(verbose: u8) -> anyhow::Result<()> {
     let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
         .await
         .context("the server did not start within 60 s")??;
-    let addr = match first.as_deref().and_then(|l| l.strip_prefix("listening on ")) {
+    let addr = match first
+        .as_deref()
+        .and_then(|l| l.strip_prefix("listening on "))
+    {
         Some(a) => a.trim().to_string(),
         None => bail!("unexpected first line from the server: {first:?}"),
     };
@@ -80,7 +86,10 @@ pub async fn run(verbose: u8) -> anyhow::Result<()> {
     );
 
     let raw = crate::read_input(&fixture.join("image0.npy"))?;
-    println!("client: input image0.npy {:?}, connecting over TLS 1.3", raw.shape);
+    println!(
+        "client: input image0.npy {:?}, connecting over TLS 1.3",
+        raw.shape
+    );
     let opts = ClientOptions {
         addr: addr.clone(),
         server_name: "localhost".into(),
@@ -115,10 +124,11 @@ pub async fn serve_child(args: pi_server::cli::ServeArgs) -> anyhow::Result<()> 
         let mut buf = [0u8; 64];
         while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
     };
+    let signal = pi_server::shutdown_signal();
     let stop = async {
         tokio::select! {
             () = stdin_closed => {}
-            () = pi_server::shutdown_signal() => {}
+            () = signal => {}
         }
     };
     pi_server::cli::serve(args, stop).await

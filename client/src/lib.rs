@@ -209,7 +209,9 @@ pub async fn run_inference(
     on_progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Outcome, ClientError> {
     let connector = TlsConnector::new(&opts.tls, opts.channel.clone())?;
-    let ch = connector.connect(opts.addr.as_str(), &opts.server_name).await?;
+    let ch = connector
+        .connect(opts.addr.as_str(), &opts.server_name)
+        .await?;
     let mut ch = Watched {
         inner: ch,
         steps: HashMap::new(),
@@ -217,9 +219,8 @@ pub async fn run_inference(
     };
     let mut session = ClientSession::handshake(&mut ch, &opts.session).await?;
     let network = session.architecture().network.clone();
-    let net = Network::from_description(&network).map_err(|e| {
-        pi_protocol::Error::PeerMisbehaved(format!("network description: {e}"))
-    })?;
+    let net = Network::from_description(&network)
+        .map_err(|e| pi_protocol::Error::PeerMisbehaved(format!("network description: {e}")))?;
     let spec = net.spec.canonical();
     ch.steps = net
         .steps

@@ -91,7 +91,8 @@ pub fn run_cli(cli: Cli) -> ExitCode {
         Some(Command::Keygen(k)) => run_keygen(&k),
         None => {
             init_logging(cli.serve.verbose);
-            runtime().and_then(|rt| rt.block_on(serve(cli.serve, shutdown_signal())))
+            runtime()
+                .and_then(|rt| rt.block_on(async { serve(cli.serve, shutdown_signal()).await }))
         }
     };
     match result {

@@ -180,7 +180,10 @@ impl Listener {
                 tasks.len()
             );
             let drain = async { while tasks.join_next().await.is_some() {} };
-            if tokio::time::timeout(self.config.grace, drain).await.is_err() {
+            if tokio::time::timeout(self.config.grace, drain)
+                .await
+                .is_err()
+            {
                 info!("cancelling {} session(s)", tasks.len());
                 tasks.shutdown().await;
             }
@@ -255,26 +258,36 @@ async fn serve_connection(
     Ok(n)
 }
 
-/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// A future that resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM. The
+/// handlers are installed when this is called (inside a tokio runtime), not
+/// when the future is first polled, so a signal that arrives while the model
+/// loads is not lost.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    if tokio::signal::ctrl_c().await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

@@ -11,8 +11,7 @@ use pi_protocol::session::Architecture;
 use pi_protocol::transport::{Channel, ChannelConfig, TlsAcceptor, TlsConnector};
 use pi_protocol::{ClientConfig, ClientSession, Error, ServerSession};
 use pi_tests::{
-    Fault, Faulty, Keys, RunningServer, TINY, TestModel, client_options, random_input,
-    serve_config,
+    Fault, Faulty, Keys, RunningServer, TINY, TestModel, client_options, random_input, serve_config,
 };
 use rand_core::{RngCore, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +28,11 @@ async fn good_client(server: &RunningServer, keys: &Keys, model: &TestModel, see
     let raw = random_input(&model.input_shape(), seed);
     let out = tokio::time::timeout(
         HANG,
-        run_inference(&client_options(server.addr, keys.client()), &raw, &mut no_progress()),
+        run_inference(
+            &client_options(server.addr, keys.client()),
+            &raw,
+            &mut no_progress(),
+        ),
     )
     .await
     .expect("good client hung")
@@ -41,17 +44,25 @@ async fn good_client(server: &RunningServer, keys: &Keys, model: &TestModel, see
 async fn client_certificate_from_another_ca_is_rejected_and_the_server_goes_on() {
     let model = TestModel::random(TINY, 1);
     let keys = Keys::new();
-    let server = RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
+    let server =
+        RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
     let raw = random_input(&model.input_shape(), 0);
     let err = tokio::time::timeout(
         HANG,
-        run_inference(&client_options(server.addr, keys.foreign_client()), &raw, &mut no_progress()),
+        run_inference(
+            &client_options(server.addr, keys.foreign_client()),
+            &raw,
+            &mut no_progress(),
+        ),
     )
     .await
     .expect("hung")
     .unwrap_err();
     assert!(
-        matches!(err, ClientError::Protocol(Error::Tls(_) | Error::Closed | Error::Io(_))),
+        matches!(
+            err,
+            ClientError::Protocol(Error::Tls(_) | Error::Closed | Error::Io(_))
+        ),
         "{err:?}"
     );
     good_client(&server, &keys, &model, 1).await;
@@ -79,7 +90,11 @@ async fn client_refuses_a_server_with_another_he_parameter_digest() {
     let raw = random_input(&[1, 8, 8], 0);
     let err = tokio::time::timeout(
         HANG,
-        run_inference(&client_options(addr, keys.client()), &raw, &mut no_progress()),
+        run_inference(
+            &client_options(addr, keys.client()),
+            &raw,
+            &mut no_progress(),
+        ),
     )
     .await
     .expect("hung")
@@ -95,7 +110,12 @@ async fn client_refuses_a_server_with_another_he_parameter_digest() {
 }
 
 /// A client that runs the handshake and then fails in the offline phase.
-async fn faulty_client(server: &RunningServer, keys: &Keys, model: &TestModel, fault: Fault) -> Error {
+async fn faulty_client(
+    server: &RunningServer,
+    keys: &Keys,
+    model: &TestModel,
+    fault: Fault,
+) -> Error {
     let connector = TlsConnector::new(&keys.client(), ChannelConfig::default()).unwrap();
     let ch = connector.connect(server.addr, "localhost").await.unwrap();
     let mut ch = Faulty::new(ch, fault, 3);
@@ -113,7 +133,8 @@ async fn faulty_client(server: &RunningServer, keys: &Keys, model: &TestModel, f
 async fn client_disconnecting_mid_offline_does_not_stop_the_server() {
     let model = TestModel::random(TINY, 3);
     let keys = Keys::new();
-    let server = RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
+    let server =
+        RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
     let err = faulty_client(&server, &keys, &model, Fault::Disconnect).await;
     assert!(matches!(err, Error::Closed), "{err:?}");
     good_client(&server, &keys, &model, 1).await;
@@ -132,7 +153,9 @@ async fn stalled_client_times_out_and_frees_its_slot() {
         let (keys_dir, model) = (keys.dir(), model.clone());
         let addr = server.addr;
         tokio::spawn(async move {
-            let tls = pi_protocol::transport::pki::TlsFiles::client(&keys_dir, "1").load().unwrap();
+            let tls = pi_protocol::transport::pki::TlsFiles::client(&keys_dir, "1")
+                .load()
+                .unwrap();
             let connector = TlsConnector::new(&tls, ChannelConfig::default()).unwrap();
             let ch = connector.connect(addr, "localhost").await.unwrap();
             let mut ch = Faulty::new(ch, Fault::Stall, 3);
@@ -150,7 +173,10 @@ async fn stalled_client_times_out_and_frees_its_slot() {
     };
     is_ready.await.unwrap();
     good_client(&server, &keys, &model, 1).await;
-    assert!(!staller.is_finished(), "the staller never returns by itself");
+    assert!(
+        !staller.is_finished(),
+        "the staller never returns by itself"
+    );
     staller.abort();
     let s = server.stop().await;
     assert_eq!((s.connections, s.inferences, s.failed), (2, 1, 1));
@@ -175,13 +201,20 @@ async fn server_disappearing_mid_protocol_is_a_client_error_not_a_hang() {
     let raw = random_input(&model.input_shape(), 0);
     let err = tokio::time::timeout(
         HANG,
-        run_inference(&client_options(addr, keys.client()), &raw, &mut no_progress()),
+        run_inference(
+            &client_options(addr, keys.client()),
+            &raw,
+            &mut no_progress(),
+        ),
     )
     .await
     .expect("the client hung")
     .unwrap_err();
     assert!(
-        matches!(err, ClientError::Protocol(Error::Closed | Error::PeerMisbehaved(_))),
+        matches!(
+            err,
+            ClientError::Protocol(Error::Closed | Error::PeerMisbehaved(_))
+        ),
         "{err:?}"
     );
     assert!(server.await.unwrap().is_err());
@@ -191,7 +224,8 @@ async fn server_disappearing_mid_protocol_is_a_client_error_not_a_hang() {
 async fn garbage_from_raw_tcp_and_tls_clients_does_not_stop_the_server() {
     let model = TestModel::random(TINY, 6);
     let keys = Keys::new();
-    let server = RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
+    let server =
+        RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
     // Raw TCP: random bytes instead of a TLS ClientHello.
     let mut junk = vec![0u8; 4096];
     rand_chacha::ChaCha20Rng::seed_from_u64(7).fill_bytes(&mut junk);
@@ -208,7 +242,9 @@ async fn garbage_from_raw_tcp_and_tls_clients_does_not_stop_the_server() {
     let _architecture = ch.recv(1 << 25).await.unwrap();
     ch.send(&[0xee; 100]).await.unwrap();
     ch.flush().await.unwrap();
-    let after = tokio::time::timeout(HANG, ch.recv(1 << 20)).await.expect("hung");
+    let after = tokio::time::timeout(HANG, ch.recv(1 << 20))
+        .await
+        .expect("hung");
     assert!(after.is_err(), "the server must hang up");
     drop(ch);
     good_client(&server, &keys, &model, 1).await;

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use pi_client::{ClientError, run_inference};
 use pi_tests::{
-    Keys, RunningServer, TINY, TestModel, client_options, digits_image, random_input,
-    serve_config,
+    Keys, RunningServer, TINY, TestModel, client_options, digits_image, random_input, serve_config,
 };
 
 fn no_progress() -> impl FnMut(pi_client::Progress) + Send {
@@ -17,15 +16,13 @@ fn no_progress() -> impl FnMut(pi_client::Progress) + Send {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_specs_are_bit_exact_over_tls() {
     let keys = Keys::new();
-    for (i, spec) in [
-        TINY,
-        "resnet18(m=2,input=8,classes=3,channels=2)",
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, spec) in [TINY, "resnet18(m=2,input=8,classes=3,channels=2)"]
+        .into_iter()
+        .enumerate()
     {
         let model = TestModel::random(spec, 10 + i as u64);
-        let server = RunningServer::start(&model, &keys, serve_config(2, Duration::from_secs(60))).await;
+        let server =
+            RunningServer::start(&model, &keys, serve_config(2, Duration::from_secs(60))).await;
         for seed in 0..2 {
             let raw = random_input(&model.input_shape(), seed);
             let out = run_inference(
@@ -35,8 +32,15 @@ async fn small_specs_are_bit_exact_over_tls() {
             )
             .await
             .expect("inference");
-            assert_eq!(out.report.logits_fixed, model.oracle(&raw), "{spec}, input {seed}");
-            assert_eq!(out.report.activations.relus, model.model.network.stats().relus);
+            assert_eq!(
+                out.report.logits_fixed,
+                model.oracle(&raw),
+                "{spec}, input {seed}"
+            );
+            assert_eq!(
+                out.report.activations.relus,
+                model.model.network.stats().relus
+            );
             assert!(out.report.offline.bytes_received > 0 && out.report.online.bytes_sent > 0);
         }
         let summary = server.stop().await;
@@ -51,14 +55,22 @@ async fn culled_model_file_uses_truncation_circuits_and_stays_exact() {
     std::fs::write(&file, format!("spec = \"{TINY}\"\ncull = [\"stage1\"]\n")).unwrap();
     let model = TestModel::random(file.to_str().unwrap(), 3);
     let keys = Keys::new();
-    let server = RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
+    let server =
+        RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
     let raw = random_input(&model.input_shape(), 9);
-    let out = run_inference(&client_options(server.addr, keys.client()), &raw, &mut no_progress())
-        .await
-        .unwrap();
+    let out = run_inference(
+        &client_options(server.addr, keys.client()),
+        &raw,
+        &mut no_progress(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.report.logits_fixed, model.oracle(&raw));
     assert!(out.report.activations.identity > 0);
-    assert!(!out.network.masks.is_empty(), "the masks travel in the handshake");
+    assert!(
+        !out.network.masks.is_empty(),
+        "the masks travel in the handshake"
+    );
     server.stop().await;
 }
 
@@ -66,7 +78,8 @@ async fn culled_model_file_uses_truncation_circuits_and_stays_exact() {
 async fn digits_model_is_bit_exact_on_test_images() {
     let model = TestModel::digits();
     let keys = Keys::new();
-    let server = RunningServer::start(&model, &keys, serve_config(2, Duration::from_secs(60))).await;
+    let server =
+        RunningServer::start(&model, &keys, serve_config(2, Duration::from_secs(60))).await;
     let mut steps = 0usize;
     for i in 0..3 {
         let raw = digits_image(i);
@@ -75,16 +88,24 @@ async fn digits_model_is_bit_exact_on_test_images() {
                 steps += 1;
             }
         };
-        let out = run_inference(&client_options(server.addr, keys.client()), &raw, &mut progress)
-            .await
-            .unwrap();
+        let out = run_inference(
+            &client_options(server.addr, keys.client()),
+            &raw,
+            &mut progress,
+        )
+        .await
+        .unwrap();
         assert_eq!(out.report.logits_fixed, model.oracle(&raw), "image {i}");
     }
     assert!(steps > 0, "progress is reported per layer");
     // Image 0 is a 3 (models/fixtures/digits/README.md).
-    let out = run_inference(&client_options(server.addr, keys.client()), &digits_image(0), &mut no_progress())
-        .await
-        .unwrap();
+    let out = run_inference(
+        &client_options(server.addr, keys.client()),
+        &digits_image(0),
+        &mut no_progress(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.report.class, 3);
     assert_eq!(server.stop().await.inferences, 4);
 }
@@ -93,9 +114,16 @@ async fn digits_model_is_bit_exact_on_test_images() {
 async fn two_clients_at_once_are_both_served() {
     let model = TestModel::random(TINY, 5);
     let keys = Keys::new();
-    let server = RunningServer::start(&model, &keys, serve_config(2, Duration::from_secs(60))).await;
-    let (a, b) = (random_input(&model.input_shape(), 1), random_input(&model.input_shape(), 2));
-    let (oa, ob) = (client_options(server.addr, keys.client()), client_options(server.addr, keys.client()));
+    let server =
+        RunningServer::start(&model, &keys, serve_config(2, Duration::from_secs(60))).await;
+    let (a, b) = (
+        random_input(&model.input_shape(), 1),
+        random_input(&model.input_shape(), 2),
+    );
+    let (oa, ob) = (
+        client_options(server.addr, keys.client()),
+        client_options(server.addr, keys.client()),
+    );
     let (mut pa, mut pb) = (no_progress(), no_progress());
     let (ra, rb) = tokio::join!(
         run_inference(&oa, &a, &mut pa),
@@ -110,21 +138,33 @@ async fn two_clients_at_once_are_both_served() {
 async fn input_of_the_wrong_shape_is_a_client_error_and_the_server_goes_on() {
     let model = TestModel::random(TINY, 6);
     let keys = Keys::new();
-    let server = RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
+    let server =
+        RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
     let wrong = random_input(&[1, 4, 4], 1);
-    let err = run_inference(&client_options(server.addr, keys.client()), &wrong, &mut no_progress())
-        .await
-        .unwrap_err();
+    let err = run_inference(
+        &client_options(server.addr, keys.client()),
+        &wrong,
+        &mut no_progress(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ClientError::Input(_)), "{err}");
     assert!(err.to_string().contains("expected (1, 8, 8)"), "{err}");
     // The server was told politely and serves the next client.
     let raw = random_input(&model.input_shape(), 2);
-    let out = run_inference(&client_options(server.addr, keys.client()), &raw, &mut no_progress())
-        .await
-        .unwrap();
+    let out = run_inference(
+        &client_options(server.addr, keys.client()),
+        &raw,
+        &mut no_progress(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.report.logits_fixed, model.oracle(&raw));
     let summary = server.stop().await;
-    assert_eq!((summary.connections, summary.inferences, summary.failed), (2, 1, 0));
+    assert_eq!(
+        (summary.connections, summary.inferences, summary.failed),
+        (2, 1, 0)
+    );
 }
 
 #[test]
@@ -146,7 +186,10 @@ fn nan_and_bad_rank_inputs_are_refused_before_connecting() {
     let good = tmp.path().join("good.npy");
     pi_tests::write_npy(&good, &[0.25; 64], &[1, 8, 8]);
     let raw = pi_client::read_input(&good).unwrap();
-    assert_eq!((raw.shape.as_slice(), raw.data[3]), (&[1usize, 8, 8][..], 0.25));
+    assert_eq!(
+        (raw.shape.as_slice(), raw.data[3]),
+        (&[1usize, 8, 8][..], 0.25)
+    );
     // With a pinned model, the shape is checked before connecting too.
     let err = pi_client::check_against_model(TINY, &random_input(&[1, 4, 4], 0)).unwrap_err();
     assert!(matches!(err, ClientError::Input(_)), "{err}");
