@@ -252,7 +252,7 @@ async fn digits_model_on_a_few_test_images() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "all 360 test images; about a minute in release"]
+#[ignore = "all 360 test images: several minutes on a loaded 2-core machine"]
 async fn digits_model_on_all_test_images() {
     digits(usize::MAX).await;
 }
@@ -538,4 +538,56 @@ async fn party_futures_are_send_and_spawnable() {
     );
     assert_eq!(c.logits_fixed, want);
     assert_eq!(s.inference, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_local_input_is_bad_input() {
+    // Weights beyond the HE weight bound, a wrong layer count, a bad normalisation.
+    let net = Network::new(&NetSpec::parse("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)").unwrap());
+    let folded = weights_from_bytes(&init_weights(&net, 13).unwrap(), &net).unwrap();
+    let ring = RingParams::default();
+    let mut quant = QuantModel::quantize(&net, &folded, ring).unwrap();
+    let mut big = quant.clone();
+    big.layers[2].weight[0] = ring.from_signed(1 << 16);
+    let err = ServerModel::new(net.clone(), big, None).unwrap_err();
+    assert!(
+        matches!(err, Error::BadInput(ref m) if m.contains("layer1.0.conv2")),
+        "{err}"
+    );
+    let mut short = quant.clone();
+    short.layers.pop();
+    assert!(matches!(
+        ServerModel::new(net.clone(), short, None),
+        Err(Error::BadInput(_))
+    ));
+    let norm = crate::session::NormalizationMsg {
+        mean: vec![0.0; 2],
+        std: vec![1.0; 2],
+    };
+    assert!(matches!(
+        ServerModel::new(net.clone(), quant.clone(), Some(norm)),
+        Err(Error::BadInput(_))
+    ));
+    quant.layers[0].weight[0] = ring.from_signed(-(1 << 16) + 1);
+    let model = ServerModel::new(net, quant, None).unwrap();
+    // A client input of the wrong length or with unreduced values fails before any traffic.
+    let (mut cs, mut cc) = memory_pair();
+    let (s, c) = tokio::join!(
+        async move {
+            let mut s = ServerSession::handshake(&mut cs, &model).await?;
+            s.serve_one(&mut cs).await
+        },
+        async move {
+            let mut c = ClientSession::handshake(&mut cc, &ClientConfig::default()).await?;
+            let before = cc.meter().total("offline/").sent;
+            let short = c.infer(&mut cc, &[0u64; 5]).await.err();
+            let wide = c.infer(&mut cc, &vec![1u64 << 40; 3 * 64]).await.err();
+            assert_eq!(cc.meter().total("offline/").sent, before);
+            c.close(&mut cc).await?;
+            Ok::<_, Error>((short, wide))
+        }
+    );
+    assert!(s.unwrap().is_none(), "the server sees a polite close");
+    let (short, wide) = c.unwrap();
+    assert!(matches!(short, Some(Error::BadInput(_))) && matches!(wide, Some(Error::BadInput(_))));
 }

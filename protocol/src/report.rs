@@ -123,6 +123,14 @@ impl Recorder {
         }
     }
 
+    /// Restarts the phase clock (bytes still count from the snapshot): the
+    /// server calls it once the client's request arrives, so that time spent
+    /// waiting for the client to ask is not counted as work.
+    pub(crate) fn restart_clock(&mut self) {
+        self.start = Instant::now();
+        self.step_start = self.start;
+    }
+
     /// The channel label of `layer` in this phase.
     pub(crate) fn label(&self, layer: &str) -> String {
         format!("{}/{layer}", self.phase)

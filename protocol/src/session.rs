@@ -19,6 +19,44 @@
 //! section 3.5), tagged with its inference number, which the client repeats
 //! when it sends its masked input so both sides pair the same material.
 //! The client ends a session with [`ClientSession::close`].
+//!
+//! # Example
+//! Both parties over the in-memory duplex (a binary uses a TCP+TLS channel
+//! and runs each party in its own process):
+//! ```
+//! use pi_models::{NetSpec, Network, QuantModel, RingParams, weights};
+//! use pi_protocol::session::{ClientConfig, ClientSession, ServerModel, ServerSession};
+//! use pi_protocol::transport::memory_pair;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // Server: a network with (here random) weights, quantised.
+//! let net = Network::new(&NetSpec::parse("resnet18(m=2,phi=1-1-1-1,input=8,classes=3)").unwrap());
+//! let folded = weights::weights_from_bytes(&weights::init_weights(&net, 7).unwrap(), &net).unwrap();
+//! let quant = QuantModel::quantize(&net, &folded, RingParams::default()).unwrap();
+//! let model = ServerModel::new(net, quant.clone(), None)?;
+//! let x = vec![1u64 << 12; 3 * 8 * 8]; // the client's input, quantised at scale f
+//!
+//! let (mut server_ch, mut client_ch) = memory_pair();
+//! let (served, report) = tokio::join!(
+//!     async {
+//!         let mut session = ServerSession::handshake(&mut server_ch, &model).await?;
+//!         while let Some(_report) = session.serve_one(&mut server_ch).await? {}
+//!         Ok::<_, pi_protocol::Error>(())
+//!     },
+//!     async {
+//!         let mut session = ClientSession::handshake(&mut client_ch, &ClientConfig::default()).await?;
+//!         let report = session.infer(&mut client_ch, &x).await?;
+//!         session.close(&mut client_ch).await?;
+//!         Ok::<_, pi_protocol::Error>(report)
+//!     }
+//! );
+//! served?;
+//! let report = report?;
+//! let oracle = pi_models::fixed::forward_fixed(model.network(), &quant, &x);
+//! let ring = RingParams::default();
+//! assert_eq!(report.logits_fixed, oracle.iter().map(|&v| ring.to_signed(v)).collect::<Vec<_>>());
+//! # Ok::<(), pi_protocol::Error>(())
+//! # }).unwrap();
+//! ```
 
 use std::sync::Arc;
 

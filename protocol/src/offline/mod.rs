@@ -169,6 +169,7 @@ pub(crate) async fn server_after_request<C: Channel>(
     id: u64,
     mut rec: Recorder,
 ) -> Result<ServerPreprocessed> {
+    rec.restart_clock();
     let id = session.take_id(id)?;
     let inner = session.model.inner.clone();
     let plan = inner.plan.clone();

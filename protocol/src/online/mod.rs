@@ -88,6 +88,8 @@ pub async fn server<C: Channel>(
         }
         _ => return Err(Error::PeerMisbehaved("malformed online request".into())),
     }
+    // Time from the client's request on, not the wait for it.
+    rec.restart_clock();
     let n0 = net.tensors[net.input].shape.numel();
     let bytes = recv_bulk(ch, packed(n0, ring)?).await?;
     let mut shares: Vec<Option<Vec<u64>>> = vec![None; net.tensors.len()];
