@@ -267,3 +267,34 @@ pub fn check_against_model(spec: &str, input: &RawInput) -> Result<Description, 
         .map_err(|e| ClientError::Input(format!("{e} (model {spec})")))?;
     Ok(model.network.describe())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_strips_the_port_and_brackets() {
+        assert_eq!(host_of("127.0.0.1:7000"), "127.0.0.1");
+        assert_eq!(host_of("localhost:1"), "localhost");
+        assert_eq!(host_of("[::1]:7000"), "::1");
+        assert_eq!(host_of("example.org"), "example.org");
+    }
+
+    #[test]
+    fn raw_input_checks_rank_length_and_values() {
+        assert!(RawInput::new(vec![0.0; 12], vec![3, 2, 2]).is_ok());
+        assert_eq!(
+            RawInput::new(vec![0.0; 12], vec![1, 3, 2, 2])
+                .unwrap()
+                .chw(),
+            &[3, 2, 2]
+        );
+        assert!(RawInput::new(vec![0.0; 12], vec![2, 3, 2, 1]).is_err());
+        assert!(RawInput::new(vec![0.0; 12], vec![12]).is_err());
+        assert!(RawInput::new(vec![0.0; 11], vec![3, 2, 2]).is_err());
+        let mut v = vec![0.0; 12];
+        v[5] = f32::INFINITY;
+        let e = RawInput::new(v, vec![3, 2, 2]).unwrap_err();
+        assert!(e.to_string().contains("element 5"), "{e}");
+    }
+}

@@ -169,7 +169,12 @@ impl Listener {
                     }
                 },
                 // Reap finished handlers so the set does not grow.
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = done {
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        warn!("a session handler panicked: {e}");
+                    }
+                }
             }
         }
         drop(self.tcp);

@@ -251,3 +251,30 @@ async fn garbage_from_raw_tcp_and_tls_clients_does_not_stop_the_server() {
     let s = server.stop().await;
     assert_eq!((s.connections, s.inferences, s.failed), (3, 1, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_an_idle_session_after_the_grace_period() {
+    let model = TestModel::random(TINY, 7);
+    let keys = Keys::new();
+    let mut config = serve_config(2, Duration::from_secs(60));
+    config.grace = Duration::from_millis(200);
+    let server = RunningServer::start(&model, &keys, config).await;
+    // A client that completes the handshake and then never asks for an inference.
+    let connector = TlsConnector::new(&keys.client(), ChannelConfig::default()).unwrap();
+    let mut ch = connector.connect(server.addr, "localhost").await.unwrap();
+    let _session = ClientSession::handshake(&mut ch, &ClientConfig::default())
+        .await
+        .unwrap();
+    let addr = server.addr;
+    let s = tokio::time::timeout(HANG, server.stop())
+        .await
+        .expect("shutdown hung");
+    assert_eq!((s.connections, s.inferences), (1, 0));
+    // The cancelled session's connection is gone, and nobody accepts any more.
+    let r = tokio::time::timeout(HANG, ch.recv(16)).await.expect("hung");
+    assert!(r.is_err());
+    let again = tokio::time::timeout(HANG, connector.connect(addr, "localhost"))
+        .await
+        .expect("hung");
+    assert!(again.is_err());
+}
