@@ -154,8 +154,7 @@ pub fn random_input(shape: &[usize], seed: u64) -> RawInput {
     RawInput::new(data, shape.to_vec()).expect("finite input")
 }
 
-/// Image `i` of the digits test set and its label... the label is not
-/// needed by the oracle, so only the image.
+/// Image `i` of the digits test set (`test_x.npy`, unnormalised (1, 16, 16)).
 pub fn digits_image(i: usize) -> RawInput {
     let bytes = std::fs::read(digits_dir().join("test_x.npy")).expect("test_x.npy");
     let (xs, shape) = pi_models::model::read_npy_f32(&bytes).expect("npy");
