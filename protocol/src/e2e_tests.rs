@@ -591,3 +591,48 @@ async fn bad_local_input_is_bad_input() {
     let (short, wide) = c.unwrap();
     assert!(matches!(short, Some(Error::BadInput(_))) && matches!(wide, Some(Error::BadInput(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_limits_refuse_oversized_networks() {
+    let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 14, |_| {});
+    let acts = model.network().stats().relus;
+    let cfg = ClientConfig {
+        max_activations: acts - 1,
+        ..ClientConfig::default()
+    };
+    let (mut cs, mut cc) = memory_pair();
+    let (s, c) = tokio::join!(
+        ServerSession::handshake(&mut cs, &model),
+        ClientSession::handshake(&mut cc, &cfg)
+    );
+    assert!(
+        matches!(c, Err(Error::Incompatible(ref m)) if m.contains("limits")),
+        "{:?}",
+        c.err()
+    );
+    assert!(matches!(s, Err(Error::Incompatible(_))), "{:?}", s.err());
+    // ResNet18 itself fits the defaults.
+    let r18 = Network::new(&NetSpec::parse("resnet18").unwrap()).stats();
+    assert!(r18.relus <= ClientConfig::default().max_activations);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 6, ..Default::default() })]
+    /// Random weights, inputs and per-pixel masks on a small network: always bit-exact.
+    #[test]
+    fn random_masks_and_weights_are_bit_exact(seed in 0u64..1_000_000, density in 0u32..=4) {
+        let model = model_for("2x2x2x(m=2,phi=1-1-1-1,input=8,classes=4)", seed, |n| {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let acts: Vec<(String, pi_models::network::Shape)> = n.activations().map(|a| (a.name.clone(), a.shape)).collect();
+            for (name, s) in acts {
+                let keep: Vec<[usize; 3]> = (0..s.c)
+                    .flat_map(|c| (0..s.h).flat_map(move |y| (0..s.w).map(move |x| [c, y, x])))
+                    .filter(|_| rng.next_u32() % 4 < density)
+                    .collect();
+                n.set_pixel_mask(&name, &keep).unwrap();
+            }
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(check_exact(&model, 1, seed));
+    }
+}

@@ -48,6 +48,8 @@ use crate::{Error, Result};
 /// Bytes of garbled tables per frame while streaming (every frame but a
 /// sub-layer's last has exactly this size).
 const TABLE_FRAME: usize = 1 << 20;
+/// Table frames the garbling worker may run ahead of the channel.
+const TABLE_FRAMES_QUEUED: usize = 4;
 
 /// The server's material for one inference: masks s per linear layer, pads p
 /// and its own input labels per activation. Consumed by
@@ -300,7 +302,7 @@ impl Sub {
 }
 
 /// Garbles one sub-layer on the blocking pool and sends its tables as they
-/// are produced: at most two frames wait in memory besides the one being
+/// are produced: at most [`TABLE_FRAMES_QUEUED`] frames wait in memory besides the one being
 /// filled, so the server never holds a layer's (let alone the network's) tables.
 async fn garble_streaming<C: Channel>(
     ch: &mut C,
@@ -311,7 +313,7 @@ async fn garble_streaming<C: Channel>(
     pads: Vec<u64>,
     zero: Vec<crate::crypto::Block>,
 ) -> Result<(Garbler, ServerInputLabels)> {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TABLE_FRAMES_QUEUED);
     let worker = tokio::task::spawn_blocking(move || {
         let circuit = which.circuit(&plan);
         let mut buf = Vec::with_capacity(TABLE_FRAME + circuit.table_bytes() * crate::gc::CHUNK);
