@@ -152,3 +152,44 @@ fn keygen_server_and_client_processes_are_bit_exact_and_stop_on_sigint() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pi-client: error"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_process_exits_with_an_error_when_the_server_vanishes_mid_offline() {
+    use pi_protocol::ServerSession;
+    use pi_protocol::transport::{ChannelConfig, TlsAcceptor};
+    use pi_tests::{Fault, Faulty, Keys, TINY};
+
+    let keys = Keys::new();
+    let model = TestModel::random(TINY, 1);
+    let acceptor = TlsAcceptor::new(&keys.server(), ChannelConfig::default()).unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap().to_string();
+    // A real server that drops the connection three frames into the offline phase.
+    let served = model.server.clone();
+    let server = tokio::spawn(async move {
+        let (sock, _) = tcp.accept().await.unwrap();
+        let ch = acceptor.accept(sock).await.unwrap();
+        let mut ch = Faulty::new(ch, Fault::Disconnect, 3);
+        let mut s = ServerSession::handshake(&mut ch, &served).await.unwrap();
+        assert!(s.serve_one(&mut ch).await.is_err());
+    });
+    let input = keys.tmp.path().join("x.npy");
+    pi_tests::write_npy(&input, &[0.5; 64], &[1, 8, 8]);
+    let mut cmd = tokio::process::Command::new(CLIENT);
+    cmd.args(["--connect", &addr, "--timeout", "60", "--tls"])
+        .arg(keys.dir())
+        .arg("--input")
+        .arg(&input)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the client process hung")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pi-client: error: private inference with"),
+        "{err}"
+    );
+    server.await.unwrap();
+}
