@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pi_protocol::transport::ChannelConfig;
 use pi_protocol::transport::pki::TlsFiles;
 use pi_protocol::{ClientConfig, ClientReport};
-use pi_server::cli::{init_logging, runtime};
+use pi_server::cli::{error_chain, init_logging, runtime};
 
 use crate::{ClientOptions, Outcome, Progress, RawInput, host_of, read_input, run_inference};
 
@@ -101,7 +101,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pi-client: error: {e:#}");
+            eprintln!("pi-client: error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
