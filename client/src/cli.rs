@@ -1,0 +1,279 @@
+//! The `pi-client` command line. It lives in the library (not in `main.rs`)
+//! so that the end-to-end tests can run the very same command as a process;
+//! like a binary, it reports errors with `anyhow`.
+//!
+//! ```text
+//! pi-client --connect ADDR --tls DIR --input X.npy [--name N] [--model SPEC] [--json] [-v]
+//! pi-client demo [-v]
+//! ```
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use pi_protocol::transport::ChannelConfig;
+use pi_protocol::transport::pki::TlsFiles;
+use pi_protocol::{ClientConfig, ClientReport};
+use pi_server::cli::{error_chain, init_logging, runtime};
+
+use crate::{ClientOptions, Outcome, Progress, RawInput, host_of, read_input, run_inference};
+
+/// Run a private inference: the server learns nothing about the input, the
+/// client learns the result and nothing else about the weights.
+#[derive(Parser, Debug)]
+#[command(name = "pi-client", version, subcommand_negates_reqs = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    infer: InferArgs,
+}
+
+#[derive(Args, Debug)]
+struct InferArgs {
+    /// Server address, `host:port`.
+    #[arg(long, required = true)]
+    connect: Option<String>,
+    /// Key directory made by `pi-server keygen` (ca.pem, client-N.pem, client-N.key).
+    #[arg(long, required = true)]
+    tls: Option<PathBuf>,
+    /// Input tensor: .npy float32 (C, H, W), before normalisation (the
+    /// server's model says how to normalise).
+    #[arg(long, required = true)]
+    input: Option<PathBuf>,
+    /// Which client certificate of the key directory to use.
+    #[arg(long, default_value = "1")]
+    name: String,
+    /// Name to check the server certificate against (default: the host of --connect).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Pin the network: refuse a server whose model is not this spec or model
+    /// file, and check the input's shape before connecting.
+    #[arg(long)]
+    model: Option<String>,
+    /// Give up when the server sends nothing for this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Log more (-v: info, per layer; -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Complete private inference on the bundled digits model: throwaway
+    /// certificates, a server process and this client on loopback.
+    Demo {
+        /// Log more (-v: info, -vv: debug).
+        #[arg(short, long, action = clap::ArgAction::Count)]
+        verbose: u8,
+    },
+    /// The server of `demo` (started by it as a child process; stops when
+    /// its standard input closes).
+    #[command(hide = true)]
+    DemoServer(pi_server::cli::ServeArgs),
+}
+
+/// Runs `pi-client` with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Demo { verbose }) => {
+            init_logging(verbose);
+            runtime().and_then(|rt| rt.block_on(crate::demo::run(verbose)))
+        }
+        Some(Command::DemoServer(args)) => {
+            init_logging(args.verbose);
+            runtime().and_then(|rt| rt.block_on(crate::demo::serve_child(args)))
+        }
+        None => {
+            init_logging(cli.infer.verbose);
+            runtime().and_then(|rt| rt.block_on(infer(cli.infer)))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pi-client: error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn infer(args: InferArgs) -> anyhow::Result<()> {
+    let (Some(addr), Some(tls), Some(input)) = (&args.connect, &args.tls, &args.input) else {
+        anyhow::bail!("--connect, --tls and --input are required");
+    };
+    // Everything local is checked before connecting.
+    let raw = read_input(input)?;
+    let mut session = ClientConfig::default();
+    if let Some(spec) = &args.model {
+        session.expect = Some(crate::check_against_model(spec, &raw)?);
+    }
+    let identity = TlsFiles::client(tls, &args.name).load().with_context(|| {
+        format!(
+            "cannot load client certificate {:?} from {}",
+            args.name,
+            tls.display()
+        )
+    })?;
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let opts = ClientOptions {
+        addr: addr.clone(),
+        server_name: args
+            .server_name
+            .clone()
+            .unwrap_or_else(|| host_of(addr).to_string()),
+        tls: identity,
+        channel: ChannelConfig {
+            idle_timeout: timeout,
+            write_timeout: timeout,
+            handshake_timeout: timeout.min(Duration::from_secs(30)),
+            ..ChannelConfig::default()
+        },
+        session,
+    };
+    let outcome = infer_with_progress(&opts, &raw, !args.json).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report_json(&outcome))?);
+    } else {
+        print!("{}", summary(&outcome, None));
+    }
+    Ok(())
+}
+
+/// Runs [`run_inference`] with a progress bar on the offline phase (when
+/// stderr is a terminal and `bar` is set) and per-layer log lines (`-v`).
+pub async fn infer_with_progress(
+    opts: &ClientOptions,
+    raw: &RawInput,
+    bar: bool,
+) -> anyhow::Result<Outcome> {
+    let pb = if bar && std::io::stderr().is_terminal() {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut on_progress = |p: Progress| match p {
+        Progress::Connected { spec, steps } => {
+            tracing::info!("connected: {spec}, {steps} steps");
+            pb.set_length(steps as u64);
+            pb.set_prefix("offline");
+        }
+        Progress::Step { phase, index, name } => {
+            tracing::info!("{phase}: step {index} {name}");
+            if phase == "offline" {
+                pb.set_position(index as u64);
+                pb.set_message(name);
+            } else if !pb.is_finished() {
+                pb.finish_and_clear();
+            }
+        }
+    };
+    let outcome = run_inference(opts, raw, &mut on_progress)
+        .await
+        .with_context(|| format!("private inference with {}", opts.addr));
+    pb.finish_and_clear();
+    let outcome = outcome?;
+    for l in &outcome.report.layers {
+        tracing::debug!(
+            "{:<24} {:<4} offline {:.3} s {} B / {} B, online {:.3} s {} B / {} B",
+            l.name,
+            l.kind,
+            l.offline.seconds,
+            l.offline.bytes_sent,
+            l.offline.bytes_received,
+            l.online.seconds,
+            l.online.bytes_sent,
+            l.online.bytes_received,
+        );
+    }
+    Ok(outcome)
+}
+
+/// The report as JSON: the protocol's [`ClientReport`] plus `spec`, `relus`
+/// and `identity` at the top level.
+pub fn report_json(outcome: &Outcome) -> serde_json::Value {
+    let mut v = serde_json::to_value(&outcome.report).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("spec".into(), outcome.spec.clone().into());
+        o.insert("relus".into(), outcome.report.activations.relus.into());
+        o.insert(
+            "identity".into(),
+            outcome.report.activations.identity.into(),
+        );
+    }
+    v
+}
+
+fn bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.2} MiB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// A readable summary of one inference; `label` is the true class if known.
+pub fn summary(outcome: &Outcome, label: Option<usize>) -> String {
+    let r: &ClientReport = &outcome.report;
+    let mut top: Vec<(usize, f64)> = r.logits.iter().copied().enumerate().collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<String> = top
+        .iter()
+        .take(3)
+        .map(|(c, v)| format!("{c}: {v:.3}"))
+        .collect();
+    let mut s = String::new();
+    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<16}{v}\n"));
+    line("model", outcome.spec.clone());
+    line("predicted class", r.class.to_string());
+    if let Some(l) = label {
+        line(
+            "true label",
+            format!("{l} ({})", if l == r.class { "correct" } else { "wrong" }),
+        );
+    }
+    line("top logits", top.join(", "));
+    for (name, p) in [("offline", &r.offline), ("online", &r.online)] {
+        line(
+            name,
+            format!(
+                "{:.3} s, sent {}, received {}",
+                p.seconds,
+                bytes(p.bytes_sent),
+                bytes(p.bytes_received)
+            ),
+        );
+    }
+    line(
+        "client storage",
+        format!(
+            "{} (garbled tables {})",
+            bytes(r.client_storage_bytes),
+            bytes(r.garbled_table_bytes)
+        ),
+    );
+    line(
+        "ReLUs",
+        format!(
+            "{} (+ {} truncation-only positions)",
+            r.activations.relus, r.activations.identity
+        ),
+    );
+    s
+}
