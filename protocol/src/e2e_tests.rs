@@ -251,8 +251,10 @@ async fn digits_model_on_a_few_test_images() {
     digits(4).await;
 }
 
+/// Issue 5: under private inference the bundled digits model classifies its
+/// whole held-out split exactly as the fixed-point oracle does (about a minute
+/// on an idle 2-core machine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "all 360 test images: several minutes on a loaded 2-core machine"]
 async fn digits_model_on_all_test_images() {
     digits(usize::MAX).await;
 }
