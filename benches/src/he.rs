@@ -8,9 +8,8 @@
 use std::time::Instant;
 
 use pi_models::Network;
-use pi_models::network::LinearKind;
 use pi_protocol::he::{
-    ClientUpload, ConvShape, FcShape, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
+    ClientUpload, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
     PublicKeyMsg, ServerReply, UniformShare, inference_hiding_bits, linear_reference,
 };
 use pi_protocol::{Error, Result};
@@ -69,32 +68,11 @@ pub struct Report {
     pub inference_hiding_bits: f64,
 }
 
-/// The HE layer shape of one linear step of a `pi_models` network.
-pub fn layer_shape(kind: &LinearKind) -> LayerShape {
-    match *kind {
-        LinearKind::Conv(g) => LayerShape::Conv(ConvShape {
-            c_in: g.cin,
-            c_out: g.cout,
-            h: g.in_h,
-            w: g.in_w,
-            kernel: g.kernel,
-            stride: g.stride,
-            pad: g.pad,
-        }),
-        // Global average pooling is folded into the FC (models crate docs), so
-        // the FC reads the whole C·H·W feature map.
-        LinearKind::Fc(g) => LayerShape::Fc(FcShape {
-            inputs: g.in_features(),
-            outputs: g.out,
-        }),
-    }
-}
-
 /// Every linear layer of `network`, in execution order, with its HE shape.
 pub fn network_layers(network: &Network) -> Vec<(String, LayerShape)> {
     network
         .linears()
-        .map(|l| (l.name.clone(), layer_shape(&l.kind)))
+        .map(|l| (l.name.clone(), pi_protocol::session::layer_shape(&l.kind)))
         .collect()
 }
 
@@ -178,6 +156,7 @@ pub fn run_offline_linear(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pi_protocol::he::FcShape;
 
     fn layers(spec: &str) -> Vec<(String, LayerShape)> {
         network_layers(&Network::new(&pi_models::NetSpec::parse(spec).unwrap()))

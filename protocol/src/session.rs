@@ -161,21 +161,7 @@ impl SessionPlan {
             let (kind, relus, identity) = match step {
                 Step::Linear(l) => {
                     last_use[l.input] = i;
-                    let shape = match l.kind {
-                        LinearKind::Conv(g) => LayerShape::Conv(ConvShape {
-                            c_in: g.cin,
-                            c_out: g.cout,
-                            h: g.in_h,
-                            w: g.in_w,
-                            kernel: g.kernel,
-                            stride: g.stride,
-                            pad: g.pad,
-                        }),
-                        LinearKind::Fc(g) => LayerShape::Fc(FcShape {
-                            inputs: g.in_features(),
-                            outputs: g.out,
-                        }),
-                    };
+                    let shape = layer_shape(&l.kind);
                     he_plans.push(
                         LayerPlan::new(he, shape)
                             .map_err(|e| Error::BadInput(format!("layer {}: {e}", l.name)))?,
@@ -742,4 +728,25 @@ pub async fn infer_one<C: Channel>(
     // Best effort: a server that serves one request may already have hung up.
     let _ = s.close(ch).await;
     Ok(report)
+}
+
+/// The HE layer shape of one linear step of a `pi_models` network. Global
+/// average pooling is folded into the FC (models crate docs), so the FC reads
+/// the whole C·H·W feature map.
+pub fn layer_shape(kind: &LinearKind) -> LayerShape {
+    match *kind {
+        LinearKind::Conv(g) => LayerShape::Conv(ConvShape {
+            c_in: g.cin,
+            c_out: g.cout,
+            h: g.in_h,
+            w: g.in_w,
+            kernel: g.kernel,
+            stride: g.stride,
+            pad: g.pad,
+        }),
+        LinearKind::Fc(g) => LayerShape::Fc(FcShape {
+            inputs: g.in_features(),
+            outputs: g.out,
+        }),
+    }
 }
