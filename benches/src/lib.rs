@@ -4,3 +4,4 @@ pub mod ot;
 pub mod gc;
 pub mod he;
 pub mod tls;
+pub mod e2e;

@@ -4,6 +4,9 @@
 //!   and TLS bulk throughput on loopback, both parties in one process.
 //! - `pi-bench he SPEC [--json] [--threads N] [--verify]`: the offline linear
 //!   (HE) step for every linear layer of a network.
+//! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--inferences N] [--json]`:
+//!   one private inference, pi-server and pi-client over loopback TLS, checked
+//!   against the fixed-point oracle.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -53,6 +56,26 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// One private inference end to end: pi-server and pi-client over loopback TCP + TLS 1.3.
+    E2e {
+        /// Network spec (preset, `AxBxCx(...)` or a model file).
+        spec: String,
+        /// Weight file (default: the model file's, else seeded random weights).
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+        /// `.npy` float32 (C, H, W) input (default: seeded random).
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+        /// Seed of the random weights (and, plus one, of the random input).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Inferences to run, one connection each (the last is reported in full).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        inferences: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -61,6 +84,17 @@ fn main() -> Result<()> {
             primitives(json, gc_log2, ot_log2, reps as usize, tls_mib as usize)
         }
         Command::He { spec, json, threads, verify } => he(&spec, json, threads, verify),
+        Command::E2e { spec, weights, input, seed, inferences, json } => {
+            let opts = pi_bench::e2e::E2eOptions { spec, weights, input, seed, inferences: inferences as usize };
+            eprintln!("running {} inference(s) of {} over loopback TLS ...", opts.inferences, opts.spec);
+            let r = pi_bench::e2e::run(&opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r.to_json())?);
+            } else {
+                print!("{}", r.table());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -46,3 +46,41 @@ fn bad_arguments_are_errors_not_panics() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("network") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn e2e_over_tls_is_bit_exact_and_reports_costs() {
+    let v = pi_bench(&["e2e", "resnet18(m=2,input=8,classes=5)", "--json"]);
+    assert_eq!(v["bit_exact"], true, "{v}");
+    assert_eq!(v["logits_fixed"], v["oracle_logits_fixed"]);
+    assert_eq!(v["logits"].as_array().expect("logits").len(), 5);
+    assert!(v["class"].as_u64().expect("class") < 5);
+    let relus = v["relus"].as_u64().expect("relus");
+    assert!(relus > 0);
+    for phase in ["offline", "online"] {
+        for key in ["seconds", "bytes_sent", "bytes_received"] {
+            assert!(v[phase][key].as_f64().unwrap_or_else(|| panic!("{phase}.{key} missing")) > 0.0, "{phase}.{key}");
+        }
+    }
+    let storage = v["client_storage_bytes"].as_u64().expect("client_storage_bytes");
+    let per_relu = v["client_storage_bytes_per_relu"].as_f64().expect("per relu");
+    assert!((per_relu - storage as f64 / relus as f64).abs() < 1e-6);
+    let online = v["online"]["bytes_sent"].as_u64().unwrap() + v["online"]["bytes_received"].as_u64().unwrap();
+    assert!((v["online_bytes_per_relu"].as_f64().expect("online per relu") - online as f64 / relus as f64).abs() < 1e-6);
+    assert!(!v["layers"].as_array().expect("layers").is_empty());
+    assert_eq!(v["server"]["inferences"], 1);
+    assert_eq!(v["server"]["failed"], 0);
+}
+
+#[test]
+fn e2e_bad_spec_and_missing_files_are_errors_not_panics() {
+    for args in [
+        &["e2e", "7x(m=2"][..],
+        &["e2e", "resnet18(m=2,input=8,classes=5)", "--weights", "/nonexistent/w.bin"],
+        &["e2e", "resnet18(m=2,input=8,classes=5)", "--input", "/nonexistent/x.npy"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pi-bench")).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Error") && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
