@@ -56,6 +56,8 @@ pub struct E2eResult {
     pub oracle: Vec<i64>,
     /// The server's counters after all inferences.
     pub server: ServeSummary,
+    /// The server's own report of every inference (server-side seconds and bytes).
+    pub server_reports: Vec<pi_protocol::ServerReport>,
 }
 
 impl E2eResult {
@@ -103,8 +105,7 @@ impl E2eResult {
                     "connections": self.server.connections,
                     "inferences": self.server.inferences,
                     "failed": self.server.failed,
-                    "note": "pi-server logs its per-inference report (tracing) but does not return it; \
-                             offline/online bytes above are the client's view, so sent/received mirror the server's",
+                    "reports": self.server_reports,
                 }),
             );
         }
@@ -144,6 +145,17 @@ impl E2eResult {
                 self.server.connections, self.server.inferences, self.server.failed
             ),
         );
+        if let Some(r) = self.server_reports.last() {
+            line(
+                "server side",
+                format!(
+                    "offline {:.3} s, online {:.3} s, holds {:.2} MiB between phases",
+                    r.offline.seconds,
+                    r.online.seconds,
+                    r.server_storage_bytes as f64 / (1 << 20) as f64
+                ),
+            );
+        }
         if self.runs.len() > 1 {
             for (i, o) in self.runs.iter().enumerate() {
                 line(
@@ -245,7 +257,10 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
             channel: ChannelConfig::default(),
             grace: Duration::from_secs(5),
         };
-        let listener = Listener::bind("127.0.0.1:0", server_model, &server_tls, config).await?;
+        let (report_tx, mut report_rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = Listener::bind("127.0.0.1:0", server_model, &server_tls, config)
+            .await?
+            .with_reports(report_tx);
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(listener.run(async {
@@ -271,10 +286,15 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
         }
         let _ = stop.send(());
         let summary = task.await.context("server task")?;
+        let mut server_reports = Vec::new();
+        while let Ok(r) = report_rx.try_recv() {
+            server_reports.push(r);
+        }
         match failure {
             Some(e) => Err(e),
-            None => Ok((runs, summary)),
+            None => Ok((runs, (summary, server_reports))),
         }
     })?;
-    Ok(E2eResult { weights_source, input_source, runs, oracle, server })
+    let (server, server_reports) = server;
+    Ok(E2eResult { weights_source, input_source, runs, oracle, server, server_reports })
 }

@@ -69,6 +69,15 @@ fn e2e_over_tls_is_bit_exact_and_reports_costs() {
     assert!(!v["layers"].as_array().expect("layers").is_empty());
     assert_eq!(v["server"]["inferences"], 1);
     assert_eq!(v["server"]["failed"], 0);
+    // The server's own report of the inference: both phases, seconds and bytes.
+    let reports = v["server"]["reports"].as_array().expect("server reports");
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0]["offline"]["bytes_sent"].as_u64().unwrap() > 0);
+    assert_eq!(
+        reports[0]["online"]["bytes_received"].as_u64(),
+        v["online"]["bytes_sent"].as_u64(),
+        "server receives online what the client sends"
+    );
 }
 
 #[test]

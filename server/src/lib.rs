@@ -25,9 +25,9 @@ use std::time::Duration;
 use pi_models::{Model, RingParams};
 use pi_protocol::transport::pki::TlsIdentity;
 use pi_protocol::transport::{ChannelConfig, TlsAcceptor};
-use pi_protocol::{ServerModel, ServerSession};
+use pi_protocol::{ServerModel, ServerReport, ServerSession};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -109,6 +109,7 @@ pub struct Listener {
     config: ServeConfig,
     limit: Arc<Semaphore>,
     counters: Arc<Counters>,
+    reports: Option<mpsc::UnboundedSender<ServerReport>>,
 }
 
 impl Listener {
@@ -135,7 +136,15 @@ impl Listener {
             limit: Arc::new(Semaphore::new(config.max_clients)),
             config,
             counters: Arc::default(),
+            reports: None,
         })
+    }
+
+    /// Also hands every completed inference's [`ServerReport`] (server-side
+    /// seconds and bytes per phase and layer) to `sink`, for benchmarks.
+    pub fn with_reports(mut self, sink: mpsc::UnboundedSender<ServerReport>) -> Self {
+        self.reports = Some(sink);
+        self
     }
 
     /// The bound address.
@@ -157,8 +166,9 @@ impl Listener {
                         let acceptor = self.acceptor.clone();
                         let model = self.model.clone();
                         let counters = self.counters.clone();
+                        let reports = self.reports.clone();
                         tasks.spawn(async move {
-                            handle(id, peer, tcp, acceptor, model, counters).await;
+                            handle(id, peer, tcp, acceptor, model, counters, reports).await;
                             drop(permit);
                         });
                     }
@@ -223,9 +233,10 @@ async fn handle(
     acceptor: TlsAcceptor,
     model: ServerModel,
     counters: Arc<Counters>,
+    reports: Option<mpsc::UnboundedSender<ServerReport>>,
 ) {
     debug!(conn = id, %peer, "accepted");
-    match serve_connection(id, tcp, &acceptor, &model, &counters).await {
+    match serve_connection(id, tcp, &acceptor, &model, &counters, reports.as_ref()).await {
         Ok(n) => info!(conn = id, %peer, "session closed after {n} inference(s)"),
         Err(e) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -240,6 +251,7 @@ async fn serve_connection(
     acceptor: &TlsAcceptor,
     model: &ServerModel,
     counters: &Counters,
+    reports: Option<&mpsc::UnboundedSender<ServerReport>>,
 ) -> Result<u64, pi_protocol::Error> {
     let mut ch = acceptor.accept(tcp).await?;
     let mut session = ServerSession::handshake(&mut ch, model).await?;
@@ -259,6 +271,10 @@ async fn serve_connection(
             r.online.bytes_sent,
             r.online.bytes_received,
         );
+        if let Some(sink) = reports {
+            // A dropped receiver only means nobody wants reports any more.
+            let _ = sink.send(r);
+        }
     }
     Ok(n)
 }
