@@ -2,32 +2,8 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use common::{fails, ok};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pi-models"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn fails(args: &[&str], needle: &str) {
-    let o = run(args);
-    assert!(!o.status.success(), "{args:?} succeeded");
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains(needle), "{args:?}: {e}");
-    assert!(!e.contains("panicked"), "{args:?}: {e}");
-}
 
 #[test]
 fn stats_table_and_json() {

@@ -9,34 +9,8 @@ use pi_models::reshape::{
     self, Action, Order, block_relus, budget_variants, derive, inequalities, plans,
 };
 use pi_models::spec::NetSpec;
-use std::process::{Command, Output};
+use common::{fails, ok};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pi-models"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn fails(args: &[&str], needle: &str) {
-    let o = run(args);
-    assert!(!o.status.success(), "{args:?} succeeded");
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains(needle), "{args:?}: {e}");
-    assert!(!e.contains("panicked"), "{args:?}: {e}");
-}
 
 fn texts(order: &str, phi: [usize; 4], input: usize) -> Vec<String> {
     inequalities(&Order::parse(order).unwrap(), phi, input)

@@ -93,3 +93,29 @@ pub fn write_npy(path: &std::path::Path, shape: &[usize], data: &[f32]) {
     }
     std::fs::write(path, out).unwrap();
 }
+
+/// Runs the `pi-models` binary (without backtrace variables, so error text is stable).
+pub fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pi-models"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+/// Runs `pi-models`, asserts success and returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Runs `pi-models`, asserts a clean failure (no panic) whose stderr contains `needle`.
+pub fn fails(args: &[&str], needle: &str) {
+    let o = run(args);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains(needle), "{args:?}: {e}");
+    assert!(!e.contains("panicked"), "{args:?}: {e}");
+}
