@@ -24,7 +24,7 @@ pub const AES_BATCH: usize = 256;
 
 /// The public fixed key. Any fixed, public key works in the ideal-permutation
 /// model; this one is the first 16 bytes of SHA-256("pi-runtime fixed key").
-const FIXED_KEY: [u8; 16] = [
+pub(crate) const FIXED_KEY: [u8; 16] = [
     0x31, 0x6a, 0x0b, 0x88, 0x47, 0x98, 0x73, 0xf8, 0x2b, 0x62, 0xaa, 0x22, 0x2a, 0xb8, 0xee, 0xe1,
 ];
 

@@ -6,6 +6,7 @@ mod aes_hash;
 mod block;
 mod rng;
 
+pub(crate) use aes_hash::FIXED_KEY;
 pub use aes_hash::{AES_BATCH, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks};
 pub use block::Block;
 pub use rng::{WipingRng, wipe_chacha};

@@ -5,6 +5,7 @@ use rand_chacha::ChaCha20Rng;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::circuit::Op;
+use super::kernels::AndKernels;
 use super::labels::{ClientInputLabels, GarbledTables, ServerInputLabels};
 use super::{CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, check_layer_shape, low_mask, split3, tweak_base};
 use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks, wipe_chacha};
@@ -75,7 +76,7 @@ pub struct GarbledLayer {
 /// The garbler. Holds reusable scratch buffers; a Δ is fresh per layer unless
 /// one is fixed with [`Garbler::with_delta`].
 pub struct Garbler {
-    aes: FixedKeyAes,
+    kernels: AndKernels,
     rng: ChaCha20Rng,
     nonce: GcNonce,
     shared_delta: Option<Delta>,
@@ -188,7 +189,7 @@ impl Garbler {
     fn make(shared_delta: Option<Delta>, mut rng: ChaCha20Rng) -> Self {
         let nonce = GcNonce::random(&mut rng);
         Self {
-            aes: FixedKeyAes::new(),
+            kernels: AndKernels::detect(),
             rng,
             nonce,
             shared_delta,
@@ -332,7 +333,7 @@ impl Garbler {
             let cn = CHUNK.min(n - start);
             let bytes = &mut self.chunk_bytes[..cn * per];
             garble_chunk(
-                &self.aes,
+                &self.kernels,
                 &mut self.scratch,
                 &mut prg,
                 circuit,
@@ -375,7 +376,7 @@ impl GarbledInputs {
 /// Garbles instances `start..start + pads.len()` (one chunk), gate by gate.
 #[allow(clippy::too_many_arguments)]
 fn garble_chunk(
-    aes: &FixedKeyAes,
+    kernels: &AndKernels,
     s: &mut Scratch,
     prg: &mut LabelPrg,
     c: &Circuit,
@@ -392,6 +393,7 @@ fn garble_chunk(
     let cn = pads.len();
     let l = c.params().l() as usize;
     let d = delta.0;
+    let aes = kernels.aes();
     let Scratch { labels, hin, hscratch, known, packed } = s;
     for (k, p) in known.iter_mut().zip(pads) {
         *k = c.known(*p);
@@ -442,35 +444,10 @@ fn garble_chunk(
             }
             Op::And { x, y, out, h } => {
                 // Half-gates (ZRE15, figure 2): hashes of A0, A1 under tweak h
-                // and of B0, B1 under tweak h + 1, all instances in one call.
+                // and of B0, B1 under tweak h + 1, all instances in one run.
                 let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
-                let hin = &mut hin[..4 * cn];
-                for ((hb, a0), b0) in hin.chunks_exact_mut(4).zip(x).zip(y) {
-                    hb[0] = to_aes(a0.0);
-                    hb[1] = to_aes(a0.0 ^ d);
-                    hb[2] = to_aes(b0.0);
-                    hb[3] = to_aes(b0.0 ^ d);
-                }
-                let h = h as u128;
-                aes.tccr_blocks_with(hin, &mut hscratch[..4 * cn], |j| {
-                    tw0 + (((j >> 2) as u128) << INSTANCE_SHIFT) + h + ((j as u128 >> 1) & 1)
-                });
                 let table = &mut table[ct..ct + 32 * cn];
-                for ((((hb, o), a0), b0), tb) in
-                    hscratch[..4 * cn].chunks_exact(4).zip(o.iter_mut()).zip(x).zip(y).zip(table.chunks_exact_mut(32))
-                {
-                    let (ha0, ha1, hb0, hb1) = (from_aes(&hb[0]), from_aes(&hb[1]), from_aes(&hb[2]), from_aes(&hb[3]));
-                    let ma = (a0.0 & 1).wrapping_neg();
-                    let mb = (b0.0 & 1).wrapping_neg();
-                    // Garbler half: a & pb. Evaluator half: a & (b ^ pb).
-                    let tg = ha0 ^ ha1 ^ (d & mb);
-                    let wg0 = ha0 ^ (tg & ma);
-                    let te = hb0 ^ hb1 ^ a0.0;
-                    let we0 = hb0 ^ ((hb0 ^ hb1) & mb);
-                    *o = Block(wg0 ^ we0);
-                    tb[..16].copy_from_slice(&tg.to_le_bytes());
-                    tb[16..].copy_from_slice(&te.to_le_bytes());
-                }
+                kernels.garble_and(hin, hscratch, d, x, y, tw0 + h as u128, o, table);
                 ct += 32 * cn;
             }
             Op::AndKnown { x, bit, out, h } => {

@@ -90,7 +90,10 @@
 pub mod circuit;
 pub mod eval;
 pub mod garble;
+mod kernels;
 pub mod labels;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 #[cfg(test)]
 mod tests;
