@@ -6,9 +6,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::circuit::Op;
 use super::kernels::AndKernels;
-use super::labels::{ClientInputLabels, GarbledTables, ServerInputLabels};
+use super::labels::{ClientInputLabels, GarbledTables, LabelKey, ServerInputLabels, ZeroLabels};
 use super::{CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, check_layer_shape, low_mask, split3, tweak_base};
-use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks, wipe_chacha};
+use crate::crypto::{Block, from_aes, to_aes, wipe_aes_blocks, wipe_chacha};
 use crate::ot::CorrelatedZeros;
 use crate::{Error, Result};
 
@@ -128,30 +128,6 @@ impl Scratch {
         self.hscratch.resize(4 * CHUNK, aes::Block::default());
         self.known.resize(CHUNK, 0);
         self.packed.resize(CHUNK, 0);
-    }
-}
-
-/// Label generator: AES-128 in counter mode under a fresh secret key.
-struct LabelPrg {
-    aes: FixedKeyAes,
-    counter: u128,
-}
-
-impl LabelPrg {
-    fn new(rng: &mut ChaCha20Rng) -> Self {
-        let mut key = [0u8; 16];
-        rng.fill_bytes(&mut key);
-        let aes = FixedKeyAes::with_key(key);
-        key.zeroize();
-        Self { aes, counter: 0 }
-    }
-
-    fn fill(&mut self, out: &mut [Block]) {
-        for o in out.iter_mut() {
-            *o = Block(self.counter);
-            self.counter += 1;
-        }
-        self.aes.permute_many(out);
     }
 }
 
@@ -322,10 +298,14 @@ impl Garbler {
             None => Delta::random(&mut self.rng),
         };
         let per = circuit.table_bytes();
-        let mut server_zero = vec![Block::ZERO; n * l];
-        let generate_client = given_client_zero.is_none();
-        let mut client_zero = given_client_zero.unwrap_or_else(|| vec![Block::ZERO; n * l]);
-        let mut prg = LabelPrg::new(&mut self.rng);
+        // Zero labels the garbler draws are derived from fresh keys when
+        // needed (here, and later for the online share or the OT), never
+        // stored as arrays.
+        let server_key = LabelKey::random(&mut self.rng);
+        let client_zero = match given_client_zero {
+            Some(v) => ZeroLabels::Stored(v),
+            None => ZeroLabels::Derived(Box::new(LabelKey::random(&mut self.rng)), n * l),
+        };
         self.scratch.ensure(circuit.slots);
         self.chunk_bytes.resize(CHUNK * per, 0);
         let mut start = 0;
@@ -335,7 +315,7 @@ impl Garbler {
             garble_chunk(
                 &self.kernels,
                 &mut self.scratch,
-                &mut prg,
+                &server_key,
                 circuit,
                 delta.block(),
                 self.nonce,
@@ -343,9 +323,7 @@ impl Garbler {
                 start,
                 &pads[start..start + cn],
                 bytes,
-                &mut server_zero[start * l..(start + cn) * l],
-                &mut client_zero[start * l..(start + cn) * l],
-                generate_client,
+                &client_zero,
             );
             sink(bytes);
             start += cn;
@@ -353,7 +331,7 @@ impl Garbler {
         self.scratch.wipe();
         Ok(GarbledInputs {
             client_inputs: ClientInputLabels { params, n, zero: client_zero, delta: delta.duplicate() },
-            server_inputs: ServerInputLabels { params, layer, n, zero: server_zero, delta },
+            server_inputs: ServerInputLabels { params, layer, n, key: server_key, delta },
         })
     }
 }
@@ -378,7 +356,7 @@ impl GarbledInputs {
 fn garble_chunk(
     kernels: &AndKernels,
     s: &mut Scratch,
-    prg: &mut LabelPrg,
+    server_key: &LabelKey,
     c: &Circuit,
     delta: Block,
     nonce: GcNonce,
@@ -386,9 +364,7 @@ fn garble_chunk(
     start: usize,
     pads: &[u64],
     table: &mut [u8],
-    server_zero: &mut [Block],
-    client_zero: &mut [Block],
-    generate_client: bool,
+    client_zero: &ZeroLabels,
 ) {
     let cn = pads.len();
     let l = c.params().l() as usize;
@@ -406,21 +382,16 @@ fn garble_chunk(
         match *op {
             Op::InGarbler { bit, out } => {
                 let o = &mut labels[slot(out)..slot(out) + cn];
-                prg.fill(o);
-                for (z, v) in server_zero.chunks_exact_mut(l).zip(o.iter()) {
-                    z[bit as usize] = *v;
-                }
+                server_key.fill((start * l) as u64 + bit as u64, l as u64, o);
             }
             Op::InEvaluator { bit, out } => {
                 let o = &mut labels[slot(out)..slot(out) + cn];
-                if generate_client {
-                    prg.fill(o);
-                    for (z, v) in client_zero.chunks_exact_mut(l).zip(o.iter()) {
-                        z[bit as usize] = *v;
-                    }
-                } else {
-                    for (v, z) in o.iter_mut().zip(client_zero.chunks_exact(l)) {
-                        *v = z[bit as usize];
+                match client_zero {
+                    ZeroLabels::Derived(key, _) => key.fill((start * l) as u64 + bit as u64, l as u64, o),
+                    ZeroLabels::Stored(v) => {
+                        for (o, z) in o.iter_mut().zip(v[start * l..].chunks_exact(l)) {
+                            *o = z[bit as usize];
+                        }
                     }
                 }
             }
