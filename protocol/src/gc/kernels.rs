@@ -1,7 +1,7 @@
 //! The half-gates AND of one gate over a run of instances, the hot loop of
 //! garbling and evaluation: a portable version written against
 //! [`FixedKeyAes`], and a dispatcher that hands the bulk of each run to the
-//! SIMD kernels of `simd.rs` when the CPU has them (detected at run time) and
+//! SIMD kernels of `crypto/simd.rs` when the CPU has them (detected at run time) and
 //! the rest to the portable twin. Both compute the same bytes; the tests
 //! below check this on random inputs.
 //!
@@ -99,7 +99,7 @@ pub(crate) fn get(bytes: &[u8]) -> u128 {
 pub(crate) struct AndKernels {
     aes: FixedKeyAes,
     #[cfg(target_arch = "x86_64")]
-    simd: Option<super::simd::Vaes512>,
+    simd: Option<crate::crypto::simd::Vaes512>,
 }
 
 impl AndKernels {
@@ -108,7 +108,7 @@ impl AndKernels {
         Self {
             aes: FixedKeyAes::new(),
             #[cfg(target_arch = "x86_64")]
-            simd: super::simd::Vaes512::new(crate::crypto::FIXED_KEY),
+            simd: crate::crypto::simd::Vaes512::new(crate::crypto::FIXED_KEY),
         }
     }
 

@@ -92,8 +92,6 @@ pub mod eval;
 pub mod garble;
 mod kernels;
 pub mod labels;
-#[cfg(target_arch = "x86_64")]
-mod simd;
 
 #[cfg(test)]
 mod tests;

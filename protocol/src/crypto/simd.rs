@@ -1,7 +1,8 @@
-//! AVX-512 + VAES kernels of the half-gates AND over a run of instances:
-//! the crate's one `unsafe` module (STYLE.md habit 8). Its portable twin is
-//! `kernels.rs` ([`super::kernels::garble_and_portable`] and
-//! [`super::kernels::eval_and_portable`]); the tests there compare the two.
+//! AVX-512 + VAES kernels: batches of AES-128 under any key (twin:
+//! [`super::FixedKeyAes::permute_many`] through the `aes` crate) and the
+//! half-gates AND over a run of instances (twins in `gc/kernels.rs`:
+//! `garble_and_portable`, `eval_and_portable`). The crate's one `unsafe`
+//! module (STYLE.md habit 8); tests compare every kernel with its twin.
 //!
 //! Why: the hash is the GKWY20 TCCR `π(π(x) ⊕ t) ⊕ π(x)` (four per garbled
 //! AND, two per evaluated one). Through the `aes` crate every hash pass
@@ -19,15 +20,27 @@
 
 use core::arch::x86_64::*;
 
-use super::INSTANCE_SHIFT;
-use crate::crypto::Block;
+use zeroize::Zeroize;
 
-/// AES-128 round keys of a public key, for the 512-bit kernels. Made only
-/// when the CPU has AVX-512F, VAES and AES-NI.
+use super::Block;
+use crate::gc::INSTANCE_SHIFT;
+
+/// AES-128 round keys for the 512-bit kernels. Made only when the CPU has
+/// AVX-512F, VAES and AES-NI. Wiped on drop (the key may be secret, as for
+/// a PRG).
 #[derive(Clone)]
 pub(crate) struct Vaes512 {
     rk: [u128; 11],
 }
+
+impl Drop for Vaes512 {
+    fn drop(&mut self) {
+        self.rk.zeroize();
+    }
+}
+
+/// Blocks per iteration of [`Vaes512::permute`] (four registers).
+const PERMUTE_STEP: usize = 16;
 
 /// Instances per 512-bit register.
 const LANES: usize = 4;
@@ -36,8 +49,7 @@ const GARBLE_GROUPS: usize = 2;
 const EVAL_GROUPS: usize = 4;
 
 impl Vaes512 {
-    /// The kernels under the public key `key`, if the CPU supports them.
-    /// Not for secret keys: the round keys are not wiped.
+    /// The kernels under `key`, if the CPU supports them.
     pub(crate) fn new(key: [u8; 16]) -> Option<Self> {
         if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("vaes") && is_x86_feature_detected!("aes"))
         {
@@ -48,10 +60,18 @@ impl Vaes512 {
         Some(Self { rk })
     }
 
+    /// In place `xs[i] = AES_k(xs[i])` over the longest prefix whose length
+    /// is a multiple of 16; returns that length (the caller does the rest).
+    pub(crate) fn permute(&self, xs: &mut [Block]) -> usize {
+        // SAFETY: the constructor checked the CPU features; the kernel stays
+        // within xs.
+        unsafe { permute_impl(&self.rk, xs) }
+    }
+
     /// The garbler's AND over the longest prefix of the run that fills whole
     /// loop iterations; returns its length (the caller does the rest with
     /// the portable twin). Same contract as
-    /// [`super::kernels::garble_and_portable`]; the caller checks that no
+    /// `gc::kernels::garble_and_portable`; the caller checks that no
     /// tweak of the run carries out of its low 64 bits.
     ///
     /// # Panics
@@ -115,6 +135,11 @@ unsafe fn expand_key(key: [u8; 16]) -> [u128; 11] {
     }
     rounds!(1 => 0x01, 2 => 0x02, 3 => 0x04, 4 => 0x08, 5 => 0x10);
     rounds!(6 => 0x20, 7 => 0x40, 8 => 0x80, 9 => 0x1b, 10 => 0x36);
+    // Best effort: the copy of the key and the last round key in a register.
+    let mut key = key;
+    key.zeroize();
+    k = _mm_setzero_si128();
+    std::hint::black_box(k);
     rk
 }
 
@@ -172,6 +197,28 @@ fn first_tweaks(tw: u128) -> __m512i {
 #[target_feature(enable = "avx512f")]
 fn low_add(lo: u64) -> __m512i {
     _mm512_set_epi64(0, lo as i64, 0, lo as i64, 0, lo as i64, 0, lo as i64)
+}
+
+#[target_feature(enable = "avx512f,vaes,aes")]
+unsafe fn permute_impl(rk: &[u128; 11], xs: &mut [Block]) -> usize {
+    let n = xs.len() / PERMUTE_STEP * PERMUTE_STEP;
+    let k = keys(rk);
+    let p = xs.as_mut_ptr().cast::<__m512i>();
+    let mut i = 0;
+    while i < n / LANES {
+        let mut v = [_mm512_setzero_si512(); PERMUTE_STEP / LANES];
+        for (j, v) in v.iter_mut().enumerate() {
+            // SAFETY: register i + j holds blocks 4(i + j) .. 4(i + j) + 4 < n.
+            *v = unsafe { _mm512_loadu_si512(p.add(i + j)) };
+        }
+        encrypt(&k, &mut v);
+        for (j, v) in v.iter().enumerate() {
+            // SAFETY: as for the load.
+            unsafe { _mm512_storeu_si512(p.add(i + j), *v) };
+        }
+        i += PERMUTE_STEP / LANES;
+    }
+    n
 }
 
 #[target_feature(enable = "avx512f,vaes,aes")]
