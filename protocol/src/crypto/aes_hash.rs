@@ -24,7 +24,7 @@ pub const AES_BATCH: usize = 256;
 
 /// The public fixed key. Any fixed, public key works in the ideal-permutation
 /// model; this one is the first 16 bytes of SHA-256("pi-runtime fixed key").
-const FIXED_KEY: [u8; 16] = [
+pub(crate) const FIXED_KEY: [u8; 16] = [
     0x31, 0x6a, 0x0b, 0x88, 0x47, 0x98, 0x73, 0xf8, 0x2b, 0x62, 0xaa, 0x22, 0x2a, 0xb8, 0xee, 0xe1,
 ];
 
@@ -32,6 +32,10 @@ const FIXED_KEY: [u8; 16] = [
 #[derive(Clone)]
 pub struct FixedKeyAes {
     cipher: Aes128,
+    /// The same key for the AVX-512 + VAES kernel of [`Self::permute_many`],
+    /// if the CPU has it (detected at run time).
+    #[cfg(target_arch = "x86_64")]
+    simd: Option<super::simd::Vaes512>,
 }
 
 impl Default for FixedKeyAes {
@@ -51,8 +55,14 @@ impl FixedKeyAes {
     /// this function wipes the copy it was given.
     pub fn with_key(mut key: [u8; 16]) -> Self {
         let cipher = Aes128::new((&key).into());
+        #[cfg(target_arch = "x86_64")]
+        let simd = super::simd::Vaes512::new(key);
         key.zeroize();
-        Self { cipher }
+        Self {
+            cipher,
+            #[cfg(target_arch = "x86_64")]
+            simd,
+        }
     }
 
     /// π(x) for one block.
@@ -62,8 +72,22 @@ impl FixedKeyAes {
         Block::from_bytes(b.into())
     }
 
-    /// In place: `xs[i] = π(xs[i])`.
+    /// In place: `xs[i] = π(xs[i])`. The bulk runs on the SIMD kernel when
+    /// the CPU has one, the rest through the `aes` crate (its portable twin).
     pub fn permute_many(&self, xs: &mut [Block]) {
+        #[cfg(target_arch = "x86_64")]
+        let xs = match &self.simd {
+            Some(simd) => {
+                let done = simd.permute(xs);
+                &mut xs[done..]
+            }
+            None => xs,
+        };
+        self.permute_many_portable(xs);
+    }
+
+    /// [`Self::permute_many`] through the `aes` crate only.
+    fn permute_many_portable(&self, xs: &mut [Block]) {
         let mut buf = [aes::Block::default(); AES_BATCH];
         for chunk in xs.chunks_mut(AES_BATCH) {
             let buf = &mut buf[..chunk.len()];
@@ -175,11 +199,13 @@ mod tests {
         // FIPS-197 appendix C.1: key 000102..0f, plaintext 00112233..ff.
         let key: [u8; 16] = core::array::from_fn(|i| i as u8);
         let pt: [u8; 16] = core::array::from_fn(|i| (i as u8) * 0x11);
-        let ct = FixedKeyAes::with_key(key).permute(Block::from_bytes(pt));
-        assert_eq!(
-            ct.to_bytes(),
-            [0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a]
-        );
+        let want = [0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a];
+        let aes = FixedKeyAes::with_key(key);
+        assert_eq!(aes.permute(Block::from_bytes(pt)).to_bytes(), want);
+        // The batched path (the SIMD kernel where available) too.
+        let mut many = vec![Block::from_bytes(pt); 40];
+        aes.permute_many(&mut many);
+        assert!(many.iter().all(|b| b.to_bytes() == want));
     }
 
     #[test]
@@ -204,6 +230,18 @@ mod tests {
         for i in 0..n {
             assert_eq!(from_aes(&hashed[i]), out[i].0);
         }
+        // The SIMD permutation (if any) equals the portable one, for a
+        // secret-style random key and lengths around its step of 16.
+        let keyed = FixedKeyAes::with_key(core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x5a));
+        for len in [0usize, 1, 15, 16, 17, 33, 64, 300] {
+            let mut a: Vec<Block> = (0..len as u128).map(|i| Block(i.wrapping_mul(0x0123_4567_89ab_cdef_0011))).collect();
+            let mut b = a.clone();
+            keyed.permute_many(&mut a);
+            keyed.permute_many_portable(&mut b);
+            assert_eq!(a, b, "len {len}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        eprintln!("SIMD permutation available: {}", keyed.simd.is_some());
         // Different tweaks give different outputs.
         assert_ne!(h.tccr(xs[3], Block(1)), h.tccr(xs[3], Block(2)));
     }

@@ -4,7 +4,9 @@ use std::ops::{BitAnd, BitXor, BitXorAssign};
 
 use rand_core::RngCore;
 
-/// 128 bits, stored as a little-endian `u128`.
+/// 128 bits, stored as a little-endian `u128` (`repr(transparent)`: SIMD
+/// kernels read slices of blocks as slices of 128-bit words).
+#[repr(transparent)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Block(pub u128);
 

@@ -5,7 +5,10 @@
 mod aes_hash;
 mod block;
 mod rng;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod simd;
 
+pub(crate) use aes_hash::FIXED_KEY;
 pub use aes_hash::{AES_BATCH, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks};
 pub use block::Block;
 pub use rng::{WipingRng, wipe_chacha};

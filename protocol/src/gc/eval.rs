@@ -3,15 +3,16 @@
 use zeroize::Zeroize;
 
 use super::circuit::Op;
+use super::kernels::{AndKernels, get};
 use super::labels::{ClientLabels, GarbledTables, ServerLabels};
 use super::{CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, low_mask, split3, tweak_base};
-use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks};
+use crate::crypto::{Block, from_aes, to_aes, wipe_aes_blocks};
 use crate::{Error, Result};
 
 /// The evaluator of one garbler's layers. Holds that garbler's public
 /// nonce and reusable scratch buffers.
 pub struct Evaluator {
-    aes: FixedKeyAes,
+    kernels: AndKernels,
     nonce: GcNonce,
     scratch: Scratch,
 }
@@ -46,7 +47,7 @@ impl Evaluator {
     /// ([`super::Garbler::nonce`], received from the server). With another
     /// nonce every output is garbage.
     pub fn new(nonce: GcNonce) -> Self {
-        Self { aes: FixedKeyAes::new(), nonce, scratch: Scratch::default() }
+        Self { kernels: AndKernels::detect(), nonce, scratch: Scratch::default() }
     }
 
     /// The garbler nonce this evaluator uses.
@@ -92,7 +93,7 @@ impl Evaluator {
         while start < n {
             let cn = CHUNK.min(n - start);
             eval_chunk(
-                &self.aes,
+                &self.kernels,
                 s,
                 circuit,
                 self.nonce,
@@ -110,16 +111,9 @@ impl Evaluator {
     }
 }
 
-#[inline(always)]
-fn get(bytes: &[u8]) -> u128 {
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&bytes[..16]);
-    u128::from_le_bytes(b)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn eval_chunk(
-    aes: &FixedKeyAes,
+    kernels: &AndKernels,
     s: &mut Scratch,
     c: &Circuit,
     nonce: GcNonce,
@@ -132,6 +126,7 @@ fn eval_chunk(
 ) {
     let cn = out.len();
     let l = c.params().l() as usize;
+    let aes = kernels.aes();
     let Scratch { labels, hin, hscratch, packed } = s;
     let tw0 = tweak_base(nonce, layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
@@ -160,24 +155,7 @@ fn eval_chunk(
             }
             Op::And { x, y, out, h } => {
                 let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
-                let hin = &mut hin[..2 * cn];
-                for ((hb, a), b) in hin.chunks_exact_mut(2).zip(x).zip(y) {
-                    hb[0] = to_aes(a.0);
-                    hb[1] = to_aes(b.0);
-                }
-                let h = h as u128;
-                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| {
-                    tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h + (j as u128 & 1)
-                });
-                let table = &table[ct..ct + 32 * cn];
-                for ((((hb, o), a), b), tb) in
-                    hscratch[..2 * cn].chunks_exact(2).zip(o.iter_mut()).zip(x).zip(y).zip(table.chunks_exact(32))
-                {
-                    let (tg, te) = (get(tb), get(&tb[16..]));
-                    let wg = from_aes(&hb[0]) ^ (tg & (a.0 & 1).wrapping_neg());
-                    let we = from_aes(&hb[1]) ^ ((te ^ a.0) & (b.0 & 1).wrapping_neg());
-                    *o = Block(wg ^ we);
-                }
+                kernels.eval_and(hin, hscratch, x, y, tw0 + h as u128, &table[ct..ct + 32 * cn], o);
                 ct += 32 * cn;
             }
             Op::AndKnown { x, out, h, .. } => {

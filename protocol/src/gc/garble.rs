@@ -5,9 +5,10 @@ use rand_chacha::ChaCha20Rng;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::circuit::Op;
-use super::labels::{ClientInputLabels, GarbledTables, ServerInputLabels};
+use super::kernels::AndKernels;
+use super::labels::{ClientInputLabels, GarbledTables, LabelKey, ServerInputLabels, ZeroLabels};
 use super::{CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, check_layer_shape, low_mask, split3, tweak_base};
-use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks, wipe_chacha};
+use crate::crypto::{Block, from_aes, to_aes, wipe_aes_blocks, wipe_chacha};
 use crate::ot::CorrelatedZeros;
 use crate::{Error, Result};
 
@@ -75,7 +76,7 @@ pub struct GarbledLayer {
 /// The garbler. Holds reusable scratch buffers; a Δ is fresh per layer unless
 /// one is fixed with [`Garbler::with_delta`].
 pub struct Garbler {
-    aes: FixedKeyAes,
+    kernels: AndKernels,
     rng: ChaCha20Rng,
     nonce: GcNonce,
     shared_delta: Option<Delta>,
@@ -130,30 +131,6 @@ impl Scratch {
     }
 }
 
-/// Label generator: AES-128 in counter mode under a fresh secret key.
-struct LabelPrg {
-    aes: FixedKeyAes,
-    counter: u128,
-}
-
-impl LabelPrg {
-    fn new(rng: &mut ChaCha20Rng) -> Self {
-        let mut key = [0u8; 16];
-        rng.fill_bytes(&mut key);
-        let aes = FixedKeyAes::with_key(key);
-        key.zeroize();
-        Self { aes, counter: 0 }
-    }
-
-    fn fill(&mut self, out: &mut [Block]) {
-        for o in out.iter_mut() {
-            *o = Block(self.counter);
-            self.counter += 1;
-        }
-        self.aes.permute_many(out);
-    }
-}
-
 impl Default for Garbler {
     fn default() -> Self {
         Self::new()
@@ -188,7 +165,7 @@ impl Garbler {
     fn make(shared_delta: Option<Delta>, mut rng: ChaCha20Rng) -> Self {
         let nonce = GcNonce::random(&mut rng);
         Self {
-            aes: FixedKeyAes::new(),
+            kernels: AndKernels::detect(),
             rng,
             nonce,
             shared_delta,
@@ -321,10 +298,14 @@ impl Garbler {
             None => Delta::random(&mut self.rng),
         };
         let per = circuit.table_bytes();
-        let mut server_zero = vec![Block::ZERO; n * l];
-        let generate_client = given_client_zero.is_none();
-        let mut client_zero = given_client_zero.unwrap_or_else(|| vec![Block::ZERO; n * l]);
-        let mut prg = LabelPrg::new(&mut self.rng);
+        // Zero labels the garbler draws are derived from fresh keys when
+        // needed (here, and later for the online share or the OT), never
+        // stored as arrays.
+        let server_key = LabelKey::random(&mut self.rng);
+        let client_zero = match given_client_zero {
+            Some(v) => ZeroLabels::Stored(v),
+            None => ZeroLabels::Derived(Box::new(LabelKey::random(&mut self.rng)), n * l),
+        };
         self.scratch.ensure(circuit.slots);
         self.chunk_bytes.resize(CHUNK * per, 0);
         let mut start = 0;
@@ -332,9 +313,9 @@ impl Garbler {
             let cn = CHUNK.min(n - start);
             let bytes = &mut self.chunk_bytes[..cn * per];
             garble_chunk(
-                &self.aes,
+                &self.kernels,
                 &mut self.scratch,
-                &mut prg,
+                &server_key,
                 circuit,
                 delta.block(),
                 self.nonce,
@@ -342,9 +323,7 @@ impl Garbler {
                 start,
                 &pads[start..start + cn],
                 bytes,
-                &mut server_zero[start * l..(start + cn) * l],
-                &mut client_zero[start * l..(start + cn) * l],
-                generate_client,
+                &client_zero,
             );
             sink(bytes);
             start += cn;
@@ -352,7 +331,7 @@ impl Garbler {
         self.scratch.wipe();
         Ok(GarbledInputs {
             client_inputs: ClientInputLabels { params, n, zero: client_zero, delta: delta.duplicate() },
-            server_inputs: ServerInputLabels { params, layer, n, zero: server_zero, delta },
+            server_inputs: ServerInputLabels { params, layer, n, key: server_key, delta },
         })
     }
 }
@@ -375,9 +354,9 @@ impl GarbledInputs {
 /// Garbles instances `start..start + pads.len()` (one chunk), gate by gate.
 #[allow(clippy::too_many_arguments)]
 fn garble_chunk(
-    aes: &FixedKeyAes,
+    kernels: &AndKernels,
     s: &mut Scratch,
-    prg: &mut LabelPrg,
+    server_key: &LabelKey,
     c: &Circuit,
     delta: Block,
     nonce: GcNonce,
@@ -385,13 +364,12 @@ fn garble_chunk(
     start: usize,
     pads: &[u64],
     table: &mut [u8],
-    server_zero: &mut [Block],
-    client_zero: &mut [Block],
-    generate_client: bool,
+    client_zero: &ZeroLabels,
 ) {
     let cn = pads.len();
     let l = c.params().l() as usize;
     let d = delta.0;
+    let aes = kernels.aes();
     let Scratch { labels, hin, hscratch, known, packed } = s;
     for (k, p) in known.iter_mut().zip(pads) {
         *k = c.known(*p);
@@ -404,21 +382,16 @@ fn garble_chunk(
         match *op {
             Op::InGarbler { bit, out } => {
                 let o = &mut labels[slot(out)..slot(out) + cn];
-                prg.fill(o);
-                for (z, v) in server_zero.chunks_exact_mut(l).zip(o.iter()) {
-                    z[bit as usize] = *v;
-                }
+                server_key.fill((start * l) as u64 + bit as u64, l as u64, o);
             }
             Op::InEvaluator { bit, out } => {
                 let o = &mut labels[slot(out)..slot(out) + cn];
-                if generate_client {
-                    prg.fill(o);
-                    for (z, v) in client_zero.chunks_exact_mut(l).zip(o.iter()) {
-                        z[bit as usize] = *v;
-                    }
-                } else {
-                    for (v, z) in o.iter_mut().zip(client_zero.chunks_exact(l)) {
-                        *v = z[bit as usize];
+                match client_zero {
+                    ZeroLabels::Derived(key, _) => key.fill((start * l) as u64 + bit as u64, l as u64, o),
+                    ZeroLabels::Stored(v) => {
+                        for (o, z) in o.iter_mut().zip(v[start * l..].chunks_exact(l)) {
+                            *o = z[bit as usize];
+                        }
                     }
                 }
             }
@@ -442,35 +415,10 @@ fn garble_chunk(
             }
             Op::And { x, y, out, h } => {
                 // Half-gates (ZRE15, figure 2): hashes of A0, A1 under tweak h
-                // and of B0, B1 under tweak h + 1, all instances in one call.
+                // and of B0, B1 under tweak h + 1, all instances in one run.
                 let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
-                let hin = &mut hin[..4 * cn];
-                for ((hb, a0), b0) in hin.chunks_exact_mut(4).zip(x).zip(y) {
-                    hb[0] = to_aes(a0.0);
-                    hb[1] = to_aes(a0.0 ^ d);
-                    hb[2] = to_aes(b0.0);
-                    hb[3] = to_aes(b0.0 ^ d);
-                }
-                let h = h as u128;
-                aes.tccr_blocks_with(hin, &mut hscratch[..4 * cn], |j| {
-                    tw0 + (((j >> 2) as u128) << INSTANCE_SHIFT) + h + ((j as u128 >> 1) & 1)
-                });
                 let table = &mut table[ct..ct + 32 * cn];
-                for ((((hb, o), a0), b0), tb) in
-                    hscratch[..4 * cn].chunks_exact(4).zip(o.iter_mut()).zip(x).zip(y).zip(table.chunks_exact_mut(32))
-                {
-                    let (ha0, ha1, hb0, hb1) = (from_aes(&hb[0]), from_aes(&hb[1]), from_aes(&hb[2]), from_aes(&hb[3]));
-                    let ma = (a0.0 & 1).wrapping_neg();
-                    let mb = (b0.0 & 1).wrapping_neg();
-                    // Garbler half: a & pb. Evaluator half: a & (b ^ pb).
-                    let tg = ha0 ^ ha1 ^ (d & mb);
-                    let wg0 = ha0 ^ (tg & ma);
-                    let te = hb0 ^ hb1 ^ a0.0;
-                    let we0 = hb0 ^ ((hb0 ^ hb1) & mb);
-                    *o = Block(wg0 ^ we0);
-                    tb[..16].copy_from_slice(&tg.to_le_bytes());
-                    tb[16..].copy_from_slice(&te.to_le_bytes());
-                }
+                kernels.garble_and(hin, hscratch, d, x, y, tw0 + h as u128, o, table);
                 ct += 32 * cn;
             }
             Op::AndKnown { x, bit, out, h } => {

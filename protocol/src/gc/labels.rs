@@ -6,7 +6,9 @@
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{ActivationKind, ActivationParams, Circuit, Delta, check_layer_shape};
-use crate::crypto::Block;
+use rand::RngCore;
+
+use crate::crypto::{Block, FixedKeyAes};
 use crate::{Error, Result};
 
 /// Garbled tables of one layer: ciphertexts and decoding bits of n instances,
@@ -152,14 +154,49 @@ impl<'c> TablesAssembler<'c> {
 /// [`Self::into_parts`]): the label set feeds exactly one OT, since a second
 /// OT with other choice bits would hand the client both labels of a wire,
 /// hence Δ.
+///
+/// Labels the garbler drew itself are kept as their key ([`LabelKey`]) and
+/// expanded by those conversions, so garbling writes no `n * l` array.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ClientInputLabels {
     #[zeroize(skip)]
     pub(crate) params: ActivationParams,
     #[zeroize(skip)]
     pub(crate) n: usize,
-    pub(crate) zero: Vec<Block>,
+    pub(crate) zero: ZeroLabels,
     pub(crate) delta: Delta,
+}
+
+/// Input zero labels of a layer, instance-major: given (a correlated OT's
+/// output) or derived from a key.
+pub(crate) enum ZeroLabels {
+    /// `n * l` blocks.
+    Stored(Vec<Block>),
+    /// Label of bit j of instance i: [`LabelKey::fill`] at counter `i l + j`.
+    Derived(Box<LabelKey>, usize),
+}
+
+impl ZeroLabels {
+    /// All `n * l` labels, by value (wipe after use).
+    pub(crate) fn expand(&mut self) -> Vec<Block> {
+        match self {
+            Self::Stored(v) => std::mem::take(v),
+            Self::Derived(key, len) => {
+                let mut v = vec![Block::ZERO; *len];
+                key.fill(0, 1, &mut v);
+                v
+            }
+        }
+    }
+}
+
+/// Stored labels are wiped; a key wipes itself on drop (the `aes` crate).
+impl Zeroize for ZeroLabels {
+    fn zeroize(&mut self) {
+        if let Self::Stored(v) = self {
+            v.zeroize();
+        }
+    }
 }
 
 impl ClientInputLabels {
@@ -172,14 +209,14 @@ impl ClientInputLabels {
     /// client input bit, instance-major; wiped on drop.
     pub fn into_ot_pairs(mut self) -> Zeroizing<Vec<[Block; 2]>> {
         let d = self.delta.block();
-        let pairs = self.zero.iter().map(|z| [*z, *z ^ d]).collect();
-        self.zero.zeroize();
+        let zero = Zeroizing::new(self.zero.expand());
+        let pairs = zero.iter().map(|z| [*z, *z ^ d]).collect();
         Zeroizing::new(pairs)
     }
 
     /// The zero labels (instance-major, `n * l` blocks, wiped on drop) and Δ.
     pub fn into_parts(mut self) -> (Zeroizing<Vec<Block>>, Delta) {
-        let zero = Zeroizing::new(std::mem::take(&mut self.zero));
+        let zero = Zeroizing::new(self.zero.expand());
         (zero, self.delta.duplicate())
     }
 
@@ -196,16 +233,17 @@ impl ClientInputLabels {
     /// The ideal OT functionality: the labels of the client's shares `b`.
     /// No security; for tests and benchmarks only.
     #[cfg(any(test, feature = "ideal"))]
-    pub fn ideal_transfer(self, b: &[u64]) -> Result<ClientLabels> {
+    pub fn ideal_transfer(mut self, b: &[u64]) -> Result<ClientLabels> {
         let l = self.params.l() as usize;
         if b.len() != self.n {
             return Err(Error::BadInput(format!("{} client shares for {} activations", b.len(), self.n)));
         }
         let d = self.delta.block();
+        let zero = Zeroizing::new(self.zero.expand());
         let mut labels = Vec::with_capacity(self.n * l);
         for (i, v) in b.iter().enumerate() {
             for j in 0..l {
-                labels.push(self.zero[i * l + j] ^ d.select((v >> j) & 1 == 1));
+                labels.push(zero[i * l + j] ^ d.select((v >> j) & 1 == 1));
             }
         }
         Ok(ClientLabels { params: self.params, n: self.n, labels })
@@ -214,6 +252,10 @@ impl ClientInputLabels {
 
 /// The server's input zero labels and Δ of one layer, kept until the online
 /// phase. [`Self::encode_share`] consumes it: labels are sent once.
+///
+/// The labels are held as the secret key they are derived from
+/// ([`LabelKey`]), not as `n * l` blocks: 16 bytes per layer instead of
+/// 16 l bytes per activation.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ServerInputLabels {
     #[zeroize(skip)]
@@ -222,8 +264,39 @@ pub struct ServerInputLabels {
     pub(crate) layer: u32,
     #[zeroize(skip)]
     pub(crate) n: usize,
-    pub(crate) zero: Vec<Block>,
+    /// Wiped on drop by the `aes` crate.
+    #[zeroize(skip)]
+    pub(crate) key: LabelKey,
     pub(crate) delta: Delta,
+}
+
+/// A fresh secret AES-128 key per garbled layer from which input zero
+/// labels are derived: the zero label of bit j of instance i is
+/// `AES_k(i l + j)` (AES as a PRF, one key per label set so counters never
+/// repeat under a key). Wiped on drop (the `aes` crate zeroizes its key
+/// schedule).
+pub(crate) struct LabelKey(FixedKeyAes);
+
+impl LabelKey {
+    /// A key drawn from `rng`.
+    pub(crate) fn random<R: RngCore + ?Sized>(rng: &mut R) -> Self {
+        let mut key = [0u8; 16];
+        rng.fill_bytes(&mut key);
+        // `with_key` wipes the copy it is given.
+        Self(FixedKeyAes::with_key(key))
+    }
+
+    /// `out[k] = AES_k(first + k stride)`: the labels of one bit position
+    /// across consecutive instances (stride l), or of consecutive positions
+    /// (stride 1).
+    pub(crate) fn fill(&self, first: u64, stride: u64, out: &mut [Block]) {
+        let mut c = first as u128;
+        for o in out.iter_mut() {
+            *o = Block(c);
+            c += stride as u128;
+        }
+        self.0.permute_many(out);
+    }
 }
 
 impl ServerInputLabels {
@@ -256,10 +329,11 @@ impl ServerInputLabels {
             return Err(Error::BadInput(format!("server share {i} is not reduced mod 2^{l}")));
         }
         let d = self.delta.block();
-        let mut labels = Vec::with_capacity(self.n * l);
-        for (zero, v) in self.zero.chunks_exact(l).zip(a) {
-            for (j, z) in zero.iter().enumerate() {
-                labels.push(*z ^ d.select((v >> j) & 1 == 1));
+        let mut labels = vec![Block::ZERO; self.n * l];
+        self.key.fill(0, 1, &mut labels);
+        for (zero, v) in labels.chunks_exact_mut(l).zip(a) {
+            for (j, z) in zero.iter_mut().enumerate() {
+                *z ^= d.select((v >> j) & 1 == 1);
             }
         }
         Ok(ServerLabels { params: self.params, n: self.n, labels })

@@ -90,6 +90,7 @@
 pub mod circuit;
 pub mod eval;
 pub mod garble;
+mod kernels;
 pub mod labels;
 
 #[cfg(test)]

@@ -377,8 +377,12 @@ fn streaming_chunks_concatenate_to_the_collected_tables() {
     assert_eq!(chunks.len(), 3);
     assert_eq!(chunks[0].len(), CHUNK * c.table_bytes());
     assert_eq!(chunks.concat(), whole.tables.as_bytes());
-    assert_eq!(inputs.server_inputs.zero, whole.server_inputs.zero);
-    assert_eq!(inputs.client_inputs.zero, whole.client_inputs.zero);
+    let a: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x7654_3211) & prm.mask()).collect();
+    assert_eq!(
+        inputs.server_inputs.encode_share(&a).unwrap().labels,
+        whole.server_inputs.encode_share(&a).unwrap().labels
+    );
+    assert_eq!(*inputs.client_inputs.into_parts().0, *whole.client_inputs.into_parts().0);
 }
 
 #[test]
@@ -398,7 +402,8 @@ fn client_labels_from_a_correlated_ot_are_used_as_given() {
     let cot = |v: &[crate::crypto::Block]| crate::ot::CorrelatedZeros { blocks: v.to_vec() };
     let inputs =
         g.garble_layer_streaming_with_client_labels(&c, 0, &p, cot(&q), |x| bytes.extend_from_slice(x)).unwrap();
-    assert_eq!(inputs.client_inputs.zero, q);
+    let (zero, _) = inputs.client_inputs.into_parts();
+    assert_eq!(*zero, q);
     let tables = GarbledTables::from_bytes(&c, 0, 2, bytes).unwrap();
     let client = ClientLabels::from_blocks(prm, 2, t).unwrap();
     let server = inputs.server_inputs.encode_share(&a).unwrap();
@@ -426,8 +431,8 @@ fn empty_layer_round_trips() {
 #[test]
 fn debug_output_shows_shapes_not_labels() {
     let c = Circuit::relu(params(16, 4));
-    let layer = Garbler::from_rng(ChaCha20Rng::seed_from_u64(1)).garble_layer(&c, 0, &[3]).unwrap();
-    let zero = layer.client_inputs.zero[0];
+    let mut layer = Garbler::from_rng(ChaCha20Rng::seed_from_u64(1)).garble_layer(&c, 0, &[3]).unwrap();
+    let zero = layer.client_inputs.zero.expand()[0];
     let text = format!("{:?} {:?} {:?}", layer.tables, layer.client_inputs, layer.server_inputs);
     assert!(text.contains("n: 1"), "{text}");
     assert!(!text.contains(&format!("{}", zero.0)), "{text}");
