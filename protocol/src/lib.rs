@@ -34,6 +34,7 @@ pub mod he;
 pub mod offline;
 pub mod online;
 pub mod report;
+pub mod relu_ot;
 pub mod ring;
 pub mod session;
 pub mod transport;
