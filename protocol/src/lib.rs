@@ -44,4 +44,6 @@ mod e2e_tests;
 
 pub use error::{Error, Result};
 pub use report::{ClientReport, ServerReport};
-pub use session::{ClientConfig, ClientSession, ServerModel, ServerSession, infer_one, serve_one};
+pub use session::{
+    ClientConfig, ClientSession, ReluMode, ServerModel, ServerSession, infer_one, serve_one,
+};
