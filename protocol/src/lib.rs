@@ -3,13 +3,17 @@
 //! The crate follows `DESIGN.md`: every tensor is additively shared over the
 //! ring Z_2^l; linear layers are local for the server and precomputed for the
 //! client with lattice HE offline; ReLUs (with the exact truncation of the
-//! linear layer before them) run as garbled circuits.
+//! linear layer before them) run as garbled circuits or, in the second mode
+//! negotiated in the handshake ([`session::ReluMode`]), by OT-based
+//! comparison ([`relu_ot`]).
 //!
 //! Module map (one concept per module):
 //! - [`crypto`]: the 128-bit [`crypto::Block`] and fixed-key AES hashing.
 //! - [`error`]: the crate's error type, split by whose fault it is.
 //! - [`ot`]: oblivious transfer, base OT on ristretto255 and IKNP extension.
 //! - [`gc`]: half-gates garbled circuits for ReLU with exact truncation.
+//! - [`relu_ot`]: ReLU with exact truncation by the millionaires' protocol
+//!   and an OT multiplexer (CrypTFlow2-style), OTs precomputed offline.
 //! - [`he`]: offline linear correlations with RLWE in coefficient encoding
 //!   (Cheetah-style conv/FC packing, circuit-private replies).
 //! - [`transport`]: the [`transport::Channel`] abstraction, an in-memory
