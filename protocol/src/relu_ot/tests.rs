@@ -137,10 +137,13 @@ fn random_values_match_the_oracle() {
 #[test]
 fn schedule_at_default_parameters() {
     let s = Schedule::new(RingParams::default()).unwrap();
-    // 36 leaf OTs, tree: low (3 + 2), high (9 + 3 + 3), root 2, final 3.
-    assert_eq!(s.rots_per_position(), 36 + 5 + 15 + 2 + 3);
-    assert_eq!(s.levels(), 4);
-    assert_eq!(s.round_trips(), 6);
+    // 36 leaf OTs; tree: the first level (pairs of leaves) is free, then
+    // low 2 (gt only), high 3 + 3, root 2; final 3.
+    assert_eq!(s.rots_per_position(), 36 + 2 + 6 + 2 + 3);
+    assert_eq!(s.levels(), 3);
+    assert_eq!(s.round_trips(), 5);
+    // Tables: 8 paired chunks at 4 bits per entry, the lowest at 2.
+    assert_eq!(s.table_bits, 8 * 16 * 4 + 16 * 2);
 }
 
 #[test]
