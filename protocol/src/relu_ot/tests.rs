@@ -184,3 +184,59 @@ fn malformed_messages_are_peer_errors() {
         Err(Error::BadInput(_))
     ));
 }
+
+/// The millionaires' part alone: after the last tree level the XOR of the
+/// two parties' shares of the low-f carry and of the carry into bit l − 1
+/// equal the plaintext carries of a' + b, on edge pairs (a', b) that put the
+/// carries at their boundaries (x = y, x = y ± 1, all ones, zero).
+#[test]
+fn comparison_shares_are_the_plaintext_carries() {
+    for (l, f) in [(37, 12), (12, 1), (7, 3), (20, 7)] {
+        let ring = RingParams::new(l, f).unwrap();
+        let sched = Arc::new(Schedule::new(ring).unwrap());
+        let mut rng = ChaCha20Rng::seed_from_u64(l as u64);
+        let (m, half) = (ring.mask(), 1u64 << (l - 1));
+        let low = |v: u64, k: u32| v & ((1u64 << k) - 1);
+        // Pairs (a', b): b random or extreme, a' chosen relative to y.
+        let mut pairs = Vec::new();
+        for b in [0, m, half, half - 1, 1, rng.next_u64() & m, rng.next_u64() & m] {
+            let y = !b & (half - 1);
+            for a1 in [y, y + 1, y.wrapping_sub(1), 0, m, half, half - 1, y | half, (y + 1) | half] {
+                pairs.push((a1 & m, b));
+            }
+        }
+        let n = pairs.len();
+        let relu = vec![true; n];
+        let b: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+        let a: Vec<u64> = pairs.iter().map(|&(a1, _)| a1.wrapping_sub(half) & m).collect();
+        let choices = sched.client_choices(&b, &mut rng);
+        let (ot_pairs, got) = ideal_rot(&mut rng, &choices);
+        let rc: Vec<bool> = vec![true; n];
+        let (rp, rg) = ideal_rot(&mut rng, &rc);
+        let smat = ServerMaterial::new(&sched, relu.clone(), &ot_pairs, &rc, &rg, &mut rng).unwrap();
+        let cmat = ClientMaterial::new(&sched, relu, b, &choices, &got, &rp).unwrap();
+        let (mut server, mut msg) = ServerRun::start(sched.clone(), smat, &a).unwrap();
+        let mut client = ClientRun::new(sched.clone(), cmat, vec![0; n]).unwrap();
+        // Leaves and every tree level, until the client asks for the final OT.
+        loop {
+            let reply = match client.step(&msg).unwrap() {
+                ClientStep::Reply(r) => r,
+                ClientStep::Last(_) => panic!("too early"),
+            };
+            if client.stage == Stage::Final {
+                break;
+            }
+            msg = match server.step(&reply).unwrap() {
+                ServerStep::Reply(r) => r,
+                ServerStep::Done(_) => panic!("too early"),
+            };
+        }
+        for (p, &(a1, bv)) in pairs.iter().enumerate() {
+            let c = u8::from(low(a1, f) + low(bv, f) >= 1 << f);
+            let e = u8::from(low(a1, l - 1) + low(bv, l - 1) >= half);
+            let got_c = server.shares.gt(sched.low_root, p) ^ client.shares.gt(sched.low_root, p);
+            let got_e = server.shares.gt(sched.e_node, p) ^ client.shares.gt(sched.e_node, p);
+            assert_eq!((got_c, got_e), (c, e), "l = {l}, f = {f}, a' = {a1:#x}, b = {bv:#x}");
+        }
+    }
+}
