@@ -261,7 +261,10 @@ pub fn summary(outcome: &Outcome, label: Option<usize>) -> String {
     line("top logits", top.join(", "));
     line(
         "ReLU mode",
-        format!("{} ({} online round trips)", r.relu_mode, r.online_round_trips),
+        format!(
+            "{} ({} online round trips)",
+            r.relu_mode, r.online_round_trips
+        ),
     );
     for (name, p) in [("offline", &r.offline), ("online", &r.online)] {
         line(

@@ -528,7 +528,10 @@ async fn ot_mode_reports_add_up_and_beat_gc_on_storage_and_traffic() {
         assert_eq!(c.online.bytes_received, s.online.bytes_sent);
         assert_eq!(c.garbled_table_bytes, 0);
         // 17 activation layers, 5 round trips each at l = 37, f = 12; plus input/output.
-        assert_eq!((c.online_round_trips, s.online_round_trips), (1 + 17 * 5, 1 + 17 * 5));
+        assert_eq!(
+            (c.online_round_trips, s.online_round_trips),
+            (1 + 17 * 5, 1 + 17 * 5)
+        );
         assert_eq!(gc[0].online_round_trips, 1 + 17);
         // Client storage at least 5x below GC mode.
         assert!(5 * c.client_storage_bytes < gc[0].client_storage_bytes);
@@ -536,7 +539,12 @@ async fn ot_mode_reports_add_up_and_beat_gc_on_storage_and_traffic() {
             r.layers
                 .iter()
                 .filter(|l| l.kind == "relu")
-                .map(|l| l.offline.bytes_sent + l.offline.bytes_received + l.online.bytes_sent + l.online.bytes_received)
+                .map(|l| {
+                    l.offline.bytes_sent
+                        + l.offline.bytes_received
+                        + l.online.bytes_sent
+                        + l.online.bytes_received
+                })
                 .sum::<u64>()
                 / relus
         };
@@ -583,7 +591,10 @@ async fn relu_mode_is_negotiated() {
         ServerSession::handshake(&mut cs, &both),
         ClientSession::handshake(&mut cc, &cfg)
     );
-    assert_eq!((s.unwrap().relu_mode(), c.unwrap().relu_mode()), (ReluMode::Ot, ReluMode::Ot));
+    assert_eq!(
+        (s.unwrap().relu_mode(), c.unwrap().relu_mode()),
+        (ReluMode::Ot, ReluMode::Ot)
+    );
     // An old architecture message without the field means GC only.
     let mut v = serde_json::to_value(both.architecture()).unwrap();
     v.as_object_mut().unwrap().remove("relu_modes");

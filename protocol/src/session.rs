@@ -136,7 +136,9 @@ impl std::str::FromStr for ReluMode {
         match s {
             "gc" => Ok(ReluMode::Gc),
             "ot" => Ok(ReluMode::Ot),
-            _ => Err(Error::BadInput(format!("ReLU mode {s:?}: expected gc or ot"))),
+            _ => Err(Error::BadInput(format!(
+                "ReLU mode {s:?}: expected gc or ot"
+            ))),
         }
     }
 }
@@ -401,7 +403,9 @@ impl ServerModel {
             return Err(Error::BadInput("no ReLU mode allowed".into()));
         }
         if modes.contains(&ReluMode::Ot) && self.inner.plan.ot.is_none() {
-            return Err(Error::BadInput("OT ReLU mode does not support these ring parameters".into()));
+            return Err(Error::BadInput(
+                "OT ReLU mode does not support these ring parameters".into(),
+            ));
         }
         let mut m = modes.to_vec();
         m.dedup();
@@ -506,7 +510,11 @@ impl ServerSession {
         let he_params = model.inner.plan.he;
         match reply.split_first() {
             Some((&tag @ (TAG_ACCEPT | TAG_ACCEPT_OT), pk)) => {
-                let relu_mode = if tag == TAG_ACCEPT_OT { ReluMode::Ot } else { ReluMode::Gc };
+                let relu_mode = if tag == TAG_ACCEPT_OT {
+                    ReluMode::Ot
+                } else {
+                    ReluMode::Gc
+                };
                 if !model.relu_modes.contains(&relu_mode) {
                     return Err(Error::PeerMisbehaved(format!(
                         "the client asked for ReLU mode {relu_mode}, which this server did not offer"

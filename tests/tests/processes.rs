@@ -21,9 +21,15 @@ fn demo_in_ot_mode_predicts_the_digit() {
 }
 
 fn demo_in(mode: &str) {
-    let out = Command::new(CLIENT).args(["demo", "--relu", mode]).output().unwrap();
+    let out = Command::new(CLIENT)
+        .args(["demo", "--relu", mode])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("ReLU mode       {mode} (")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("ReLU mode       {mode} (")),
+        "{stdout}"
+    );
     assert!(
         out.status.success(),
         "{stdout}\n{}",

@@ -38,8 +38,8 @@ use std::sync::Arc;
 
 use pi_models::fixed::residual_add_ring;
 use pi_models::network::Step;
-use tokio::sync::mpsc;
 use rand_core::RngCore;
+use tokio::sync::mpsc;
 use zeroize::Zeroize;
 
 use crate::gc::{
@@ -256,16 +256,19 @@ pub(crate) async fn server_after_request<C: Channel>(
                 let relu: Vec<bool> = (0..a.shape.numel()).map(|p| a.keeps(p)).collect();
                 let n_relu = relu.iter().filter(|&&r| r).count();
                 let mut pairs =
-                    ot::send_random(ch, &mut sender, relu.len() * sched.rots_per_position()).await?;
-                let mut rev_choice: Vec<bool> =
-                    (0..n_relu).map(|_| session.rng.next_u32() & 1 == 1).collect();
+                    ot::send_random(ch, &mut sender, relu.len() * sched.rots_per_position())
+                        .await?;
+                let mut rev_choice: Vec<bool> = (0..n_relu)
+                    .map(|_| session.rng.next_u32() & 1 == 1)
+                    .collect();
                 let mut rev_got = match reverse.as_mut() {
                     Some(r) if n_relu > 0 => ot::receive_random(ch, r, &rev_choice).await?,
                     _ => Vec::new(),
                 };
                 let mut rng2 = fork_rng(&mut session.rng);
                 let mat = off_executor(move || {
-                    let m = ServerMaterial::new(&sched, relu, &pairs, &rev_choice, &rev_got, &mut rng2);
+                    let m =
+                        ServerMaterial::new(&sched, relu, &pairs, &rev_choice, &rev_got, &mut rng2);
                     pairs.zeroize();
                     rev_choice.zeroize();
                     rev_got.zeroize();
@@ -453,7 +456,10 @@ pub async fn client<C: Channel>(
         };
         (None, reverse)
     } else {
-        (Some(GcNonce::from_bytes(&ch.recv(GcNonce::BYTES).await?)?), None)
+        (
+            Some(GcNonce::from_bytes(&ch.recv(GcNonce::BYTES).await?)?),
+            None,
+        )
     };
 
     let mut shares: Vec<Option<Vec<u64>>> = vec![None; net.tensors.len()];

@@ -236,7 +236,10 @@ impl Schedule {
             role[op.hi] = Some((i, true));
             role[op.lo] = Some((i, false));
         }
-        let entry_bits: Vec<usize> = role.iter().map(|r| if r.is_some() { 4 } else { 2 }).collect();
+        let entry_bits: Vec<usize> = role
+            .iter()
+            .map(|r| if r.is_some() { 4 } else { 2 })
+            .collect();
         let table_bits = chunks
             .iter()
             .zip(&entry_bits)
@@ -373,7 +376,7 @@ impl BitWriter {
     }
     fn push(&mut self, v: u8, width: usize) {
         for k in 0..width {
-            if self.bits % 8 == 0 {
+            if self.bits.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             let last = self.bytes.len() - 1;
@@ -402,7 +405,7 @@ impl<'a> BitReader<'a> {
                 bits.div_ceil(8)
             )));
         }
-        if bits % 8 != 0 && bytes[bytes.len() - 1] >> (bits % 8) != 0 {
+        if !bits.is_multiple_of(8) && bytes[bytes.len() - 1] >> (bits % 8) != 0 {
             return Err(Error::PeerMisbehaved(format!("{what}: padding bits set")));
         }
         Ok(Self { bytes, bit: 0 })
@@ -511,7 +514,9 @@ impl ServerMaterial {
         let per = sched.rots_per_position();
         let n_relu = relu.iter().filter(|&&r| r).count();
         if pairs.len() != n * per || rev_choice.len() != n_relu || rev_got.len() != n_relu {
-            return Err(Error::BadInput("OT ReLU: random OTs do not fit the layer".into()));
+            return Err(Error::BadInput(
+                "OT ReLU: random OTs do not fit the layer".into(),
+            ));
         }
         let mask = sched.ring.mask();
         let mut leaf_pads = vec![0u8; n * sched.leaf_entries];
@@ -639,8 +644,14 @@ impl ClientMaterial {
         let n = relu.len();
         let per = sched.rots_per_position();
         let n_relu = relu.iter().filter(|&&r| r).count();
-        if b.len() != n || choices.len() != n * per || got.len() != n * per || rev_pairs.len() != n_relu {
-            return Err(Error::BadInput("OT ReLU: random OTs do not fit the layer".into()));
+        if b.len() != n
+            || choices.len() != n * per
+            || got.len() != n * per
+            || rev_pairs.len() != n_relu
+        {
+            return Err(Error::BadInput(
+                "OT ReLU: random OTs do not fit the layer".into(),
+            ));
         }
         let mask = sched.ring.mask();
         let q = sched.chunks.len();
@@ -827,7 +838,10 @@ impl ServerRun {
     ) -> Result<(Self, Vec<u8>)> {
         let n = mat.relu.len();
         if a.len() != n {
-            return Err(Error::BadInput(format!("OT ReLU: {} shares for {n} positions", a.len())));
+            return Err(Error::BadInput(format!(
+                "OT ReLU: {} shares for {n} positions",
+                a.len()
+            )));
         }
         let ring = sched.ring;
         let (l, f) = (ring.bits(), ring.frac());
@@ -922,9 +936,9 @@ impl ServerRun {
         let n_relu = mat.relu.iter().filter(|&&r| r).count();
         let mut rev = BitWriter::with_bits(n_relu);
         let mut k = 0;
-        for p in 0..n {
+        for (p, &top) in a_top.iter().enumerate() {
             if mat.relu[p] {
-                let sigma = a_top[p] ^ shares.gt(sched.e_node, p);
+                let sigma = top ^ shares.gt(sched.e_node, p);
                 rev.push(sigma ^ mat.rev_choice[k], 1);
                 k += 1;
             }
@@ -944,7 +958,11 @@ impl ServerRun {
                 a_top,
                 x_hi,
                 rho_out,
-                stage: if sched_levels_empty { Stage::Final } else { Stage::Level(0) },
+                stage: if sched_levels_empty {
+                    Stage::Final
+                } else {
+                    Stage::Level(0)
+                },
             },
             msg,
         ))
@@ -1014,13 +1032,21 @@ impl ServerRun {
                     );
                     let at = self.a_top[p];
                     for s in 0..8usize {
-                        let (e, c, bt) = (e_s ^ (s & 1) as u8, c_s ^ ((s >> 1) & 1) as u8, (s >> 2) as u8);
+                        let (e, c, bt) = (
+                            e_s ^ (s & 1) as u8,
+                            c_s ^ ((s >> 1) & 1) as u8,
+                            (s >> 2) as u8,
+                        );
                         let w = (at & bt) | (at & e) | (bt & e);
                         let t = self.x_hi[p]
                             .wrapping_add(u64::from(c))
                             .wrapping_sub(u64::from(w) * wrap)
                             .wrapping_sub(bias);
-                        let dv = if self.mat.relu[p] { u64::from(at ^ bt ^ e) } else { 1 };
+                        let dv = if self.mat.relu[p] {
+                            u64::from(at ^ bt ^ e)
+                        } else {
+                            1
+                        };
                         let m = dv.wrapping_mul(t).wrapping_sub(self.rho_out[p]) & mask;
                         vals.push(m ^ self.mat.final_pads[p * 8 + (s ^ d)]);
                     }
@@ -1032,8 +1058,7 @@ impl ServerRun {
             }
             Stage::Output => {
                 let ring = sched.ring;
-                let mut vals =
-                    ring::unpack(msg, n + self.n_relu, ring, "OT ReLU output")?;
+                let mut vals = ring::unpack(msg, n + self.n_relu, ring, "OT ReLU output")?;
                 let mut out = Vec::with_capacity(n);
                 let (mut i, mut k) = (0, 0);
                 for p in 0..n {
@@ -1089,7 +1114,10 @@ impl ClientRun {
     pub fn new(sched: std::sync::Arc<Schedule>, mat: ClientMaterial, r: Vec<u64>) -> Result<Self> {
         let n = mat.relu.len();
         if r.len() != n {
-            return Err(Error::BadInput(format!("OT ReLU: {} masks for {n} positions", r.len())));
+            return Err(Error::BadInput(format!(
+                "OT ReLU: {} masks for {n} positions",
+                r.len()
+            )));
         }
         let n_relu = mat.relu.iter().filter(|&&x| x).count();
         let shares = NodeShares::new(sched.n_nodes, n);
@@ -1171,7 +1199,9 @@ impl ClientRun {
         if !self.started {
             let tb = sched.table_bytes(n);
             if msg.len() != tb + self.n_relu.div_ceil(8) {
-                return Err(Error::PeerMisbehaved("OT ReLU: leaf message of the wrong size".into()));
+                return Err(Error::PeerMisbehaved(
+                    "OT ReLU: leaf message of the wrong size".into(),
+                ));
             }
             let mut rd = BitReader::new(&msg[..tb], n * sched.table_bits, "OT ReLU leaves")?;
             let mut rev = BitReader::new(&msg[tb..], self.n_relu, "OT ReLU reverse corrections")?;
@@ -1193,7 +1223,10 @@ impl ClientRun {
                 }
                 for op in &sched.free {
                     let (s, (hi, lo)) = (&self.shares, (op.hi, op.lo));
-                    let gt = s.gt(hi, p) ^ (s.eq(hi, p) & s.gt(lo, p)) ^ (extra[hi] & 1) ^ (extra[lo] & 1);
+                    let gt = s.gt(hi, p)
+                        ^ (s.eq(hi, p) & s.gt(lo, p))
+                        ^ (extra[hi] & 1)
+                        ^ (extra[lo] & 1);
                     let eq = if op.eq {
                         (s.eq(hi, p) & s.eq(lo, p)) ^ (extra[hi] >> 1) ^ (extra[lo] >> 1)
                     } else {
@@ -1229,7 +1262,8 @@ impl ClientRun {
                             *g = e[c as usize] ^ pad;
                         }
                         let (s, (hi, lo)) = (&self.shares, (op.hi, op.lo));
-                        let gt = s.gt(hi, p) ^ (s.eq(hi, p) & s.gt(lo, p)) ^ (got[0] & 1) ^ (got[1] & 1);
+                        let gt =
+                            s.gt(hi, p) ^ (s.eq(hi, p) & s.gt(lo, p)) ^ (got[0] & 1) ^ (got[1] & 1);
                         let eq = if op.eq {
                             (s.eq(hi, p) & s.eq(lo, p)) ^ (got[0] >> 1) ^ (got[2] & 1)
                         } else {

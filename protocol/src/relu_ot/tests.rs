@@ -13,8 +13,15 @@ use super::*;
 
 /// Ideal random OT: sender pairs, receiver's chosen messages.
 fn ideal_rot(rng: &mut ChaCha20Rng, choices: &[bool]) -> (Vec<[Block; 2]>, Vec<Block>) {
-    let pairs: Vec<[Block; 2]> = choices.iter().map(|_| [Block::random(rng), Block::random(rng)]).collect();
-    let got = pairs.iter().zip(choices).map(|(p, &c)| p[c as usize]).collect();
+    let pairs: Vec<[Block; 2]> = choices
+        .iter()
+        .map(|_| [Block::random(rng), Block::random(rng)])
+        .collect();
+    let got = pairs
+        .iter()
+        .zip(choices)
+        .map(|(p, &c)| p[c as usize])
+        .collect();
     (pairs, got)
 }
 
@@ -25,7 +32,11 @@ fn run(ring: RingParams, z: &[u64], relu: &[bool], seed: u64) -> (Vec<u64>, Vec<
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let n = z.len();
     let b: Vec<u64> = (0..n).map(|_| rng.next_u64() & ring.mask()).collect();
-    let a: Vec<u64> = z.iter().zip(&b).map(|(&z, &b)| z.wrapping_sub(b) & ring.mask()).collect();
+    let a: Vec<u64> = z
+        .iter()
+        .zip(&b)
+        .map(|(&z, &b)| z.wrapping_sub(b) & ring.mask())
+        .collect();
     let r: Vec<u64> = (0..n).map(|_| rng.next_u64() & ring.mask()).collect();
     // Offline.
     let choices = sched.client_choices(&b, &mut rng);
@@ -33,7 +44,15 @@ fn run(ring: RingParams, z: &[u64], relu: &[bool], seed: u64) -> (Vec<u64>, Vec<
     let n_relu = relu.iter().filter(|&&x| x).count();
     let rev_choice: Vec<bool> = (0..n_relu).map(|_| rng.next_u32() & 1 == 1).collect();
     let (rev_pairs, rev_got) = ideal_rot(&mut rng, &rev_choice);
-    let smat = ServerMaterial::new(&sched, relu.to_vec(), &pairs, &rev_choice, &rev_got, &mut rng).unwrap();
+    let smat = ServerMaterial::new(
+        &sched,
+        relu.to_vec(),
+        &pairs,
+        &rev_choice,
+        &rev_got,
+        &mut rng,
+    )
+    .unwrap();
     let cmat = ClientMaterial::new(&sched, relu.to_vec(), b, &choices, &got, &rev_pairs).unwrap();
     // Online.
     let (mut server, mut msg) = ServerRun::start(sched.clone(), smat, &a).unwrap();
@@ -95,9 +114,9 @@ fn edge_values(ring: RingParams) -> Vec<u64> {
     let mut v = vec![
         0,
         1,
-        m,                     // -1
-        (1 << (l - 1)) - 1,    // largest positive
-        1 << (l - 1),          // most negative
+        m,                  // -1
+        (1 << (l - 1)) - 1, // largest positive
+        1 << (l - 1),       // most negative
         (1 << (l - 1)) + 1,
         one - 1,
         one,
@@ -115,7 +134,15 @@ fn edge_values(ring: RingParams) -> Vec<u64> {
 
 #[test]
 fn edge_values_match_the_oracle() {
-    for (l, f) in [(37, 12), (16, 4), (20, 7), (12, 1), (12, 5), (7, 3), (62, 20)] {
+    for (l, f) in [
+        (37, 12),
+        (16, 4),
+        (20, 7),
+        (12, 1),
+        (12, 5),
+        (7, 3),
+        (62, 20),
+    ] {
         let ring = RingParams::new(l, f).unwrap();
         check(ring, &edge_values(ring), 1000 + l as u64);
     }
@@ -163,20 +190,29 @@ fn malformed_messages_are_peer_errors() {
     let (mut server, msg) = ServerRun::start(sched.clone(), smat, &[0; 5]).unwrap();
     let mut client = ClientRun::new(sched.clone(), cmat, vec![0; n]).unwrap();
     // Short leaf message.
-    assert!(matches!(client.step(&msg[1..]), Err(Error::PeerMisbehaved(_))));
+    assert!(matches!(
+        client.step(&msg[1..]),
+        Err(Error::PeerMisbehaved(_))
+    ));
     // Padding bits set in the corrections.
     let len = server.incoming_len();
     let mut bad = vec![0u8; len];
     bad[len - 1] = 0x80;
     assert!(matches!(server.step(&bad), Err(Error::PeerMisbehaved(_))));
-    assert!(matches!(server.step(&bad[1..]), Err(Error::PeerMisbehaved(_))));
+    assert!(matches!(
+        server.step(&bad[1..]),
+        Err(Error::PeerMisbehaved(_))
+    ));
     // Shares that do not fit the material.
     let smat2 = {
         let (p, _) = ideal_rot(&mut rng, &vec![false; sched.rots_per_position()]);
         let (_, rg) = ideal_rot(&mut rng, &[false]);
         ServerMaterial::new(&sched, vec![true], &p, &[false], &rg, &mut rng).unwrap()
     };
-    assert!(matches!(ServerRun::start(sched.clone(), smat2, &[0, 0]), Err(Error::BadInput(_))));
+    assert!(matches!(
+        ServerRun::start(sched.clone(), smat2, &[0, 0]),
+        Err(Error::BadInput(_))
+    ));
     // Random OTs that do not fit the layer.
     let (p, _) = ideal_rot(&mut rng, &[false; 3]);
     assert!(matches!(
@@ -199,21 +235,43 @@ fn comparison_shares_are_the_plaintext_carries() {
         let low = |v: u64, k: u32| v & ((1u64 << k) - 1);
         // Pairs (a', b): b random or extreme, a' chosen relative to y.
         let mut pairs = Vec::new();
-        for b in [0, m, half, half - 1, 1, rng.next_u64() & m, rng.next_u64() & m] {
+        for b in [
+            0,
+            m,
+            half,
+            half - 1,
+            1,
+            rng.next_u64() & m,
+            rng.next_u64() & m,
+        ] {
             let y = !b & (half - 1);
-            for a1 in [y, y + 1, y.wrapping_sub(1), 0, m, half, half - 1, y | half, (y + 1) | half] {
+            for a1 in [
+                y,
+                y + 1,
+                y.wrapping_sub(1),
+                0,
+                m,
+                half,
+                half - 1,
+                y | half,
+                (y + 1) | half,
+            ] {
                 pairs.push((a1 & m, b));
             }
         }
         let n = pairs.len();
         let relu = vec![true; n];
         let b: Vec<u64> = pairs.iter().map(|p| p.1).collect();
-        let a: Vec<u64> = pairs.iter().map(|&(a1, _)| a1.wrapping_sub(half) & m).collect();
+        let a: Vec<u64> = pairs
+            .iter()
+            .map(|&(a1, _)| a1.wrapping_sub(half) & m)
+            .collect();
         let choices = sched.client_choices(&b, &mut rng);
         let (ot_pairs, got) = ideal_rot(&mut rng, &choices);
         let rc: Vec<bool> = vec![true; n];
         let (rp, rg) = ideal_rot(&mut rng, &rc);
-        let smat = ServerMaterial::new(&sched, relu.clone(), &ot_pairs, &rc, &rg, &mut rng).unwrap();
+        let smat =
+            ServerMaterial::new(&sched, relu.clone(), &ot_pairs, &rc, &rg, &mut rng).unwrap();
         let cmat = ClientMaterial::new(&sched, relu, b, &choices, &got, &rp).unwrap();
         let (mut server, mut msg) = ServerRun::start(sched.clone(), smat, &a).unwrap();
         let mut client = ClientRun::new(sched.clone(), cmat, vec![0; n]).unwrap();
@@ -236,7 +294,11 @@ fn comparison_shares_are_the_plaintext_carries() {
             let e = u8::from(low(a1, l - 1) + low(bv, l - 1) >= half);
             let got_c = server.shares.gt(sched.low_root, p) ^ client.shares.gt(sched.low_root, p);
             let got_e = server.shares.gt(sched.e_node, p) ^ client.shares.gt(sched.e_node, p);
-            assert_eq!((got_c, got_e), (c, e), "l = {l}, f = {f}, a' = {a1:#x}, b = {bv:#x}");
+            assert_eq!(
+                (got_c, got_e),
+                (c, e),
+                "l = {l}, f = {f}, a' = {a1:#x}, b = {bv:#x}"
+            );
         }
     }
 }
