@@ -32,10 +32,11 @@
 //! server as sender ([`Schedule::rots_per_position`], 49 at l = 37, f = 12,
 //! m = 4):
 //! - leaves: one 1-out-of-2^m OT per m-bit chunk, built from m random
-//!   1-out-of-2 OTs (Naor-Pinkas style: the pad of entry i is
-//!   ⊕_t H(K_t^(i_t), tweak(t, i)) with H the TCCR hash of fixed-key AES,
-//!   so each entry other than the receiver's has a term under a key it
-//!   lacks, with its own tweak). The client's choice is its chunk of y, so
+//!   1-out-of-2 OTs (Naor-Pinkas style: the pad of entry i is the XOR
+//!   over t of entry i's 4-bit slot of H(K_t^(i_t), tweak(t)), H the TCCR
+//!   hash of fixed-key AES; each entry other than the receiver's has a slot
+//!   of its own under a key the receiver lacks, see `leaf_pad_bits`).
+//!   The client's choice is its chunk of y, so
 //!   these OTs are fully done offline; online only the server's table moves.
 //!   We chose log N 1-of-2 OTs over KK13 to reuse the existing IKNP: it costs
 //!   m·κ bits per leaf instead of 2κ, i.e. (l − 1)·16 B per position.
@@ -465,6 +466,24 @@ impl Drop for PadHasher {
     }
 }
 
+/// The 4 pad bits that key t of a leaf contributes to entry i: one hash per
+/// key, H(K_t^b, tweak(t)), cut into 4-bit slots, one per entry with bit t
+/// equal to b (slot = i with bit t removed, at most 2^(m−1)·4 ≤ 128 bits).
+/// An entry j other than the receiver's y differs from y in some bit t, and
+/// its slot of the hash under the key K_t^(1−y_t) it lacks belongs to j
+/// alone, so the pads of all entries but y are jointly uniform. This costs
+/// 2m hashes per leaf for the sender and m for the receiver instead of
+/// m·2^m and m with per-entry tweaks.
+fn leaf_pad_bits(h: Block, i: usize, t: usize) -> u8 {
+    let slot = (i & ((1 << t) - 1)) | ((i >> (t + 1)) << t);
+    ((h.0 >> (4 * slot)) & 15) as u8
+}
+
+const _: () = assert!(
+    CHUNK_BITS <= 6,
+    "4-bit slots of 2^(m-1) entries must fit a block"
+);
+
 /// Positions hashed per batch while deriving pads.
 const PAD_BATCH: usize = 256;
 
@@ -528,10 +547,9 @@ impl ServerMaterial {
                 let base = p * per;
                 for &(lo, w) in &sched.chunks {
                     let g = base + (lo as usize);
-                    for i in 0..1usize << w {
-                        for t in 0..w as usize {
-                            h.push(pairs[g + t][(i >> t) & 1], g + t, i);
-                        }
+                    for t in 0..w as usize {
+                        h.push(pairs[g + t][0], g + t, 0);
+                        h.push(pairs[g + t][1], g + t, 0);
                     }
                 }
                 let g = base + sched.final_off();
@@ -545,14 +563,15 @@ impl ServerMaterial {
             let mut k = 0;
             for p in start..end {
                 for (j, &(_, w)) in sched.chunks.iter().enumerate() {
+                    let w = w as usize;
                     for i in 0..1usize << w {
                         let mut v = 0u8;
-                        for _ in 0..w {
-                            v ^= (out[k].0 & 15) as u8;
-                            k += 1;
+                        for t in 0..w {
+                            v ^= leaf_pad_bits(out[k + 2 * t + ((i >> t) & 1)], i, t);
                         }
                         leaf_pads[p * sched.leaf_entries + sched.entry_off[j] + i] = v;
                     }
+                    k += 2 * w;
                 }
                 for s in 0..8 {
                     let mut v = 0u64;
@@ -663,12 +682,10 @@ impl ClientMaterial {
             let end = (start + PAD_BATCH).min(n);
             for p in start..end {
                 let base = p * per;
-                let y = sched.y(b[p]);
                 for &(lo, w) in &sched.chunks {
                     let g = base + lo as usize;
-                    let i = ((y >> lo) & ((1 << w) - 1)) as usize;
                     for t in 0..w as usize {
-                        h.push(got[g + t], g + t, i);
+                        h.push(got[g + t], g + t, 0);
                     }
                 }
                 let g = base + sched.final_off();
@@ -681,10 +698,12 @@ impl ClientMaterial {
             let out = h.run();
             let mut k = 0;
             for p in start..end {
-                for (j, &(_, w)) in sched.chunks.iter().enumerate() {
+                let y = sched.y(b[p]);
+                for (j, &(lo, w)) in sched.chunks.iter().enumerate() {
+                    let i = ((y >> lo) & ((1 << w) - 1)) as usize;
                     let mut v = 0u8;
-                    for _ in 0..w {
-                        v ^= (out[k].0 & 15) as u8;
+                    for t in 0..w as usize {
+                        v ^= leaf_pad_bits(out[k], i, t);
                         k += 1;
                     }
                     leaf_pads[p * q + j] = v;
