@@ -680,7 +680,7 @@ impl ClientMaterial {
         let mut h = PadHasher::new();
         for start in (0..n).step_by(PAD_BATCH) {
             let end = (start + PAD_BATCH).min(n);
-            for p in start..end {
+            for (p, fc) in final_choice.iter_mut().enumerate().take(end).skip(start) {
                 let base = p * per;
                 for &(lo, w) in &sched.chunks {
                     let g = base + lo as usize;
@@ -690,7 +690,7 @@ impl ClientMaterial {
                 }
                 let g = base + sched.final_off();
                 let s = (0..FINAL_ROTS).fold(0usize, |s, t| s | (usize::from(choices[g + t]) << t));
-                final_choice[p] = s as u8;
+                *fc = s as u8;
                 for t in 0..FINAL_ROTS {
                     h.push(got[g + t], g + t, s);
                 }
