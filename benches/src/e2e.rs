@@ -20,7 +20,7 @@ use pi_client::{ClientOptions, Outcome, RawInput};
 use pi_models::fixed::{forward_fixed, quantize_input};
 use pi_models::weights::init_weights;
 use pi_models::{Model, RingParams};
-use pi_protocol::ClientConfig;
+use pi_protocol::{ClientConfig, ClientReport, ReluMode};
 use pi_protocol::transport::{ChannelConfig, Link};
 use pi_protocol::transport::pki::{TlsFiles, keygen};
 use pi_server::{Listener, ServeConfig, ServeSummary};
@@ -43,6 +43,8 @@ pub struct E2eOptions {
     pub inferences: usize,
     /// Emulated link on the client's connection (both directions), if any.
     pub link: Option<Link>,
+    /// Activation protocol the client asks for (the server allows both).
+    pub relu: ReluMode,
 }
 
 /// What a run measured.
@@ -94,6 +96,9 @@ impl E2eResult {
                 (r.client_storage_bytes as f64 / relus).into(),
             );
             o.insert("online_bytes_per_relu".into(), (online_bytes as f64 / relus).into());
+            let (off, on) = Self::activation_bytes_per_position(r);
+            o.insert("activation_offline_bytes_per_position".into(), off.into());
+            o.insert("activation_online_bytes_per_position".into(), on.into());
             o.insert(
                 "runs".into(),
                 json!(self.runs.iter().map(|o| json!({
@@ -117,6 +122,18 @@ impl E2eResult {
         v
     }
 
+    /// Bytes (both directions) of the activation steps per activation
+    /// position (ReLU or identity): (offline, online).
+    pub fn activation_bytes_per_position(r: &ClientReport) -> (f64, f64) {
+        let positions = (r.activations.relus + r.activations.identity).max(1) as f64;
+        let (mut off, mut on) = (0u64, 0u64);
+        for l in r.layers.iter().filter(|l| l.kind == "relu") {
+            off += l.offline.bytes_sent + l.offline.bytes_received;
+            on += l.online.bytes_sent + l.online.bytes_received;
+        }
+        (off as f64 / positions, on as f64 / positions)
+    }
+
     /// A readable table.
     pub fn table(&self) -> String {
         let last = self.last();
@@ -126,6 +143,14 @@ impl E2eResult {
         let mut s = pi_client::cli::summary(last, None);
         let mut line = |k: &str, v: String| s.push_str(&format!("{k:<16}{v}\n"));
         line("weights", self.weights_source.clone());
+        let (off, on) = Self::activation_bytes_per_position(r);
+        line(
+            "activations",
+            format!(
+                "{off:.0} B offline + {on:.0} B online per position ({} mode, both directions)",
+                r.relu_mode
+            ),
+        );
         line("input", self.input_source.clone());
         line("link", self.link.map_or("loopback, not shaped".into(), |l| l.to_string()));
         line(
@@ -246,7 +271,8 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
         .map(|&v| quant.ring.to_signed(v))
         .collect();
 
-    let server_model = pi_server::load_model(&opts.spec, weights.as_deref())?;
+    let server_model = pi_server::load_model(&opts.spec, weights.as_deref())?
+        .with_relu_modes(&[ReluMode::Gc, ReluMode::Ot])?;
     let keys = tmp.path().join("keys");
     keygen(&keys, &[], &["1".into()]).context("throwaway certificates")?;
     let server_tls = TlsFiles::server(&keys).load().context("server keys")?;
@@ -277,7 +303,7 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
             server_name: "localhost".into(),
             tls: client_tls,
             channel: ChannelConfig { link: opts.link, ..ChannelConfig::default() },
-            session: ClientConfig::default(),
+            session: ClientConfig { relu: opts.relu, ..ClientConfig::default() },
         };
         let mut runs = Vec::with_capacity(opts.inferences);
         let mut failure = None;

@@ -4,7 +4,7 @@
 //!   and TLS bulk throughput on loopback, both parties in one process.
 //! - `pi-bench he SPEC [--json] [--threads N] [--verify]`: the offline linear
 //!   (HE) step for every linear layer of a network.
-//! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--inferences N] [--link RATE,DELAY] [--json]`:
+//! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--inferences N] [--relu gc|ot] [--link RATE,DELAY] [--json]`:
 //!   one private inference, pi-server and pi-client over loopback TLS, checked
 //!   against the fixed-point oracle.
 
@@ -76,6 +76,9 @@ enum Command {
         /// such as `1gbit,0.5ms` or `100mbit,20ms` (one-way delay).
         #[arg(long, value_name = "RATE,DELAY")]
         link: Option<pi_protocol::transport::Link>,
+        /// Activation protocol: `gc` (garbled circuits) or `ot` (OT-based comparison).
+        #[arg(long, default_value = "gc")]
+        relu: pi_protocol::ReluMode,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -88,9 +91,12 @@ fn main() -> Result<()> {
             primitives(json, gc_log2, ot_log2, reps as usize, tls_mib as usize)
         }
         Command::He { spec, json, threads, verify } => he(&spec, json, threads, verify),
-        Command::E2e { spec, weights, input, seed, inferences, link, json } => {
-            let opts = pi_bench::e2e::E2eOptions { spec, weights, input, seed, inferences: inferences as usize, link };
-            eprintln!("running {} inference(s) of {} over loopback TLS ...", opts.inferences, opts.spec);
+        Command::E2e { spec, weights, input, seed, inferences, relu, link, json } => {
+            let opts = pi_bench::e2e::E2eOptions { spec, weights, input, seed, inferences: inferences as usize, relu, link };
+            eprintln!(
+                "running {} inference(s) of {} over loopback TLS, ReLU mode {} ...",
+                opts.inferences, opts.spec, opts.relu
+            );
             let r = pi_bench::e2e::run(&opts)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r.to_json())?);

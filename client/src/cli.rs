@@ -66,6 +66,10 @@ struct InferArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Activation protocol to ask for: `gc` (garbled circuits) or `ot`
+    /// (OT-based comparison); the server must allow it.
+    #[arg(long, default_value = "gc")]
+    relu: pi_protocol::ReluMode,
     /// Log more (-v: info, per layer; -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -76,6 +80,9 @@ enum Command {
     /// Complete private inference on the bundled digits model: throwaway
     /// certificates, a server process and this client on loopback.
     Demo {
+        /// Activation protocol: `gc` or `ot` (the demo server allows both).
+        #[arg(long, default_value = "gc")]
+        relu: pi_protocol::ReluMode,
         /// Log more (-v: info, -vv: debug).
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
@@ -90,9 +97,9 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Demo { verbose }) => {
+        Some(Command::Demo { relu, verbose }) => {
             init_logging(verbose);
-            runtime().and_then(|rt| rt.block_on(crate::demo::run(verbose)))
+            runtime().and_then(|rt| rt.block_on(crate::demo::run(relu, verbose)))
         }
         Some(Command::DemoServer(args)) => {
             init_logging(args.verbose);
@@ -118,7 +125,10 @@ async fn infer(args: InferArgs) -> anyhow::Result<()> {
     };
     // Everything local is checked before connecting.
     let raw = read_input(input)?;
-    let mut session = ClientConfig::default();
+    let mut session = ClientConfig {
+        relu: args.relu,
+        ..ClientConfig::default()
+    };
     if let Some(spec) = &args.model {
         session.expect = Some(crate::check_against_model(spec, &raw)?);
     }
@@ -255,6 +265,13 @@ pub fn summary(outcome: &Outcome, label: Option<usize>) -> String {
         );
     }
     line("top logits", top.join(", "));
+    line(
+        "ReLU mode",
+        format!(
+            "{} ({} online round trips)",
+            r.relu_mode, r.online_round_trips
+        ),
+    );
     for (name, p) in [("offline", &r.offline), ("online", &r.online)] {
         line(
             name,

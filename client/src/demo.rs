@@ -39,7 +39,7 @@ pub fn write_fixture(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs the demo (see the module docs).
-pub async fn run(verbose: u8) -> anyhow::Result<()> {
+pub async fn run(relu: pi_protocol::ReluMode, verbose: u8) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
     let fixture = tmp.path().join("digits");
     let keys = tmp.path().join("keys");
@@ -57,7 +57,7 @@ pub async fn run(verbose: u8) -> anyhow::Result<()> {
         .arg(fixture.join("model.toml"))
         .args(["--listen", "127.0.0.1:0", "--tls"])
         .arg(&keys)
-        .args(["--grace", "2"])
+        .args(["--grace", "2", "--relu", "gc,ot"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -95,7 +95,10 @@ pub async fn run(verbose: u8) -> anyhow::Result<()> {
         server_name: "localhost".into(),
         tls: TlsFiles::client(&keys, "1").load()?,
         channel: ChannelConfig::default(),
-        session: ClientConfig::default(),
+        session: ClientConfig {
+            relu,
+            ..ClientConfig::default()
+        },
     };
     let outcome = crate::cli::infer_with_progress(&opts, &raw, true).await;
 

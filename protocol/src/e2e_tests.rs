@@ -11,7 +11,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::report::{ClientReport, ServerReport};
-use crate::session::{ClientConfig, ClientSession, ServerModel, ServerSession};
+use crate::session::{ClientConfig, ClientSession, ReluMode, ServerModel, ServerSession};
 use crate::transport::{Channel, Meter, memory_pair};
 use crate::{Error, Result, offline, online};
 
@@ -20,8 +20,14 @@ fn model_for(spec: &str, seed: u64, tweak: impl FnOnce(&mut Network)) -> ServerM
     tweak(&mut net);
     let folded = weights_from_bytes(&init_weights(&net, seed).unwrap(), &net).unwrap();
     let quant = QuantModel::quantize(&net, &folded, RingParams::default()).unwrap();
-    ServerModel::new(net, quant, None).unwrap()
+    ServerModel::new(net, quant, None)
+        .unwrap()
+        .with_relu_modes(&BOTH)
+        .unwrap()
 }
+
+/// Every network below runs in both activation modes.
+const BOTH: [ReluMode; 2] = [ReluMode::Gc, ReluMode::Ot];
 
 fn random_input(model: &ServerModel, seed: u64) -> Vec<u64> {
     let net = model.network();
@@ -46,6 +52,7 @@ async fn run(
     model: &ServerModel,
     inputs: &[Vec<u64>],
     seed: u64,
+    mode: ReluMode,
 ) -> (Result<Vec<ServerReport>>, Result<Vec<ClientReport>>) {
     let (mut cs, mut cc) = memory_pair();
     tokio::join!(
@@ -60,7 +67,10 @@ async fn run(
             Ok(out)
         },
         async move {
-            let cfg = ClientConfig::default();
+            let cfg = ClientConfig {
+                relu: mode,
+                ..ClientConfig::default()
+            };
             let mut c = ClientSession::handshake_with_rng(
                 &mut cc,
                 &cfg,
@@ -81,20 +91,22 @@ async fn check_exact(
     model: &ServerModel,
     n_inputs: u64,
     seed: u64,
+    mode: ReluMode,
 ) -> (Vec<ServerReport>, Vec<ClientReport>) {
     let inputs: Vec<Vec<u64>> = (0..n_inputs)
         .map(|i| random_input(model, seed * 100 + i))
         .collect();
-    let (s, c) = run(model, &inputs, seed).await;
+    let (s, c) = run(model, &inputs, seed, mode).await;
     let (s, c) = (s.unwrap(), c.unwrap());
     assert_eq!((s.len(), c.len()), (inputs.len(), inputs.len()));
-    for (x, r) in inputs.iter().zip(&c) {
+    for ((x, r), rs) in inputs.iter().zip(&c).zip(&s) {
         assert_eq!(
             r.logits_fixed,
             oracle(model, x),
-            "{}",
+            "{} in {mode} mode",
             model.network().spec.canonical()
         );
+        assert_eq!((r.relu_mode, rs.relu_mode), (mode, mode));
     }
     (s, c)
 }
@@ -102,7 +114,7 @@ async fn check_exact(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_resnet18_matches_oracle_twice_and_reports_add_up() {
     let model = model_for("resnet18(m=2,input=8,classes=5)", 1, |_| {});
-    let (s, c) = check_exact(&model, 2, 1).await;
+    let (s, c) = check_exact(&model, 2, 1, ReluMode::Gc).await;
     let stats = model.network().stats();
     for (s, c) in s.iter().zip(&c) {
         assert_eq!(c.inference, s.inference);
@@ -161,7 +173,9 @@ async fn hrn_presets_match_oracle() {
             10 + i as u64,
             |_| {},
         );
-        check_exact(&model, 1, 10 + i as u64).await;
+        for mode in BOTH {
+            check_exact(&model, 1, 10 + i as u64, mode).await;
+        }
     }
 }
 
@@ -171,7 +185,13 @@ async fn culled_and_thinned_stages_use_truncation_circuits() {
         n.cull(2);
         n.thin(3);
     });
-    let (_, c) = check_exact(&model, 1, 3).await;
+    for mode in BOTH {
+        culled_and_thinned(&model, mode).await;
+    }
+}
+
+async fn culled_and_thinned(model: &ServerModel, mode: ReluMode) {
+    let (_, c) = check_exact(model, 1, 3, mode).await;
     let stats = model.network().stats();
     let a = c[0].activations;
     assert_eq!((a.relus, a.identity), (stats.relus, stats.identity));
@@ -197,7 +217,13 @@ async fn channel_and_pixel_masks_match_oracle() {
             .unwrap();
         n.set_pixel_mask("layer3.0.relu1", &[]).unwrap();
     });
-    let (s, c) = check_exact(&model, 1, 4).await;
+    for mode in BOTH {
+        channel_and_pixel_masks(&model, mode).await;
+    }
+}
+
+async fn channel_and_pixel_masks(model: &ServerModel, mode: ReluMode) {
+    let (s, c) = check_exact(model, 1, 4, mode).await;
     let l = c[0]
         .layers
         .iter()
@@ -212,12 +238,15 @@ fn digits_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/digits")
 }
 
-async fn digits(count: usize) {
+async fn digits(count: usize, mode: ReluMode) {
     let dir = digits_dir();
     let model = Model::resolve(dir.join("model.toml").to_str().unwrap()).unwrap();
     let folded = model.load_weights(None).unwrap();
     let quant = model.quantize(&folded, RingParams::default()).unwrap();
-    let server = ServerModel::from_model(&model, quant).unwrap();
+    let server = ServerModel::from_model(&model, quant)
+        .unwrap()
+        .with_relu_modes(&BOTH)
+        .unwrap();
     let (xs, shape) =
         pi_models::model::read_npy_f32(&std::fs::read(dir.join("test_x.npy")).unwrap()).unwrap();
     let per: usize = shape[1..].iter().product();
@@ -238,7 +267,7 @@ async fn digits(count: usize) {
             pi_models::fixed::quantize_input(&x, RingParams::default()).unwrap()
         })
         .collect();
-    let (s, c) = run(&server, &inputs, 7).await;
+    let (s, c) = run(&server, &inputs, 7, mode).await;
     let (s, c) = (s.unwrap(), c.unwrap());
     assert_eq!(s.len(), n);
     for (x, r) in inputs.iter().zip(&c) {
@@ -248,7 +277,9 @@ async fn digits(count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digits_model_on_a_few_test_images() {
-    digits(4).await;
+    for mode in BOTH {
+        digits(4, mode).await;
+    }
 }
 
 /// Issue 5: under private inference the bundled digits model classifies its
@@ -256,7 +287,7 @@ async fn digits_model_on_a_few_test_images() {
 /// on an idle 2-core machine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digits_model_on_all_test_images() {
-    digits(usize::MAX).await;
+    digits(usize::MAX, ReluMode::Gc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,6 +444,14 @@ impl<C: Channel> Channel for Faulty<C> {
 
 /// One inference where the server's or the client's channel is faulty.
 async fn faulty_run(fault_on_server: bool, fault: Fault) -> (Result<()>, Result<()>) {
+    faulty_run_in(fault_on_server, fault, ReluMode::Gc).await
+}
+
+async fn faulty_run_in(
+    fault_on_server: bool,
+    fault: Fault,
+    mode: ReluMode,
+) -> (Result<()>, Result<()>) {
     let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 9, |_| {});
     let x = random_input(&model, 90);
     let (cs, cc) = memory_pair();
@@ -437,7 +476,10 @@ async fn faulty_run(fault_on_server: bool, fault: Fault) -> (Result<()>, Result<
         async move {
             let mut c = ClientSession::handshake_with_rng(
                 &mut cc,
-                &ClientConfig::default(),
+                &ClientConfig {
+                    relu: mode,
+                    ..ClientConfig::default()
+                },
                 ChaCha20Rng::seed_from_u64(10),
             )
             .await?;
@@ -457,6 +499,107 @@ async fn truncated_online_messages_are_peer_errors() {
         assert!(matches!(c, Err(Error::PeerMisbehaved(_))), "{c:?}");
         assert!(matches!(s, Err(Error::Closed)), "{s:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_ot_mode_messages_are_peer_errors() {
+    // Client side: its masked input, then its first correction bits; server
+    // side: its first leaf tables, then its first tree messages.
+    for n in [1, 2, 3] {
+        let (s, c) = faulty_run_in(false, Fault::TruncateOnline(n), ReluMode::Ot).await;
+        assert!(matches!(s, Err(Error::PeerMisbehaved(_))), "{n}: {s:?}");
+        assert!(matches!(c, Err(Error::Closed)), "{n}: {c:?}");
+        let (s, c) = faulty_run_in(true, Fault::TruncateOnline(n), ReluMode::Ot).await;
+        assert!(matches!(c, Err(Error::PeerMisbehaved(_))), "{n}: {c:?}");
+        assert!(matches!(s, Err(Error::Closed)), "{n}: {s:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ot_mode_reports_add_up_and_beat_gc_on_storage_and_traffic() {
+    let model = model_for("resnet18(m=2,input=8,classes=5)", 1, |_| {});
+    let (_, gc) = check_exact(&model, 1, 1, ReluMode::Gc).await;
+    let (s, c) = check_exact(&model, 2, 1, ReluMode::Ot).await;
+    let relus = model.network().stats().relus;
+    for (s, c) in s.iter().zip(&c) {
+        assert_eq!(c.offline.bytes_sent, s.offline.bytes_received);
+        assert_eq!(c.offline.bytes_received, s.offline.bytes_sent);
+        assert_eq!(c.online.bytes_sent, s.online.bytes_received);
+        assert_eq!(c.online.bytes_received, s.online.bytes_sent);
+        assert_eq!(c.garbled_table_bytes, 0);
+        // 17 activation layers, 5 round trips each at l = 37, f = 12; plus input/output.
+        assert_eq!(
+            (c.online_round_trips, s.online_round_trips),
+            (1 + 17 * 5, 1 + 17 * 5)
+        );
+        assert_eq!(gc[0].online_round_trips, 1 + 17);
+        // Client storage at least 5x below GC mode.
+        assert!(5 * c.client_storage_bytes < gc[0].client_storage_bytes);
+        let per_relu = |r: &ClientReport| {
+            r.layers
+                .iter()
+                .filter(|l| l.kind == "relu")
+                .map(|l| {
+                    l.offline.bytes_sent
+                        + l.offline.bytes_received
+                        + l.online.bytes_sent
+                        + l.online.bytes_received
+                })
+                .sum::<u64>()
+                / relus
+        };
+        // Activation traffic per ReLU below 1 KB (IKNP at 16 B per random OT).
+        assert!(per_relu(c) < 1000, "{} B per ReLU", per_relu(c));
+        assert!(per_relu(c) * 3 < per_relu(&gc[0]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relu_mode_is_negotiated() {
+    // A server that allows only GC: an OT client refuses, naming the modes.
+    let net = Network::new(&NetSpec::parse("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)").unwrap());
+    let folded = weights_from_bytes(&init_weights(&net, 3).unwrap(), &net).unwrap();
+    let quant = QuantModel::quantize(&net, &folded, RingParams::default()).unwrap();
+    let gc_only = ServerModel::new(net, quant, None).unwrap();
+    assert_eq!(gc_only.relu_modes(), &[ReluMode::Gc]);
+    let cfg = ClientConfig {
+        relu: ReluMode::Ot,
+        ..ClientConfig::default()
+    };
+    let (mut cs, mut cc) = memory_pair();
+    let (s, c) = tokio::join!(
+        ServerSession::handshake(&mut cs, &gc_only),
+        ClientSession::handshake(&mut cc, &cfg)
+    );
+    assert!(matches!(s, Err(Error::Incompatible(_))), "{:?}", s.err());
+    match c {
+        Err(Error::Incompatible(m)) => assert!(m.contains("[gc]"), "{m}"),
+        other => panic!("{:?}", other.err()),
+    }
+    // A client that asks for a mode the server did not announce misbehaves.
+    let (mut cs, mut cc) = memory_pair();
+    let (s, _) = tokio::join!(ServerSession::handshake(&mut cs, &gc_only), async move {
+        cc.recv(crate::session::MAX_HELLO_BYTES).await.unwrap();
+        cc.send(&[3u8; 9]).await.unwrap();
+        cc
+    });
+    assert!(matches!(s, Err(Error::PeerMisbehaved(_))), "{:?}", s.err());
+    // Both allowed: each side reports the client's choice.
+    let both = gc_only.with_relu_modes(&BOTH).unwrap();
+    let (mut cs, mut cc) = memory_pair();
+    let (s, c) = tokio::join!(
+        ServerSession::handshake(&mut cs, &both),
+        ClientSession::handshake(&mut cc, &cfg)
+    );
+    assert_eq!(
+        (s.unwrap().relu_mode(), c.unwrap().relu_mode()),
+        (ReluMode::Ot, ReluMode::Ot)
+    );
+    // An old architecture message without the field means GC only.
+    let mut v = serde_json::to_value(both.architecture()).unwrap();
+    v.as_object_mut().unwrap().remove("relu_modes");
+    let arch: crate::session::Architecture = serde_json::from_value(v).unwrap();
+    assert_eq!(arch.relu_modes, vec![ReluMode::Gc]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,6 +778,6 @@ proptest::proptest! {
             }
         });
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(check_exact(&model, 1, seed));
+        rt.block_on(check_exact(&model, 1, seed, BOTH[(seed % 2) as usize]));
     }
 }

@@ -3,13 +3,17 @@
 //! The crate follows `DESIGN.md`: every tensor is additively shared over the
 //! ring Z_2^l; linear layers are local for the server and precomputed for the
 //! client with lattice HE offline; ReLUs (with the exact truncation of the
-//! linear layer before them) run as garbled circuits.
+//! linear layer before them) run as garbled circuits or, in the second mode
+//! negotiated in the handshake ([`session::ReluMode`]), by OT-based
+//! comparison ([`relu_ot`]).
 //!
 //! Module map (one concept per module):
 //! - [`crypto`]: the 128-bit [`crypto::Block`] and fixed-key AES hashing.
 //! - [`error`]: the crate's error type, split by whose fault it is.
 //! - [`ot`]: oblivious transfer, base OT on ristretto255 and IKNP extension.
 //! - [`gc`]: half-gates garbled circuits for ReLU with exact truncation.
+//! - [`relu_ot`]: ReLU with exact truncation by the millionaires' protocol
+//!   and an OT multiplexer (CrypTFlow2-style), OTs precomputed offline.
 //! - [`he`]: offline linear correlations with RLWE in coefficient encoding
 //!   (Cheetah-style conv/FC packing, circuit-private replies).
 //! - [`transport`]: the [`transport::Channel`] abstraction, an in-memory
@@ -34,6 +38,7 @@ pub mod he;
 pub mod offline;
 pub mod online;
 pub mod report;
+pub mod relu_ot;
 pub mod ring;
 pub mod session;
 pub mod transport;
@@ -43,4 +48,6 @@ mod e2e_tests;
 
 pub use error::{Error, Result};
 pub use report::{ClientReport, ServerReport};
-pub use session::{ClientConfig, ClientSession, ServerModel, ServerSession, infer_one, serve_one};
+pub use session::{
+    ClientConfig, ClientSession, ReluMode, ServerModel, ServerSession, infer_one, serve_one,
+};

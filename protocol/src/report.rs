@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::session::ReluMode;
 use crate::transport::{Meter, Traffic};
 
 /// Seconds and payload bytes of one phase (or of one layer in one phase).
@@ -69,13 +70,20 @@ pub struct ClientReport {
     pub offline: PhaseReport,
     /// Online phase.
     pub online: PhaseReport,
-    /// Everything held from the offline to the online phase: garbled tables,
-    /// own input labels, masks and the logits share.
+    /// Everything held from the offline to the online phase: garbled tables
+    /// and own input labels (GC mode) or OT pads and choices (OT mode), masks
+    /// and the logits share.
     pub client_storage_bytes: u64,
     /// Of which garbled tables.
     pub garbled_table_bytes: u64,
     /// Activation counts.
     pub activations: ActivationCounts,
+    /// How activations were computed (negotiated in the handshake).
+    pub relu_mode: ReluMode,
+    /// Online round trips (sending the input and returning the logits count
+    /// as one; each activation layer adds 1 in GC mode, the AND-tree depth
+    /// plus 2 in OT mode).
+    pub online_round_trips: u64,
     /// Per step, in network order.
     pub layers: Vec<LayerReport>,
 }
@@ -89,10 +97,17 @@ pub struct ServerReport {
     pub offline: PhaseReport,
     /// Online phase.
     pub online: PhaseReport,
-    /// What the server held between the phases: masks, pads, its input labels.
+    /// What the server held between the phases: masks, pads, its input labels
+    /// (GC mode) or OT pads (OT mode).
     pub server_storage_bytes: u64,
     /// Activation counts.
     pub activations: ActivationCounts,
+    /// How activations were computed (negotiated in the handshake).
+    pub relu_mode: ReluMode,
+    /// Online round trips (sending the input and returning the logits count
+    /// as one; each activation layer adds 1 in GC mode, the AND-tree depth
+    /// plus 2 in OT mode).
+    pub online_round_trips: u64,
     /// Per step, in network order.
     pub layers: Vec<LayerReport>,
 }

@@ -11,6 +11,16 @@
 //!    either refuses (a reason, and [`Error::Incompatible`] on both sides) or
 //!    accepts with its RLWE public key (HE keys live as long as the session).
 //!
+//! # ReLU mode
+//! The server announces the activation protocols it allows
+//! ([`Architecture::relu_modes`], from [`ServerModel::with_relu_modes`];
+//! garbled circuits only by default). The client asks for one
+//! ([`ClientConfig::relu`]) in its accept message; if the server does not
+//! allow it, the client refuses the session with a reason naming the modes
+//! the server allows ([`Error::Incompatible`]). A client that asks for a
+//! mode the server did not announce is [`Error::PeerMisbehaved`]. The mode
+//! holds for the whole session and is shown in every report.
+//!
 //! # Inferences
 //! Each inference is an offline phase ([`crate::offline`]) then an online
 //! phase ([`crate::online`]). The client opens each offline phase with a
@@ -83,11 +93,59 @@ pub const MAX_HELLO_BYTES: usize = 32 << 20;
 pub(crate) const BULK_FRAME: usize = 4 << 20;
 
 const TAG_ACCEPT: u8 = 1;
+/// Accept, asking for [`ReluMode::Ot`] (`TAG_ACCEPT` asks for [`ReluMode::Gc`]).
+const TAG_ACCEPT_OT: u8 = 3;
 pub(crate) const TAG_REFUSE: u8 = 2;
 pub(crate) const TAG_OFFLINE: u8 = 0x10;
 pub(crate) const TAG_CLOSE: u8 = 0x11;
 pub(crate) const TAG_ONLINE: u8 = 0x12;
 const MAX_REASON: usize = 1024;
+
+/// How activations (ReLU with the truncation before it) are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReluMode {
+    /// Garbled circuits ([`crate::gc`]): one online round trip per layer,
+    /// about 3.3 KB of client storage per ReLU.
+    #[default]
+    Gc,
+    /// OT-based comparison and multiplexer ([`crate::relu_ot`]): a few
+    /// online round trips per layer, far less traffic and client storage.
+    Ot,
+}
+
+impl ReluMode {
+    /// `gc` or `ot`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReluMode::Gc => "gc",
+            ReluMode::Ot => "ot",
+        }
+    }
+}
+
+impl std::fmt::Display for ReluMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ReluMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "gc" => Ok(ReluMode::Gc),
+            "ot" => Ok(ReluMode::Ot),
+            _ => Err(Error::BadInput(format!(
+                "ReLU mode {s:?}: expected gc or ot"
+            ))),
+        }
+    }
+}
+
+fn default_relu_modes() -> Vec<ReluMode> {
+    vec![ReluMode::Gc]
+}
 
 /// Input normalisation as sent to the client: x' = (x − mean[c]) / std[c].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +172,9 @@ pub struct Architecture {
     pub he_digest: String,
     /// Normalisation the client applies to its input before quantising.
     pub normalization: Option<NormalizationMsg>,
+    /// Activation protocols the server allows (absent: garbled circuits only).
+    #[serde(default = "default_relu_modes")]
+    pub relu_modes: Vec<ReluMode>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -142,6 +203,8 @@ pub(crate) struct SessionPlan {
     pub splits: Vec<ActSplit>,
     pub relu: Circuit,
     pub trunc: Circuit,
+    /// The OT-mode protocol shape, if the ring parameters allow it.
+    pub ot: Option<Arc<crate::relu_ot::Schedule>>,
     /// For each tensor, the last step index that reads it.
     pub last_use: Vec<usize>,
     pub template: Vec<LayerReport>,
@@ -211,6 +274,7 @@ impl SessionPlan {
         }
         last_use[network.output] = network.steps.len();
         Ok(Self {
+            ot: crate::relu_ot::Schedule::new(ring).ok().map(Arc::new),
             relu: Circuit::relu(act),
             trunc: Circuit::truncate(act),
             network,
@@ -231,6 +295,7 @@ impl SessionPlan {
 #[derive(Clone)]
 pub struct ServerModel {
     pub(crate) inner: Arc<ModelInner>,
+    pub(crate) relu_modes: Vec<ReluMode>,
 }
 
 pub(crate) struct ModelInner {
@@ -314,6 +379,7 @@ impl ServerModel {
                 signed,
                 normalization,
             }),
+            relu_modes: default_relu_modes(),
         })
     }
 
@@ -324,6 +390,32 @@ impl ServerModel {
             std: n.std.clone(),
         });
         Self::new(model.network.clone(), quant, norm)
+    }
+
+    /// Allows these activation protocols (the client picks one); garbled
+    /// circuits only by default.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] for an empty list, or OT mode under ring
+    /// parameters it does not support.
+    pub fn with_relu_modes(mut self, modes: &[ReluMode]) -> Result<Self> {
+        if modes.is_empty() {
+            return Err(Error::BadInput("no ReLU mode allowed".into()));
+        }
+        if modes.contains(&ReluMode::Ot) && self.inner.plan.ot.is_none() {
+            return Err(Error::BadInput(
+                "OT ReLU mode does not support these ring parameters".into(),
+            ));
+        }
+        let mut m = modes.to_vec();
+        m.dedup();
+        self.relu_modes = m;
+        Ok(self)
+    }
+
+    /// The activation protocols allowed.
+    pub fn relu_modes(&self) -> &[ReluMode] {
+        &self.relu_modes
     }
 
     /// The network.
@@ -341,6 +433,7 @@ impl ServerModel {
             frac_bits: plan.ring.frac(),
             he_digest: hex(&plan.he.digest()),
             normalization: self.inner.normalization.clone(),
+            relu_modes: self.relu_modes.clone(),
         }
     }
 }
@@ -355,6 +448,9 @@ pub struct ClientConfig {
     pub max_macs: u64,
     /// If set, refuse any other network (pinning the model).
     pub expect: Option<Description>,
+    /// The activation protocol to ask for; the session is refused if the
+    /// server does not allow it.
+    pub relu: ReluMode,
 }
 
 impl Default for ClientConfig {
@@ -365,6 +461,7 @@ impl Default for ClientConfig {
             max_activations: 1 << 21,
             max_macs: 1 << 32,
             expect: None,
+            relu: ReluMode::Gc,
         }
     }
 }
@@ -375,6 +472,7 @@ pub struct ServerSession {
     pub(crate) he: Arc<HeServer>,
     pub(crate) rng: ChaCha20Rng,
     pub(crate) next_id: u64,
+    pub(crate) relu_mode: ReluMode,
 }
 
 /// The client's side of an established session.
@@ -385,6 +483,7 @@ pub struct ClientSession {
     pub(crate) he: Arc<HeClient>,
     pub(crate) rng: ChaCha20Rng,
     pub(crate) next_id: u64,
+    pub(crate) relu_mode: ReluMode,
 }
 
 impl ServerSession {
@@ -410,7 +509,17 @@ impl ServerSession {
             .await?;
         let he_params = model.inner.plan.he;
         match reply.split_first() {
-            Some((&TAG_ACCEPT, pk)) => {
+            Some((&tag @ (TAG_ACCEPT | TAG_ACCEPT_OT), pk)) => {
+                let relu_mode = if tag == TAG_ACCEPT_OT {
+                    ReluMode::Ot
+                } else {
+                    ReluMode::Gc
+                };
+                if !model.relu_modes.contains(&relu_mode) {
+                    return Err(Error::PeerMisbehaved(format!(
+                        "the client asked for ReLU mode {relu_mode}, which this server did not offer"
+                    )));
+                }
                 let pk = PublicKeyMsg::decode(pk, &he_params)?;
                 let he = Arc::new(HeServer::new(he_params, &pk)?);
                 Ok(Self {
@@ -418,6 +527,7 @@ impl ServerSession {
                     he,
                     rng,
                     next_id: 0,
+                    relu_mode,
                 })
             }
             Some((&TAG_REFUSE, reason)) => Err(Error::Incompatible(format!(
@@ -431,6 +541,11 @@ impl ServerSession {
     /// The model served.
     pub fn model(&self) -> &ServerModel {
         &self.model
+    }
+
+    /// The activation protocol the client chose.
+    pub fn relu_mode(&self) -> ReluMode {
+        self.relu_mode
     }
 
     /// Serves the client's next request: `Ok(None)` when the client closed
@@ -505,7 +620,10 @@ impl ClientSession {
             }
         };
         let he = HeClient::new(plan.he, &mut rng);
-        let mut msg = vec![TAG_ACCEPT];
+        let mut msg = vec![match config.relu {
+            ReluMode::Gc => TAG_ACCEPT,
+            ReluMode::Ot => TAG_ACCEPT_OT,
+        }];
         msg.extend_from_slice(&he.public_key(&mut rng).encode(&plan.he));
         ch.send(&msg).await?;
         ch.flush().await?;
@@ -528,7 +646,13 @@ impl ClientSession {
             he: Arc::new(he),
             rng,
             next_id: 0,
+            relu_mode: config.relu,
         })
+    }
+
+    /// The activation protocol of this session.
+    pub fn relu_mode(&self) -> ReluMode {
+        self.relu_mode
     }
 
     /// The architecture the server announced.
@@ -653,6 +777,19 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
         }
     }
     let plan = SessionPlan::new(network, ring).map_err(|e| Error::Incompatible(e.to_string()))?;
+    if !arch.relu_modes.contains(&config.relu) {
+        let offered: Vec<&str> = arch.relu_modes.iter().map(|m| m.as_str()).collect();
+        return Err(Error::Incompatible(format!(
+            "this client asks for ReLU mode {}, the server allows only [{}]",
+            config.relu,
+            offered.join(", ")
+        )));
+    }
+    if config.relu == ReluMode::Ot && plan.ot.is_none() {
+        return Err(Error::Incompatible(
+            "OT ReLU mode does not support these ring parameters".into(),
+        ));
+    }
     Ok((arch, plan))
 }
 

@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// On Ctrl-C, seconds that running sessions may go on before they are cancelled.
     #[arg(long, default_value_t = 5)]
     pub grace: u64,
+    /// Activation protocols clients may ask for: `gc` (garbled circuits),
+    /// `ot` (OT-based comparison), or both (`gc,ot`).
+    #[arg(long, value_delimiter = ',', default_value = "gc")]
+    pub relu: Vec<pi_protocol::ReluMode>,
     /// Log more (-v: info, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -158,7 +162,9 @@ pub async fn serve(
         bail!("--model, --listen and --tls are required");
     };
     let model = load_model(spec, args.weights.as_deref())
-        .with_context(|| format!("cannot load model {spec}"))?;
+        .with_context(|| format!("cannot load model {spec}"))?
+        .with_relu_modes(&args.relu)
+        .context("--relu")?;
     let identity = TlsFiles::server(tls)
         .load()
         .with_context(|| format!("cannot load the server keys from {}", tls.display()))?;

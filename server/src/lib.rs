@@ -263,6 +263,7 @@ async fn serve_connection(
         info!(
             conn = id,
             inference = r.inference,
+            relu = %r.relu_mode,
             "served: offline {:.3} s ({} B sent, {} B received), online {:.3} s ({} B sent, {} B received)",
             r.offline.seconds,
             r.offline.bytes_sent,

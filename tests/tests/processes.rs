@@ -12,8 +12,24 @@ const SERVER: &str = env!("CARGO_BIN_EXE_pi-test-server");
 
 #[test]
 fn demo_predicts_the_digit_with_a_server_process() {
-    let out = Command::new(CLIENT).arg("demo").output().unwrap();
+    demo_in("gc");
+}
+
+#[test]
+fn demo_in_ot_mode_predicts_the_digit() {
+    demo_in("ot");
+}
+
+fn demo_in(mode: &str) {
+    let out = Command::new(CLIENT)
+        .args(["demo", "--relu", mode])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("ReLU mode       {mode} (")),
+        "{stdout}"
+    );
     assert!(
         out.status.success(),
         "{stdout}\n{}",

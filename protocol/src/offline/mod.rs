@@ -18,6 +18,14 @@
 //!   is sent), and the server garbles the sub-layer with those zero labels
 //!   and fresh pads p, streaming the tables chunk by chunk as they are made.
 //!
+//! In OT mode ([`crate::session::ReluMode::Ot`]) an activation instead
+//! runs the offline part of [`crate::relu_ot`]: random OTs (IKNP, server
+//! sender) whose leaf choices are the bits the client derives from b, random
+//! OTs with uniform choices for the AND tree and the final conversion, and
+//! per ReLU position one random OT in the other direction (a second IKNP
+//! instance with the client as sender); both sides then hash the OT
+//! outputs into compact pads.
+//!
 //! Nothing is reused across inferences: base OTs, Δ, masks, pads and labels
 //! are fresh; only the HE keys belong to the session. The result is a value
 //! ([`ServerPreprocessed`], [`ClientPreprocessed`]) that
@@ -30,6 +38,7 @@ use std::sync::Arc;
 
 use pi_models::fixed::residual_add_ring;
 use pi_models::network::Step;
+use rand_core::RngCore;
 use tokio::sync::mpsc;
 use zeroize::Zeroize;
 
@@ -38,11 +47,12 @@ use crate::gc::{
 };
 use crate::he::{ClientUpload, ServerReply, UniformShare};
 use crate::ot::driver as ot;
+use crate::relu_ot::{ClientMaterial, ServerMaterial};
 use crate::report::{LayerReport, PhaseReport, Recorder};
 use crate::ring;
 use crate::session::{
-    ClientSession, ServerSession, SessionPlan, TAG_OFFLINE, fork_rng, off_executor, recv_bulk,
-    recv_request, send_bulk,
+    ClientSession, ReluMode, ServerSession, SessionPlan, TAG_OFFLINE, fork_rng, off_executor,
+    recv_bulk, recv_request, send_bulk,
 };
 use crate::transport::Channel;
 use crate::{Error, Result};
@@ -69,6 +79,8 @@ pub(crate) struct ServerActivation {
     pub pads: Vec<u64>,
     pub relu: Option<ServerInputLabels>,
     pub trunc: Option<ServerInputLabels>,
+    /// OT mode: the whole layer's material.
+    pub ot: Option<crate::relu_ot::ServerMaterial>,
 }
 
 impl Drop for ServerPreprocessed {
@@ -102,8 +114,8 @@ impl ServerPreprocessed {
 /// and its share of the logits. Consumed by [`crate::online::client`].
 pub struct ClientPreprocessed {
     pub(crate) id: u64,
-    /// The garbler's public nonce for this inference's tables.
-    pub(crate) gc_nonce: GcNonce,
+    /// The garbler's public nonce for this inference's tables (GC mode).
+    pub(crate) gc_nonce: Option<GcNonce>,
     pub(crate) input_mask: Vec<u64>,
     pub(crate) acts: Vec<ClientActivation>,
     pub(crate) logits_share: Vec<u64>,
@@ -117,6 +129,8 @@ pub(crate) struct ClientActivation {
     pub out_mask: Vec<u64>,
     pub relu: Option<(GarbledTables, ClientLabels)>,
     pub trunc: Option<(GarbledTables, ClientLabels)>,
+    /// OT mode: the whole layer's material.
+    pub ot: Option<crate::relu_ot::ClientMaterial>,
 }
 
 impl Drop for ClientPreprocessed {
@@ -184,15 +198,28 @@ pub(crate) async fn server_after_request<C: Channel>(
     let mut layers = plan.template.clone();
 
     ch.set_label("offline/setup");
-    // Fresh Δ and base OTs per inference; Δ is the IKNP correlation and the
-    // free-XOR offset of every garbled sub-layer of this inference.
-    let delta = Delta::random(&mut session.rng);
-    let mut sender = ot::setup_sender(ch, &mut session.rng, Some(delta.block())).await?;
-    let g = Garbler::with_delta(delta, fork_rng(&mut session.rng));
-    // The garbler's public random nonce separates its hash tweaks from those
-    // of every other garbler under any Δ; the evaluator needs it online.
-    ch.send(&g.nonce().to_bytes()).await?;
-    let mut garbler = Some(g);
+    let ot_mode = session.relu_mode == ReluMode::Ot;
+    let (mut sender, mut garbler, mut reverse) = if ot_mode {
+        // Fresh base OTs per inference, in both directions (the reverse one
+        // only if some position keeps its ReLU: it serves the multiplexer).
+        let sender = ot::setup_sender(ch, &mut session.rng, None).await?;
+        let reverse = if plan.counts.relus > 0 {
+            Some(ot::setup_receiver(ch, &mut session.rng).await?)
+        } else {
+            None
+        };
+        (sender, None, reverse)
+    } else {
+        // Fresh Δ and base OTs per inference; Δ is the IKNP correlation and the
+        // free-XOR offset of every garbled sub-layer of this inference.
+        let delta = Delta::random(&mut session.rng);
+        let sender = ot::setup_sender(ch, &mut session.rng, Some(delta.block())).await?;
+        let g = Garbler::with_delta(delta, fork_rng(&mut session.rng));
+        // The garbler's public random nonce separates its hash tweaks from those
+        // of every other garbler under any Δ; the evaluator needs it online.
+        ch.send(&g.nonce().to_bytes()).await?;
+        (sender, Some(g), None)
+    };
 
     let mut masks = vec![Vec::new(); plan.he_plans.len()];
     let mut acts: Vec<ServerActivation> = Vec::with_capacity(plan.splits.len());
@@ -224,6 +251,39 @@ pub(crate) async fn server_after_request<C: Channel>(
                 masks[idx] = mask;
             }
             Step::Add(_) => {}
+            Step::Activation(a) if ot_mode => {
+                let sched = plan.ot.clone().ok_or_else(no_ot)?;
+                let relu: Vec<bool> = (0..a.shape.numel()).map(|p| a.keeps(p)).collect();
+                let n_relu = relu.iter().filter(|&&r| r).count();
+                let mut pairs =
+                    ot::send_random(ch, &mut sender, relu.len() * sched.rots_per_position())
+                        .await?;
+                let mut rev_choice: Vec<bool> = (0..n_relu)
+                    .map(|_| session.rng.next_u32() & 1 == 1)
+                    .collect();
+                let mut rev_got = match reverse.as_mut() {
+                    Some(r) if n_relu > 0 => ot::receive_random(ch, r, &rev_choice).await?,
+                    _ => Vec::new(),
+                };
+                let mut rng2 = fork_rng(&mut session.rng);
+                let mat = off_executor(move || {
+                    let m =
+                        ServerMaterial::new(&sched, relu, &pairs, &rev_choice, &rev_got, &mut rng2);
+                    pairs.zeroize();
+                    rev_choice.zeroize();
+                    rev_got.zeroize();
+                    m
+                })
+                .await?;
+                ch.flush().await?;
+                storage += mat.storage_bytes();
+                acts.push(ServerActivation {
+                    pads: Vec::new(),
+                    relu: None,
+                    trunc: None,
+                    ot: Some(mat),
+                });
+            }
             Step::Activation(a) => {
                 let k = acts.len();
                 let pads = ring::sample(&mut session.rng, a.shape.numel(), ring);
@@ -231,6 +291,7 @@ pub(crate) async fn server_after_request<C: Channel>(
                     pads,
                     relu: None,
                     trunc: None,
+                    ot: None,
                 };
                 for which in [Sub::Relu, Sub::Trunc] {
                     let idx = which.positions(&plan, k);
@@ -276,6 +337,10 @@ pub(crate) async fn server_after_request<C: Channel>(
         phase,
         storage,
     })
+}
+
+fn no_ot() -> Error {
+    Error::Incompatible("OT ReLU mode does not support these ring parameters".into())
 }
 
 /// The two garbled sub-layers of an activation.
@@ -381,8 +446,21 @@ pub async fn client<C: Channel>(
     req.extend_from_slice(&id.to_le_bytes());
     ch.send(&req).await?;
     ch.flush().await?;
+    let ot_mode = session.relu_mode == ReluMode::Ot;
     let mut receiver = ot::setup_receiver(ch, &mut session.rng).await?;
-    let gc_nonce = GcNonce::from_bytes(&ch.recv(GcNonce::BYTES).await?)?;
+    let (gc_nonce, mut reverse) = if ot_mode {
+        let reverse = if plan.counts.relus > 0 {
+            Some(ot::setup_sender(ch, &mut session.rng, None).await?)
+        } else {
+            None
+        };
+        (None, reverse)
+    } else {
+        (
+            Some(GcNonce::from_bytes(&ch.recv(GcNonce::BYTES).await?)?),
+            None,
+        )
+    };
 
     let mut shares: Vec<Option<Vec<u64>>> = vec![None; net.tensors.len()];
     // Every linear layer reads the network input or an activation output, and
@@ -440,9 +518,43 @@ pub async fn client<C: Channel>(
                     out_mask,
                     relu: None,
                     trunc: None,
+                    ot: None,
                 };
                 let b = shares[a.input].as_ref().ok_or_else(missing)?;
+                if ot_mode {
+                    let sched = plan.ot.clone().ok_or_else(no_ot)?;
+                    let relu: Vec<bool> = (0..a.shape.numel()).map(|p| a.keeps(p)).collect();
+                    let n_relu = relu.iter().filter(|&&r| r).count();
+                    let b = b.clone();
+                    let mut choices = sched.client_choices(&b, &mut session.rng);
+                    let got = ot::receive_random(ch, &mut receiver, &choices).await;
+                    let got = match got {
+                        Ok(g) => g,
+                        Err(e) => {
+                            choices.zeroize();
+                            return Err(e);
+                        }
+                    };
+                    let rev_pairs = match reverse.as_mut() {
+                        Some(s) if n_relu > 0 => ot::send_random(ch, s, n_relu).await?,
+                        _ => Vec::new(),
+                    };
+                    let mat = off_executor(move || {
+                        let (mut choices, mut got, mut rev_pairs) = (choices, got, rev_pairs);
+                        let m = ClientMaterial::new(&sched, relu, b, &choices, &got, &rev_pairs);
+                        choices.zeroize();
+                        got.zeroize();
+                        rev_pairs.zeroize();
+                        m
+                    })
+                    .await?;
+                    storage += mat.storage_bytes();
+                    act.ot = Some(mat);
+                }
                 for which in [Sub::Relu, Sub::Trunc] {
+                    if ot_mode {
+                        break;
+                    }
                     let idx = which.positions(&plan, k);
                     if idx.is_empty() {
                         continue;

@@ -12,6 +12,11 @@
 //!   mask for the activation output); the server subtracts p, so its share
 //!   is act(z) − r' and the client's stays r'.
 //!
+//! In OT mode ([`crate::session::ReluMode::Ot`]) an activation layer is
+//! instead the exchange of [`crate::relu_ot`] (leaf tables, one round trip
+//! per AND-tree level, the final conversion); it ends with the same sharing:
+//! the server holds act(z) − r', the client r'.
+//!
 //! Finally the server sends its share of the logits (scale 2f) and the
 //! client adds its own. Traffic is labelled `online/input`,
 //! `online/<step name>` and `online/output`.
@@ -45,13 +50,28 @@ use zeroize::Zeroize;
 
 use crate::gc::{Evaluator, ServerLabels};
 use crate::offline::{ClientPreprocessed, ServerPreprocessed, Sub};
+use crate::relu_ot::{ClientRun, ClientStep, ServerRun, ServerStep};
 use crate::report::{ClientReport, Recorder, ServerReport};
 use crate::ring;
 use crate::session::{
-    ClientSession, ServerSession, TAG_ONLINE, off_executor, recv_bulk, send_bulk,
+    ClientSession, ReluMode, ServerSession, SessionPlan, TAG_ONLINE, off_executor, recv_bulk,
+    send_bulk,
 };
 use crate::transport::Channel;
 use crate::{Error, Result};
+
+/// Online round trips of one inference (see [`crate::report::ClientReport::online_round_trips`]).
+fn round_trips(plan: &SessionPlan, mode: ReluMode) -> u64 {
+    let per_layer = match (mode, &plan.ot) {
+        (ReluMode::Ot, Some(s)) => s.round_trips() as u64,
+        _ => 1,
+    };
+    1 + per_layer * plan.splits.len() as u64
+}
+
+fn no_ot() -> Error {
+    Error::Incompatible("OT ReLU mode does not support these ring parameters".into())
+}
 
 fn packed(n: usize, ring: pi_models::RingParams) -> Result<usize> {
     ring::packed_len(n, ring).ok_or_else(|| Error::BadInput(format!("{n} values overflow")))
@@ -126,6 +146,32 @@ pub async fn server<C: Channel>(
             Step::Activation(a) => {
                 let z = shares[a.input].as_ref().ok_or_else(missing)?;
                 let act = &mut pre.acts[k];
+                if let Some(mat) = act.ot.take() {
+                    let (sched, z) = (plan.ot.clone().ok_or_else(no_ot)?, z.clone());
+                    let (mut run, mut msg) =
+                        off_executor(move || ServerRun::start(sched, mat, &z)).await?;
+                    let out = loop {
+                        send_bulk(ch, &msg).await?;
+                        ch.flush().await?;
+                        let incoming = recv_bulk(ch, run.incoming_len()).await?;
+                        let (r, step) =
+                            off_executor(move || run.step(&incoming).map(|s| (run, s))).await?;
+                        run = r;
+                        match step {
+                            ServerStep::Reply(m) => msg = m,
+                            ServerStep::Done(out) => break out,
+                        }
+                    };
+                    shares[a.output] = Some(out);
+                    k += 1;
+                    layers[i].online = rec.finish_step(ch.meter(), step.name());
+                    if plan.last_use[a.input] == i
+                        && let Some(mut s) = shares[a.input].take()
+                    {
+                        s.zeroize();
+                    }
+                    continue;
+                }
                 for which in [Sub::Relu, Sub::Trunc] {
                     let labels = match which {
                         Sub::Relu => act.relu.take(),
@@ -170,6 +216,8 @@ pub async fn server<C: Channel>(
         online: rec.finish(ch.meter()),
         server_storage_bytes: pre.storage,
         activations: plan.counts,
+        relu_mode: session.relu_mode,
+        online_round_trips: round_trips(&plan, session.relu_mode),
         layers,
     })
 }
@@ -206,13 +254,37 @@ pub async fn client<C: Channel>(
     .await?;
     ch.flush().await?;
 
-    let mut evaluator = Some(Evaluator::new(pre.gc_nonce));
+    let mut evaluator = pre.gc_nonce.map(Evaluator::new);
     let mut k = 0;
     for (i, step) in net.steps.iter().enumerate() {
         rec.step();
         ch.set_label(&rec.label(step.name()));
         if let Step::Activation(a) = step {
             let act = &mut pre.acts[k];
+            if let Some(mat) = act.ot.take() {
+                let sched = plan.ot.clone().ok_or_else(no_ot)?;
+                let mut run = ClientRun::new(sched, mat, act.out_mask.clone())?;
+                loop {
+                    let incoming = recv_bulk(ch, run.incoming_len()).await?;
+                    let (r, step) =
+                        off_executor(move || run.step(&incoming).map(|s| (run, s))).await?;
+                    run = r;
+                    match step {
+                        ClientStep::Reply(m) => {
+                            send_bulk(ch, &m).await?;
+                            ch.flush().await?;
+                        }
+                        ClientStep::Last(m) => {
+                            send_bulk(ch, &m).await?;
+                            ch.flush().await?;
+                            break;
+                        }
+                    }
+                }
+                k += 1;
+                layers[i].online = rec.finish_step(ch.meter(), step.name());
+                continue;
+            }
             let mut out = vec![0u64; a.shape.numel()];
             for which in [Sub::Relu, Sub::Trunc] {
                 let material = match which {
@@ -224,10 +296,10 @@ pub async fn client<C: Channel>(
                 };
                 let n = labels.len();
                 let bytes = recv_bulk(ch, 16 * n * l).await?;
-                let (plan2, mut ev) = (
-                    plan.clone(),
-                    evaluator.take().expect("returned after every sub-layer"),
-                );
+                let ev = evaluator.take().ok_or_else(|| {
+                    Error::BadInput("internal: garbled material without a garbler nonce".into())
+                })?;
+                let (plan2, mut ev) = (plan.clone(), ev);
                 let (ev, vals) = off_executor(move || {
                     let server = ServerLabels::from_bytes(plan2.act, n, &bytes)?;
                     let vals = ev.evaluate_layer(which.circuit(&plan2), tables, labels, server)?;
@@ -272,6 +344,8 @@ pub async fn client<C: Channel>(
         client_storage_bytes: pre.storage,
         garbled_table_bytes: pre.table_bytes,
         activations: plan.counts,
+        relu_mode: session.relu_mode,
+        online_round_trips: round_trips(&plan, session.relu_mode),
         layers,
     })
 }
