@@ -40,7 +40,11 @@ pub mod transport;
 
 #[cfg(test)]
 mod e2e_tests;
+#[cfg(test)]
+mod pool_tests;
 
 pub use error::{Error, Result};
 pub use report::{ClientReport, ServerReport};
-pub use session::{ClientConfig, ClientSession, ServerModel, ServerSession, infer_one, serve_one};
+pub use session::{
+    ClientConfig, ClientSession, ServerLimits, ServerModel, ServerSession, infer_one, serve_one,
+};
