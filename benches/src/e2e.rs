@@ -21,7 +21,7 @@ use pi_models::fixed::{forward_fixed, quantize_input};
 use pi_models::weights::init_weights;
 use pi_models::{Model, RingParams};
 use pi_protocol::ClientConfig;
-use pi_protocol::transport::ChannelConfig;
+use pi_protocol::transport::{ChannelConfig, Link};
 use pi_protocol::transport::pki::{TlsFiles, keygen};
 use pi_server::{Listener, ServeConfig, ServeSummary};
 use rand_chacha::ChaCha20Rng;
@@ -41,6 +41,8 @@ pub struct E2eOptions {
     pub seed: u64,
     /// Inferences to run (one connection each, same input).
     pub inferences: usize,
+    /// Emulated link on the client's connection (both directions), if any.
+    pub link: Option<Link>,
 }
 
 /// What a run measured.
@@ -58,6 +60,8 @@ pub struct E2eResult {
     pub server: ServeSummary,
     /// The server's own report of every inference (server-side seconds and bytes).
     pub server_reports: Vec<pi_protocol::ServerReport>,
+    /// The emulated link, if any.
+    pub link: Option<Link>,
 }
 
 impl E2eResult {
@@ -82,6 +86,7 @@ impl E2eResult {
         if let Some(o) = v.as_object_mut() {
             o.insert("weights_source".into(), self.weights_source.clone().into());
             o.insert("input_source".into(), self.input_source.clone().into());
+            o.insert("link".into(), json!(self.link.map(|l| l.to_string())));
             o.insert("oracle_logits_fixed".into(), json!(self.oracle));
             o.insert("bit_exact".into(), self.bit_exact().into());
             o.insert(
@@ -122,6 +127,7 @@ impl E2eResult {
         let mut line = |k: &str, v: String| s.push_str(&format!("{k:<16}{v}\n"));
         line("weights", self.weights_source.clone());
         line("input", self.input_source.clone());
+        line("link", self.link.map_or("loopback, not shaped".into(), |l| l.to_string()));
         line(
             "per ReLU",
             format!(
@@ -270,7 +276,7 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
             addr: addr.to_string(),
             server_name: "localhost".into(),
             tls: client_tls,
-            channel: ChannelConfig::default(),
+            channel: ChannelConfig { link: opts.link, ..ChannelConfig::default() },
             session: ClientConfig::default(),
         };
         let mut runs = Vec::with_capacity(opts.inferences);
@@ -296,5 +302,5 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
         }
     })?;
     let (server, server_reports) = server;
-    Ok(E2eResult { weights_source, input_source, runs, oracle, server, server_reports })
+    Ok(E2eResult { weights_source, input_source, runs, oracle, server, server_reports, link: opts.link })
 }

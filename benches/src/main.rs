@@ -4,7 +4,7 @@
 //!   and TLS bulk throughput on loopback, both parties in one process.
 //! - `pi-bench he SPEC [--json] [--threads N] [--verify]`: the offline linear
 //!   (HE) step for every linear layer of a network.
-//! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--inferences N] [--json]`:
+//! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--inferences N] [--link RATE,DELAY] [--json]`:
 //!   one private inference, pi-server and pi-client over loopback TLS, checked
 //!   against the fixed-point oracle.
 
@@ -72,6 +72,10 @@ enum Command {
         /// Inferences to run, one connection each (the last is reported in full).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
         inferences: u32,
+        /// Emulate a link on the connection, both directions: `RATE,DELAY`
+        /// such as `1gbit,0.5ms` or `100mbit,20ms` (one-way delay).
+        #[arg(long, value_name = "RATE,DELAY")]
+        link: Option<pi_protocol::transport::Link>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -84,8 +88,8 @@ fn main() -> Result<()> {
             primitives(json, gc_log2, ot_log2, reps as usize, tls_mib as usize)
         }
         Command::He { spec, json, threads, verify } => he(&spec, json, threads, verify),
-        Command::E2e { spec, weights, input, seed, inferences, json } => {
-            let opts = pi_bench::e2e::E2eOptions { spec, weights, input, seed, inferences: inferences as usize };
+        Command::E2e { spec, weights, input, seed, inferences, link, json } => {
+            let opts = pi_bench::e2e::E2eOptions { spec, weights, input, seed, inferences: inferences as usize, link };
             eprintln!("running {} inference(s) of {} over loopback TLS ...", opts.inferences, opts.spec);
             let r = pi_bench::e2e::run(&opts)?;
             if json {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pi_protocol::transport::ChannelConfig;
+use pi_protocol::transport::{ChannelConfig, Link};
 use pi_protocol::transport::pki::TlsFiles;
 use pi_protocol::{ClientConfig, ClientReport};
 use pi_server::cli::{error_chain, init_logging, runtime};
@@ -58,6 +58,11 @@ struct InferArgs {
     /// Give up when the server sends nothing for this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Emulate a link on this connection, both directions: `RATE,DELAY`
+    /// such as `1gbit,0.5ms` (LAN) or `100mbit,20ms` (WAN); the delay is one
+    /// way. Set it on the client or on the server, not both.
+    #[arg(long, value_name = "RATE,DELAY")]
+    link: Option<Link>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -136,6 +141,7 @@ async fn infer(args: InferArgs) -> anyhow::Result<()> {
             idle_timeout: timeout,
             write_timeout: timeout,
             handshake_timeout: timeout.min(Duration::from_secs(30)),
+            link: args.link,
             ..ChannelConfig::default()
         },
         session,

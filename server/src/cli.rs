@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use pi_protocol::transport::ChannelConfig;
+use pi_protocol::transport::{ChannelConfig, Link};
 use pi_protocol::transport::pki::{TlsFiles, keygen};
 
 use crate::{Listener, ServeConfig, load_model, shutdown_signal};
@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// Drop a client that sends nothing for this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Emulate a link on every client connection, both directions:
+    /// `RATE,DELAY` such as `1gbit,0.5ms` (LAN) or `100mbit,20ms` (WAN); the
+    /// delay is one way. Set it on the server or on the client, not both.
+    #[arg(long, value_name = "RATE,DELAY")]
+    pub link: Option<Link>,
     /// On Ctrl-C, seconds that running sessions may go on before they are cancelled.
     #[arg(long, default_value_t = 5)]
     pub grace: u64,
@@ -164,6 +169,7 @@ pub async fn serve(
             idle_timeout: timeout,
             write_timeout: timeout,
             handshake_timeout: timeout.min(Duration::from_secs(30)),
+            link: args.link,
             ..ChannelConfig::default()
         },
         grace: Duration::from_secs(args.grace),

@@ -14,7 +14,9 @@
 //! - [`MemoryChannel`] ([`memory_pair`]): an in-memory duplex for tests.
 //! - [`StreamChannel`] over a byte stream: [`TlsChannel`] (TCP + TLS 1.3 with
 //!   mutual authentication, see [`TlsConnector`], [`TlsAcceptor`] and the
-//!   certificate tools in [`pki`]) and [`TcpChannel`] (plain TCP).
+//!   certificate tools in [`pki`]) and [`TcpChannel`] (plain TCP), either
+//!   over the real network or through an emulated [`Link`] (rate and delay,
+//!   set on [`ChannelConfig::link`]).
 //!
 //! Typed control messages (bincode, size-limited) go through [`send_msg`] and
 //! [`recv_msg`] on any channel.
@@ -43,6 +45,7 @@
 //! and a check that every byte was used. Framing costs 4 bytes per frame
 //! plus 8 per connection, metered apart from payload ([`Meter::framing`]).
 
+mod link;
 mod memory;
 mod meter;
 mod msg;
@@ -50,6 +53,7 @@ pub mod pki;
 mod stream;
 mod tls;
 
+pub use link::{Link, NetStream};
 pub use memory::{MemoryChannel, QUEUE_BYTES, QUEUE_FRAMES, memory_pair};
 pub use meter::{Meter, MeterReport, Traffic};
 pub use msg::{MSG_LIMIT, decode_msg, recv_msg, recv_msg_limited, send_msg, send_msg_limited};

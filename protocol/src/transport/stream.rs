@@ -67,6 +67,10 @@ pub struct ChannelConfig {
     /// to 1 KiB..=64 MiB). Frames at least this large bypass the buffers (no
     /// intermediate copy).
     pub buffer_bytes: usize,
+    /// An emulated link (rate and delay) imposed on both directions of every
+    /// TCP connection made with this configuration; `None` for the real
+    /// network. See [`super::Link`].
+    pub link: Option<super::Link>,
 }
 
 impl Default for ChannelConfig {
@@ -76,6 +80,7 @@ impl Default for ChannelConfig {
             write_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(30),
             buffer_bytes: 256 << 10,
+            link: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::BufReader;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
+use super::link::NetStream;
 use super::pki::{CertificateAuthority, TlsIdentity};
 use super::stream::{ChannelConfig, StreamChannel, map_io};
 use crate::{Error, Result};
@@ -25,11 +26,11 @@ pub const ALPN_PROTOCOL: &[u8] = b"pi/1";
 /// at a time; a read buffer below TLS turns that into one system call per
 /// [`ChannelConfig::buffer_bytes`] (a few percent less CPU per byte in
 /// loopback profiles, where AES-GCM and copies dominate).
-pub type TlsStream = tokio_rustls::TlsStream<BufReader<TcpStream>>;
+pub type TlsStream = tokio_rustls::TlsStream<BufReader<NetStream>>;
 /// A channel over TLS (either side).
 pub type TlsChannel = StreamChannel<TlsStream>;
 /// A channel over plain TCP (tests, trusted networks, benchmarks).
-pub type TcpChannel = StreamChannel<TcpStream>;
+pub type TcpChannel = StreamChannel<NetStream>;
 
 /// The crypto provider used everywhere: `ring` (aws-lc-rs would need cmake).
 pub fn crypto_provider() -> Arc<CryptoProvider> {
@@ -139,9 +140,9 @@ impl TlsConnector {
 
     /// Runs the TLS handshake and the hello over an open TCP connection.
     pub async fn connect_stream(&self, tcp: TcpStream, server_name: &str) -> Result<TlsChannel> {
-        tcp.set_nodelay(true)?;
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| Error::BadInput(format!("server name {server_name:?}: {e}")))?;
+        let tcp = NetStream::new(tcp, self.channel.link)?;
         let tcp = BufReader::with_capacity(self.channel.buffer(), tcp);
         let tls = timed(
             self.channel.handshake_timeout,
@@ -176,7 +177,7 @@ impl TlsAcceptor {
 
     /// Runs the TLS handshake and the hello over an accepted TCP connection.
     pub async fn accept(&self, tcp: TcpStream) -> Result<TlsChannel> {
-        tcp.set_nodelay(true)?;
+        let tcp = NetStream::new(tcp, self.channel.link)?;
         let tcp = BufReader::with_capacity(self.channel.buffer(), tcp);
         let tls = timed(self.channel.handshake_timeout, self.inner.accept(tcp)).await?;
         check_alpn(tls.get_ref().1.alpn_protocol())?;
@@ -197,7 +198,7 @@ impl TlsChannel {
 
 /// Wraps an open TCP connection (no TLS) and exchanges hellos.
 pub async fn tcp_channel(tcp: TcpStream, config: ChannelConfig) -> Result<TcpChannel> {
-    tcp.set_nodelay(true)?;
+    let tcp = NetStream::new(tcp, config.link)?;
     StreamChannel::establish(tcp, config).await
 }
 
