@@ -22,6 +22,7 @@ use pi_protocol::{ClientConfig, ClientReport, ClientSession};
 
 pub mod cli;
 pub mod demo;
+pub mod pool;
 
 /// Largest input file read (bytes).
 pub const MAX_INPUT_BYTES: u64 = 64 << 20;

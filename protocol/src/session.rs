@@ -455,7 +455,18 @@ impl ServerSession {
         Self::handshake_with(ch, model, &ServerLimits::default(), rng).await
     }
 
-    /// Runs the handshake granting the client `limits`.
+    /// Runs the handshake granting the client `limits`, with a CSPRNG
+    /// seeded from the operating system.
+    pub async fn handshake_limited<C: Channel>(
+        ch: &mut C,
+        model: &ServerModel,
+        limits: &ServerLimits,
+    ) -> Result<Self> {
+        Self::handshake_with(ch, model, limits, ChaCha20Rng::from_os_rng()).await
+    }
+
+    /// Runs the handshake granting the client `limits`, drawing every secret
+    /// of the session from `rng`.
     ///
     /// # Errors
     /// [`Error::BadInput`] if `limits.max_pending` is 0.
