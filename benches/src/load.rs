@@ -44,7 +44,7 @@ use pi_protocol::transport::{ChannelConfig, Link, TlsConnector};
 use pi_protocol::{ClientConfig, ClientReport, ClientSession};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An arrival rate as given on the command line.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -148,7 +148,7 @@ impl Poisson {
 }
 
 /// Latency statistics (seconds).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// Mean.
     pub mean: f64,
@@ -185,7 +185,7 @@ impl Latency {
 }
 
 /// One arrival rate's run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RateResult {
     /// As given (`2`, `0.5x`).
     pub rate: String,
@@ -220,7 +220,7 @@ pub struct RateResult {
 }
 
 /// A model's cost with nothing else running.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Unloaded {
     /// One request, empty pool: offline then online, arrival to result.
     pub latency_seconds: f64,
@@ -249,7 +249,7 @@ pub struct Unloaded {
 }
 
 /// One model's results.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelResult {
     /// As given.
     pub spec: String,
@@ -273,7 +273,7 @@ pub struct ModelResult {
 }
 
 /// The whole run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoadResult {
     /// Requests per rate.
     pub requests: usize,
@@ -293,6 +293,27 @@ pub struct LoadResult {
     pub cpus: usize,
     /// Per model.
     pub models: Vec<ModelResult>,
+}
+
+impl LoadResult {
+    /// Several runs' JSON (`pi-bench load --json`) as one result: the
+    /// settings of the first, the models of all, in order.
+    ///
+    /// # Errors
+    /// If a file cannot be read or is not such JSON.
+    pub fn merge(paths: &[PathBuf]) -> Result<Self> {
+        let mut out: Option<Self> = None;
+        for p in paths {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let r: Self = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not the JSON of pi-bench load", p.display()))?;
+            match &mut out {
+                None => out = Some(r),
+                Some(o) => o.models.extend(r.models),
+            }
+        }
+        out.context("no result files given")
+    }
 }
 
 /// Highest rate whose mean latency is within 2x of `unloaded`.
@@ -427,7 +448,7 @@ impl Connection {
 /// Runs the benchmark for every model.
 pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult> {
     if opts.specs.is_empty() || opts.rates.is_empty() {
-        bail!("give at least one model and one rate");
+        bail!("give at least one model and one rate (--rate R[,R...])");
     }
     if opts.requests == 0 {
         bail!("--requests must be at least 1");

@@ -103,8 +103,12 @@ enum Command {
     /// Several networks side by side: ReLUs, MACs, phase costs, sustainable rate.
     Compare {
         /// Networks (presets, `AxBxCx(...)` or model files).
-        #[arg(required = true, num_args = 2..)]
+        #[arg(required_unless_present = "from", num_args = 2..)]
         specs: Vec<String>,
+        /// Instead of measuring, compare the results of earlier
+        /// `pi-bench load --json` runs (one model or more per file).
+        #[arg(long, num_args = 1.., conflicts_with = "specs")]
+        from: Vec<PathBuf>,
         #[command(flatten)]
         load: LoadArgs,
         /// Write relus_vs_online.svg, macs_vs_offline.svg and latency_vs_rate.svg here.
@@ -121,7 +125,7 @@ enum Command {
 struct LoadArgs {
     /// Arrival rates: requests per second (`2.5`) or multiples of the model's
     /// unloaded capacity, 1 / unloaded latency (`0.5x`).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',')]
     rate: Vec<Rate>,
     /// Requests per rate.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -186,7 +190,7 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
     };
     let v: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a byte count"))?;
     let bytes = v * mult as f64;
-    if !(bytes.is_finite() && bytes >= 0.0 && bytes < 1.8e19) {
+    if !(bytes.is_finite() && (0.0..1.8e19).contains(&bytes)) {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(bytes as u64)
@@ -254,12 +258,16 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Compare { specs, load, plot_dir } => {
-            let opts = load.options(specs);
-            let mut bar = Bar::new(opts.progress);
-            let r = pi_bench::load::run(&opts, &mut bar);
-            bar.0.finish_and_clear();
-            let r = r?;
+        Command::Compare { specs, from, load, plot_dir } => {
+            let r = if from.is_empty() {
+                let opts = load.options(specs);
+                let mut bar = Bar::new(opts.progress);
+                let r = pi_bench::load::run(&opts, &mut bar);
+                bar.0.finish_and_clear();
+                r?
+            } else {
+                pi_bench::load::LoadResult::merge(&from)?
+            };
             let plots = match &plot_dir {
                 Some(dir) => pi_bench::compare::plots(&r, dir)?,
                 None => Vec::new(),

@@ -98,3 +98,33 @@ fn bad_arguments_are_refused_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nonsense("));
 }
+
+#[test]
+fn compare_merges_earlier_load_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, spec) in [TINY, "resnet18(m=2,phi=1-1-1-1,input=8,classes=4)"].iter().enumerate() {
+        let out = Command::new(BENCH)
+            .args(["load", spec, "--rate", "1x", "--requests", "1", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let f = dir.path().join(format!("{i}.json"));
+        std::fs::write(&f, &out.stdout).unwrap();
+        files.push(f);
+    }
+    let out = Command::new(BENCH)
+        .args(["compare", "--json", "--from"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nets = v["networks"].as_array().unwrap();
+    assert_eq!(nets.len(), 2);
+    assert_eq!(nets[1]["spec"], "resnet18(m=2,phi=1-1-1-1,input=8,classes=4)");
+    assert_eq!(nets[0]["bit_exact"], true);
+    let out = Command::new(BENCH).args(["load", TINY]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
+}

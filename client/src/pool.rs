@@ -34,7 +34,7 @@ use std::time::Instant;
 use pi_protocol::offline::ClientPreprocessed;
 use pi_protocol::transport::Channel;
 use pi_protocol::{ClientReport, ClientSession, Error, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -68,7 +68,7 @@ impl Default for PoolConfig {
 }
 
 /// What the pool holds and how fast it refills.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PoolState {
     /// Entries ready.
     pub size: usize,
