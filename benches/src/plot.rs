@@ -25,15 +25,27 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("plot: {e}")
 }
 
-/// A log-scale range around `vs` (a factor of 1.5 margin each side).
-fn log_range(vs: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (lo, hi) = vs
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-    if lo > hi {
-        return 0.1..10.0;
+/// A short tick label: 3 significant digits, k/M/G for large values.
+fn tick(v: &f64) -> String {
+    let v = *v;
+    let (x, suffix) = match v.abs() {
+        a if a >= 1e9 => (v / 1e9, "G"),
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e3 => (v / 1e3, "k"),
+        _ => (v, ""),
+    };
+    let digits = if x.abs() >= 100.0 { 0 } else if x.abs() >= 10.0 { 1 } else if x.abs() >= 1.0 { 2 } else { 3 };
+    let mut t = format!("{x:.digits$}");
+    if t.contains('.') {
+        t = t.trim_end_matches('0').trim_end_matches('.').to_string();
     }
-    (lo / 1.5)..(hi * 1.5)
+    format!("{t}{suffix}")
+}
+
+/// A linear range from 0 to a little above the largest of `vs`.
+fn range(vs: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let hi = vs.filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    if hi > 0.0 { 0.0..hi * 1.15 } else { 0.0..1.0 }
 }
 
 /// One model's latency curve: (arrival rate per second, mean, p99) seconds.
@@ -44,25 +56,30 @@ pub struct Curve {
     pub points: Vec<(f64, f64, f64)>,
 }
 
-/// Mean (solid, dots) and p99 (dashed) latency against arrival rate,
-/// log-log, one colour per model.
+/// Mean (solid, dots) and p99 (dashed) latency against arrival rate, one
+/// colour per model.
 pub fn latency_vs_rate(path: &Path, title: &str, curves: &[Curve]) -> Result<()> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let xs = log_range(curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)));
-    let ys = log_range(curves.iter().flat_map(|c| c.points.iter().flat_map(|p| [p.1, p.2])));
+    let xs = range(curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)));
+    let ys = range(curves.iter().flat_map(|c| c.points.iter().flat_map(|p| [p.1, p.2])));
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(xs.log_scale(), ys.log_scale())
+        .build_cartesian_2d(xs, ys)
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("arrival rate (requests/s)")
         .y_desc("latency (s)")
         .label_style(("sans-serif", 14))
+        .x_labels(8)
+        .y_labels(8)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .light_line_style(RGBColor(240, 240, 240))
         .draw()
         .map_err(err)?;
     for (i, c) in curves.iter().enumerate() {
@@ -112,37 +129,39 @@ pub struct Point {
     pub y: f64,
 }
 
-/// Labelled points on log-log axes.
+/// Labelled points (axes from 0).
 pub fn scatter(path: &Path, title: &str, x_desc: &str, y_desc: &str, points: &[Point]) -> Result<()> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let xs = log_range(points.iter().map(|p| p.x));
-    let ys = log_range(points.iter().map(|p| p.y));
+    let xs = range(points.iter().map(|p| p.x));
+    let ys = range(points.iter().map(|p| p.y));
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(xs.log_scale(), ys.log_scale())
+        .build_cartesian_2d(xs, ys)
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
         .label_style(("sans-serif", 14))
+        .x_labels(8)
+        .y_labels(8)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .light_line_style(RGBColor(240, 240, 240))
         .draw()
         .map_err(err)?;
     for (i, p) in points.iter().enumerate() {
         let col = color(i);
         chart
-            .draw_series(std::iter::once(Circle::new((p.x, p.y), 5, col.filled())))
-            .map_err(err)?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                p.label.clone(),
-                (p.x, p.y),
-                ("sans-serif", 12).into_font().color(&col),
-            )))
+            .draw_series(std::iter::once(
+                EmptyElement::at((p.x, p.y))
+                    + Circle::new((0, 0), 5, col.filled())
+                    + Text::new(p.label.clone(), (8, -14), ("sans-serif", 13).into_font().color(&col)),
+            ))
             .map_err(err)?;
     }
     root.present().map_err(err)?;
@@ -152,6 +171,15 @@ pub fn scatter(path: &Path, title: &str, x_desc: &str, y_desc: &str, points: &[P
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick(&0.30000000000000004), "0.3");
+        assert_eq!(tick(&2.0), "2");
+        assert_eq!(tick(&139_322_368.0), "139M");
+        assert_eq!(tick(&250_000.0), "250k");
+        assert_eq!(tick(&1.25e9), "1.25G");
+    }
 
     #[test]
     fn plots_are_svg_with_their_text() {
