@@ -112,7 +112,7 @@ pub fn latency_vs_rate(path: &Path, title: &str, curves: &[Curve]) -> Result<()>
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 13))
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(err)?;
     root.present().map_err(err)?;
