@@ -288,6 +288,7 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
             max_clients: 1,
             channel: ChannelConfig::default(),
             grace: Duration::from_secs(5),
+            ..ServeConfig::default()
         };
         let (report_tx, mut report_rx) = tokio::sync::mpsc::unbounded_channel();
         let listener = Listener::bind("127.0.0.1:0", server_model, &server_tls, config)

@@ -5,3 +5,6 @@ pub mod gc;
 pub mod he;
 pub mod tls;
 pub mod e2e;
+pub mod load;
+pub mod plot;
+pub mod compare;

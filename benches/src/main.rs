@@ -7,9 +7,18 @@
 //! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--inferences N] [--relu gc|ot] [--link RATE,DELAY] [--json]`:
 //!   one private inference, pi-server and pi-client over loopback TLS, checked
 //!   against the fixed-point oracle.
+//! - `pi-bench load SPEC... --rate R[,R...] --requests N [--pool-bytes B] [--link L] [--seed S] [--json] [--plot FILE]`:
+//!   latency under Poisson arrivals, a pi-server process and a pooled client ([`pi_bench::load`]).
+//! - `pi-bench compare SPEC SPEC... [--json] [--plot-dir DIR]`: ReLUs, MACs,
+//!   offline/online cost and sustainable rate of several networks, with plots.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use pi_bench::load::Rate;
+use pi_protocol::transport::Link;
 use serde_json::json;
 
 #[global_allocator]
@@ -83,6 +92,137 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Latency under load: Poisson arrivals, a pi-server process, a pooled client.
+    Load {
+        /// Networks (presets, `AxBxCx(...)` or model files); one curve each.
+        #[arg(required = true)]
+        specs: Vec<String>,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Write an SVG of mean and p99 latency against arrival rate.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// Several networks side by side: ReLUs, MACs, phase costs, sustainable rate.
+    Compare {
+        /// Networks (presets, `AxBxCx(...)` or model files).
+        #[arg(required_unless_present = "from", num_args = 2..)]
+        specs: Vec<String>,
+        /// Instead of measuring, compare the results of earlier
+        /// `pi-bench load --json` runs (one model or more per file).
+        #[arg(long, num_args = 1.., conflicts_with = "specs")]
+        from: Vec<PathBuf>,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Write relus_vs_online.svg, macs_vs_offline.svg and latency_vs_rate.svg here.
+        #[arg(long)]
+        plot_dir: Option<PathBuf>,
+    },
+    /// The server process of `load` and `compare`: the pi-server command line,
+    /// stopping when standard input closes.
+    #[command(hide = true)]
+    Server(pi_server::cli::ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Arrival rates: requests per second (`2.5`) or multiples of the model's
+    /// unloaded capacity, 1 / unloaded latency (`0.5x`).
+    #[arg(long, value_delimiter = ',')]
+    rate: Vec<Rate>,
+    /// Requests per rate.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    requests: u32,
+    /// Client pool budget: bytes of preprocessed material (suffixes K, M, G,
+    /// KiB, MiB, GiB).
+    #[arg(long, default_value = "16GiB", value_parser = parse_bytes)]
+    pool_bytes: u64,
+    /// Client pool entries at most (the server's --server-pool-max applies too).
+    #[arg(long)]
+    pool_count: Option<usize>,
+    /// The server's per-session limit of preprocessed inferences (pi-server --pool-max).
+    #[arg(long, default_value_t = pi_protocol::session::DEFAULT_MAX_PENDING,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    server_pool_max: u32,
+    /// Fill the pool before each rate's first arrival (default: start empty).
+    #[arg(long)]
+    prefill: bool,
+    /// Emulated link on the client's connection, both directions (`1gbit,0.5ms`, `100mbit,20ms`).
+    #[arg(long, value_name = "RATE,DELAY")]
+    link: Option<Link>,
+    /// Seed of weights, inputs and arrival times.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl LoadArgs {
+    fn options(&self, specs: Vec<String>) -> pi_bench::load::LoadOptions {
+        pi_bench::load::LoadOptions {
+            specs,
+            rates: self.rate.clone(),
+            requests: self.requests as usize,
+            pool_bytes: self.pool_bytes,
+            pool_count: self.pool_count.unwrap_or(usize::MAX),
+            server_pool_max: self.server_pool_max,
+            prefill: self.prefill,
+            seed: self.seed,
+            link: self.link,
+            server_exe: None,
+            progress: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// Bytes with an optional decimal (K, M, G) or binary (KiB, MiB, GiB) suffix.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        u => return Err(format!("unknown unit {u:?} in {s:?}")),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a byte count"))?;
+    let bytes = v * mult as f64;
+    if !(bytes.is_finite() && (0.0..1.8e19).contains(&bytes)) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+/// The progress bar of `load` and `compare` (stderr, only on a terminal).
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn new(show: bool) -> Self {
+        let pb = if show { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{msg:<40} [{bar:30}] {pos}/{len} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Self(pb)
+    }
+}
+
+impl pi_bench::load::Progress for Bar {
+    fn stage(&mut self, name: &str, len: u64) {
+        self.0.set_length(len);
+        self.0.set_position(0);
+        self.0.set_message(name.to_string());
+    }
+    fn step(&mut self) {
+        self.0.inc(1);
+    }
 }
 
 fn main() -> Result<()> {
@@ -104,6 +244,53 @@ fn main() -> Result<()> {
                 print!("{}", r.table());
             }
             Ok(())
+        }
+        Command::Load { specs, load, plot } => {
+            let opts = load.options(specs);
+            let mut bar = Bar::new(opts.progress);
+            let r = pi_bench::load::run(&opts, &mut bar);
+            bar.0.finish_and_clear();
+            let r = r?;
+            if let Some(p) = &plot {
+                pi_bench::compare::plot_latency(&r, p)?;
+            }
+            if load.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", pi_bench::compare::load_table(&r));
+                if let Some(p) = &plot {
+                    println!("plot: {}", p.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Compare { specs, from, load, plot_dir } => {
+            let r = if from.is_empty() {
+                let opts = load.options(specs);
+                let mut bar = Bar::new(opts.progress);
+                let r = pi_bench::load::run(&opts, &mut bar);
+                bar.0.finish_and_clear();
+                r?
+            } else {
+                pi_bench::load::LoadResult::merge(&from)?
+            };
+            let plots = match &plot_dir {
+                Some(dir) => pi_bench::compare::plots(&r, dir)?,
+                None => Vec::new(),
+            };
+            if load.json {
+                println!("{}", serde_json::to_string_pretty(&pi_bench::compare::json(&r))?);
+            } else {
+                print!("{}", pi_bench::compare::table(&r));
+                for p in plots {
+                    println!("plot: {}", p.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Server(args) => {
+            pi_server::cli::init_logging(args.verbose);
+            pi_server::cli::runtime()?.block_on(pi_client::demo::serve_child(args))
         }
     }
 }

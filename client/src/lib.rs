@@ -10,6 +10,8 @@
 //!   the announced network, infer, close. Progress per layer is reported
 //!   through a callback, observed from the channel's metering labels
 //!   (`offline/<layer>`, `online/<layer>`), so the protocol needs no hook.
+//! - [`pool`]: a pool of preprocessed inferences filled in the background,
+//!   serving a stream of requests over one session (used by `pi-bench load`).
 //! - [`cli`]: the `pi-client` command line; [`demo`]: the one-command demo.
 
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ use pi_protocol::{ClientConfig, ClientReport, ClientSession};
 
 pub mod cli;
 pub mod demo;
+pub mod pool;
 
 /// Largest input file read (bytes).
 pub const MAX_INPUT_BYTES: u64 = 64 << 20;

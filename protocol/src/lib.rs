@@ -45,9 +45,12 @@ pub mod transport;
 
 #[cfg(test)]
 mod e2e_tests;
+#[cfg(test)]
+mod pool_tests;
 
 pub use error::{Error, Result};
 pub use report::{ClientReport, ServerReport};
 pub use session::{
-    ClientConfig, ClientSession, ReluMode, ServerModel, ServerSession, infer_one, serve_one,
+    ClientConfig, ClientSession, ReluMode, ServerLimits, ServerModel, ServerSession, infer_one,
+    serve_one,
 };

@@ -30,6 +30,22 @@
 //! when it sends its masked input so both sides pair the same material.
 //! The client ends a session with [`ClientSession::close`].
 //!
+//! # Precomputed inferences
+//! The two phases need not alternate: the client may run several offline
+//! phases ahead ([`ClientSession::preprocess`]) and later spend the material
+//! in any order ([`ClientSession::online`]), so that requests find their
+//! offline work done (a client-side pool; Garimella et al., "Characterizing
+//! and Optimizing End-to-End Systems for Private Inference", ASPLOS 2023,
+//! study what happens when such a pool runs dry). The server keeps its half
+//! of each pending inference in a map keyed by inference number, bounded by
+//! [`ServerLimits::max_pending`] (announced to the client in the
+//! [`Architecture`]); an online request takes its entry out of the map by
+//! value, so a second request for the same number finds nothing and is
+//! [`Error::PeerMisbehaved`]. One connection carries everything, so an online
+//! request sent while an offline phase runs waits for that phase to end.
+//! Request frames (offline, online, close) are metered under
+//! `session/request`, outside both phases.
+//!
 //! # Example
 //! Both parties over the in-memory duplex (a binary uses a TCP+TLS channel
 //! and runs each party in its own process):
@@ -68,7 +84,9 @@
 //! # }).unwrap();
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pi_models::network::{Description, LinearKind, Network, Step};
 use pi_models::{Model, QuantModel, RingParams};
@@ -87,6 +105,8 @@ use crate::{Error, Result};
 
 /// Version of the wire protocol; both parties must run the same.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// Default of [`ServerLimits::max_pending`].
+pub const DEFAULT_MAX_PENDING: u32 = 4;
 /// Largest architecture message accepted (pixel masks of large networks).
 pub const MAX_HELLO_BYTES: usize = 32 << 20;
 /// Payload bytes per frame for bulk data (labels, packed shares, tables).
@@ -175,6 +195,9 @@ pub struct Architecture {
     /// Activation protocols the server allows (absent: garbled circuits only).
     #[serde(default = "default_relu_modes")]
     pub relu_modes: Vec<ReluMode>,
+    /// Most preprocessed inferences the server holds for this session at
+    /// once ([`ServerLimits::max_pending`]); at least 1.
+    pub max_pending: u32,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -423,8 +446,13 @@ impl ServerModel {
         &self.inner.plan.network
     }
 
-    /// The public architecture sent in the handshake.
+    /// The public architecture sent in the handshake (with the default
+    /// [`ServerLimits`]).
     pub fn architecture(&self) -> Architecture {
+        self.architecture_with(&ServerLimits::default())
+    }
+
+    fn architecture_with(&self, limits: &ServerLimits) -> Architecture {
         let plan = &self.inner.plan;
         Architecture {
             version: PROTOCOL_VERSION,
@@ -434,6 +462,25 @@ impl ServerModel {
             he_digest: hex(&plan.he.digest()),
             normalization: self.inner.normalization.clone(),
             relu_modes: self.relu_modes.clone(),
+            max_pending: limits.max_pending,
+        }
+    }
+}
+
+/// What the server grants one session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Most preprocessed inferences held for the session at once (offline
+    /// done, online not yet). Each costs server memory of roughly 600 B per
+    /// activation (masks, pads and the server's input labels); an offline
+    /// request beyond it is [`Error::PeerMisbehaved`].
+    pub max_pending: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 }
@@ -473,6 +520,9 @@ pub struct ServerSession {
     pub(crate) rng: ChaCha20Rng,
     pub(crate) next_id: u64,
     pub(crate) relu_mode: ReluMode,
+    pub(crate) max_pending: usize,
+    /// Preprocessed inferences waiting for their online phase, by number.
+    pub(crate) pending: BTreeMap<u64, crate::offline::ServerPreprocessed>,
 }
 
 /// The client's side of an established session.
@@ -484,6 +534,8 @@ pub struct ClientSession {
     pub(crate) rng: ChaCha20Rng,
     pub(crate) next_id: u64,
     pub(crate) relu_mode: ReluMode,
+    /// Online phases started (each consumes one preprocessed inference).
+    pub(crate) consumed: AtomicU64,
 }
 
 impl ServerSession {
@@ -499,8 +551,37 @@ impl ServerSession {
         model: &ServerModel,
         rng: ChaCha20Rng,
     ) -> Result<Self> {
+        Self::handshake_with(ch, model, &ServerLimits::default(), rng).await
+    }
+
+    /// Runs the handshake granting the client `limits`, with a CSPRNG
+    /// seeded from the operating system.
+    pub async fn handshake_limited<C: Channel>(
+        ch: &mut C,
+        model: &ServerModel,
+        limits: &ServerLimits,
+    ) -> Result<Self> {
+        Self::handshake_with(ch, model, limits, ChaCha20Rng::from_os_rng()).await
+    }
+
+    /// Runs the handshake granting the client `limits`, drawing every secret
+    /// of the session from `rng`.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if `limits.max_pending` is 0.
+    pub async fn handshake_with<C: Channel>(
+        ch: &mut C,
+        model: &ServerModel,
+        limits: &ServerLimits,
+        rng: ChaCha20Rng,
+    ) -> Result<Self> {
+        if limits.max_pending == 0 {
+            return Err(Error::BadInput(
+                "the server must hold at least one preprocessed inference".into(),
+            ));
+        }
         ch.set_label("session/handshake");
-        let hello = serde_json::to_vec(&model.architecture())
+        let hello = serde_json::to_vec(&model.architecture_with(limits))
             .map_err(|e| Error::BadInput(format!("cannot encode the architecture: {e}")))?;
         ch.send(&hello).await?;
         ch.flush().await?;
@@ -528,6 +609,8 @@ impl ServerSession {
                     rng,
                     next_id: 0,
                     relu_mode,
+                    max_pending: limits.max_pending as usize,
+                    pending: BTreeMap::new(),
                 })
             }
             Some((&TAG_REFUSE, reason)) => Err(Error::Incompatible(format!(
@@ -548,21 +631,55 @@ impl ServerSession {
         self.relu_mode
     }
 
-    /// Serves the client's next request: `Ok(None)` when the client closed
-    /// the session (politely or by disconnecting between inferences),
-    /// otherwise one whole inference, offline then online.
+    /// Serves the client's requests until one inference is complete:
+    /// `Ok(None)` when the client closed the session (politely or by
+    /// disconnecting between requests), otherwise the report of the
+    /// inference whose online phase just ran. Offline requests before it are
+    /// served and their material kept (at most
+    /// [`ServerLimits::max_pending`]) until the client asks for it online.
     pub async fn serve_one<C: Channel>(
         &mut self,
         ch: &mut C,
     ) -> Result<Option<crate::report::ServerReport>> {
-        let rec = crate::report::Recorder::new("offline", ch.meter());
-        let id = match recv_request(ch).await {
-            Ok(Some(id)) => id,
-            Ok(None) | Err(Error::Closed) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let pre = crate::offline::server_after_request(ch, self, id, rec).await?;
-        crate::online::server(ch, self, pre).await.map(Some)
+        loop {
+            let request = match recv_request(ch).await {
+                Ok(r) => r,
+                Err(Error::Closed) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match request {
+                Request::Close => return Ok(None),
+                Request::Offline(id) => {
+                    if self.pending.len() >= self.max_pending {
+                        return Err(Error::PeerMisbehaved(format!(
+                            "offline request {id} while {} preprocessed inferences are pending (at most {})",
+                            self.pending.len(),
+                            self.max_pending
+                        )));
+                    }
+                    let rec = crate::report::Recorder::new("offline", ch.meter());
+                    let pre = crate::offline::server_after_request(ch, self, id, rec).await?;
+                    self.pending.insert(pre.id, pre);
+                }
+                Request::Online(id) => {
+                    let pre = self.pending.remove(&id).ok_or_else(|| {
+                        Error::PeerMisbehaved(format!(
+                            "online request for inference {id}, which is not pending \
+                             (never preprocessed or already used)"
+                        ))
+                    })?;
+                    let rec = crate::report::Recorder::new("online", ch.meter());
+                    return crate::online::server_after_request(ch, self, pre, rec)
+                        .await
+                        .map(Some);
+                }
+            }
+        }
+    }
+
+    /// Preprocessed inferences held for this session, waiting for their online phase.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// Checks the requested inference number and counts it.
@@ -578,17 +695,39 @@ impl ServerSession {
     }
 }
 
-/// Receives an inference request: `Some(id)` to start one, `None` to close.
-pub(crate) async fn recv_request<C: Channel>(ch: &mut C) -> Result<Option<u64>> {
-    ch.set_label("offline/setup");
+/// A client's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Run the offline phase of inference `id`.
+    Offline(u64),
+    /// Run the online phase of (preprocessed) inference `id`.
+    Online(u64),
+    /// End the session.
+    Close,
+}
+
+/// Label of request frames (outside both phases).
+pub(crate) const REQUEST_LABEL: &str = "session/request";
+
+/// Receives the client's next request.
+pub(crate) async fn recv_request<C: Channel>(ch: &mut C) -> Result<Request> {
+    ch.set_label(REQUEST_LABEL);
     let frame = ch.recv(9).await?;
+    let id = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
     match frame.split_first() {
-        Some((&TAG_OFFLINE, id)) if id.len() == 8 => {
-            Ok(Some(u64::from_le_bytes(id.try_into().expect("8 bytes"))))
-        }
-        Some((&TAG_CLOSE, [])) => Ok(None),
+        Some((&TAG_OFFLINE, b)) if b.len() == 8 => Ok(Request::Offline(id(b))),
+        Some((&TAG_ONLINE, b)) if b.len() == 8 => Ok(Request::Online(id(b))),
+        Some((&TAG_CLOSE, [])) => Ok(Request::Close),
         _ => Err(Error::PeerMisbehaved("malformed inference request".into())),
     }
+}
+
+/// Sends a request frame (tag and inference number).
+pub(crate) async fn send_request<C: Channel>(ch: &mut C, tag: u8, id: u64) -> Result<()> {
+    ch.set_label(REQUEST_LABEL);
+    let mut req = vec![tag];
+    req.extend_from_slice(&id.to_le_bytes());
+    ch.send(&req).await
 }
 
 impl ClientSession {
@@ -647,6 +786,7 @@ impl ClientSession {
             rng,
             next_id: 0,
             relu_mode: config.relu,
+            consumed: AtomicU64::new(0),
         })
     }
 
@@ -677,6 +817,48 @@ impl ClientSession {
             .map_err(|e| Error::BadInput(e.to_string()))
     }
 
+    /// Runs one offline phase ahead of time ([`crate::offline::client`]):
+    /// the material waits, on both sides, for [`Self::online`].
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if the server already holds its limit of pending
+    /// inferences for this session ([`Self::max_pending`]).
+    pub async fn preprocess<C: Channel>(
+        &mut self,
+        ch: &mut C,
+    ) -> Result<crate::offline::ClientPreprocessed> {
+        crate::offline::client(ch, self).await
+    }
+
+    /// Runs the online phase on `input`, consuming preprocessed material
+    /// from [`Self::preprocess`] on this session ([`crate::online::client`]).
+    pub async fn online<C: Channel>(
+        &self,
+        ch: &mut C,
+        pre: crate::offline::ClientPreprocessed,
+        input: &[u64],
+    ) -> Result<crate::report::ClientReport> {
+        crate::online::client(ch, self, pre, input).await
+    }
+
+    /// Most preprocessed inferences the server holds for this session.
+    pub fn max_pending(&self) -> usize {
+        self.arch.max_pending as usize
+    }
+
+    /// Preprocessed inferences the server holds for this session: offline
+    /// phases run minus online phases started (material dropped unused by
+    /// the client stays pending on the server until the session ends).
+    pub fn pending(&self) -> usize {
+        (self.next_id - self.consumed.load(Ordering::Relaxed)) as usize
+    }
+
+    /// Bytes the client stores per preprocessed inference
+    /// ([`crate::offline::ClientPreprocessed::storage_bytes`]), from the plan.
+    pub fn storage_per_inference(&self) -> u64 {
+        crate::offline::client_storage_bytes(&self.plan)
+    }
+
     /// One whole inference: offline, then online on `input` (quantised at
     /// scale f, (C, H, W) order).
     pub async fn infer<C: Channel>(
@@ -691,7 +873,7 @@ impl ClientSession {
 
     /// Ends the session politely.
     pub async fn close<C: Channel>(self, ch: &mut C) -> Result<()> {
-        ch.set_label("offline/setup");
+        ch.set_label(REQUEST_LABEL);
         ch.send(&[TAG_CLOSE]).await?;
         ch.flush().await
     }
@@ -714,10 +896,22 @@ impl ClientSession {
         Ok(())
     }
 
-    /// A fresh inference number.
-    pub(crate) fn take_id(&mut self) -> u64 {
+    /// A fresh inference number, if the server can hold one more pending inference.
+    pub(crate) fn take_id(&mut self) -> Result<u64> {
+        if self.pending() >= self.max_pending() {
+            return Err(Error::BadInput(format!(
+                "the server holds at most {} preprocessed inferences for this session; \
+                 run an online phase first",
+                self.max_pending()
+            )));
+        }
         self.next_id += 1;
-        self.next_id - 1
+        Ok(self.next_id - 1)
+    }
+
+    /// Counts an online phase (its material is consumed whatever the outcome).
+    pub(crate) fn note_consumed(&self) {
+        self.consumed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -740,6 +934,11 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
     if arch.he_digest != hex(&he.digest()) {
         return Err(Error::Incompatible(
             "HE parameter digest differs from this client's".into(),
+        ));
+    }
+    if arch.max_pending == 0 {
+        return Err(Error::PeerMisbehaved(
+            "the server grants no preprocessed inference".into(),
         ));
     }
     if let Some(expect) = &config.expect

@@ -3,7 +3,7 @@
 //! command as a process; like a binary, it reports errors with `anyhow`.
 //!
 //! ```text
-//! pi-server --model SPEC [--weights FILE] --listen ADDR --tls DIR [--max-clients N] [-v]
+//! pi-server --model SPEC [--weights FILE] --listen ADDR --tls DIR [--max-clients N] [--pool-max N] [--link RATE,DELAY] [-v]
 //! pi-server keygen --out DIR [--server-name NAME...] [--clients N]
 //! ```
 
@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// delay is one way. Set it on the server or on the client, not both.
     #[arg(long, value_name = "RATE,DELAY")]
     pub link: Option<Link>,
+    /// Most preprocessed inferences held per session (a client may run that
+    /// many offline phases ahead; each costs roughly 600 B of server memory
+    /// per activation).
+    #[arg(long, default_value_t = pi_protocol::session::DEFAULT_MAX_PENDING,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pool_max: u32,
     /// On Ctrl-C, seconds that running sessions may go on before they are cancelled.
     #[arg(long, default_value_t = 5)]
     pub grace: u64,
@@ -179,6 +185,9 @@ pub async fn serve(
             ..ChannelConfig::default()
         },
         grace: Duration::from_secs(args.grace),
+        limits: pi_protocol::ServerLimits {
+            max_pending: args.pool_max,
+        },
     };
     let listener = Listener::bind(listen, model, &identity, config).await?;
     let addr = listener.local_addr()?;

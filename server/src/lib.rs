@@ -25,7 +25,7 @@ use std::time::Duration;
 use pi_models::{Model, RingParams};
 use pi_protocol::transport::pki::TlsIdentity;
 use pi_protocol::transport::{ChannelConfig, TlsAcceptor};
-use pi_protocol::{ServerModel, ServerReport, ServerSession};
+use pi_protocol::{ServerLimits, ServerModel, ServerReport, ServerSession};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -71,6 +71,8 @@ pub struct ServeConfig {
     /// After shutdown is requested, how long running sessions may go on
     /// before they are cancelled.
     pub grace: Duration,
+    /// What each session is granted (preprocessed inferences held at once).
+    pub limits: ServerLimits,
 }
 
 impl Default for ServeConfig {
@@ -79,6 +81,7 @@ impl Default for ServeConfig {
             max_clients: 8,
             channel: ChannelConfig::default(),
             grace: Duration::from_secs(5),
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -120,6 +123,11 @@ impl Listener {
         tls: &TlsIdentity,
         config: ServeConfig,
     ) -> Result<Self, ServerError> {
+        if config.limits.max_pending == 0 {
+            return Err(ServerError::BadInput(
+                "the server must hold at least one preprocessed inference per session".into(),
+            ));
+        }
         if config.max_clients == 0 {
             return Err(ServerError::BadInput(
                 "the connection cap must be at least 1".into(),
@@ -167,8 +175,9 @@ impl Listener {
                         let model = self.model.clone();
                         let counters = self.counters.clone();
                         let reports = self.reports.clone();
+                        let limits = self.config.limits.clone();
                         tasks.spawn(async move {
-                            handle(id, peer, tcp, acceptor, model, counters, reports).await;
+                            handle(id, peer, tcp, acceptor, model, limits, counters, reports).await;
                             drop(permit);
                         });
                     }
@@ -226,17 +235,19 @@ impl Listener {
 }
 
 /// One connection: TLS, session handshake, inferences until the client closes.
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     id: u64,
     peer: SocketAddr,
     tcp: TcpStream,
     acceptor: TlsAcceptor,
     model: ServerModel,
+    limits: ServerLimits,
     counters: Arc<Counters>,
     reports: Option<mpsc::UnboundedSender<ServerReport>>,
 ) {
     debug!(conn = id, %peer, "accepted");
-    match serve_connection(id, tcp, &acceptor, &model, &counters, reports.as_ref()).await {
+    match serve_connection(id, tcp, &acceptor, &model, &limits, &counters, reports.as_ref()).await {
         Ok(n) => info!(conn = id, %peer, "session closed after {n} inference(s)"),
         Err(e) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -250,11 +261,12 @@ async fn serve_connection(
     tcp: TcpStream,
     acceptor: &TlsAcceptor,
     model: &ServerModel,
+    limits: &ServerLimits,
     counters: &Counters,
     reports: Option<&mpsc::UnboundedSender<ServerReport>>,
 ) -> Result<u64, pi_protocol::Error> {
     let mut ch = acceptor.accept(tcp).await?;
-    let mut session = ServerSession::handshake(&mut ch, model).await?;
+    let mut session = ServerSession::handshake_limited(&mut ch, model, limits).await?;
     debug!(conn = id, "session handshake done");
     let mut n = 0;
     while let Some(r) = session.serve_one(&mut ch).await? {
@@ -264,6 +276,7 @@ async fn serve_connection(
             conn = id,
             inference = r.inference,
             relu = %r.relu_mode,
+            pending = session.pending(),
             "served: offline {:.3} s ({} B sent, {} B received), online {:.3} s ({} B sent, {} B received)",
             r.offline.seconds,
             r.offline.bytes_sent,

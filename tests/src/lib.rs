@@ -220,6 +220,7 @@ pub fn serve_config(max_clients: usize, timeout: Duration) -> ServeConfig {
         max_clients,
         channel: ChannelConfig::with_timeouts(timeout),
         grace: Duration::from_secs(5),
+        ..ServeConfig::default()
     }
 }
 

@@ -51,8 +51,8 @@ use crate::relu_ot::{ClientMaterial, ServerMaterial};
 use crate::report::{LayerReport, PhaseReport, Recorder};
 use crate::ring;
 use crate::session::{
-    ClientSession, ReluMode, ServerSession, SessionPlan, TAG_OFFLINE, fork_rng, off_executor,
-    recv_bulk, recv_request, send_bulk,
+    ClientSession, ReluMode, Request, ServerSession, SessionPlan, TAG_OFFLINE, fork_rng,
+    off_executor, recv_bulk, recv_request, send_bulk, send_request,
 };
 use crate::transport::Channel;
 use crate::{Error, Result};
@@ -178,8 +178,11 @@ pub async fn server<C: Channel>(
 ) -> Result<ServerPreprocessed> {
     let rec = Recorder::new("offline", ch.meter());
     match recv_request(ch).await? {
-        Some(id) => server_after_request(ch, session, id, rec).await,
-        None => Err(Error::Closed),
+        Request::Offline(id) => server_after_request(ch, session, id, rec).await,
+        Request::Online(id) => Err(Error::PeerMisbehaved(format!(
+            "online request for inference {id} where an offline request was expected"
+        ))),
+        Request::Close => Err(Error::Closed),
     }
 }
 
@@ -439,12 +442,10 @@ pub async fn client<C: Channel>(
     let net = &plan.network;
     let mut rec = Recorder::new("offline", ch.meter());
     let mut layers = plan.template.clone();
-    let id = session.take_id();
+    let id = session.take_id()?;
 
+    send_request(ch, TAG_OFFLINE, id).await?;
     ch.set_label("offline/setup");
-    let mut req = vec![TAG_OFFLINE];
-    req.extend_from_slice(&id.to_le_bytes());
-    ch.send(&req).await?;
     ch.flush().await?;
     let ot_mode = session.relu_mode == ReluMode::Ot;
     let mut receiver = ot::setup_receiver(ch, &mut session.rng).await?;
@@ -614,4 +615,25 @@ pub async fn client<C: Channel>(
         storage,
         table_bytes,
     })
+}
+
+/// Bytes the client stores per preprocessed inference, as
+/// [`ClientPreprocessed::storage_bytes`] will count them: garbled tables and
+/// the client's own input labels (l per position) of every non-empty
+/// sub-layer, the activation-output masks, the input mask and the logits
+/// share. Lets a client budget its pool before the first offline phase.
+pub(crate) fn client_storage_bytes(plan: &SessionPlan) -> u64 {
+    let net = &plan.network;
+    let l = plan.ring.bits() as u64;
+    let mut storage = 8 * (net.tensors[net.input].shape.numel() + net.tensors[net.output].shape.numel()) as u64;
+    for (k, split) in plan.splits.iter().enumerate() {
+        for which in [Sub::Relu, Sub::Trunc] {
+            let n = which.positions(plan, k).len() as u64;
+            if n > 0 {
+                storage += n * which.circuit(plan).table_bytes() as u64 + 16 * n * l;
+            }
+        }
+        storage += 8 * (split.relu.len() + split.trunc.len()) as u64;
+    }
+    storage
 }

@@ -54,8 +54,8 @@ use crate::relu_ot::{ClientRun, ClientStep, ServerRun, ServerStep};
 use crate::report::{ClientReport, Recorder, ServerReport};
 use crate::ring;
 use crate::session::{
-    ClientSession, ReluMode, ServerSession, SessionPlan, TAG_ONLINE, off_executor, recv_bulk,
-    send_bulk,
+    ClientSession, ReluMode, Request, ServerSession, SessionPlan, TAG_ONLINE, off_executor,
+    recv_bulk, recv_request, send_bulk, send_request,
 };
 use crate::transport::Channel;
 use crate::{Error, Result};
@@ -85,29 +85,35 @@ fn packed(n: usize, ring: pi_models::RingParams) -> Result<usize> {
 pub async fn server<C: Channel>(
     ch: &mut C,
     session: &ServerSession,
+    pre: ServerPreprocessed,
+) -> Result<ServerReport> {
+    let rec = Recorder::new("online", ch.meter());
+    match recv_request(ch).await? {
+        Request::Online(id) if id == pre.id => {}
+        Request::Online(id) => {
+            return Err(Error::PeerMisbehaved(format!(
+                "online phase for inference {id}, but this material is for {}",
+                pre.id
+            )));
+        }
+        _ => return Err(Error::PeerMisbehaved("malformed online request".into())),
+    }
+    server_after_request(ch, session, pre, rec).await
+}
+
+/// Server side after the client's online request for `pre` arrived.
+pub(crate) async fn server_after_request<C: Channel>(
+    ch: &mut C,
+    session: &ServerSession,
     mut pre: ServerPreprocessed,
+    mut rec: Recorder,
 ) -> Result<ServerReport> {
     let inner = session.model.inner.clone();
     let plan = inner.plan.clone();
     let net = &plan.network;
     let ring = plan.ring;
-    let mut rec = Recorder::new("online", ch.meter());
     let mut layers = std::mem::take(&mut pre.layers);
-
     ch.set_label("online/input");
-    let head = ch.recv(9).await?;
-    match head.split_first() {
-        Some((&TAG_ONLINE, id)) if id.len() == 8 => {
-            let id = u64::from_le_bytes(id.try_into().expect("8 bytes"));
-            if id != pre.id {
-                return Err(Error::PeerMisbehaved(format!(
-                    "online phase for inference {id}, but this material is for {}",
-                    pre.id
-                )));
-            }
-        }
-        _ => return Err(Error::PeerMisbehaved("malformed online request".into())),
-    }
     // Time from the client's request on, not the wait for it.
     rec.restart_clock();
     let n0 = net.tensors[net.input].shape.numel();
@@ -236,6 +242,7 @@ pub async fn client<C: Channel>(
     input: &[u64],
 ) -> Result<ClientReport> {
     session.check_input(input)?;
+    session.note_consumed();
     let plan = session.plan.clone();
     let net = &plan.network;
     let ring = plan.ring;
@@ -243,10 +250,8 @@ pub async fn client<C: Channel>(
     let mut rec = Recorder::new("online", ch.meter());
     let mut layers = std::mem::take(&mut pre.layers);
 
+    send_request(ch, TAG_ONLINE, pre.id).await?;
     ch.set_label("online/input");
-    let mut head = vec![TAG_ONLINE];
-    head.extend_from_slice(&pre.id.to_le_bytes());
-    ch.send(&head).await?;
     send_bulk(
         ch,
         &ring::pack(&ring::sub(input, &pre.input_mask, ring), ring),
