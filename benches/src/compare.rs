@@ -17,12 +17,16 @@ fn mib(b: u64) -> f64 {
 }
 
 fn short(m: &ModelResult) -> String {
-    // Model files are known by their file name.
+    // Model files are known by their file name; OT-mode runs say so.
     let p = Path::new(&m.spec);
-    if m.spec.ends_with(".toml") {
+    let name = if m.spec.ends_with(".toml") {
         p.file_stem().map_or(m.spec.clone(), |s| s.to_string_lossy().into_owned())
     } else {
         m.spec.clone()
+    };
+    match m.relu_mode {
+        pi_protocol::ReluMode::Gc => name,
+        mode => format!("{name} [{mode}]"),
     }
 }
 
@@ -41,13 +45,15 @@ pub fn load_table(r: &LoadResult) -> String {
     for m in &r.models {
         let u = &m.unloaded;
         s.push_str(&format!(
-            "\n{} ({})\n  unloaded: {:.3} s (offline {:.3} s + online {:.3} s), online only {:.3} s; pool: {} entries of {:.1} MiB; bit exact {}\n",
+            "\n{} ({})\n  {} mode: unloaded {:.3} s (offline {:.3} s + online {:.3} s), online only {:.3} s, {} online round trips; pool: {} entries of {:.1} MiB; bit exact {}\n",
             short(m),
             m.canonical,
+            m.relu_mode,
             u.latency_seconds,
             u.offline_seconds,
             u.online_seconds,
             u.online_only_latency_seconds,
+            u.online_round_trips,
             m.pool_capacity,
             mib(u.client_storage_bytes),
             u.bit_exact
@@ -144,6 +150,8 @@ pub fn json(r: &LoadResult) -> serde_json::Value {
             json!({
                 "spec": m.spec,
                 "canonical": m.canonical,
+                "relu_mode": m.relu_mode,
+                "online_round_trips": u.online_round_trips,
                 "relus": m.relus,
                 "macs": m.macs,
                 "identity": m.identity,
@@ -165,19 +173,20 @@ pub fn json(r: &LoadResult) -> serde_json::Value {
 /// The comparison table.
 pub fn table(r: &LoadResult) -> String {
     let mut s = format!(
-        "{:<28} {:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9}\n",
-        "network", "ReLUs", "MMACs", "identity", "offline s", "online s", "off MiB", "on MiB", "store MiB", "sust. /s"
+        "{:<28} {:>9} {:>8} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10} {:>10} {:>9}\n",
+        "network", "ReLUs", "MMACs", "identity", "offline s", "online s", "RTs", "off MiB", "on MiB", "store MiB", "sust. /s"
     );
     for m in &r.models {
         let u = &m.unloaded;
         s.push_str(&format!(
-            "{:<28} {:>9} {:>8.1} {:>9} {:>9.3} {:>9.3} {:>10.1} {:>10.2} {:>10.1} {:>9}\n",
+            "{:<28} {:>9} {:>8.1} {:>9} {:>9.3} {:>9.3} {:>5} {:>10.1} {:>10.2} {:>10.1} {:>9}\n",
             short(m),
             m.relus,
             m.macs as f64 / 1e6,
             m.identity,
             u.offline_seconds,
             u.online_only_latency_seconds,
+            u.online_round_trips,
             mib(u.offline_bytes),
             mib(u.online_bytes),
             mib(u.client_storage_bytes),
@@ -185,7 +194,7 @@ pub fn table(r: &LoadResult) -> String {
         ));
     }
     s.push_str(
-        "online s: one request served from a pool entry; sust.: highest tested rate with mean latency within 2x of the unloaded (offline + online) latency\n",
+        "online s: one request served from a pool entry; RTs: online round trips; sust.: highest tested rate with mean latency within 2x of the unloaded (offline + online) latency\n",
     );
     s.push_str(&load_table(r));
     s

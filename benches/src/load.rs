@@ -41,7 +41,7 @@ use pi_models::weights::init_weights;
 use pi_models::{Model, RingParams};
 use pi_protocol::transport::pki::{TlsFiles, keygen};
 use pi_protocol::transport::{ChannelConfig, Link, TlsConnector};
-use pi_protocol::{ClientConfig, ClientReport, ClientSession};
+use pi_protocol::{ClientConfig, ClientReport, ClientSession, ReluMode};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,9 @@ pub struct LoadOptions {
     pub seed: u64,
     /// Emulated link on the client's connection (shapes both directions).
     pub link: Option<Link>,
+    /// Activation protocols to measure, each model in each mode (the server
+    /// allows both; the client asks for one per run).
+    pub relu: Vec<ReluMode>,
     /// The executable to run as the server (`EXE server ...`); default this one.
     pub server_exe: Option<PathBuf>,
     /// Show a progress bar on stderr.
@@ -244,6 +247,9 @@ pub struct Unloaded {
     pub online_bytes_received: u64,
     /// Client storage per preprocessed inference.
     pub client_storage_bytes: u64,
+    /// Online round trips of one inference.
+    #[serde(default)]
+    pub online_round_trips: u64,
     /// Both requests equal the oracle.
     pub bit_exact: bool,
 }
@@ -255,6 +261,9 @@ pub struct ModelResult {
     pub spec: String,
     /// Canonical spec.
     pub canonical: String,
+    /// Activation protocol of this run.
+    #[serde(default)]
+    pub relu_mode: ReluMode,
     /// ReLUs kept.
     pub relus: u64,
     /// Identity (truncation-only) positions.
@@ -347,6 +356,7 @@ impl ServerProcess {
         cmd.args(["--listen", "127.0.0.1:0", "--tls"])
             .arg(keys)
             .args(["--pool-max", &pool_max.to_string()])
+            .args(["--relu", "gc,ot"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -429,6 +439,7 @@ impl Progress for NoProgress {
 struct Connection {
     connector: TlsConnector,
     addr: String,
+    relu: ReluMode,
 }
 
 impl Connection {
@@ -438,7 +449,8 @@ impl Connection {
             .connect(self.addr.as_str(), "localhost")
             .await
             .context("connecting to the server")?;
-        let session = ClientSession::handshake(&mut ch, &ClientConfig::default())
+        let config = ClientConfig { relu: self.relu, ..ClientConfig::default() };
+        let session = ClientSession::handshake(&mut ch, &config)
             .await
             .context("session handshake")?;
         Ok((ch, session))
@@ -452,6 +464,9 @@ pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult
     }
     if opts.requests == 0 {
         bail!("--requests must be at least 1");
+    }
+    if opts.relu.is_empty() {
+        bail!("give at least one ReLU mode (--relu gc, ot or gc,ot)");
     }
     if opts.server_pool_max == 0 || opts.pool_count == 0 {
         bail!("pool limits must be at least 1");
@@ -504,31 +519,38 @@ pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult
             inputs.xs.push(q);
         }
         let stats = model.network.stats();
-        let server = ServerProcess::start(&exe, spec, weights.as_deref(), &keys, opts.server_pool_max)?;
-        let conn = Connection {
-            connector: TlsConnector::new(
-                &client_tls,
-                ChannelConfig {
-                    link: opts.link,
-                    ..ChannelConfig::default()
-                },
-            )?,
-            addr: server.addr.clone(),
-        };
-        let result = rt.block_on(run_model(opts, spec, &conn, &inputs, seed, progress));
-        server.stop()?;
-        let (unloaded, capacity, rates) = result.with_context(|| format!("load on {spec}"))?;
-        models.push(ModelResult {
-            spec: spec.clone(),
-            canonical: model.network.spec.canonical(),
-            relus: stats.relus,
-            identity: stats.identity,
-            macs: stats.macs,
-            sustainable_rate: sustainable_rate(&rates, unloaded.latency_seconds),
-            unloaded,
-            pool_capacity: capacity,
-            rates,
-        });
+        for &relu in &opts.relu {
+            let server =
+                ServerProcess::start(&exe, spec, weights.as_deref(), &keys, opts.server_pool_max)?;
+            let conn = Connection {
+                connector: TlsConnector::new(
+                    &client_tls,
+                    ChannelConfig {
+                        link: opts.link,
+                        ..ChannelConfig::default()
+                    },
+                )?,
+                addr: server.addr.clone(),
+                relu,
+            };
+            let name = if opts.relu.len() > 1 { format!("{spec} [{relu}]") } else { spec.clone() };
+            let result = rt.block_on(run_model(opts, &name, &conn, &inputs, seed, progress));
+            server.stop()?;
+            let (unloaded, capacity, rates) =
+                result.with_context(|| format!("load on {spec}, ReLU mode {relu}"))?;
+            models.push(ModelResult {
+                spec: spec.clone(),
+                canonical: model.network.spec.canonical(),
+                relu_mode: relu,
+                relus: stats.relus,
+                identity: stats.identity,
+                macs: stats.macs,
+                sustainable_rate: sustainable_rate(&rates, unloaded.latency_seconds),
+                unloaded,
+                pool_capacity: capacity,
+                rates,
+            });
+        }
     }
     Ok(LoadResult {
         requests: opts.requests,
@@ -577,6 +599,7 @@ async fn run_model(
         online_bytes_sent: cold.online.bytes_sent,
         online_bytes_received: cold.online.bytes_received,
         client_storage_bytes: cold.client_storage_bytes,
+        online_round_trips: cold.online_round_trips,
         bit_exact: inputs.check(0, &cold) && inputs.check(1, &warm),
     };
     let mut rates = Vec::new();

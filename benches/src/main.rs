@@ -153,6 +153,9 @@ struct LoadArgs {
     /// Seed of weights, inputs and arrival times.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Activation protocols: `gc`, `ot` or `gc,ot` (each model in each mode, side by side).
+    #[arg(long, value_delimiter = ',', default_value = "gc")]
+    relu: Vec<pi_protocol::ReluMode>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -170,6 +173,7 @@ impl LoadArgs {
             prefill: self.prefill,
             seed: self.seed,
             link: self.link,
+            relu: self.relu.clone(),
             server_exe: None,
             progress: std::io::stderr().is_terminal(),
         }

@@ -128,3 +128,31 @@ fn compare_merges_earlier_load_results() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rate"));
 }
+
+#[test]
+fn compare_runs_both_relu_modes_side_by_side() {
+    let out = Command::new(BENCH)
+        .args(["compare", TINY, "hrn-5x5x3x(m=2,phi=1-1-1-1,input=8,classes=3)"])
+        .args(["--rate", "1x", "--requests", "2", "--relu", "gc,ot", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = v["networks"].as_array().unwrap();
+    // Each network in each mode, in that order.
+    let modes: Vec<_> = rows.iter().map(|r| r["relu_mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["gc", "ot", "gc", "ot"]);
+    for pair in rows.chunks(2) {
+        let (gc, ot) = (&pair[0], &pair[1]);
+        assert_eq!(gc["spec"], ot["spec"]);
+        assert_eq!(gc["relus"], ot["relus"]);
+        assert_eq!(gc["bit_exact"], true);
+        assert_eq!(ot["bit_exact"], true);
+        let n = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap();
+        // Storage and traffic are counted, not timed: OT mode stores far less
+        // and needs more online round trips.
+        assert!(n(ot, "client_storage_bytes") * 5 < n(gc, "client_storage_bytes"), "{gc}\n{ot}");
+        assert!(n(ot, "online_round_trips") > n(gc, "online_round_trips"), "{gc}\n{ot}");
+    }
+}
