@@ -29,7 +29,8 @@ fn model_for(spec: &str, seed: u64, tweak: impl FnOnce(&mut Network)) -> ServerM
 /// Every network below runs in both activation modes.
 const BOTH: [ReluMode; 2] = [ReluMode::Gc, ReluMode::Ot];
 
-fn random_input(model: &ServerModel, seed: u64) -> Vec<u64> {
+/// A seeded random input in [-2, 2), quantised (shared with the pool tests).
+pub(crate) fn random_input(model: &ServerModel, seed: u64) -> Vec<u64> {
     let net = model.network();
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let x: Vec<f32> = (0..net.tensors[net.input].shape.numel())
@@ -38,7 +39,8 @@ fn random_input(model: &ServerModel, seed: u64) -> Vec<u64> {
     pi_models::fixed::quantize_input(&x, RingParams::default()).unwrap()
 }
 
-fn oracle(model: &ServerModel, x: &[u64]) -> Vec<i64> {
+/// The fixed-point oracle's logits, signed.
+pub(crate) fn oracle(model: &ServerModel, x: &[u64]) -> Vec<i64> {
     let ring = model.inner.quant.ring;
     forward_fixed(model.network(), &model.inner.quant, x)
         .iter()

@@ -2,13 +2,13 @@
 //! the server's map of pending inferences, its bound, and single use of
 //! every inference number.
 
-use pi_models::fixed::forward_fixed;
 use pi_models::network::Network;
 use pi_models::weights::{init_weights, weights_from_bytes};
 use pi_models::{NetSpec, QuantModel, RingParams};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 
+use crate::e2e_tests::{oracle, random_input};
 use crate::session::{
     ClientConfig, ClientSession, ServerLimits, ServerModel, ServerSession, TAG_OFFLINE,
     TAG_ONLINE, send_request,
@@ -23,23 +23,6 @@ fn model(seed: u64) -> ServerModel {
     let folded = weights_from_bytes(&init_weights(&net, seed).unwrap(), &net).unwrap();
     let quant = QuantModel::quantize(&net, &folded, RingParams::default()).unwrap();
     ServerModel::new(net, quant, None).unwrap()
-}
-
-fn input(model: &ServerModel, seed: u64) -> Vec<u64> {
-    let net = model.network();
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let x: Vec<f32> = (0..net.tensors[net.input].shape.numel())
-        .map(|_| (rng.next_u32() as f64 / u32::MAX as f64 * 4.0 - 2.0) as f32)
-        .collect();
-    pi_models::fixed::quantize_input(&x, RingParams::default()).unwrap()
-}
-
-fn oracle(model: &ServerModel, x: &[u64]) -> Vec<i64> {
-    let ring = model.inner.quant.ring;
-    forward_fixed(model.network(), &model.inner.quant, x)
-        .iter()
-        .map(|&v| ring.to_signed(v))
-        .collect()
 }
 
 /// Serves with `limits` until the client closes or something fails;
@@ -69,7 +52,7 @@ async fn serve<C: Channel>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preprocessed_inferences_are_spent_in_any_order_and_bit_exact() {
     let model = model(3);
-    let xs: Vec<Vec<u64>> = (0..3).map(|i| input(&model, 30 + i)).collect();
+    let xs: Vec<Vec<u64>> = (0..3).map(|i| random_input(&model, 30 + i)).collect();
     let (cs, mut cc) = memory_pair();
     let limits = ServerLimits { max_pending: 3 };
     let ((reports, served), client) = tokio::join!(serve(cs, &model, limits), async {
@@ -124,7 +107,7 @@ async fn preprocessed_inferences_are_spent_in_any_order_and_bit_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_online_request_for_the_same_inference_is_refused() {
     let model = model(4);
-    let x = input(&model, 40);
+    let x = random_input(&model, 40);
     let (cs, mut cc) = memory_pair();
     let ((reports, served), client) =
         tokio::join!(serve(cs, &model, ServerLimits::default()), async {
