@@ -113,27 +113,21 @@ pub fn plot_latency(r: &LoadResult, path: &Path) -> Result<()> {
 /// The three comparison plots in `dir` (created if needed); returns their paths.
 pub fn plots(r: &LoadResult, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // One point per run: (x, y) picked from the model's result.
+    let points = |f: &dyn Fn(&ModelResult) -> (f64, f64)| -> Vec<Point> {
+        r.models
+            .iter()
+            .map(|m| {
+                let (x, y) = f(m);
+                Point { label: short(m), x, y }
+            })
+            .collect()
+    };
     let a = dir.join("relus_vs_online.svg");
-    let pts: Vec<Point> = r
-        .models
-        .iter()
-        .map(|m| Point {
-            label: short(m),
-            x: m.relus.max(1) as f64,
-            y: m.unloaded.online_only_latency_seconds,
-        })
-        .collect();
+    let pts = points(&|m| (m.relus.max(1) as f64, m.unloaded.online_only_latency_seconds));
     plot::scatter(&a, "ReLUs vs online latency", "ReLUs", "online latency (s)", &pts)?;
     let b = dir.join("macs_vs_offline.svg");
-    let pts: Vec<Point> = r
-        .models
-        .iter()
-        .map(|m| Point {
-            label: short(m),
-            x: m.macs.max(1) as f64,
-            y: m.unloaded.offline_seconds,
-        })
-        .collect();
+    let pts = points(&|m| (m.macs.max(1) as f64, m.unloaded.offline_seconds));
     plot::scatter(&b, "MACs vs offline time", "MACs", "offline time (s)", &pts)?;
     let c = dir.join("latency_vs_rate.svg");
     plot_latency(r, &c)?;
