@@ -45,7 +45,11 @@ fn layer(c: &mut Criterion) {
                     let server = gl.server_inputs.encode_share(&a).expect("shape");
                     (gl.tables, client, server)
                 },
-                |(t, cl, sv)| evaluator.evaluate_layer(&circuit, t, cl, sv).expect("shape"),
+                |(t, cl, sv)| {
+                    evaluator
+                        .evaluate_layer(&circuit, t, cl, sv)
+                        .expect("shape")
+                },
                 criterion::BatchSize::LargeInput,
             )
         });
@@ -57,7 +61,9 @@ fn tccr(c: &mut Criterion) {
     let aes = FixedKeyAes::new();
     let mut group = c.benchmark_group("tccr_many");
     for batch in [8usize, 64, 1024] {
-        let xs: Vec<Block> = (0..batch as u128).map(|i| Block(i.wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect();
+        let xs: Vec<Block> = (0..batch as u128)
+            .map(|i| Block(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
         let tw: Vec<Block> = (0..batch as u128).map(Block).collect();
         let mut out = vec![Block::ZERO; batch];
         group.throughput(Throughput::Elements(batch as u64));
@@ -66,9 +72,11 @@ fn tccr(c: &mut Criterion) {
         });
         let mut raw: Vec<aes::Block> = xs.iter().map(|x| to_aes(x.0)).collect();
         let mut hashed = raw.clone();
-        group.bench_with_input(BenchmarkId::new("aes_blocks_in_place", batch), &batch, |bench, _| {
-            bench.iter(|| aes.tccr_blocks_with(&mut raw, &mut hashed, |j| j as u128))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("aes_blocks_in_place", batch),
+            &batch,
+            |bench, _| bench.iter(|| aes.tccr_blocks_with(&mut raw, &mut hashed, |j| j as u128)),
+        );
     }
     group.finish();
 }

@@ -5,7 +5,13 @@ use pi_bench::gc::measure;
 use pi_protocol::gc::ActivationParams;
 
 fn main() {
-    let log2: u32 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(16);
+    let log2: u32 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
     let report = measure(ActivationParams::DEFAULT, 1 << log2, 3);
-    println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).expect("serialisable")
+    );
 }

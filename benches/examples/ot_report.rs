@@ -2,7 +2,11 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let n = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1 << 20);
+    let n = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1 << 20);
     let reps = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let report = pi_bench::ot::measure(n, reps)?;
     println!("{}", serde_json::to_string_pretty(&report)?);

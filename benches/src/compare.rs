@@ -20,7 +20,8 @@ fn short(m: &ModelResult) -> String {
     // Model files are known by their file name; OT-mode runs say so.
     let p = Path::new(&m.spec);
     let name = if m.spec.ends_with(".toml") {
-        p.file_stem().map_or(m.spec.clone(), |s| s.to_string_lossy().into_owned())
+        p.file_stem()
+            .map_or(m.spec.clone(), |s| s.to_string_lossy().into_owned())
     } else {
         m.spec.clone()
     };
@@ -36,9 +37,14 @@ pub fn load_table(r: &LoadResult) -> String {
         "{} requests per rate, pool budget {:.1} GiB{}, server pool max {}, {}, link {}, seed {}\n",
         r.requests,
         r.pool_bytes as f64 / (1u64 << 30) as f64,
-        r.pool_count.map_or(String::new(), |c| format!(" / {c} entries")),
+        r.pool_count
+            .map_or(String::new(), |c| format!(" / {c} entries")),
         r.server_pool_max,
-        if r.prefill { "pools filled first" } else { "pools start empty" },
+        if r.prefill {
+            "pools filled first"
+        } else {
+            "pools start empty"
+        },
         r.link.as_deref().unwrap_or("loopback, not shaped"),
         r.seed
     );
@@ -60,7 +66,16 @@ pub fn load_table(r: &LoadResult) -> String {
         ));
         s.push_str(&format!(
             "  {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>6} {:>6}\n",
-            "rate/s", "mean s", "p50 s", "p95 s", "p99 s", "queue s", "waited", "tput/s", "done", "exact"
+            "rate/s",
+            "mean s",
+            "p50 s",
+            "p95 s",
+            "p99 s",
+            "queue s",
+            "waited",
+            "tput/s",
+            "done",
+            "exact"
         ));
         for x in &m.rates {
             s.push_str(&format!(
@@ -81,7 +96,9 @@ pub fn load_table(r: &LoadResult) -> String {
         s.push_str(&format!(
             "  sustainable rate (mean latency within 2x of unloaded): {}\n",
             m.sustainable_rate
-                .map_or("none of the tested rates".into(), |v| format!("{v:.3} requests/s"))
+                .map_or("none of the tested rates".into(), |v| format!(
+                    "{v:.3} requests/s"
+                ))
         ));
     }
     s
@@ -104,7 +121,10 @@ pub fn plot_latency(r: &LoadResult, path: &Path) -> Result<()> {
         .collect();
     plot::latency_vs_rate(
         path,
-        &format!("Latency under Poisson load ({} requests per rate)", r.requests),
+        &format!(
+            "Latency under Poisson load ({} requests per rate)",
+            r.requests
+        ),
         &curves,
     )
     .with_context(|| format!("writing {}", path.display()))
@@ -119,13 +139,28 @@ pub fn plots(r: &LoadResult, dir: &Path) -> Result<Vec<PathBuf>> {
             .iter()
             .map(|m| {
                 let (x, y) = f(m);
-                Point { label: short(m), x, y }
+                Point {
+                    label: short(m),
+                    x,
+                    y,
+                }
             })
             .collect()
     };
     let a = dir.join("relus_vs_online.svg");
-    let pts = points(&|m| (m.relus.max(1) as f64, m.unloaded.online_only_latency_seconds));
-    plot::scatter(&a, "ReLUs vs online latency", "ReLUs", "online latency (s)", &pts)?;
+    let pts = points(&|m| {
+        (
+            m.relus.max(1) as f64,
+            m.unloaded.online_only_latency_seconds,
+        )
+    });
+    plot::scatter(
+        &a,
+        "ReLUs vs online latency",
+        "ReLUs",
+        "online latency (s)",
+        &pts,
+    )?;
     let b = dir.join("macs_vs_offline.svg");
     let pts = points(&|m| (m.macs.max(1) as f64, m.unloaded.offline_seconds));
     plot::scatter(&b, "MACs vs offline time", "MACs", "offline time (s)", &pts)?;
@@ -168,7 +203,17 @@ pub fn json(r: &LoadResult) -> serde_json::Value {
 pub fn table(r: &LoadResult) -> String {
     let mut s = format!(
         "{:<28} {:>9} {:>8} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10} {:>10} {:>9}\n",
-        "network", "ReLUs", "MMACs", "identity", "offline s", "online s", "RTs", "off MiB", "on MiB", "store MiB", "sust. /s"
+        "network",
+        "ReLUs",
+        "MMACs",
+        "identity",
+        "offline s",
+        "online s",
+        "RTs",
+        "off MiB",
+        "on MiB",
+        "store MiB",
+        "sust. /s"
     );
     for m in &r.models {
         let u = &m.unloaded;

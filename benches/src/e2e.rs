@@ -20,9 +20,9 @@ use pi_client::{ClientOptions, Outcome, RawInput};
 use pi_models::fixed::{forward_fixed, quantize_input};
 use pi_models::weights::init_weights;
 use pi_models::{Model, RingParams};
-use pi_protocol::{ClientConfig, ClientReport, ReluMode};
-use pi_protocol::transport::{ChannelConfig, Link};
 use pi_protocol::transport::pki::{TlsFiles, keygen};
+use pi_protocol::transport::{ChannelConfig, Link};
+use pi_protocol::{ClientConfig, ClientReport, ReluMode};
 use pi_server::{Listener, ServeConfig, ServeSummary};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -74,7 +74,9 @@ impl E2eResult {
 
     /// Whether every inference's logits equal the oracle's.
     pub fn bit_exact(&self) -> bool {
-        self.runs.iter().all(|o| o.report.logits_fixed == self.oracle)
+        self.runs
+            .iter()
+            .all(|o| o.report.logits_fixed == self.oracle)
     }
 
     /// The client's report of the last inference (as `pi-client --json`
@@ -95,7 +97,10 @@ impl E2eResult {
                 "client_storage_bytes_per_relu".into(),
                 (r.client_storage_bytes as f64 / relus).into(),
             );
-            o.insert("online_bytes_per_relu".into(), (online_bytes as f64 / relus).into());
+            o.insert(
+                "online_bytes_per_relu".into(),
+                (online_bytes as f64 / relus).into(),
+            );
             let (off, on) = Self::activation_bytes_per_position(r);
             o.insert("activation_offline_bytes_per_position".into(), off.into());
             o.insert("activation_online_bytes_per_position".into(), on.into());
@@ -152,7 +157,11 @@ impl E2eResult {
             ),
         );
         line("input", self.input_source.clone());
-        line("link", self.link.map_or("loopback, not shaped".into(), |l| l.to_string()));
+        line(
+            "link",
+            self.link
+                .map_or("loopback, not shaped".into(), |l| l.to_string()),
+        );
         line(
             "per ReLU",
             format!(
@@ -238,7 +247,8 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
     let tmp = tempfile::tempdir().context("temporary directory")?;
 
     // Weights: explicit, else the model file's, else seeded random.
-    let (weights, weights_source): (Option<PathBuf>, String) = match (&opts.weights, &model.weights) {
+    let (weights, weights_source): (Option<PathBuf>, String) = match (&opts.weights, &model.weights)
+    {
         (Some(w), _) => (Some(w.clone()), w.display().to_string()),
         (None, Some(w)) => (None, w.display().to_string()),
         (None, None) => {
@@ -255,13 +265,18 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
         None => {
             let s = model.network.tensors[model.network.input].shape;
             let seed = opts.seed.wrapping_add(1);
-            (random_input(&[s.c, s.h, s.w], seed)?, format!("random (seed {seed})"))
+            (
+                random_input(&[s.c, s.h, s.w], seed)?,
+                format!("random (seed {seed})"),
+            )
         }
     };
 
     // The oracle, from the same weight file the server loads.
     let folded = model.load_weights(weights.as_deref()).context("weights")?;
-    let quant = model.quantize(&folded, RingParams::default()).context("quantising the weights")?;
+    let quant = model
+        .quantize(&folded, RingParams::default())
+        .context("quantising the weights")?;
     let x = model
         .prepare_input(raw.data.clone(), &raw.shape)
         .with_context(|| format!("input {input_source} for {}", opts.spec))?;
@@ -303,8 +318,14 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
             addr: addr.to_string(),
             server_name: "localhost".into(),
             tls: client_tls,
-            channel: ChannelConfig { link: opts.link, ..ChannelConfig::default() },
-            session: ClientConfig { relu: opts.relu, ..ClientConfig::default() },
+            channel: ChannelConfig {
+                link: opts.link,
+                ..ChannelConfig::default()
+            },
+            session: ClientConfig {
+                relu: opts.relu,
+                ..ClientConfig::default()
+            },
         };
         let mut runs = Vec::with_capacity(opts.inferences);
         let mut failure = None;
@@ -329,5 +350,13 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
         }
     })?;
     let (server, server_reports) = server;
-    Ok(E2eResult { weights_source, input_source, runs, oracle, server, server_reports, link: opts.link })
+    Ok(E2eResult {
+        weights_source,
+        input_source,
+        runs,
+        oracle,
+        server,
+        server_reports,
+        link: opts.link,
+    })
 }

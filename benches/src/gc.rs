@@ -5,7 +5,9 @@
 use std::time::Instant;
 
 use pi_protocol::crypto::{FixedKeyAes, to_aes};
-use pi_protocol::gc::{ActivationKind, ActivationParams, Circuit, ClientInputLabels, ClientLabels, Evaluator, Garbler};
+use pi_protocol::gc::{
+    ActivationKind, ActivationParams, Circuit, ClientInputLabels, ClientLabels, Evaluator, Garbler,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
@@ -66,7 +68,11 @@ pub fn transfer_client_labels(inputs: ClientInputLabels, b: &[u64]) -> ClientLab
     let labels = zero
         .chunks_exact(l)
         .zip(b)
-        .flat_map(|(zero, v)| zero.iter().enumerate().map(move |(j, z)| *z ^ delta.select((v >> j) & 1 == 1)))
+        .flat_map(|(zero, v)| {
+            zero.iter()
+                .enumerate()
+                .map(move |(j, z)| *z ^ delta.select((v >> j) & 1 == 1))
+        })
         .collect();
     ClientLabels::from_blocks(params, b.len(), labels).expect("one share per activation")
 }
@@ -131,7 +137,9 @@ pub fn time_layer(circuit: &Circuit, n: usize, reps: usize) -> LayerTimes {
         let client = transfer_client_labels(layer.client_inputs, &b);
         let server = layer.server_inputs.encode_share(&a).expect("shape");
         let (t, c0) = (Instant::now(), thread_cpu_ns());
-        let out = evaluator.evaluate_layer(circuit, layer.tables, client, server).expect("shape");
+        let out = evaluator
+            .evaluate_layer(circuit, layer.tables, client, server)
+            .expect("shape");
         best.eval = best.eval.min(t.elapsed().as_secs_f64());
         best.eval_cpu = min(best.eval_cpu, cpu_since(c0));
         std::hint::black_box(out);

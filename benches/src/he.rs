@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use pi_models::Network;
 use pi_protocol::he::{
-    ClientUpload, HeClient, HeParams, HeServer, LayerPlan, LayerShape,
-    PublicKeyMsg, ServerReply, UniformShare, inference_hiding_bits, linear_reference,
+    ClientUpload, HeClient, HeParams, HeServer, LayerPlan, LayerShape, PublicKeyMsg, ServerReply,
+    UniformShare, inference_hiding_bits, linear_reference,
 };
 use pi_protocol::{Error, Result};
 use rand::RngCore;

@@ -69,7 +69,11 @@ impl std::str::FromStr for Rate {
         if !(v.is_finite() && v > 0.0 && v <= 1e6) {
             return Err(format!("rate {s:?} must be positive and at most 1e6"));
         }
-        Ok(if rel { Self::Relative(v) } else { Self::PerSecond(v) })
+        Ok(if rel {
+            Self::Relative(v)
+        } else {
+            Self::PerSecond(v)
+        })
     }
 }
 
@@ -313,7 +317,8 @@ impl LoadResult {
     pub fn merge(paths: &[PathBuf]) -> Result<Self> {
         let mut out: Option<Self> = None;
         for p in paths {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             let r: Self = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not the JSON of pi-bench load", p.display()))?;
             match &mut out {
@@ -449,7 +454,10 @@ impl Connection {
             .connect(self.addr.as_str(), "localhost")
             .await
             .context("connecting to the server")?;
-        let config = ClientConfig { relu: self.relu, ..ClientConfig::default() };
+        let config = ClientConfig {
+            relu: self.relu,
+            ..ClientConfig::default()
+        };
         let session = ClientSession::handshake(&mut ch, &config)
             .await
             .context("session handshake")?;
@@ -503,7 +511,10 @@ pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult
             .quantize(&folded, RingParams::default())
             .context("quantising the weights")?;
         let s = model.network.tensors[model.network.input].shape;
-        let mut inputs = Inputs { xs: Vec::new(), oracle: Vec::new() };
+        let mut inputs = Inputs {
+            xs: Vec::new(),
+            oracle: Vec::new(),
+        };
         for k in 0..4u64 {
             let raw = random_input(&[s.c, s.h, s.w], seed.wrapping_add(k + 1));
             let x = model
@@ -533,7 +544,11 @@ pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult
                 addr: server.addr.clone(),
                 relu,
             };
-            let name = if opts.relu.len() > 1 { format!("{spec} [{relu}]") } else { spec.clone() };
+            let name = if opts.relu.len() > 1 {
+                format!("{spec} [{relu}]")
+            } else {
+                spec.clone()
+            };
             let result = rt.block_on(run_model(opts, &name, &conn, &inputs, seed, progress));
             server.stop()?;
             let (unloaded, capacity, rates) =
@@ -625,8 +640,8 @@ async fn run_model(
             pool.wait_for(capacity).await?;
         }
         let pool_at_start = pool.state().size;
-        let arrivals = Poisson::new(per_second, seed.wrapping_add(7 * ri as u64 + 1))
-            .arrivals(opts.requests);
+        let arrivals =
+            Poisson::new(per_second, seed.wrapping_add(7 * ri as u64 + 1)).arrivals(opts.requests);
         let start = tokio::time::Instant::now();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut answers: Vec<(usize, pi_protocol::Result<Served>)> = Vec::new();
@@ -656,7 +671,16 @@ async fn run_model(
             answers.push(a);
         }
         let end_state = pool.close().await.context("closing the pool")?;
-        rates.push(summarise(rate, per_second, opts.requests, pool_at_start, &answers, inputs, start.into_std(), end_state));
+        rates.push(summarise(
+            rate,
+            per_second,
+            opts.requests,
+            pool_at_start,
+            &answers,
+            inputs,
+            start.into_std(),
+            end_state,
+        ));
     }
     Ok((unloaded, capacity, rates))
 }
@@ -690,8 +714,15 @@ fn summarise(
         completed: ok.len(),
         failed,
         waited_for_offline: waited,
-        waited_fraction: if ok.is_empty() { 0.0 } else { waited as f64 / ok.len() as f64 },
-        bit_exact: ok.iter().filter(|(i, s)| inputs.check(*i, &s.report)).count(),
+        waited_fraction: if ok.is_empty() {
+            0.0
+        } else {
+            waited as f64 / ok.len() as f64
+        },
+        bit_exact: ok
+            .iter()
+            .filter(|(i, s)| inputs.check(*i, &s.report))
+            .count(),
         latency: Latency::of(&lat),
         queueing_delay: Latency::of(&queue),
         mean_online_seconds: if ok.is_empty() {
@@ -699,7 +730,11 @@ fn summarise(
         } else {
             ok.iter().map(|(_, s)| s.report.online.seconds).sum::<f64>() / ok.len() as f64
         },
-        throughput: if seconds > 0.0 { ok.len() as f64 / seconds } else { 0.0 },
+        throughput: if seconds > 0.0 {
+            ok.len() as f64 / seconds
+        } else {
+            0.0
+        },
         seconds,
         pool_at_start,
         pool,
@@ -722,7 +757,14 @@ mod tests {
         assert!((mean - 0.25).abs() < 0.005, "mean gap {mean}");
         // Exponential: the standard deviation equals the mean.
         let mut prev = 0.0;
-        let gaps: Vec<f64> = a.iter().map(|&t| { let g = t - prev; prev = t; g }).collect();
+        let gaps: Vec<f64> = a
+            .iter()
+            .map(|&t| {
+                let g = t - prev;
+                prev = t;
+                g
+            })
+            .collect();
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
         assert!((var.sqrt() - 0.25).abs() < 0.01, "sd {}", var.sqrt());
     }
@@ -731,7 +773,10 @@ mod tests {
     fn percentiles_are_nearest_rank_and_ordered() {
         let xs: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         let l = Latency::of(&xs);
-        assert_eq!((l.p50, l.p95, l.p99, l.min, l.max), (50.0, 95.0, 99.0, 1.0, 100.0));
+        assert_eq!(
+            (l.p50, l.p95, l.p99, l.min, l.max),
+            (50.0, 95.0, 99.0, 1.0, 100.0)
+        );
         assert_eq!(l.mean, 50.5);
         assert_eq!(Latency::of(&[]), Latency::default());
         let one = Latency::of(&[0.3]);
@@ -757,7 +802,10 @@ mod tests {
             waited_for_offline: 0,
             waited_fraction: 0.0,
             bit_exact: 2 - failed,
-            latency: Latency { mean, ..Latency::default() },
+            latency: Latency {
+                mean,
+                ..Latency::default()
+            },
             queueing_delay: Latency::default(),
             mean_online_seconds: 0.0,
             throughput: 0.0,
@@ -769,7 +817,12 @@ mod tests {
 
     #[test]
     fn the_sustainable_rate_is_the_highest_within_twice_unloaded() {
-        let rs = [rate(1.0, 0.5, 0), rate(2.0, 1.9, 0), rate(4.0, 2.1, 0), rate(8.0, 1.0, 1)];
+        let rs = [
+            rate(1.0, 0.5, 0),
+            rate(2.0, 1.9, 0),
+            rate(4.0, 2.1, 0),
+            rate(8.0, 1.0, 1),
+        ];
         assert_eq!(sustainable_rate(&rs, 1.0), Some(2.0));
         assert_eq!(sustainable_rate(&rs[2..], 1.0), None);
     }

@@ -25,7 +25,10 @@ use serde_json::json;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "pi-bench", about = "Benchmarks of the private inference runtime")]
+#[command(
+    name = "pi-bench",
+    about = "Benchmarks of the private inference runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -195,7 +198,10 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         u => return Err(format!("unknown unit {u:?} in {s:?}")),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("{s:?} is not a byte count"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count"))?;
     let bytes = v * mult as f64;
     if !(bytes.is_finite() && (0.0..1.8e19).contains(&bytes)) {
         return Err(format!("{s:?} is out of range"));
@@ -208,7 +214,11 @@ struct Bar(indicatif::ProgressBar);
 
 impl Bar {
     fn new(show: bool) -> Self {
-        let pb = if show { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
+        let pb = if show {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         pb.set_style(
             indicatif::ProgressStyle::with_template("{msg:<40} [{bar:30}] {pos}/{len} ({elapsed})")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
@@ -231,12 +241,38 @@ impl pi_bench::load::Progress for Bar {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Primitives { json, gc_log2, ot_log2, reps, tls_mib } => {
-            primitives(json, gc_log2, ot_log2, reps as usize, tls_mib as usize)
-        }
-        Command::He { spec, json, threads, verify } => he(&spec, json, threads, verify),
-        Command::E2e { spec, weights, input, seed, inferences, relu, link, json } => {
-            let opts = pi_bench::e2e::E2eOptions { spec, weights, input, seed, inferences: inferences as usize, relu, link };
+        Command::Primitives {
+            json,
+            gc_log2,
+            ot_log2,
+            reps,
+            tls_mib,
+        } => primitives(json, gc_log2, ot_log2, reps as usize, tls_mib as usize),
+        Command::He {
+            spec,
+            json,
+            threads,
+            verify,
+        } => he(&spec, json, threads, verify),
+        Command::E2e {
+            spec,
+            weights,
+            input,
+            seed,
+            inferences,
+            relu,
+            link,
+            json,
+        } => {
+            let opts = pi_bench::e2e::E2eOptions {
+                spec,
+                weights,
+                input,
+                seed,
+                inferences: inferences as usize,
+                relu,
+                link,
+            };
             eprintln!(
                 "running {} inference(s) of {} over loopback TLS, ReLU mode {} ...",
                 opts.inferences, opts.spec, opts.relu
@@ -268,7 +304,12 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Compare { specs, from, load, plot_dir } => {
+        Command::Compare {
+            specs,
+            from,
+            load,
+            plot_dir,
+        } => {
             let r = if from.is_empty() {
                 let opts = load.options(specs);
                 let mut bar = Bar::new(opts.progress);
@@ -283,7 +324,10 @@ fn main() -> Result<()> {
                 None => Vec::new(),
             };
             if load.json {
-                println!("{}", serde_json::to_string_pretty(&pi_bench::compare::json(&r))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&pi_bench::compare::json(&r))?
+                );
             } else {
                 print!("{}", pi_bench::compare::table(&r));
                 for p in plots {
@@ -299,29 +343,65 @@ fn main() -> Result<()> {
     }
 }
 
-fn primitives(as_json: bool, gc_log2: u32, ot_log2: u32, reps: usize, tls_mib: usize) -> Result<()> {
+fn primitives(
+    as_json: bool,
+    gc_log2: u32,
+    ot_log2: u32,
+    reps: usize,
+    tls_mib: usize,
+) -> Result<()> {
     eprintln!("garbling and evaluating 2^{gc_log2} ReLUs ...");
-    let gc = pi_bench::gc::measure(pi_protocol::gc::ActivationParams::DEFAULT, 1 << gc_log2, reps);
+    let gc = pi_bench::gc::measure(
+        pi_protocol::gc::ActivationParams::DEFAULT,
+        1 << gc_log2,
+        reps,
+    );
     eprintln!("running 2^{ot_log2} OT extensions ...");
     let ot = pi_bench::ot::measure(1 << ot_log2, reps).context("OT benchmark")?;
     eprintln!("moving {tls_mib} MiB over loopback TLS and TCP ...");
-    let tls = pi_bench::tls::measure_loopback_throughput(tls_mib << 20, 1 << 20).context("TLS benchmark")?;
+    let tls = pi_bench::tls::measure_loopback_throughput(tls_mib << 20, 1 << 20)
+        .context("TLS benchmark")?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "gc": gc, "ot": ot, "tls": tls }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "gc": gc, "ot": ot, "tls": tls }))?
+        );
         return Ok(());
     }
-    println!("garbled circuits (l = {}, f = {}, {} activations per layer, one thread)", gc.l, gc.f, gc.layer_size);
-    println!("  ReLU: {} AND gates, {} table bytes, {} B client storage", gc.relu_and_gates, gc.relu_bytes, gc.relu_client_storage_bytes);
-    println!("  truncation only: {} AND gates, {} table bytes", gc.trunc_and_gates, gc.trunc_bytes);
-    println!("  garble {:.1} ns/AND ({:.2} µs/ReLU), evaluate {:.1} ns/AND ({:.2} µs/ReLU)",
-        gc.garble_ns_per_and, gc.relu_garble_us, gc.eval_ns_per_and, gc.relu_eval_us);
-    println!("oblivious transfer ({} OTs, both parties in one process)", ot.n);
+    println!(
+        "garbled circuits (l = {}, f = {}, {} activations per layer, one thread)",
+        gc.l, gc.f, gc.layer_size
+    );
+    println!(
+        "  ReLU: {} AND gates, {} table bytes, {} B client storage",
+        gc.relu_and_gates, gc.relu_bytes, gc.relu_client_storage_bytes
+    );
+    println!(
+        "  truncation only: {} AND gates, {} table bytes",
+        gc.trunc_and_gates, gc.trunc_bytes
+    );
+    println!(
+        "  garble {:.1} ns/AND ({:.2} µs/ReLU), evaluate {:.1} ns/AND ({:.2} µs/ReLU)",
+        gc.garble_ns_per_and, gc.relu_garble_us, gc.eval_ns_per_and, gc.relu_eval_us
+    );
+    println!(
+        "oblivious transfer ({} OTs, both parties in one process)",
+        ot.n
+    );
     println!("  base OT (128): {:.1} ms", ot.base_ot_ms);
-    println!("  IKNP random {:.2} M OT/s, correlated {:.2} M OT/s, chosen {:.2} M OT/s",
-        ot.iknp_ots_per_second / 1e6, ot.iknp_correlated_ots_per_second / 1e6, ot.iknp_chosen_ots_per_second / 1e6);
+    println!(
+        "  IKNP random {:.2} M OT/s, correlated {:.2} M OT/s, chosen {:.2} M OT/s",
+        ot.iknp_ots_per_second / 1e6,
+        ot.iknp_correlated_ots_per_second / 1e6,
+        ot.iknp_chosen_ots_per_second / 1e6
+    );
     println!("transport (loopback, 1 MiB frames)");
-    println!("  TLS 1.3 {:.2} GB/s, plain TCP {:.2} GB/s, mutual-TLS handshake {:.1} ms",
-        tls.bulk_bytes_per_second / 1e9, tls.tcp_bytes_per_second / 1e9, tls.handshake_seconds * 1e3);
+    println!(
+        "  TLS 1.3 {:.2} GB/s, plain TCP {:.2} GB/s, mutual-TLS handshake {:.1} ms",
+        tls.bulk_bytes_per_second / 1e9,
+        tls.tcp_bytes_per_second / 1e9,
+        tls.handshake_seconds * 1e3
+    );
     Ok(())
 }
 
@@ -332,46 +412,81 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
         if n == 0 {
             bail!("--threads must be at least 1");
         }
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("thread pool")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("thread pool")?;
     }
-    eprintln!("offline HE for {} linear layers of {spec} on {} threads ...", layers.len(), rayon::current_num_threads());
+    eprintln!(
+        "offline HE for {} linear layers of {spec} on {} threads ...",
+        layers.len(),
+        rayon::current_num_threads()
+    );
     let r = pi_bench::he::run_offline_linear(&layers, rand::random(), verify).context("HE run")?;
     if as_json {
-        let layers: Vec<_> = r.layers.iter().map(|l| json!({
-            "name": l.name,
-            "shape": format!("{:?}", l.shape),
-            "seconds": l.seconds,
-            "client_seconds": l.client_seconds,
-            "server_seconds": l.server_seconds,
-            "bytes_client_to_server": l.bytes_client_to_server,
-            "bytes_server_to_client": l.bytes_server_to_client,
-            "products": l.products,
-            "macs": l.macs,
-            "noise_margin_bits": l.noise_margin_bits,
-            "hiding_bits": l.hiding_bits,
-        })).collect();
-        println!("{}", serde_json::to_string_pretty(&json!({
-            "spec": spec,
-            "threads": rayon::current_num_threads(),
-            "verified": verify,
-            "seconds": r.seconds,
-            "bytes_client_to_server": r.bytes_client_to_server,
-            "bytes_server_to_client": r.bytes_server_to_client,
-            "products": r.products,
-            "inference_hiding_bits": r.inference_hiding_bits,
-            "layers": layers,
-        }))?);
+        let layers: Vec<_> = r
+            .layers
+            .iter()
+            .map(|l| {
+                json!({
+                    "name": l.name,
+                    "shape": format!("{:?}", l.shape),
+                    "seconds": l.seconds,
+                    "client_seconds": l.client_seconds,
+                    "server_seconds": l.server_seconds,
+                    "bytes_client_to_server": l.bytes_client_to_server,
+                    "bytes_server_to_client": l.bytes_server_to_client,
+                    "products": l.products,
+                    "macs": l.macs,
+                    "noise_margin_bits": l.noise_margin_bits,
+                    "hiding_bits": l.hiding_bits,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "spec": spec,
+                "threads": rayon::current_num_threads(),
+                "verified": verify,
+                "seconds": r.seconds,
+                "bytes_client_to_server": r.bytes_client_to_server,
+                "bytes_server_to_client": r.bytes_server_to_client,
+                "products": r.products,
+                "inference_hiding_bits": r.inference_hiding_bits,
+                "layers": layers,
+            }))?
+        );
         return Ok(());
     }
-    println!("{:<20} {:>9} {:>9} {:>11} {:>11} {:>7} {:>3} {:>6}", "layer", "client s", "server s", "up KB", "down KB", "ct×pt", "G", "hide");
+    println!(
+        "{:<20} {:>9} {:>9} {:>11} {:>11} {:>7} {:>3} {:>6}",
+        "layer", "client s", "server s", "up KB", "down KB", "ct×pt", "G", "hide"
+    );
     for l in &r.layers {
-        println!("{:<20} {:>9.3} {:>9.3} {:>11.1} {:>11.1} {:>7} {:>3} {:>6}", l.name, l.client_seconds, l.server_seconds,
-            l.bytes_client_to_server as f64 / 1e3, l.bytes_server_to_client as f64 / 1e3, l.products, l.tiling.1, l.hiding_bits);
+        println!(
+            "{:<20} {:>9.3} {:>9.3} {:>11.1} {:>11.1} {:>7} {:>3} {:>6}",
+            l.name,
+            l.client_seconds,
+            l.server_seconds,
+            l.bytes_client_to_server as f64 / 1e3,
+            l.bytes_server_to_client as f64 / 1e3,
+            l.products,
+            l.tiling.1,
+            l.hiding_bits
+        );
     }
-    println!("total: {:.2} s, {:.1} MB up, {:.1} MB down, {} ct×pt products{}", r.seconds,
-        r.bytes_client_to_server as f64 / 1e6, r.bytes_server_to_client as f64 / 1e6, r.products,
-        if verify { ", every share verified" } else { "" });
-    println!("weights hidden to statistical distance 2^-{:.1} per inference (per coefficient: 2^-hide each)",
-        r.inference_hiding_bits);
+    println!(
+        "total: {:.2} s, {:.1} MB up, {:.1} MB down, {} ct×pt products{}",
+        r.seconds,
+        r.bytes_client_to_server as f64 / 1e6,
+        r.bytes_server_to_client as f64 / 1e6,
+        r.products,
+        if verify { ", every share verified" } else { "" }
+    );
+    println!(
+        "weights hidden to statistical distance 2^-{:.1} per inference (per coefficient: 2^-hide each)",
+        r.inference_hiding_bits
+    );
     Ok(())
 }

@@ -46,7 +46,10 @@ pub struct OtPair {
 impl OtPair {
     /// Runs setup (the 128 base OTs) and returns the pair and the setup time.
     pub fn new(seed: u64) -> Result<(Self, f64), pi_protocol::Error> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
         let (mut sender_ch, mut receiver_ch) = memory_pair();
         let mut rs = ChaCha20Rng::seed_from_u64(seed);
         let mut rr = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
@@ -81,7 +84,15 @@ impl OtPair {
     /// value matches the sender's chosen message (must be `n`).
     pub fn random(&mut self, n: usize) -> Result<usize, pi_protocol::Error> {
         self.fresh_choices(n);
-        let Self { rt, sender, receiver, sender_ch, receiver_ch, choices, .. } = self;
+        let Self {
+            rt,
+            sender,
+            receiver,
+            sender_ch,
+            receiver_ch,
+            choices,
+            ..
+        } = self;
         let (a, b) = rt.block_on(async {
             tokio::join!(
                 driver::send_random(sender_ch, sender, n),
@@ -89,14 +100,26 @@ impl OtPair {
             )
         });
         let (a, b) = (a?, b?);
-        Ok(a.iter().zip(&b).zip(choices.iter()).filter(|((p, r), c)| p[**c as usize] == **r).count())
+        Ok(a.iter()
+            .zip(&b)
+            .zip(choices.iter())
+            .filter(|((p, r), c)| p[**c as usize] == **r)
+            .count())
     }
 
     /// `n` correlated OTs; returns the number of consistent outputs.
     pub fn correlated(&mut self, n: usize) -> Result<usize, pi_protocol::Error> {
         self.fresh_choices(n);
         let delta = self.sender.delta();
-        let Self { rt, sender, receiver, sender_ch, receiver_ch, choices, .. } = self;
+        let Self {
+            rt,
+            sender,
+            receiver,
+            sender_ch,
+            receiver_ch,
+            choices,
+            ..
+        } = self;
         let (a, b) = rt.block_on(async {
             tokio::join!(
                 driver::send_correlated(sender_ch, sender, n),
@@ -105,14 +128,28 @@ impl OtPair {
         });
         let (a, b) = (a?, b?);
         let a = a.as_slice();
-        Ok(a.iter().zip(&b).zip(choices.iter()).filter(|((m0, r), c)| **m0 ^ delta.select(**c) == **r).count())
+        Ok(a.iter()
+            .zip(&b)
+            .zip(choices.iter())
+            .filter(|((m0, r), c)| **m0 ^ delta.select(**c) == **r)
+            .count())
     }
 
     /// `n` chosen-message OTs of fixed messages; returns the number of correct outputs.
     pub fn chosen(&mut self, n: usize) -> Result<usize, pi_protocol::Error> {
         self.fresh_choices(n);
-        let msgs: Vec<[Block; 2]> = (0..n as u128).map(|j| [Block(2 * j), Block(2 * j + 1)]).collect();
-        let Self { rt, sender, receiver, sender_ch, receiver_ch, choices, .. } = self;
+        let msgs: Vec<[Block; 2]> = (0..n as u128)
+            .map(|j| [Block(2 * j), Block(2 * j + 1)])
+            .collect();
+        let Self {
+            rt,
+            sender,
+            receiver,
+            sender_ch,
+            receiver_ch,
+            choices,
+            ..
+        } = self;
         let (a, b) = rt.block_on(async {
             tokio::join!(
                 driver::send_chosen(sender_ch, sender, &msgs),
@@ -121,24 +158,36 @@ impl OtPair {
         });
         a?;
         let b = b?;
-        Ok(b.iter().zip(&msgs).zip(choices.iter()).filter(|((r, m), c)| m[**c as usize] == **r).count())
+        Ok(b.iter()
+            .zip(&msgs)
+            .zip(choices.iter())
+            .filter(|((r, m), c)| m[**c as usize] == **r)
+            .count())
     }
 
     /// Bytes sent so far by (sender, receiver).
     pub fn bytes_sent(&self) -> (u64, u64) {
-        (self.sender_ch.meter().total("").sent, self.receiver_ch.meter().total("").sent)
+        (
+            self.sender_ch.meter().total("").sent,
+            self.receiver_ch.meter().total("").sent,
+        )
     }
 }
 
 fn check(ok: usize, n: usize, what: &str) -> Result<(), pi_protocol::Error> {
     if ok != n {
-        return Err(pi_protocol::Error::BadInput(format!("{what}: only {ok} of {n} OTs consistent")));
+        return Err(pi_protocol::Error::BadInput(format!(
+            "{what}: only {ok} of {n} OTs consistent"
+        )));
     }
     Ok(())
 }
 
 /// Median of `reps` runs of `f`, in seconds.
-fn median_secs(reps: usize, mut f: impl FnMut() -> Result<(), pi_protocol::Error>) -> Result<f64, pi_protocol::Error> {
+fn median_secs(
+    reps: usize,
+    mut f: impl FnMut() -> Result<(), pi_protocol::Error>,
+) -> Result<f64, pi_protocol::Error> {
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps.max(1) {
         let start = Instant::now();
@@ -172,7 +221,8 @@ pub fn measure(n: usize, reps: usize) -> Result<OtReport, pi_protocol::Error> {
     let before = pair.bytes_sent();
     let chosen = median_secs(reps, || check(pair.chosen(n)?, n, "chosen OT"))?;
     let after = pair.bytes_sent();
-    let chosen_bytes_per_ot = (after.0 + after.1 - before.0 - before.1) as f64 / (reps.max(1) * n) as f64;
+    let chosen_bytes_per_ot =
+        (after.0 + after.1 - before.0 - before.1) as f64 / (reps.max(1) * n) as f64;
 
     Ok(OtReport {
         n,
@@ -194,7 +244,11 @@ mod tests {
         let r = measure(3000, 1).unwrap();
         assert_eq!(r.n, 3000);
         // U carries 16 bytes per OT padded to 128: 3072 / 3000 * 16.
-        assert!((r.bytes_per_ot - 16.0 * 3072.0 / 3000.0).abs() < 1e-9, "{}", r.bytes_per_ot);
+        assert!(
+            (r.bytes_per_ot - 16.0 * 3072.0 / 3000.0).abs() < 1e-9,
+            "{}",
+            r.bytes_per_ot
+        );
         assert!((r.chosen_bytes_per_ot - (16.0 * 3072.0 / 3000.0 + 32.0)).abs() < 1e-9);
         assert!(r.iknp_ots_per_second > 0.0 && r.base_ot_ms > 0.0);
     }

@@ -34,7 +34,15 @@ fn tick(v: &f64) -> String {
         a if a >= 1e3 => (v / 1e3, "k"),
         _ => (v, ""),
     };
-    let digits = if x.abs() >= 100.0 { 0 } else if x.abs() >= 10.0 { 1 } else if x.abs() >= 1.0 { 2 } else { 3 };
+    let digits = if x.abs() >= 100.0 {
+        0
+    } else if x.abs() >= 10.0 {
+        1
+    } else if x.abs() >= 1.0 {
+        2
+    } else {
+        3
+    };
     let mut t = format!("{x:.digits$}");
     if t.contains('.') {
         t = t.trim_end_matches('0').trim_end_matches('.').to_string();
@@ -62,7 +70,11 @@ pub fn latency_vs_rate(path: &Path, title: &str, curves: &[Curve]) -> Result<()>
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let xs = range(curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)));
-    let ys = range(curves.iter().flat_map(|c| c.points.iter().flat_map(|p| [p.1, p.2])));
+    let ys = range(
+        curves
+            .iter()
+            .flat_map(|c| c.points.iter().flat_map(|p| [p.1, p.2])),
+    );
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(15)
@@ -87,7 +99,10 @@ pub fn latency_vs_rate(path: &Path, title: &str, curves: &[Curve]) -> Result<()>
         let mut pts = c.points.clone();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
-            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), col.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.1)),
+                col.stroke_width(2),
+            ))
             .map_err(err)?
             .label(format!("{} mean", c.label))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
@@ -103,9 +118,7 @@ pub fn latency_vs_rate(path: &Path, title: &str, curves: &[Curve]) -> Result<()>
             ))
             .map_err(err)?
             .label(format!("{} p99", c.label))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 8, y)], col.stroke_width(1))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], col.stroke_width(1)));
     }
     chart
         .configure_series_labels()
@@ -130,7 +143,13 @@ pub struct Point {
 }
 
 /// Labelled points (axes from 0).
-pub fn scatter(path: &Path, title: &str, x_desc: &str, y_desc: &str, points: &[Point]) -> Result<()> {
+pub fn scatter(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    points: &[Point],
+) -> Result<()> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let xs = range(points.iter().map(|p| p.x));
@@ -160,7 +179,11 @@ pub fn scatter(path: &Path, title: &str, x_desc: &str, y_desc: &str, points: &[P
             .draw_series(std::iter::once(
                 EmptyElement::at((p.x, p.y))
                     + Circle::new((0, 0), 5, col.filled())
-                    + Text::new(p.label.clone(), (8, -14), ("sans-serif", 13).into_font().color(&col)),
+                    + Text::new(
+                        p.label.clone(),
+                        (8, -14),
+                        ("sans-serif", 13).into_font().color(&col),
+                    ),
             ))
             .map_err(err)?;
     }
@@ -188,13 +211,29 @@ mod tests {
         latency_vs_rate(
             &p,
             "latency",
-            &[Curve { label: "net-a".into(), points: vec![(0.5, 1.0, 1.5), (1.0, 1.2, 3.0), (2.0, 4.0, 9.0)] }],
+            &[Curve {
+                label: "net-a".into(),
+                points: vec![(0.5, 1.0, 1.5), (1.0, 1.2, 3.0), (2.0, 4.0, 9.0)],
+            }],
         )
         .unwrap();
         let svg = std::fs::read_to_string(&p).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("net-a mean") && svg.contains("arrival rate"));
+        assert!(
+            svg.starts_with("<svg") && svg.contains("net-a mean") && svg.contains("arrival rate")
+        );
         let q = dir.path().join("s.svg");
-        scatter(&q, "t", "ReLUs", "online s", &[Point { label: "hrn".into(), x: 1e5, y: 0.3 }]).unwrap();
+        scatter(
+            &q,
+            "t",
+            "ReLUs",
+            "online s",
+            &[Point {
+                label: "hrn".into(),
+                x: 1e5,
+                y: 0.3,
+            }],
+        )
+        .unwrap();
         let svg = std::fs::read_to_string(&q).unwrap();
         assert!(svg.contains("\nhrn\n") && svg.contains("ReLUs"));
     }

@@ -12,12 +12,29 @@ fn a_small_load_run_reports_consistent_json_and_a_plot() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("load.svg");
     let out = Command::new(BENCH)
-        .args(["load", TINY, "--rate", "2,1x", "--requests", "4", "--seed", "3", "--json", "--pool-count", "2", "--plot"])
+        .args([
+            "load",
+            TINY,
+            "--rate",
+            "2,1x",
+            "--requests",
+            "4",
+            "--seed",
+            "3",
+            "--json",
+            "--pool-count",
+            "2",
+            "--plot",
+        ])
         .arg(&plot)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["requests"], 4);
     assert_eq!(v["seed"], 3);
@@ -46,12 +63,24 @@ fn a_small_load_run_reports_consistent_json_and_a_plot() {
         assert_eq!(n("failed"), 0, "{r}");
         assert_eq!(n("bit_exact"), n("completed"));
         assert!(n("waited_for_offline") <= n("completed"));
-        assert_eq!(f(&r["waited_fraction"]), n("waited_for_offline") as f64 / 4.0);
+        assert_eq!(
+            f(&r["waited_fraction"]),
+            n("waited_for_offline") as f64 / 4.0
+        );
         for key in ["latency", "queueing_delay"] {
             let l = &r[key];
-            let (min, p50, p95, p99, max, mean) =
-                (f(&l["min"]), f(&l["p50"]), f(&l["p95"]), f(&l["p99"]), f(&l["max"]), f(&l["mean"]));
-            assert!(0.0 <= min && min <= p50 && p50 <= p95 && p95 <= p99 && p99 <= max, "{key}: {l}");
+            let (min, p50, p95, p99, max, mean) = (
+                f(&l["min"]),
+                f(&l["p50"]),
+                f(&l["p95"]),
+                f(&l["p99"]),
+                f(&l["max"]),
+                f(&l["mean"]),
+            );
+            assert!(
+                0.0 <= min && min <= p50 && p50 <= p95 && p95 <= p99 && p99 <= max,
+                "{key}: {l}"
+            );
             assert!(min <= mean && mean <= max, "{key}: {l}");
         }
         assert!(f(&r["queueing_delay"]["mean"]) <= f(&r["latency"]["mean"]));
@@ -76,14 +105,34 @@ fn a_small_load_run_reports_consistent_json_and_a_plot() {
 fn compare_writes_a_table_and_three_plots() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BENCH)
-        .args(["compare", TINY, "hrn-5x5x3x(m=2,phi=1-1-1-1,input=8,classes=3)", "--rate", "1x", "--requests", "2", "--plot-dir"])
+        .args([
+            "compare",
+            TINY,
+            "hrn-5x5x3x(m=2,phi=1-1-1-1,input=8,classes=3)",
+            "--rate",
+            "1x",
+            "--requests",
+            "2",
+            "--plot-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("ReLUs") && stdout.contains("sust."), "{stdout}");
-    for f in ["relus_vs_online.svg", "macs_vs_offline.svg", "latency_vs_rate.svg"] {
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ReLUs") && stdout.contains("sust."),
+        "{stdout}"
+    );
+    for f in [
+        "relus_vs_online.svg",
+        "macs_vs_offline.svg",
+        "latency_vs_rate.svg",
+    ] {
         let svg = std::fs::read_to_string(dir.path().join(f)).unwrap();
         assert!(svg.contains("hrn-5x5x3x"), "{f}");
     }
@@ -91,10 +140,16 @@ fn compare_writes_a_table_and_three_plots() {
 
 #[test]
 fn bad_arguments_are_refused_clearly() {
-    let out = Command::new(BENCH).args(["load", TINY, "--rate", "0"]).output().unwrap();
+    let out = Command::new(BENCH)
+        .args(["load", TINY, "--rate", "0"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be positive"));
-    let out = Command::new(BENCH).args(["load", "nonsense(", "--rate", "1"]).output().unwrap();
+    let out = Command::new(BENCH)
+        .args(["load", "nonsense(", "--rate", "1"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nonsense("));
 }
@@ -103,12 +158,19 @@ fn bad_arguments_are_refused_clearly() {
 fn compare_merges_earlier_load_results() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
-    for (i, spec) in [TINY, "resnet18(m=2,phi=1-1-1-1,input=8,classes=4)"].iter().enumerate() {
+    for (i, spec) in [TINY, "resnet18(m=2,phi=1-1-1-1,input=8,classes=4)"]
+        .iter()
+        .enumerate()
+    {
         let out = Command::new(BENCH)
             .args(["load", spec, "--rate", "1x", "--requests", "1", "--json"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let f = dir.path().join(format!("{i}.json"));
         std::fs::write(&f, &out.stdout).unwrap();
         files.push(f);
@@ -118,11 +180,18 @@ fn compare_merges_earlier_load_results() {
         .args(&files)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let nets = v["networks"].as_array().unwrap();
     assert_eq!(nets.len(), 2);
-    assert_eq!(nets[1]["spec"], "resnet18(m=2,phi=1-1-1-1,input=8,classes=4)");
+    assert_eq!(
+        nets[1]["spec"],
+        "resnet18(m=2,phi=1-1-1-1,input=8,classes=4)"
+    );
     assert_eq!(nets[0]["bit_exact"], true);
     let out = Command::new(BENCH).args(["load", TINY]).output().unwrap();
     assert!(!out.status.success());
@@ -132,16 +201,35 @@ fn compare_merges_earlier_load_results() {
 #[test]
 fn compare_runs_both_relu_modes_side_by_side() {
     let out = Command::new(BENCH)
-        .args(["compare", TINY, "hrn-5x5x3x(m=2,phi=1-1-1-1,input=8,classes=3)"])
-        .args(["--rate", "1x", "--requests", "2", "--relu", "gc,ot", "--json"])
+        .args([
+            "compare",
+            TINY,
+            "hrn-5x5x3x(m=2,phi=1-1-1-1,input=8,classes=3)",
+        ])
+        .args([
+            "--rate",
+            "1x",
+            "--requests",
+            "2",
+            "--relu",
+            "gc,ot",
+            "--json",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let rows = v["networks"].as_array().unwrap();
     // Each network in each mode, in that order.
-    let modes: Vec<_> = rows.iter().map(|r| r["relu_mode"].as_str().unwrap()).collect();
+    let modes: Vec<_> = rows
+        .iter()
+        .map(|r| r["relu_mode"].as_str().unwrap())
+        .collect();
     assert_eq!(modes, ["gc", "ot", "gc", "ot"]);
     for pair in rows.chunks(2) {
         let (gc, ot) = (&pair[0], &pair[1]);
@@ -152,7 +240,13 @@ fn compare_runs_both_relu_modes_side_by_side() {
         let n = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap();
         // Storage and traffic are counted, not timed: OT mode stores far less
         // and needs more online round trips.
-        assert!(n(ot, "client_storage_bytes") * 5 < n(gc, "client_storage_bytes"), "{gc}\n{ot}");
-        assert!(n(ot, "online_round_trips") > n(gc, "online_round_trips"), "{gc}\n{ot}");
+        assert!(
+            n(ot, "client_storage_bytes") * 5 < n(gc, "client_storage_bytes"),
+            "{gc}\n{ot}"
+        );
+        assert!(
+            n(ot, "online_round_trips") > n(gc, "online_round_trips"),
+            "{gc}\n{ot}"
+        );
     }
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pi_protocol::transport::{ChannelConfig, Link};
 use pi_protocol::transport::pki::TlsFiles;
+use pi_protocol::transport::{ChannelConfig, Link};
 use pi_protocol::{ClientConfig, ClientReport};
 use pi_server::cli::{error_chain, init_logging, runtime};
 

@@ -109,7 +109,9 @@ pub struct Served {
 impl Served {
     /// Arrival to result, in seconds.
     pub fn latency(&self) -> f64 {
-        self.finished.saturating_duration_since(self.arrived).as_secs_f64()
+        self.finished
+            .saturating_duration_since(self.arrived)
+            .as_secs_f64()
     }
     /// Arrival to the start of its online phase, in seconds (waiting behind
     /// other requests, for a background offline phase, or for its own).
@@ -277,7 +279,10 @@ pub async fn answer(rx: oneshot::Receiver<Result<Served>>) -> Result<Served> {
 
 /// Entries that fit both the count and the byte budget.
 fn capacity(config: &PoolConfig, server_max: usize, entry_bytes: u64) -> usize {
-    let by_bytes = config.max_bytes.checked_div(entry_bytes).unwrap_or(u64::MAX);
+    let by_bytes = config
+        .max_bytes
+        .checked_div(entry_bytes)
+        .unwrap_or(u64::MAX);
     config
         .max_count
         .min(server_max)

@@ -4,7 +4,6 @@ mod common;
 
 use common::{fails, ok};
 
-
 #[test]
 fn stats_table_and_json() {
     let t = ok(&["stats", "resnet18"]);

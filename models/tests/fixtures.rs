@@ -19,7 +19,10 @@ fn fixtures() -> Option<PathBuf> {
     if dir.join("torch_check").is_dir() && dir.join("digits").is_dir() {
         Some(dir)
     } else {
-        panic!("fixtures not found in {} (set PI_MODELS_FIXTURES)", dir.display());
+        panic!(
+            "fixtures not found in {} (set PI_MODELS_FIXTURES)",
+            dir.display()
+        );
     }
 }
 
@@ -96,7 +99,10 @@ fn digits_model_matches_python() {
         "digits: float {float_correct}/{n} correct, fixed {correct}/{n} correct, \
          {agree}/{n} fixed/float agree, {exact}/{n} bit-exact with the Python emulation"
     );
-    assert!(float_correct * 100 >= n * 95, "float accuracy {float_correct}/{n}");
+    assert!(
+        float_correct * 100 >= n * 95,
+        "float accuracy {float_correct}/{n}"
+    );
     assert!(agree * 100 >= n * 99, "fixed/float agreement {agree}/{n}");
     assert!(correct * 100 >= n * 97, "accuracy {correct}/{n}");
     assert_eq!(exact, n, "fixed logits differ from the Python emulation");

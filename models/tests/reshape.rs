@@ -3,14 +3,13 @@
 
 mod common;
 
+use common::{fails, ok};
 use pi_models::model::Model;
 use pi_models::network::Network;
 use pi_models::reshape::{
     self, Action, Order, block_relus, budget_variants, derive, inequalities, plans,
 };
 use pi_models::spec::NetSpec;
-use common::{fails, ok};
-
 
 fn texts(order: &str, phi: [usize; 4], input: usize) -> Vec<String> {
     inequalities(&Order::parse(order).unwrap(), phi, input)

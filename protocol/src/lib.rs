@@ -32,13 +32,13 @@
 
 pub mod crypto;
 pub mod error;
-pub mod ot;
 pub mod gc;
 pub mod he;
 pub mod offline;
 pub mod online;
-pub mod report;
+pub mod ot;
 pub mod relu_ot;
+pub mod report;
 pub mod ring;
 pub mod session;
 pub mod transport;

@@ -10,8 +10,8 @@ use rand_core::SeedableRng;
 
 use crate::e2e_tests::{oracle, random_input};
 use crate::session::{
-    ClientConfig, ClientSession, ServerLimits, ServerModel, ServerSession, TAG_OFFLINE,
-    TAG_ONLINE, send_request,
+    ClientConfig, ClientSession, ServerLimits, ServerModel, ServerSession, TAG_OFFLINE, TAG_ONLINE,
+    send_request,
 };
 use crate::transport::{Channel, memory_pair};
 use crate::{Error, Result};
@@ -35,7 +35,8 @@ async fn serve<C: Channel>(
 ) -> (Vec<crate::ServerReport>, Result<()>) {
     let mut out = Vec::new();
     let mut s =
-        match ServerSession::handshake_with(&mut ch, model, &limits, ChaCha20Rng::seed_from_u64(1)).await
+        match ServerSession::handshake_with(&mut ch, model, &limits, ChaCha20Rng::seed_from_u64(1))
+            .await
         {
             Ok(s) => s,
             Err(e) => return (out, Err(e)),
@@ -70,7 +71,10 @@ async fn preprocessed_inferences_are_spent_in_any_order_and_bit_exact() {
         assert_eq!(c.pending(), 3);
         // The server's bound, enforced on the client before anything is sent.
         let refused = c.preprocess(&mut cc).await;
-        assert!(matches!(refused, Err(Error::BadInput(ref m)) if m.contains("at most 3")), "{refused:?}");
+        assert!(
+            matches!(refused, Err(Error::BadInput(ref m)) if m.contains("at most 3")),
+            "{refused:?}"
+        );
         let estimate = c.storage_per_inference();
         assert!(pre.iter().all(|p| p.storage_bytes() == estimate));
         let (p0, p1, p2) = {
@@ -94,9 +98,17 @@ async fn preprocessed_inferences_are_spent_in_any_order_and_bit_exact() {
     let order: Vec<u64> = client.iter().map(|r| r.inference).collect();
     assert_eq!(order, [2, 0, 1, 3]);
     for (r, x) in client.iter().zip([&xs[2], &xs[0], &xs[1], &xs[0]]) {
-        assert_eq!(r.logits_fixed, oracle(&model, x), "inference {}", r.inference);
+        assert_eq!(
+            r.logits_fixed,
+            oracle(&model, x),
+            "inference {}",
+            r.inference
+        );
     }
-    assert_eq!(reports.iter().map(|r| r.inference).collect::<Vec<_>>(), order);
+    assert_eq!(
+        reports.iter().map(|r| r.inference).collect::<Vec<_>>(),
+        order
+    );
     for (c, s) in client.iter().zip(&reports) {
         assert_eq!(c.offline.bytes_sent, s.offline.bytes_received);
         assert_eq!(c.online.bytes_sent, s.online.bytes_received);
@@ -140,9 +152,8 @@ async fn a_second_online_request_for_the_same_inference_is_refused() {
 async fn the_server_enforces_its_pending_bound() {
     let model = model(5);
     let (cs, mut cc) = memory_pair();
-    let ((reports, served), _) = tokio::join!(
-        serve(cs, &model, ServerLimits { max_pending: 1 }),
-        async {
+    let ((reports, served), _) =
+        tokio::join!(serve(cs, &model, ServerLimits { max_pending: 1 }), async {
             let mut c = ClientSession::handshake_with_rng(
                 &mut cc,
                 &ClientConfig::default(),
@@ -154,8 +165,7 @@ async fn the_server_enforces_its_pending_bound() {
             send_request(&mut cc, TAG_OFFLINE, 1).await?;
             cc.flush().await?;
             cc.recv(1 << 20).await
-        }
-    );
+        });
     assert!(reports.is_empty());
     assert!(
         matches!(served, Err(Error::PeerMisbehaved(ref m)) if m.contains("at most 1")),

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use pi_protocol::transport::{ChannelConfig, Link};
 use pi_protocol::transport::pki::{TlsFiles, keygen};
+use pi_protocol::transport::{ChannelConfig, Link};
 
 use crate::{Listener, ServeConfig, load_model, shutdown_signal};
 

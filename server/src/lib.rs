@@ -247,7 +247,17 @@ async fn handle(
     reports: Option<mpsc::UnboundedSender<ServerReport>>,
 ) {
     debug!(conn = id, %peer, "accepted");
-    match serve_connection(id, tcp, &acceptor, &model, &limits, &counters, reports.as_ref()).await {
+    match serve_connection(
+        id,
+        tcp,
+        &acceptor,
+        &model,
+        &limits,
+        &counters,
+        reports.as_ref(),
+    )
+    .await
+    {
         Ok(n) => info!(conn = id, %peer, "session closed after {n} inference(s)"),
         Err(e) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);

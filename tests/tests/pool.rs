@@ -11,7 +11,11 @@ use pi_protocol::{ClientConfig, ClientSession, ServerLimits};
 use pi_tests::{Keys, RunningServer, TINY, TestModel, random_input, serve_config};
 
 /// A session with the server, handed to a pool.
-async fn pool(server: &RunningServer, keys: &Keys, config: PoolConfig) -> pi_protocol::Result<Pool> {
+async fn pool(
+    server: &RunningServer,
+    keys: &Keys,
+    config: PoolConfig,
+) -> pi_protocol::Result<Pool> {
     let connector = TlsConnector::new(
         &keys.client(),
         ChannelConfig::with_timeouts(Duration::from_secs(60)),
@@ -27,7 +31,10 @@ fn inputs(model: &TestModel, n: u64) -> Vec<(Vec<u64>, Vec<i64>)> {
     (0..n)
         .map(|seed| {
             let raw = random_input(&model.input_shape(), 100 + seed);
-            let x = model.model.prepare_input(raw.data.clone(), &raw.shape).unwrap();
+            let x = model
+                .model
+                .prepare_input(raw.data.clone(), &raw.shape)
+                .unwrap();
             let q = pi_models::fixed::quantize_input(&x, model.quant.ring).unwrap();
             (q, model.oracle(&raw))
         })
@@ -44,13 +51,19 @@ async fn a_burst_drains_the_pool_which_then_refills_and_no_material_is_used_twic
     let mut pool = pool(
         &server,
         &keys,
-        PoolConfig { max_count: 2, ..PoolConfig::default() },
+        PoolConfig {
+            max_count: 2,
+            ..PoolConfig::default()
+        },
     )
     .await
     .unwrap();
     assert_eq!(pool.state().capacity, 2);
     let full = pool.wait_for(2).await.unwrap();
-    assert_eq!((full.size, full.refills, full.background_refills), (2, 2, 2));
+    assert_eq!(
+        (full.size, full.refills, full.background_refills),
+        (2, 2, 2)
+    );
     assert_eq!(full.bytes, 2 * full.entry_bytes);
 
     let xs = inputs(&model, 5);
@@ -66,7 +79,11 @@ async fn a_burst_drains_the_pool_which_then_refills_and_no_material_is_used_twic
     assert_eq!(waited, [false, false, true, true, true]);
     assert_eq!(served[1].pool.size, 0);
     for (s, (_, oracle)) in served.iter().zip(&xs) {
-        assert_eq!(&s.report.logits_fixed, oracle, "inference {}", s.report.inference);
+        assert_eq!(
+            &s.report.logits_fixed, oracle,
+            "inference {}",
+            s.report.inference
+        );
         assert!(s.queueing_delay() <= s.latency());
     }
     // Every request used different material (inference numbers are unique;
@@ -75,7 +92,10 @@ async fn a_burst_drains_the_pool_which_then_refills_and_no_material_is_used_twic
     assert_eq!(ids.len(), 5);
     // Pool entries were made first (0, 1), then on demand (2, 3, 4).
     assert_eq!(
-        served.iter().map(|s| s.report.inference).collect::<Vec<_>>(),
+        served
+            .iter()
+            .map(|s| s.report.inference)
+            .collect::<Vec<_>>(),
         [0, 1, 2, 3, 4]
     );
 
@@ -99,7 +119,15 @@ async fn the_pool_respects_its_byte_budget() {
     let server = RunningServer::start(&model, &keys, config).await;
 
     // Too small for one entry: refused up front.
-    let tiny = pool(&server, &keys, PoolConfig { max_bytes: 1000, ..PoolConfig::default() }).await;
+    let tiny = pool(
+        &server,
+        &keys,
+        PoolConfig {
+            max_bytes: 1000,
+            ..PoolConfig::default()
+        },
+    )
+    .await;
     assert!(
         matches!(tiny, Err(pi_protocol::Error::BadInput(ref m)) if m.contains("cannot hold one")),
         "{:?}",
@@ -107,16 +135,30 @@ async fn the_pool_respects_its_byte_budget() {
     );
 
     // Room for two and a half entries: holds two, whatever happens.
-    let probe = pool(&server, &keys, PoolConfig { background: false, ..PoolConfig::default() })
-        .await
-        .unwrap();
+    let probe = pool(
+        &server,
+        &keys,
+        PoolConfig {
+            background: false,
+            ..PoolConfig::default()
+        },
+    )
+    .await
+    .unwrap();
     let entry = probe.state().entry_bytes;
     probe.close().await.unwrap();
     assert!(entry > 0);
     let budget = 2 * entry + entry / 2;
-    let mut pool = pool(&server, &keys, PoolConfig { max_bytes: budget, ..PoolConfig::default() })
-        .await
-        .unwrap();
+    let mut pool = pool(
+        &server,
+        &keys,
+        PoolConfig {
+            max_bytes: budget,
+            ..PoolConfig::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(pool.state().capacity, 2);
     let full = pool.wait_for(2).await.unwrap();
     assert!(full.bytes <= budget && full.size == 2);
@@ -138,13 +180,25 @@ async fn the_pool_respects_its_byte_budget() {
 async fn a_bad_input_costs_no_material() {
     let model = TestModel::random(TINY, 23);
     let keys = Keys::new();
-    let server = RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
-    let mut pool = pool(&server, &keys, PoolConfig { max_count: 1, ..PoolConfig::default() })
-        .await
-        .unwrap();
+    let server =
+        RunningServer::start(&model, &keys, serve_config(1, Duration::from_secs(60))).await;
+    let mut pool = pool(
+        &server,
+        &keys,
+        PoolConfig {
+            max_count: 1,
+            ..PoolConfig::default()
+        },
+    )
+    .await
+    .unwrap();
     pool.wait_for(1).await.unwrap();
     let bad = pool.infer(vec![0; 3]).await;
-    assert!(matches!(bad, Err(pi_protocol::Error::BadInput(_))), "{:?}", bad.err());
+    assert!(
+        matches!(bad, Err(pi_protocol::Error::BadInput(_))),
+        "{:?}",
+        bad.err()
+    );
     assert_eq!(pool.state().size, 1);
     let (x, oracle) = inputs(&model, 1).remove(0);
     let s = pool.infer(x).await.unwrap();

@@ -108,9 +108,16 @@ impl FixedKeyAes {
     /// # Panics
     /// If the three slices differ in length (a programming error).
     pub fn tccr_many(&self, xs: &[Block], tweaks: &[Block], out: &mut [Block]) {
-        assert!(xs.len() == tweaks.len() && xs.len() == out.len(), "tccr_many: length mismatch");
+        assert!(
+            xs.len() == tweaks.len() && xs.len() == out.len(),
+            "tccr_many: length mismatch"
+        );
         let mut px = [Block::ZERO; AES_BATCH];
-        for ((x, t), o) in xs.chunks(AES_BATCH).zip(tweaks.chunks(AES_BATCH)).zip(out.chunks_mut(AES_BATCH)) {
+        for ((x, t), o) in xs
+            .chunks(AES_BATCH)
+            .zip(tweaks.chunks(AES_BATCH))
+            .zip(out.chunks_mut(AES_BATCH))
+        {
             let px = &mut px[..x.len()];
             px.copy_from_slice(x);
             self.permute_many(px);
@@ -133,7 +140,12 @@ impl FixedKeyAes {
     /// # Panics
     /// If `out` and `xs` differ in length (a programming error).
     #[inline]
-    pub fn tccr_blocks_with(&self, xs: &mut [aes::Block], out: &mut [aes::Block], tweak: impl Fn(usize) -> u128) {
+    pub fn tccr_blocks_with(
+        &self,
+        xs: &mut [aes::Block],
+        out: &mut [aes::Block],
+        tweak: impl Fn(usize) -> u128,
+    ) {
         assert_eq!(xs.len(), out.len(), "tccr_blocks_with: length mismatch");
         self.cipher.encrypt_blocks(xs);
         for (j, (o, p)) in out.iter_mut().zip(xs.iter()).enumerate() {
@@ -199,7 +211,10 @@ mod tests {
         // FIPS-197 appendix C.1: key 000102..0f, plaintext 00112233..ff.
         let key: [u8; 16] = core::array::from_fn(|i| i as u8);
         let pt: [u8; 16] = core::array::from_fn(|i| (i as u8) * 0x11);
-        let want = [0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a];
+        let want = [
+            0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4,
+            0xc5, 0x5a,
+        ];
         let aes = FixedKeyAes::with_key(key);
         assert_eq!(aes.permute(Block::from_bytes(pt)).to_bytes(), want);
         // The batched path (the SIMD kernel where available) too.
@@ -212,7 +227,9 @@ mod tests {
     fn batched_equals_single_across_batch_boundaries() {
         let h = FixedKeyAes::new();
         let n = AES_BATCH * 2 + 7;
-        let xs: Vec<Block> = (0..n as u128).map(|i| Block(i * 0x9e37_79b9_7f4a_7c15)).collect();
+        let xs: Vec<Block> = (0..n as u128)
+            .map(|i| Block(i * 0x9e37_79b9_7f4a_7c15))
+            .collect();
         let tw: Vec<Block> = (0..n as u128).map(Block).collect();
         let mut out = vec![Block::ZERO; n];
         h.tccr_many(&xs, &tw, &mut out);
@@ -232,9 +249,12 @@ mod tests {
         }
         // The SIMD permutation (if any) equals the portable one, for a
         // secret-style random key and lengths around its step of 16.
-        let keyed = FixedKeyAes::with_key(core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x5a));
+        let keyed =
+            FixedKeyAes::with_key(core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x5a));
         for len in [0usize, 1, 15, 16, 17, 33, 64, 300] {
-            let mut a: Vec<Block> = (0..len as u128).map(|i| Block(i.wrapping_mul(0x0123_4567_89ab_cdef_0011))).collect();
+            let mut a: Vec<Block> = (0..len as u128)
+                .map(|i| Block(i.wrapping_mul(0x0123_4567_89ab_cdef_0011)))
+                .collect();
             let mut b = a.clone();
             keyed.permute_many(&mut a);
             keyed.permute_many_portable(&mut b);

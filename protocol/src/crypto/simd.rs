@@ -51,7 +51,9 @@ const EVAL_GROUPS: usize = 4;
 impl Vaes512 {
     /// The kernels under `key`, if the CPU supports them.
     pub(crate) fn new(key: [u8; 16]) -> Option<Self> {
-        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("vaes") && is_x86_feature_detected!("aes"))
+        if !(is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("vaes")
+            && is_x86_feature_detected!("aes"))
         {
             return None;
         }
@@ -86,7 +88,10 @@ impl Vaes512 {
         table: &mut [u8],
     ) -> usize {
         let n = x.len();
-        assert!(y.len() == n && out.len() == n && table.len() == 32 * n, "garble_and: length mismatch");
+        assert!(
+            y.len() == n && out.len() == n && table.len() == 32 * n,
+            "garble_and: length mismatch"
+        );
         // SAFETY: the constructor checked the CPU features; lengths checked above.
         unsafe { garble_and_impl(&self.rk, d, x, y, tw, out, table) }
     }
@@ -95,9 +100,19 @@ impl Vaes512 {
     ///
     /// # Panics
     /// If the slices disagree in length.
-    pub(crate) fn eval_and(&self, x: &[Block], y: &[Block], tw: u128, table: &[u8], out: &mut [Block]) -> usize {
+    pub(crate) fn eval_and(
+        &self,
+        x: &[Block],
+        y: &[Block],
+        tw: u128,
+        table: &[u8],
+        out: &mut [Block],
+    ) -> usize {
         let n = x.len();
-        assert!(y.len() == n && out.len() == n && table.len() == 32 * n, "eval_and: length mismatch");
+        assert!(
+            y.len() == n && out.len() == n && table.len() == 32 * n,
+            "eval_and: length mismatch"
+        );
         // SAFETY: the constructor checked the CPU features; lengths checked above.
         unsafe { eval_and_impl(&self.rk, x, y, tw, table, out) }
     }
@@ -123,7 +138,10 @@ unsafe fn expand_key(key: [u8; 16]) -> [u128; 11] {
     #[inline]
     #[target_feature(enable = "sse2")]
     fn as_u128(k: __m128i) -> u128 {
-        let (lo, hi) = (_mm_cvtsi128_si64(k) as u64, _mm_cvtsi128_si64(_mm_unpackhi_epi64(k, k)) as u64);
+        let (lo, hi) = (
+            _mm_cvtsi128_si64(k) as u64,
+            _mm_cvtsi128_si64(_mm_unpackhi_epi64(k, k)) as u64,
+        );
         (hi as u128) << 64 | lo as u128
     }
     rk[0] = as_u128(k);
@@ -304,7 +322,14 @@ unsafe fn garble_and_impl(
 }
 
 #[target_feature(enable = "avx512f,vaes,aes")]
-unsafe fn eval_and_impl(rk: &[u128; 11], x: &[Block], y: &[Block], tw: u128, table: &[u8], out: &mut [Block]) -> usize {
+unsafe fn eval_and_impl(
+    rk: &[u128; 11],
+    x: &[Block],
+    y: &[Block],
+    tw: u128,
+    table: &[u8],
+    out: &mut [Block],
+) -> usize {
     const STEP: usize = LANES * EVAL_GROUPS;
     let n = x.len() / STEP * STEP;
     let k = keys(rk);
@@ -346,7 +371,12 @@ unsafe fn eval_and_impl(rk: &[u128; 11], x: &[Block], y: &[Block], tw: u128, tab
             let at = tp.wrapping_add(2 * (i / LANES + g));
             // SAFETY: the 128 table bytes of instances i + 4g .. i + 4g + 4
             // lie within table (32 n bytes).
-            let (l0, l1) = unsafe { (_mm512_loadu_si512(at), _mm512_loadu_si512(at.wrapping_add(1))) };
+            let (l0, l1) = unsafe {
+                (
+                    _mm512_loadu_si512(at),
+                    _mm512_loadu_si512(at.wrapping_add(1)),
+                )
+            };
             let tg = _mm512_permutex2var_epi64(l0, idx_g, l1);
             let te = _mm512_permutex2var_epi64(l0, idx_e, l1);
             let wg = _mm512_xor_si512(ha, _mm512_and_si512(tg, lsb_mask(a)));

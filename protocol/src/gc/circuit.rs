@@ -315,7 +315,11 @@ impl Builder {
         self.push(|out| Op::InEvaluator { bit, out })
     }
     fn xor(&mut self, x: Wire, y: Wire) -> Wire {
-        self.push(|out| Op::Xor { x: x.0, y: y.0, out })
+        self.push(|out| Op::Xor {
+            x: x.0,
+            y: y.0,
+            out,
+        })
     }
     fn not(&mut self, x: Wire) -> Wire {
         self.push(|out| Op::Not { x: x.0, out })
@@ -327,13 +331,23 @@ impl Builder {
         let h = self.hashes;
         self.hashes += 2;
         self.and_gates += 1;
-        self.push(|out| Op::And { x: x.0, y: y.0, out, h })
+        self.push(|out| Op::And {
+            x: x.0,
+            y: y.0,
+            out,
+            h,
+        })
     }
     fn and_known(&mut self, x: Wire, bit: u8) -> Wire {
         let h = self.hashes;
         self.hashes += 1;
         self.half_gates += 1;
-        self.push(|out| Op::AndKnown { x: x.0, bit, out, h })
+        self.push(|out| Op::AndKnown {
+            x: x.0,
+            bit,
+            out,
+            h,
+        })
     }
 
     /// Maps wires to slots by liveness (an output never shares a slot with an
@@ -383,7 +397,10 @@ impl Builder {
         let top_h = self.hashes;
         self.hashes += 1;
         // l <= 64 bounds a circuit to a few hundred hashes per instance.
-        assert!(self.hashes <= super::HASHES_PER_INSTANCE, "hash indices must fit the tweak's hash field");
+        assert!(
+            self.hashes <= super::HASHES_PER_INSTANCE,
+            "hash indices must fit the tweak's hash field"
+        );
         Circuit {
             kind,
             params,
@@ -425,10 +442,31 @@ fn remap(op: Op, map: impl Fn(Slot) -> Slot) -> Op {
     match op {
         Op::InGarbler { bit, out } => Op::InGarbler { bit, out: map(out) },
         Op::InEvaluator { bit, out } => Op::InEvaluator { bit, out: map(out) },
-        Op::Xor { x, y, out } => Op::Xor { x: map(x), y: map(y), out: map(out) },
-        Op::Not { x, out } => Op::Not { x: map(x), out: map(out) },
-        Op::XorKnown { x, bit, out } => Op::XorKnown { x: map(x), bit, out: map(out) },
-        Op::And { x, y, out, h } => Op::And { x: map(x), y: map(y), out: map(out), h },
-        Op::AndKnown { x, bit, out, h } => Op::AndKnown { x: map(x), bit, out: map(out), h },
+        Op::Xor { x, y, out } => Op::Xor {
+            x: map(x),
+            y: map(y),
+            out: map(out),
+        },
+        Op::Not { x, out } => Op::Not {
+            x: map(x),
+            out: map(out),
+        },
+        Op::XorKnown { x, bit, out } => Op::XorKnown {
+            x: map(x),
+            bit,
+            out: map(out),
+        },
+        Op::And { x, y, out, h } => Op::And {
+            x: map(x),
+            y: map(y),
+            out: map(out),
+            h,
+        },
+        Op::AndKnown { x, bit, out, h } => Op::AndKnown {
+            x: map(x),
+            bit,
+            out: map(out),
+            h,
+        },
     }
 }

@@ -47,7 +47,11 @@ impl Evaluator {
     /// ([`super::Garbler::nonce`], received from the server). With another
     /// nonce every output is garbage.
     pub fn new(nonce: GcNonce) -> Self {
-        Self { kernels: AndKernels::detect(), nonce, scratch: Scratch::default() }
+        Self {
+            kernels: AndKernels::detect(),
+            nonce,
+            scratch: Scratch::default(),
+        }
     }
 
     /// The garbler nonce this evaluator uses.
@@ -73,7 +77,9 @@ impl Evaluator {
         let params = circuit.params();
         let n = tables.n;
         if tables.kind != circuit.kind() || tables.params != params {
-            return Err(Error::BadInput("garbled tables were made for another circuit".into()));
+            return Err(Error::BadInput(
+                "garbled tables were made for another circuit".into(),
+            ));
         }
         if client.n != n || server.n != n || client.params != params || server.params != params {
             return Err(Error::BadInput(format!(
@@ -127,19 +133,30 @@ fn eval_chunk(
     let cn = out.len();
     let l = c.params().l() as usize;
     let aes = kernels.aes();
-    let Scratch { labels, hin, hscratch, packed } = s;
+    let Scratch {
+        labels,
+        hin,
+        hscratch,
+        packed,
+    } = s;
     let tw0 = tweak_base(nonce, layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
     let mut ct = 0usize;
     for op in &c.ops {
         match *op {
             Op::InGarbler { bit, out } => {
-                for (o, z) in labels[slot(out)..slot(out) + cn].iter_mut().zip(server.chunks_exact(l)) {
+                for (o, z) in labels[slot(out)..slot(out) + cn]
+                    .iter_mut()
+                    .zip(server.chunks_exact(l))
+                {
                     *o = z[bit as usize];
                 }
             }
             Op::InEvaluator { bit, out } => {
-                for (o, z) in labels[slot(out)..slot(out) + cn].iter_mut().zip(client.chunks_exact(l)) {
+                for (o, z) in labels[slot(out)..slot(out) + cn]
+                    .iter_mut()
+                    .zip(client.chunks_exact(l))
+                {
                     *o = z[bit as usize];
                 }
             }
@@ -155,7 +172,15 @@ fn eval_chunk(
             }
             Op::And { x, y, out, h } => {
                 let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
-                kernels.eval_and(hin, hscratch, x, y, tw0 + h as u128, &table[ct..ct + 32 * cn], o);
+                kernels.eval_and(
+                    hin,
+                    hscratch,
+                    x,
+                    y,
+                    tw0 + h as u128,
+                    &table[ct..ct + 32 * cn],
+                    o,
+                );
                 ct += 32 * cn;
             }
             Op::AndKnown { x, out, h, .. } => {
@@ -165,9 +190,16 @@ fn eval_chunk(
                     *hb = to_aes(a.0);
                 }
                 let h = h as u128;
-                aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << INSTANCE_SHIFT) + h);
+                aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| {
+                    tw0 + ((j as u128) << INSTANCE_SHIFT) + h
+                });
                 let table = &table[ct..ct + 16 * cn];
-                for (((hb, o), a), tb) in hscratch[..cn].iter().zip(o.iter_mut()).zip(x).zip(table.chunks_exact(16)) {
+                for (((hb, o), a), tb) in hscratch[..cn]
+                    .iter()
+                    .zip(o.iter_mut())
+                    .zip(x)
+                    .zip(table.chunks_exact(16))
+                {
                     *o = Block(from_aes(hb) ^ (get(tb) & (a.0 & 1).wrapping_neg()));
                 }
                 ct += 16 * cn;
@@ -183,7 +215,9 @@ fn eval_chunk(
         *hb = to_aes(c0.0);
     }
     let h = c.top_h as u128;
-    aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| tw0 + ((j as u128) << INSTANCE_SHIFT) + h);
+    aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| {
+        tw0 + ((j as u128) << INSTANCE_SHIFT) + h
+    });
     let top_mask = low_mask(top);
     let dtable = &table[ct..ct + dec * cn];
     // Low output lsbs, gathered output by output (contiguous per slot).

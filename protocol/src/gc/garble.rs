@@ -7,7 +7,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use super::circuit::Op;
 use super::kernels::AndKernels;
 use super::labels::{ClientInputLabels, GarbledTables, LabelKey, ServerInputLabels, ZeroLabels};
-use super::{CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, check_layer_shape, low_mask, split3, tweak_base};
+use super::{
+    CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, check_layer_shape, low_mask, split3, tweak_base,
+};
 use crate::crypto::{Block, from_aes, to_aes, wipe_aes_blocks, wipe_chacha};
 use crate::ot::CorrelatedZeros;
 use crate::{Error, Result};
@@ -190,16 +192,30 @@ impl Garbler {
     /// [`Error::BadInput`] for an unreduced pad, a layer index above
     /// [`super::MAX_LAYER`] or one that does not increase under a shared Δ,
     /// or more than [`super::MAX_INSTANCES`] pads.
-    pub fn garble_layer(&mut self, circuit: &Circuit, layer: u32, pads: &[u64]) -> Result<GarbledLayer> {
+    pub fn garble_layer(
+        &mut self,
+        circuit: &Circuit,
+        layer: u32,
+        pads: &[u64],
+    ) -> Result<GarbledLayer> {
         let total = pads
             .len()
             .checked_mul(circuit.table_bytes())
-            .ok_or_else(|| Error::BadInput(format!("layer of {} activations is too large", pads.len())))?;
+            .ok_or_else(|| {
+                Error::BadInput(format!("layer of {} activations is too large", pads.len()))
+            })?;
         let mut bytes = Vec::with_capacity(total);
-        let inputs = self.garble_layer_streaming(circuit, layer, pads, |chunk| bytes.extend_from_slice(chunk))?;
+        let inputs = self
+            .garble_layer_streaming(circuit, layer, pads, |chunk| bytes.extend_from_slice(chunk))?;
         let (client_inputs, server_inputs) = inputs.into_parts();
         Ok(GarbledLayer {
-            tables: GarbledTables { kind: circuit.kind(), params: circuit.params(), layer, n: pads.len(), bytes },
+            tables: GarbledTables {
+                kind: circuit.kind(),
+                params: circuit.params(),
+                layer,
+                n: pads.len(),
+                bytes,
+            },
             client_inputs,
             server_inputs,
         })
@@ -330,8 +346,19 @@ impl Garbler {
         }
         self.scratch.wipe();
         Ok(GarbledInputs {
-            client_inputs: ClientInputLabels { params, n, zero: client_zero, delta: delta.duplicate() },
-            server_inputs: ServerInputLabels { params, layer, n, key: server_key, delta },
+            client_inputs: ClientInputLabels {
+                params,
+                n,
+                zero: client_zero,
+                delta: delta.duplicate(),
+            },
+            server_inputs: ServerInputLabels {
+                params,
+                layer,
+                n,
+                key: server_key,
+                delta,
+            },
         })
     }
 }
@@ -370,7 +397,13 @@ fn garble_chunk(
     let l = c.params().l() as usize;
     let d = delta.0;
     let aes = kernels.aes();
-    let Scratch { labels, hin, hscratch, known, packed } = s;
+    let Scratch {
+        labels,
+        hin,
+        hscratch,
+        known,
+        packed,
+    } = s;
     for (k, p) in known.iter_mut().zip(pads) {
         *k = c.known(*p);
     }
@@ -387,7 +420,9 @@ fn garble_chunk(
             Op::InEvaluator { bit, out } => {
                 let o = &mut labels[slot(out)..slot(out) + cn];
                 match client_zero {
-                    ZeroLabels::Derived(key, _) => key.fill((start * l) as u64 + bit as u64, l as u64, o),
+                    ZeroLabels::Derived(key, _) => {
+                        key.fill((start * l) as u64 + bit as u64, l as u64, o)
+                    }
                     ZeroLabels::Stored(v) => {
                         for (o, z) in o.iter_mut().zip(v[start * l..].chunks_exact(l)) {
                             *o = z[bit as usize];
@@ -430,7 +465,9 @@ fn garble_chunk(
                     hb[1] = to_aes(a0.0 ^ d);
                 }
                 let h = h as u128;
-                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h);
+                aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| {
+                    tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h
+                });
                 let table = &mut table[ct..ct + 16 * cn];
                 for ((((hb, o), a0), k), tb) in hscratch[..2 * cn]
                     .chunks_exact(2)
@@ -462,7 +499,9 @@ fn garble_chunk(
         hb[1] = to_aes(c0.0 ^ d);
     }
     let h = c.top_h as u128;
-    aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h);
+    aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| {
+        tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h
+    });
     let top_mask = low_mask(top);
     let dtable = &mut table[ct..ct + dec * cn];
     // Low output lsbs, gathered output by output (contiguous per slot).
@@ -479,7 +518,8 @@ fn garble_chunk(
         let p0 = carry[i].lsb() as usize;
         let mut rows = [0u64; 2];
         for v in 0..2usize {
-            rows[p0 ^ v] = (hi.wrapping_add(v as u64) ^ from_aes(&hscratch[2 * i + v]) as u64) & top_mask;
+            rows[p0 ^ v] =
+                (hi.wrapping_add(v as u64) ^ from_aes(&hscratch[2 * i + v]) as u64) & top_mask;
         }
         bits |= (rows[0] as u128) << low;
         bits |= (rows[1] as u128) << (low + top);

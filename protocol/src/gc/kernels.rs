@@ -37,11 +37,22 @@ pub(crate) fn garble_and_portable(
         hb[2] = to_aes(b0.0);
         hb[3] = to_aes(b0.0 ^ d);
     }
-    aes.tccr_blocks_with(hin, hout, |j| tw + (((j >> 2) as u128) << INSTANCE_SHIFT) + ((j as u128 >> 1) & 1));
-    for ((((hb, o), a0), b0), tb) in
-        hout.chunks_exact(4).zip(out.iter_mut()).zip(x).zip(y).zip(table.chunks_exact_mut(32))
+    aes.tccr_blocks_with(hin, hout, |j| {
+        tw + (((j >> 2) as u128) << INSTANCE_SHIFT) + ((j as u128 >> 1) & 1)
+    });
+    for ((((hb, o), a0), b0), tb) in hout
+        .chunks_exact(4)
+        .zip(out.iter_mut())
+        .zip(x)
+        .zip(y)
+        .zip(table.chunks_exact_mut(32))
     {
-        let (ha0, ha1, hb0, hb1) = (from_aes(&hb[0]), from_aes(&hb[1]), from_aes(&hb[2]), from_aes(&hb[3]));
+        let (ha0, ha1, hb0, hb1) = (
+            from_aes(&hb[0]),
+            from_aes(&hb[1]),
+            from_aes(&hb[2]),
+            from_aes(&hb[3]),
+        );
         let ma = (a0.0 & 1).wrapping_neg();
         let mb = (b0.0 & 1).wrapping_neg();
         // Garbler half: a & pb. Evaluator half: a & (b ^ pb).
@@ -76,8 +87,16 @@ pub(crate) fn eval_and_portable(
         hb[0] = to_aes(a.0);
         hb[1] = to_aes(b.0);
     }
-    aes.tccr_blocks_with(hin, hout, |j| tw + (((j >> 1) as u128) << INSTANCE_SHIFT) + (j as u128 & 1));
-    for ((((hb, o), a), b), tb) in hout.chunks_exact(2).zip(out.iter_mut()).zip(x).zip(y).zip(table.chunks_exact(32)) {
+    aes.tccr_blocks_with(hin, hout, |j| {
+        tw + (((j >> 1) as u128) << INSTANCE_SHIFT) + (j as u128 & 1)
+    });
+    for ((((hb, o), a), b), tb) in hout
+        .chunks_exact(2)
+        .zip(out.iter_mut())
+        .zip(x)
+        .zip(y)
+        .zip(table.chunks_exact(32))
+    {
         let (tg, te) = (get(tb), get(&tb[16..]));
         let wg = from_aes(&hb[0]) ^ (tg & (a.0 & 1).wrapping_neg());
         let we = from_aes(&hb[1]) ^ ((te ^ a.0) & (b.0 & 1).wrapping_neg());
@@ -153,7 +172,10 @@ impl AndKernels {
         table: &mut [u8],
     ) {
         let n = x.len();
-        assert!(y.len() == n && out.len() == n && table.len() == 32 * n, "garble_and: length mismatch");
+        assert!(
+            y.len() == n && out.len() == n && table.len() == 32 * n,
+            "garble_and: length mismatch"
+        );
         #[allow(unused_mut)]
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
@@ -193,7 +215,10 @@ impl AndKernels {
         out: &mut [Block],
     ) {
         let n = x.len();
-        assert!(y.len() == n && out.len() == n && table.len() == 32 * n, "eval_and: length mismatch");
+        assert!(
+            y.len() == n && out.len() == n && table.len() == 32 * n,
+            "eval_and: length mismatch"
+        );
         #[allow(unused_mut)]
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
@@ -253,11 +278,15 @@ mod tests {
         eprintln!("SIMD kernels available: {}", fast.has_simd());
         let mut hin = vec![aes::Block::default(); 4 * 300];
         let mut hout = hin.clone();
-        for n in [0usize, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 255, 256, 300] {
+        for n in [
+            0usize, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 255, 256, 300,
+        ] {
             let d = rng.random::<u128>() | 1;
             let x = random_blocks(&mut rng, n);
             let y = random_blocks(&mut rng, n);
-            let tw = super::super::tweak_base(super::super::GcNonce(rng.random::<u64>() >> 16), 9, 1000) + 40;
+            let tw =
+                super::super::tweak_base(super::super::GcNonce(rng.random::<u64>() >> 16), 9, 1000)
+                    + 40;
             let (mut o1, mut o2) = (vec![Block::ZERO; n], vec![Block::ZERO; n]);
             let (mut t1, mut t2) = (vec![0u8; 32 * n], vec![0u8; 32 * n]);
             fast.garble_and(&mut hin, &mut hout, d, &x, &y, tw, &mut o1, &mut t1);
@@ -267,14 +296,26 @@ mod tests {
             // Evaluate on random active labels: the output is the zero label
             // XOR (a & b) Δ, for both kernels.
             let bits: Vec<(bool, bool)> = (0..n).map(|_| (rng.random(), rng.random())).collect();
-            let xa: Vec<Block> = x.iter().zip(&bits).map(|(z, (a, _))| *z ^ Block(d).select(*a)).collect();
-            let ya: Vec<Block> = y.iter().zip(&bits).map(|(z, (_, b))| *z ^ Block(d).select(*b)).collect();
+            let xa: Vec<Block> = x
+                .iter()
+                .zip(&bits)
+                .map(|(z, (a, _))| *z ^ Block(d).select(*a))
+                .collect();
+            let ya: Vec<Block> = y
+                .iter()
+                .zip(&bits)
+                .map(|(z, (_, b))| *z ^ Block(d).select(*b))
+                .collect();
             let (mut e1, mut e2) = (vec![Block::ZERO; n], vec![Block::ZERO; n]);
             fast.eval_and(&mut hin, &mut hout, &xa, &ya, tw, &t1, &mut e1);
             slow.eval_and(&mut hin, &mut hout, &xa, &ya, tw, &t1, &mut e2);
             assert_eq!(e1, e2, "evaluated labels, n = {n}");
             for i in 0..n {
-                assert_eq!(e1[i], o1[i] ^ Block(d).select(bits[i].0 & bits[i].1), "n = {n}, i = {i}");
+                assert_eq!(
+                    e1[i],
+                    o1[i] ^ Block(d).select(bits[i].0 & bits[i].1),
+                    "n = {n}, i = {i}"
+                );
             }
             // Another tweak gives other tables.
             if n > 0 {

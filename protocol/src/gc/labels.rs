@@ -61,8 +61,9 @@ impl GarbledTables {
     pub fn from_bytes(circuit: &Circuit, layer: u32, n: usize, bytes: Vec<u8>) -> Result<Self> {
         check_layer_shape(layer, n)?;
         let per = circuit.table_bytes();
-        let expected =
-            n.checked_mul(per).ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
+        let expected = n
+            .checked_mul(per)
+            .ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
         if bytes.len() != expected {
             return Err(Error::PeerMisbehaved(format!(
                 "garbled tables of layer {layer}: {} bytes, expected {expected} for {n} activations",
@@ -71,7 +72,11 @@ impl GarbledTables {
         }
         let dec = circuit.decode_bytes();
         let used = circuit.low_bits() + 2 * circuit.top_bits();
-        let pad_mask: u8 = if used.is_multiple_of(8) { 0 } else { 0xff << (used % 8) };
+        let pad_mask: u8 = if used.is_multiple_of(8) {
+            0
+        } else {
+            0xff << (used % 8)
+        };
         let cts = 16 * circuit.ciphertexts();
         let mut start = 0;
         while start < n {
@@ -87,7 +92,13 @@ impl GarbledTables {
             }
             start += cn;
         }
-        Ok(Self { kind: circuit.kind(), params: circuit.params(), layer, n, bytes })
+        Ok(Self {
+            kind: circuit.kind(),
+            params: circuit.params(),
+            layer,
+            n,
+            bytes,
+        })
     }
 }
 
@@ -112,7 +123,13 @@ impl<'c> TablesAssembler<'c> {
         let expected = n
             .checked_mul(circuit.table_bytes())
             .ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
-        Ok(Self { circuit, layer, n, expected, bytes: Vec::with_capacity(expected) })
+        Ok(Self {
+            circuit,
+            layer,
+            n,
+            expected,
+            bytes: Vec::with_capacity(expected),
+        })
     }
 
     /// Bytes still expected.
@@ -236,7 +253,11 @@ impl ClientInputLabels {
     pub fn ideal_transfer(mut self, b: &[u64]) -> Result<ClientLabels> {
         let l = self.params.l() as usize;
         if b.len() != self.n {
-            return Err(Error::BadInput(format!("{} client shares for {} activations", b.len(), self.n)));
+            return Err(Error::BadInput(format!(
+                "{} client shares for {} activations",
+                b.len(),
+                self.n
+            )));
         }
         let d = self.delta.block();
         let zero = Zeroizing::new(self.zero.expand());
@@ -246,7 +267,11 @@ impl ClientInputLabels {
                 labels.push(zero[i * l + j] ^ d.select((v >> j) & 1 == 1));
             }
         }
-        Ok(ClientLabels { params: self.params, n: self.n, labels })
+        Ok(ClientLabels {
+            params: self.params,
+            n: self.n,
+            labels,
+        })
     }
 }
 
@@ -322,11 +347,17 @@ impl ServerInputLabels {
     pub fn encode_share(self, a: &[u64]) -> Result<ServerLabels> {
         let l = self.params.l() as usize;
         if a.len() != self.n {
-            return Err(Error::BadInput(format!("{} server shares for {} activations", a.len(), self.n)));
+            return Err(Error::BadInput(format!(
+                "{} server shares for {} activations",
+                a.len(),
+                self.n
+            )));
         }
         // Name the position only: shares are secret.
         if let Some(i) = a.iter().position(|v| *v & !self.params.mask() != 0) {
-            return Err(Error::BadInput(format!("server share {i} is not reduced mod 2^{l}")));
+            return Err(Error::BadInput(format!(
+                "server share {i} is not reduced mod 2^{l}"
+            )));
         }
         let d = self.delta.block();
         let mut labels = vec![Block::ZERO; self.n * l];
@@ -336,7 +367,11 @@ impl ServerInputLabels {
                 *z ^= d.select((v >> j) & 1 == 1);
             }
         }
-        Ok(ServerLabels { params: self.params, n: self.n, labels })
+        Ok(ServerLabels {
+            params: self.params,
+            n: self.n,
+            labels,
+        })
     }
 }
 
@@ -383,7 +418,11 @@ macro_rules! label_batch_codec {
             ///
             /// # Errors
             /// [`Error::BadInput`] on a wrong number of blocks.
-            pub fn from_blocks(params: ActivationParams, n: usize, labels: Vec<Block>) -> Result<Self> {
+            pub fn from_blocks(
+                params: ActivationParams,
+                n: usize,
+                labels: Vec<Block>,
+            ) -> Result<Self> {
                 if Some(labels.len()) != n.checked_mul(params.l() as usize) {
                     return Err(Error::BadInput(format!(
                         concat!($what, ": {} labels for {} activations of {} bits"),
@@ -421,7 +460,8 @@ macro_rules! label_batch_codec {
                         params.l()
                     )));
                 }
-                let labels = Block::read_slice(bytes).ok_or_else(|| Error::PeerMisbehaved($what.into()))?;
+                let labels =
+                    Block::read_slice(bytes).ok_or_else(|| Error::PeerMisbehaved($what.into()))?;
                 Ok(Self { params, n, labels })
             }
         }

@@ -100,7 +100,10 @@ pub use circuit::{ActivationKind, Circuit, reference};
 pub use eval::Evaluator;
 pub use garble::{Delta, GarbledInputs, GarbledLayer, Garbler};
 // `GcNonce`, `MAX_LAYER`, `MAX_INSTANCES` are defined below.
-pub use labels::{ClientInputLabels, ClientLabels, GarbledTables, ServerInputLabels, ServerLabels, TablesAssembler};
+pub use labels::{
+    ClientInputLabels, ClientLabels, GarbledTables, ServerInputLabels, ServerLabels,
+    TablesAssembler,
+};
 
 use crate::crypto::Block;
 use crate::{Error, Result};
@@ -199,9 +202,9 @@ impl GcNonce {
     /// # Errors
     /// [`Error::PeerMisbehaved`] unless `bytes` is 8 bytes holding a value below 2^48.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let b: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| Error::PeerMisbehaved(format!("garbler nonce: {} bytes, expected 8", bytes.len())))?;
+        let b: [u8; 8] = bytes.try_into().map_err(|_| {
+            Error::PeerMisbehaved(format!("garbler nonce: {} bytes, expected 8", bytes.len()))
+        })?;
         let v = u64::from_le_bytes(b);
         if v >> NONCE_BITS != 0 {
             return Err(Error::PeerMisbehaved("garbler nonce above 2^48".into()));
@@ -213,10 +216,14 @@ impl GcNonce {
 /// Checks a layer index and a number of instances against the tweak fields.
 pub(crate) fn check_layer_shape(layer: u32, n: usize) -> Result<()> {
     if layer > MAX_LAYER {
-        return Err(Error::BadInput(format!("layer index {layer} exceeds {MAX_LAYER}")));
+        return Err(Error::BadInput(format!(
+            "layer index {layer} exceeds {MAX_LAYER}"
+        )));
     }
     if n as u64 > MAX_INSTANCES {
-        return Err(Error::BadInput(format!("layer of {n} activations exceeds {MAX_INSTANCES}")));
+        return Err(Error::BadInput(format!(
+            "layer of {n} activations exceeds {MAX_INSTANCES}"
+        )));
     }
     Ok(())
 }
@@ -239,13 +246,20 @@ pub(crate) const INSTANCE_SHIFT: u32 = 16;
 #[inline(always)]
 pub(crate) fn tweak_base(nonce: GcNonce, layer: u32, instance: u64) -> u128 {
     debug_assert!(layer <= MAX_LAYER && instance < MAX_INSTANCES && nonce.0 >> NONCE_BITS == 0);
-    TWEAK_DOMAIN_GC | ((layer as u128) << 96) | ((nonce.0 as u128) << 48) | ((instance as u128) << INSTANCE_SHIFT)
+    TWEAK_DOMAIN_GC
+        | ((layer as u128) << 96)
+        | ((nonce.0 as u128) << 48)
+        | ((instance as u128) << INSTANCE_SHIFT)
 }
 
 /// Mask of the low `bits` bits of a u64 (`bits <= 64`).
 #[inline(always)]
 pub(crate) fn low_mask(bits: usize) -> u64 {
-    if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 }
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
 }
 
 /// `(x, y, out)` slot slices of length `len` from a buffer of slots of `stride`

@@ -30,7 +30,11 @@ fn edge_values(p: ActivationParams) -> Vec<u64> {
 /// Garbles one layer, transfers labels with the ideal OT, evaluates.
 fn run(c: &Circuit, seed: u64, a: &[u64], b: &[u64], p: &[u64]) -> Vec<u64> {
     let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(seed));
-    let GarbledLayer { tables, client_inputs, server_inputs } = g.garble_layer(c, 3, p).unwrap();
+    let GarbledLayer {
+        tables,
+        client_inputs,
+        server_inputs,
+    } = g.garble_layer(c, 3, p).unwrap();
     let client = client_inputs.ideal_transfer(b).unwrap();
     // Everything crosses the wire as bytes.
     let n = a.len();
@@ -38,7 +42,9 @@ fn run(c: &Circuit, seed: u64, a: &[u64], b: &[u64], p: &[u64]) -> Vec<u64> {
     let client = ClientLabels::from_bytes(c.params(), n, &client.to_bytes()).unwrap();
     let server = server_inputs.encode_share(a).unwrap();
     let server = ServerLabels::from_bytes(c.params(), n, &server.to_bytes()).unwrap();
-    Evaluator::new(g.nonce()).evaluate_layer(c, tables, client, server).unwrap()
+    Evaluator::new(g.nonce())
+        .evaluate_layer(c, tables, client, server)
+        .unwrap()
 }
 
 #[test]
@@ -92,8 +98,16 @@ fn garbled_equals_cleartext_and_reference_on_edges_and_random() {
             let got = run(&c, l as u64, &a, &b, &p);
             for i in 0..a.len() {
                 let want = reference(kind, prm, a[i], b[i], p[i]);
-                assert_eq!(c.eval_clear(a[i], b[i], p[i]), want, "{kind:?} l={l} f={f} clear i={i}");
-                assert_eq!(got[i], want, "{kind:?} l={l} f={f} garbled i={i} a={:#x} b={:#x}", a[i], b[i]);
+                assert_eq!(
+                    c.eval_clear(a[i], b[i], p[i]),
+                    want,
+                    "{kind:?} l={l} f={f} clear i={i}"
+                );
+                assert_eq!(
+                    got[i], want,
+                    "{kind:?} l={l} f={f} garbled i={i} a={:#x} b={:#x}",
+                    a[i], b[i]
+                );
             }
         }
     }
@@ -108,7 +122,10 @@ fn reference_formula_examples() {
     assert_eq!(reference(ActivationKind::Relu, prm, z, 0, 0), 7 << 11);
     let neg = (-(1i64 << 22)) as u64 & m;
     assert_eq!(reference(ActivationKind::Relu, prm, neg, 0, 5), 5);
-    assert_eq!(reference(ActivationKind::Truncate, prm, neg, 0, 0), (-(1i64 << 10)) as u64 & m);
+    assert_eq!(
+        reference(ActivationKind::Truncate, prm, neg, 0, 0),
+        (-(1i64 << 10)) as u64 & m
+    );
     // Floor semantics: -1 truncates to -1.
     assert_eq!(reference(ActivationKind::Truncate, prm, m, 0, 1), 0);
 }
@@ -134,7 +151,9 @@ fn wrong_input_label_gives_wrong_output() {
     let n = 64;
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     // Positive values so the ReLU passes the value through.
-    let a: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & (prm.mask() >> 2)).collect();
+    let a: Vec<u64> = (0..n)
+        .map(|_| rng.random::<u64>() & (prm.mask() >> 2))
+        .collect();
     let b = vec![0u64; n];
     let p: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
     let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(1));
@@ -146,8 +165,12 @@ fn wrong_input_label_gives_wrong_output() {
         client.labels[i * 37 + 20] = crate::crypto::Block::random(&mut rng);
     }
     let server = layer.server_inputs.encode_share(&a).unwrap();
-    let got = Evaluator::new(g.nonce()).evaluate_layer(&c, layer.tables, client, server).unwrap();
-    let wrong = (0..n).filter(|&i| got[i] != reference(ActivationKind::Relu, prm, a[i], b[i], p[i])).count();
+    let got = Evaluator::new(g.nonce())
+        .evaluate_layer(&c, layer.tables, client, server)
+        .unwrap();
+    let wrong = (0..n)
+        .filter(|&i| got[i] != reference(ActivationKind::Relu, prm, a[i], b[i], p[i]))
+        .count();
     assert!(wrong >= n - 2, "only {wrong} of {n} outputs changed");
 }
 
@@ -157,10 +180,16 @@ fn tampered_tables_give_wrong_results_or_errors() {
     let c = Circuit::relu(prm);
     let n = CHUNK + 10;
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let a: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & (prm.mask() >> 2)).collect();
-    let b: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & (prm.mask() >> 3)).collect();
+    let a: Vec<u64> = (0..n)
+        .map(|_| rng.random::<u64>() & (prm.mask() >> 2))
+        .collect();
+    let b: Vec<u64> = (0..n)
+        .map(|_| rng.random::<u64>() & (prm.mask() >> 3))
+        .collect();
     let p: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
-    let want: Vec<u64> = (0..n).map(|i| reference(ActivationKind::Relu, prm, a[i], b[i], p[i])).collect();
+    let want: Vec<u64> = (0..n)
+        .map(|i| reference(ActivationKind::Relu, prm, a[i], b[i], p[i]))
+        .collect();
     let per = c.table_bytes();
     let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(2));
     let layer = g.garble_layer(&c, 9, &p).unwrap();
@@ -169,17 +198,29 @@ fn tampered_tables_give_wrong_results_or_errors() {
     let server = layer.server_inputs.encode_share(&a).unwrap();
 
     // Length checks: truncated, extended, wrong n.
-    for bad in [bytes[..bytes.len() - 1].to_vec(), [bytes.clone(), vec![0]].concat()] {
-        assert!(matches!(GarbledTables::from_bytes(&c, 9, n, bad), Err(Error::PeerMisbehaved(_))));
+    for bad in [
+        bytes[..bytes.len() - 1].to_vec(),
+        [bytes.clone(), vec![0]].concat(),
+    ] {
+        assert!(matches!(
+            GarbledTables::from_bytes(&c, 9, n, bad),
+            Err(Error::PeerMisbehaved(_))
+        ));
     }
-    assert!(matches!(GarbledTables::from_bytes(&c, 9, n + 1, bytes.clone()), Err(Error::PeerMisbehaved(_))));
+    assert!(matches!(
+        GarbledTables::from_bytes(&c, 9, n + 1, bytes.clone()),
+        Err(Error::PeerMisbehaved(_))
+    ));
     // Padding bits of the decoding information must be zero.
     let used = c.low_bits() + 2 * c.top_bits();
     if !used.is_multiple_of(8) {
         let mut bad = bytes.clone();
         let last_dec_byte = n * per - 1;
         bad[last_dec_byte] |= 0x80;
-        assert!(matches!(GarbledTables::from_bytes(&c, 9, n, bad), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            GarbledTables::from_bytes(&c, 9, n, bad),
+            Err(Error::PeerMisbehaved(_))
+        ));
     }
     // Flip a bit in both ciphertexts of the first AND gate of instance 3
     // (chunk 0 holds, gate by gate, [TG, TE] per instance): the evaluator uses
@@ -191,7 +232,9 @@ fn tampered_tables_give_wrong_results_or_errors() {
     let dec_base = 16 * c.ciphertexts() * CHUNK;
     bad[dec_base + c.decode_bytes() * 4] ^= 1; // low output bit 0 of instance 4
     let tables = GarbledTables::from_bytes(&c, 9, n, bad).unwrap();
-    let got = Evaluator::new(g.nonce()).evaluate_layer(&c, tables, client, server).unwrap();
+    let got = Evaluator::new(g.nonce())
+        .evaluate_layer(&c, tables, client, server)
+        .unwrap();
     assert_ne!(got[4], want[4]);
     let mut ok = 0;
     for i in (0..n).filter(|&i| i != 3 && i != 4) {
@@ -201,14 +244,22 @@ fn tampered_tables_give_wrong_results_or_errors() {
 
     // Tables evaluated under the wrong layer index or the wrong garbler
     // nonce (tweaks differ) are garbage; the right ones decode.
-    for (eval_layer, nonce_flip, garbage) in [(10, 0, true), (9, 1, true), (9, 1 << 47, true), (9, 0, false)] {
+    for (eval_layer, nonce_flip, garbage) in [
+        (10, 0, true),
+        (9, 1, true),
+        (9, 1 << 47, true),
+        (9, 0, false),
+    ] {
         let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(2));
         let layer = g.garble_layer(&c, 9, &p).unwrap();
         let client = layer.client_inputs.ideal_transfer(&b).unwrap();
         let server = layer.server_inputs.encode_share(&a).unwrap();
-        let tables = GarbledTables::from_bytes(&c, eval_layer, n, layer.tables.into_bytes()).unwrap();
+        let tables =
+            GarbledTables::from_bytes(&c, eval_layer, n, layer.tables.into_bytes()).unwrap();
         let nonce = GcNonce::from_bytes(&(g.nonce().get() ^ nonce_flip).to_le_bytes()).unwrap();
-        let got = Evaluator::new(nonce).evaluate_layer(&c, tables, client, server).unwrap();
+        let got = Evaluator::new(nonce)
+            .evaluate_layer(&c, tables, client, server)
+            .unwrap();
         let right = (0..n).filter(|&i| got[i] == want[i]).count();
         if garbage {
             assert!(right < n / 8, "{right} of {n} right under a wrong tweak");
@@ -223,14 +274,32 @@ fn hostile_label_batches_are_rejected() {
     let prm = ActivationParams::DEFAULT;
     let bytes = vec![0u8; 16 * 37 * 4];
     assert!(ServerLabels::from_bytes(prm, 4, &bytes).is_ok());
-    assert!(matches!(ServerLabels::from_bytes(prm, 5, &bytes), Err(Error::PeerMisbehaved(_))));
-    assert!(matches!(ClientLabels::from_bytes(prm, 4, &bytes[1..]), Err(Error::PeerMisbehaved(_))));
-    assert!(matches!(ClientLabels::from_bytes(prm, usize::MAX, &bytes), Err(Error::PeerMisbehaved(_))));
-    assert!(matches!(ClientLabels::from_blocks(prm, 3, vec![]), Err(Error::BadInput(_))));
+    assert!(matches!(
+        ServerLabels::from_bytes(prm, 5, &bytes),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    assert!(matches!(
+        ClientLabels::from_bytes(prm, 4, &bytes[1..]),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    assert!(matches!(
+        ClientLabels::from_bytes(prm, usize::MAX, &bytes),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    assert!(matches!(
+        ClientLabels::from_blocks(prm, 3, vec![]),
+        Err(Error::BadInput(_))
+    ));
     // Garbler nonces: 8 bytes below 2^48.
     assert!(GcNonce::from_bytes(&[0u8; 8]).is_ok());
-    assert!(matches!(GcNonce::from_bytes(&[0u8; 7]), Err(Error::PeerMisbehaved(_))));
-    assert!(matches!(GcNonce::from_bytes(&(1u64 << 48).to_le_bytes()), Err(Error::PeerMisbehaved(_))));
+    assert!(matches!(
+        GcNonce::from_bytes(&[0u8; 7]),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    assert!(matches!(
+        GcNonce::from_bytes(&(1u64 << 48).to_le_bytes()),
+        Err(Error::PeerMisbehaved(_))
+    ));
 }
 
 #[test]
@@ -238,15 +307,30 @@ fn layer_indices_and_sizes_beyond_the_tweak_fields_are_rejected_at_decode() {
     let c = Circuit::relu(params(16, 4));
     let per = c.table_bytes();
     for layer in [MAX_LAYER + 1, u32::MAX] {
-        assert!(matches!(GarbledTables::from_bytes(&c, layer, 1, vec![0u8; per]), Err(Error::BadInput(_))));
-        assert!(matches!(TablesAssembler::new(&c, layer, 1), Err(Error::BadInput(_))));
+        assert!(matches!(
+            GarbledTables::from_bytes(&c, layer, 1, vec![0u8; per]),
+            Err(Error::BadInput(_))
+        ));
+        assert!(matches!(
+            TablesAssembler::new(&c, layer, 1),
+            Err(Error::BadInput(_))
+        ));
         let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(30));
-        assert!(matches!(g.garble_layer(&c, layer, &[0]), Err(Error::BadInput(_))));
+        assert!(matches!(
+            g.garble_layer(&c, layer, &[0]),
+            Err(Error::BadInput(_))
+        ));
     }
     assert!(GarbledTables::from_bytes(&c, MAX_LAYER, 1, vec![0u8; per]).is_ok());
     let too_many = MAX_INSTANCES as usize + 1;
-    assert!(matches!(TablesAssembler::new(&c, 0, too_many), Err(Error::BadInput(_))));
-    assert!(matches!(GarbledTables::from_bytes(&c, 0, too_many, vec![]), Err(Error::BadInput(_))));
+    assert!(matches!(
+        TablesAssembler::new(&c, 0, too_many),
+        Err(Error::BadInput(_))
+    ));
+    assert!(matches!(
+        GarbledTables::from_bytes(&c, 0, too_many, vec![]),
+        Err(Error::BadInput(_))
+    ));
 }
 
 #[test]
@@ -255,11 +339,26 @@ fn errors_do_not_print_pads_or_shares() {
     let c = Circuit::relu(prm);
     let secret = 0x1_2345u64; // above 2^16: unreduced
     let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(31));
-    let e = g.garble_layer(&c, 0, &[1, secret]).err().unwrap().to_string();
-    assert!(e.contains("pad 1") && !e.contains("12345") && !e.contains(&secret.to_string()), "{e}");
+    let e = g
+        .garble_layer(&c, 0, &[1, secret])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("pad 1") && !e.contains("12345") && !e.contains(&secret.to_string()),
+        "{e}"
+    );
     let layer = g.garble_layer(&c, 1, &[1, 2]).unwrap();
-    let e = layer.server_inputs.encode_share(&[secret, 0]).err().unwrap().to_string();
-    assert!(e.contains("share 0") && !e.contains("12345") && !e.contains(&secret.to_string()), "{e}");
+    let e = layer
+        .server_inputs
+        .encode_share(&[secret, 0])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("share 0") && !e.contains("12345") && !e.contains(&secret.to_string()),
+        "{e}"
+    );
 }
 
 #[test]
@@ -273,18 +372,31 @@ fn garblers_sharing_a_delta_use_distinct_nonces() {
     let delta = Delta::random(&mut rng);
     let db = delta.block();
     let mut g1 = Garbler::with_delta(delta, ChaCha20Rng::seed_from_u64(33));
-    let mut g2 = Garbler::with_delta(Delta::from_block(db).unwrap(), ChaCha20Rng::seed_from_u64(34));
+    let mut g2 = Garbler::with_delta(
+        Delta::from_block(db).unwrap(),
+        ChaCha20Rng::seed_from_u64(34),
+    );
     assert_ne!(g1.nonce(), g2.nonce());
     assert!(g1.nonce().get() < 1 << 48);
     let (a, b, p) = ([300u64, 5], [7u64, 9], [1u64, 2]);
-    let want: Vec<u64> = (0..2).map(|i| reference(ActivationKind::Relu, prm, a[i], b[i], p[i])).collect();
+    let want: Vec<u64> = (0..2)
+        .map(|i| reference(ActivationKind::Relu, prm, a[i], b[i], p[i]))
+        .collect();
     for (g, other) in [(&mut g1, 1u64), (&mut g2, 2)] {
         let nonce = g.nonce();
-        for (n, ok) in [(nonce, true), (GcNonce::from_bytes(&(nonce.get() ^ other).to_le_bytes()).unwrap(), false)] {
+        for (n, ok) in [
+            (nonce, true),
+            (
+                GcNonce::from_bytes(&(nonce.get() ^ other).to_le_bytes()).unwrap(),
+                false,
+            ),
+        ] {
             let gl = g.garble_layer(&c, if ok { 0 } else { 1 }, &p).unwrap();
             let client = gl.client_inputs.ideal_transfer(&b).unwrap();
             let server = gl.server_inputs.encode_share(&a).unwrap();
-            let got = Evaluator::new(n).evaluate_layer(&c, gl.tables, client, server).unwrap();
+            let got = Evaluator::new(n)
+                .evaluate_layer(&c, gl.tables, client, server)
+                .unwrap();
             assert_eq!(got == want, ok);
         }
     }
@@ -292,7 +404,10 @@ fn garblers_sharing_a_delta_use_distinct_nonces() {
     // need distinct indices: the second use of an index is refused.
     let t = Circuit::truncate(prm);
     g1.garble_layer(&c, 10, &p).unwrap();
-    assert!(matches!(g1.garble_layer(&t, 10, &p), Err(Error::BadInput(_))));
+    assert!(matches!(
+        g1.garble_layer(&t, 10, &p),
+        Err(Error::BadInput(_))
+    ));
     g1.garble_layer(&t, 11, &p).unwrap();
 }
 
@@ -316,9 +431,15 @@ fn bad_local_inputs_are_rejected() {
     let prm = params(16, 4);
     let c = Circuit::truncate(prm);
     let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(3));
-    assert!(matches!(g.garble_layer(&c, 0, &[1 << 16]), Err(Error::BadInput(_))));
+    assert!(matches!(
+        g.garble_layer(&c, 0, &[1 << 16]),
+        Err(Error::BadInput(_))
+    ));
     let layer = g.garble_layer(&c, 0, &[1, 2]).unwrap();
-    assert!(matches!(layer.server_inputs.encode_share(&[1]), Err(Error::BadInput(_))));
+    assert!(matches!(
+        layer.server_inputs.encode_share(&[1]),
+        Err(Error::BadInput(_))
+    ));
     assert!(ActivationParams::new(37, 36).is_err());
     assert!(ActivationParams::new(65, 12).is_err());
     assert!(ActivationParams::new(37, 0).is_err());
@@ -326,7 +447,10 @@ fn bad_local_inputs_are_rejected() {
     let d = Delta::random(&mut ChaCha20Rng::seed_from_u64(4));
     let mut g = Garbler::with_delta(d, ChaCha20Rng::seed_from_u64(4));
     g.garble_layer(&c, 5, &[0]).unwrap();
-    assert!(matches!(g.garble_layer(&c, 5, &[0]), Err(Error::BadInput(_))));
+    assert!(matches!(
+        g.garble_layer(&c, 5, &[0]),
+        Err(Error::BadInput(_))
+    ));
     assert!(Delta::from_block(crate::crypto::Block(2)).is_err());
     // Tables from another circuit.
     let relu = Circuit::relu(prm);
@@ -353,7 +477,9 @@ fn shared_delta_layers_and_labels_are_correlated() {
         let got = {
             let client = gl.client_inputs.ideal_transfer(&[1, 2, 3]).unwrap();
             let server = gl.server_inputs.encode_share(&[100, 200, 65000]).unwrap();
-            Evaluator::new(g.nonce()).evaluate_layer(&c, gl.tables, client, server).unwrap()
+            Evaluator::new(g.nonce())
+                .evaluate_layer(&c, gl.tables, client, server)
+                .unwrap()
         };
         let want: Vec<u64> = [(100, 1, 7), (200, 2, 9), (65000, 3, 11)]
             .iter()
@@ -368,8 +494,12 @@ fn streaming_chunks_concatenate_to_the_collected_tables() {
     let prm = params(32, 8);
     let c = Circuit::truncate(prm);
     let n = 2 * CHUNK + 3;
-    let p: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9) & prm.mask()).collect();
-    let whole = Garbler::from_rng(ChaCha20Rng::seed_from_u64(6)).garble_layer(&c, 1, &p).unwrap();
+    let p: Vec<u64> = (0..n as u64)
+        .map(|i| i.wrapping_mul(0x9e37_79b9) & prm.mask())
+        .collect();
+    let whole = Garbler::from_rng(ChaCha20Rng::seed_from_u64(6))
+        .garble_layer(&c, 1, &p)
+        .unwrap();
     let mut chunks = Vec::new();
     let inputs = Garbler::from_rng(ChaCha20Rng::seed_from_u64(6))
         .garble_layer_streaming(&c, 1, &p, |b| chunks.push(b.to_vec()))
@@ -377,12 +507,17 @@ fn streaming_chunks_concatenate_to_the_collected_tables() {
     assert_eq!(chunks.len(), 3);
     assert_eq!(chunks[0].len(), CHUNK * c.table_bytes());
     assert_eq!(chunks.concat(), whole.tables.as_bytes());
-    let a: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x7654_3211) & prm.mask()).collect();
+    let a: Vec<u64> = (0..n as u64)
+        .map(|i| i.wrapping_mul(0x7654_3211) & prm.mask())
+        .collect();
     assert_eq!(
         inputs.server_inputs.encode_share(&a).unwrap().labels,
         whole.server_inputs.encode_share(&a).unwrap().labels
     );
-    assert_eq!(*inputs.client_inputs.into_parts().0, *whole.client_inputs.into_parts().0);
+    assert_eq!(
+        *inputs.client_inputs.into_parts().0,
+        *whole.client_inputs.into_parts().0
+    );
 }
 
 #[test]
@@ -395,19 +530,30 @@ fn client_labels_from_a_correlated_ot_are_used_as_given() {
     let d = delta.block();
     let (a, b, p) = ([3u64 << 5, 77], [9u64 << 5, prm.mask() - 1000], [1u64, 2]);
     // A random COT: sender gets q, receiver gets q ^ b_j * Δ.
-    let q: Vec<crate::crypto::Block> = (0..2 * l).map(|_| crate::crypto::Block::random(&mut rng)).collect();
-    let t: Vec<_> = q.iter().enumerate().map(|(k, q)| *q ^ d.select((b[k / l] >> (k % l)) & 1 == 1)).collect();
+    let q: Vec<crate::crypto::Block> = (0..2 * l)
+        .map(|_| crate::crypto::Block::random(&mut rng))
+        .collect();
+    let t: Vec<_> = q
+        .iter()
+        .enumerate()
+        .map(|(k, q)| *q ^ d.select((b[k / l] >> (k % l)) & 1 == 1))
+        .collect();
     let mut g = Garbler::with_delta(delta, ChaCha20Rng::seed_from_u64(13));
     let mut bytes = Vec::new();
     let cot = |v: &[crate::crypto::Block]| crate::ot::CorrelatedZeros { blocks: v.to_vec() };
-    let inputs =
-        g.garble_layer_streaming_with_client_labels(&c, 0, &p, cot(&q), |x| bytes.extend_from_slice(x)).unwrap();
+    let inputs = g
+        .garble_layer_streaming_with_client_labels(&c, 0, &p, cot(&q), |x| {
+            bytes.extend_from_slice(x)
+        })
+        .unwrap();
     let (zero, _) = inputs.client_inputs.into_parts();
     assert_eq!(*zero, q);
     let tables = GarbledTables::from_bytes(&c, 0, 2, bytes).unwrap();
     let client = ClientLabels::from_blocks(prm, 2, t).unwrap();
     let server = inputs.server_inputs.encode_share(&a).unwrap();
-    let got = Evaluator::new(g.nonce()).evaluate_layer(&c, tables, client, server).unwrap();
+    let got = Evaluator::new(g.nonce())
+        .evaluate_layer(&c, tables, client, server)
+        .unwrap();
     assert_eq!(got, vec![12 + 1, 2]);
     // Without a shared Δ, or with the wrong count, it is refused.
     let mut fresh = Garbler::from_rng(ChaCha20Rng::seed_from_u64(14));
@@ -431,9 +577,14 @@ fn empty_layer_round_trips() {
 #[test]
 fn debug_output_shows_shapes_not_labels() {
     let c = Circuit::relu(params(16, 4));
-    let mut layer = Garbler::from_rng(ChaCha20Rng::seed_from_u64(1)).garble_layer(&c, 0, &[3]).unwrap();
+    let mut layer = Garbler::from_rng(ChaCha20Rng::seed_from_u64(1))
+        .garble_layer(&c, 0, &[3])
+        .unwrap();
     let zero = layer.client_inputs.zero.expand()[0];
-    let text = format!("{:?} {:?} {:?}", layer.tables, layer.client_inputs, layer.server_inputs);
+    let text = format!(
+        "{:?} {:?} {:?}",
+        layer.tables, layer.client_inputs, layer.server_inputs
+    );
     assert!(text.contains("n: 1"), "{text}");
     assert!(!text.contains(&format!("{}", zero.0)), "{text}");
 }
@@ -462,8 +613,14 @@ fn streamed_tables_reassemble_and_overruns_are_rejected() {
     let tables = asm.finish().unwrap();
     let client = inputs.client_inputs.ideal_transfer(&b).unwrap();
     let server = inputs.server_inputs.encode_share(&a).unwrap();
-    let got = Evaluator::new(g.nonce()).evaluate_layer(&c, tables, client, server).unwrap();
-    assert!(got.iter().enumerate().all(|(i, v)| *v == reference(ActivationKind::Truncate, prm, a[i], b[i], p[i])));
+    let got = Evaluator::new(g.nonce())
+        .evaluate_layer(&c, tables, client, server)
+        .unwrap();
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, v)| *v == reference(ActivationKind::Truncate, prm, a[i], b[i], p[i]))
+    );
     // Missing bytes.
     let mut short = TablesAssembler::new(&c, 2, 1).unwrap();
     short.push(&vec![0u8; c.table_bytes() - 1]).unwrap();
@@ -502,9 +659,16 @@ async fn iknp_correlated_ot_output_feeds_the_garbler() {
             let layer = 2 * k + (kind == ActivationKind::Truncate) as u32;
             let z: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
             let b: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
-            let a: Vec<u64> = z.iter().zip(&b).map(|(z, b)| z.wrapping_sub(*b) & prm.mask()).collect();
+            let a: Vec<u64> = z
+                .iter()
+                .zip(&b)
+                .map(|(z, b)| z.wrapping_sub(*b) & prm.mask())
+                .collect();
             let p: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
-            let bits: Vec<bool> = b.iter().flat_map(|v| (0..l).map(move |j| (v >> j) & 1 == 1)).collect();
+            let bits: Vec<bool> = b
+                .iter()
+                .flat_map(|v| (0..l).map(move |j| (v >> j) & 1 == 1))
+                .collect();
             let (zero, labels) = tokio::join!(
                 driver::send_correlated(&mut server_ch, &mut sender, n * l),
                 driver::receive_correlated(&mut client_ch, &mut receiver, &bits),
@@ -512,14 +676,22 @@ async fn iknp_correlated_ot_output_feeds_the_garbler() {
             let (zero, labels) = (zero.unwrap(), labels.unwrap());
             let mut asm = TablesAssembler::new(&c, layer, n).unwrap();
             let inputs = garbler
-                .garble_layer_streaming_with_client_labels(&c, layer, &p, zero, |chunk| asm.push(chunk).unwrap())
+                .garble_layer_streaming_with_client_labels(&c, layer, &p, zero, |chunk| {
+                    asm.push(chunk).unwrap()
+                })
                 .unwrap();
             let tables = asm.finish().unwrap();
             let client = ClientLabels::from_blocks(prm, n, labels).unwrap();
             let server = inputs.into_parts().1.encode_share(&a).unwrap();
-            let got = evaluator.evaluate_layer(&c, tables, client, server).unwrap();
+            let got = evaluator
+                .evaluate_layer(&c, tables, client, server)
+                .unwrap();
             for i in 0..n {
-                assert_eq!(got[i], reference(kind, prm, a[i], b[i], p[i]), "{kind:?} layer {layer}, i = {i}");
+                assert_eq!(
+                    got[i],
+                    reference(kind, prm, a[i], b[i], p[i]),
+                    "{kind:?} layer {layer}, i = {i}"
+                );
             }
         }
     }

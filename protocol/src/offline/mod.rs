@@ -469,8 +469,11 @@ pub async fn client<C: Channel>(
     // `UniformShare`s so the HE layer's noise analysis holds by construction.
     let he_params = session.he.params();
     let mut uniform: Vec<Option<Arc<UniformShare>>> = vec![None; net.tensors.len()];
-    let input_share =
-        UniformShare::random(he_params, net.tensors[net.input].shape.numel(), &mut session.rng);
+    let input_share = UniformShare::random(
+        he_params,
+        net.tensors[net.input].shape.numel(),
+        &mut session.rng,
+    );
     let input_mask = input_share.as_slice().to_vec();
     shares[net.input] = Some(input_mask.clone());
     uniform[net.input] = Some(Arc::new(input_share));
@@ -625,7 +628,8 @@ pub async fn client<C: Channel>(
 pub(crate) fn client_storage_bytes(plan: &SessionPlan) -> u64 {
     let net = &plan.network;
     let l = plan.ring.bits() as u64;
-    let mut storage = 8 * (net.tensors[net.input].shape.numel() + net.tensors[net.output].shape.numel()) as u64;
+    let mut storage =
+        8 * (net.tensors[net.input].shape.numel() + net.tensors[net.output].shape.numel()) as u64;
     for (k, split) in plan.splits.iter().enumerate() {
         for which in [Sub::Relu, Sub::Trunc] {
             let n = which.positions(plan, k).len() as u64;

@@ -59,13 +59,21 @@ fn random_scalar<R: CryptoRng + ?Sized>(rng: &mut R) -> Scalar {
 
 /// Decodes and validates one point from the peer.
 fn decode_point(bytes: &[u8], what: &str) -> Result<RistrettoPoint> {
-    let compressed = CompressedRistretto::from_slice(bytes)
-        .map_err(|_| Error::PeerMisbehaved(format!("{what}: a point has {} bytes, not {POINT_BYTES}", bytes.len())))?;
-    let point = compressed
-        .decompress()
-        .ok_or_else(|| Error::PeerMisbehaved(format!("{what}: invalid or non-canonical ristretto255 encoding")))?;
+    let compressed = CompressedRistretto::from_slice(bytes).map_err(|_| {
+        Error::PeerMisbehaved(format!(
+            "{what}: a point has {} bytes, not {POINT_BYTES}",
+            bytes.len()
+        ))
+    })?;
+    let point = compressed.decompress().ok_or_else(|| {
+        Error::PeerMisbehaved(format!(
+            "{what}: invalid or non-canonical ristretto255 encoding"
+        ))
+    })?;
     if point.is_identity() {
-        return Err(Error::PeerMisbehaved(format!("{what}: the identity point is not allowed")));
+        return Err(Error::PeerMisbehaved(format!(
+            "{what}: the identity point is not allowed"
+        )));
     }
     Ok(point)
 }
@@ -75,13 +83,21 @@ fn decode_point(bytes: &[u8], what: &str) -> Result<RistrettoPoint> {
 /// is a bijection of the prime-order group, so 2·P is as good a KDF input as
 /// P, and both parties use the same rule).
 fn encode_shared(points: &mut [RistrettoPoint]) -> Vec<[u8; POINT_BYTES]> {
-    let encoded = RistrettoPoint::double_and_compress_batch(points.iter()).into_iter().map(|c| c.to_bytes()).collect();
+    let encoded = RistrettoPoint::double_and_compress_batch(points.iter())
+        .into_iter()
+        .map(|c| c.to_bytes())
+        .collect();
     points.iter_mut().for_each(Zeroize::zeroize);
     encoded
 }
 
 /// The key of OT `index`: H(index, A, B, enc(2·P)), 128 bits.
-fn derive_key(index: usize, a: &[u8; POINT_BYTES], b: &[u8; POINT_BYTES], shared: &[u8; POINT_BYTES]) -> Block {
+fn derive_key(
+    index: usize,
+    a: &[u8; POINT_BYTES],
+    b: &[u8; POINT_BYTES],
+    shared: &[u8; POINT_BYTES],
+) -> Block {
     let mut h = blake3::Hasher::new_derive_key(KDF_CONTEXT);
     h.update(&(index as u64).to_le_bytes());
     h.update(a);
@@ -116,7 +132,10 @@ impl SenderMsg {
             )));
         }
         let point = decode_point(bytes, "base OT sender message")?;
-        Ok(Self { bytes: bytes.try_into().expect("length checked"), point })
+        Ok(Self {
+            bytes: bytes.try_into().expect("length checked"),
+            point,
+        })
     }
 }
 
@@ -144,13 +163,18 @@ impl ReceiverMsg {
 
     /// Wire encoding (32 bytes per OT).
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.points.iter().flat_map(|(b, _)| b.iter().copied()).collect()
+        self.points
+            .iter()
+            .flat_map(|(b, _)| b.iter().copied())
+            .collect()
     }
 
     /// Decodes and validates `count` points; any other length is the peer's fault.
     pub fn from_bytes(bytes: &[u8], count: usize) -> Result<Self> {
         if count > MAX_BASE_OTS {
-            return Err(Error::BadInput(format!("{count} base OTs exceed the limit of {MAX_BASE_OTS}")));
+            return Err(Error::BadInput(format!(
+                "{count} base OTs exceed the limit of {MAX_BASE_OTS}"
+            )));
         }
         if bytes.len() != Self::byte_len(count) {
             return Err(Error::PeerMisbehaved(format!(
@@ -161,7 +185,12 @@ impl ReceiverMsg {
         }
         let points = bytes
             .chunks_exact(POINT_BYTES)
-            .map(|c| Ok((c.try_into().expect("chunk of 32"), decode_point(c, "base OT receiver message")?)))
+            .map(|c| {
+                Ok((
+                    c.try_into().expect("chunk of 32"),
+                    decode_point(c, "base OT receiver message")?,
+                ))
+            })
             .collect::<Result<_>>()?;
         Ok(Self { points })
     }
@@ -195,13 +224,23 @@ impl Sender {
     /// Starts a batch of `count` random OTs; returns the state and A.
     pub fn new<R: CryptoRng + ?Sized>(rng: &mut R, count: usize) -> Result<(Self, SenderMsg)> {
         if count == 0 || count > MAX_BASE_OTS {
-            return Err(Error::BadInput(format!("base OT batch of {count}: must be in 1..={MAX_BASE_OTS}")));
+            return Err(Error::BadInput(format!(
+                "base OT batch of {count}: must be in 1..={MAX_BASE_OTS}"
+            )));
         }
         let a = random_scalar(rng);
         let point = RistrettoPoint::mul_base(&a);
         let bytes = point.compress().to_bytes();
         let a_times_a = a * point;
-        Ok((Self { a, a_bytes: bytes, a_times_a, count }, SenderMsg { bytes, point }))
+        Ok((
+            Self {
+                a,
+                a_bytes: bytes,
+                a_times_a,
+                count,
+            },
+            SenderMsg { bytes, point },
+        ))
     }
 
     /// Number of OTs in this batch.
@@ -222,7 +261,9 @@ impl Sender {
         for (b_bytes, b) in &msg.points {
             // B = A would make a(B − A) the identity; no honest receiver sends it.
             if *b_bytes == self.a_bytes {
-                return Err(Error::PeerMisbehaved("base OT receiver message: a point equals A".into()));
+                return Err(Error::PeerMisbehaved(
+                    "base OT receiver message: a point equals A".into(),
+                ));
             }
             let p0 = self.a * b;
             shared.push(p0);
@@ -235,7 +276,10 @@ impl Sender {
             .zip(encoded.chunks_exact(2))
             .enumerate()
             .map(|(i, ((b_bytes, _), e))| {
-                [derive_key(i, &self.a_bytes, b_bytes, &e[0]), derive_key(i, &self.a_bytes, b_bytes, &e[1])]
+                [
+                    derive_key(i, &self.a_bytes, b_bytes, &e[0]),
+                    derive_key(i, &self.a_bytes, b_bytes, &e[1]),
+                ]
             })
             .collect();
         encoded.zeroize();
@@ -254,7 +298,10 @@ impl Receiver {
         msg: &SenderMsg,
     ) -> Result<(Vec<Block>, ReceiverMsg)> {
         if choices.is_empty() || choices.len() > MAX_BASE_OTS {
-            return Err(Error::BadInput(format!("base OT batch of {}: must be in 1..={MAX_BASE_OTS}", choices.len())));
+            return Err(Error::BadInput(format!(
+                "base OT batch of {}: must be in 1..={MAX_BASE_OTS}",
+                choices.len()
+            )));
         }
         // A serves every OT of the batch: a fixed-base table for it makes
         // each b_i·A about as cheap as b_i·G.
@@ -265,7 +312,8 @@ impl Receiver {
             let mut b = random_scalar(rng);
             let b_g = RistrettoPoint::mul_base(&b);
             // B = bG + cA without a branch on c.
-            let big_b = RistrettoPoint::conditional_select(&b_g, &(b_g + msg.point), Choice::from(c as u8));
+            let big_b =
+                RistrettoPoint::conditional_select(&b_g, &(b_g + msg.point), Choice::from(c as u8));
             points.push((big_b.compress().to_bytes(), big_b));
             shared.push(&a_table * &b);
             b.zeroize();
@@ -324,36 +372,63 @@ mod tests {
         let mut negative = [0u8; 32];
         negative[0] = 1; // s = 1 is "negative" (odd), which ristretto255 forbids
         for bad in [identity, p, negative, [0xff; 32]] {
-            assert!(matches!(SenderMsg::from_bytes(&bad), Err(Error::PeerMisbehaved(_))), "{bad:?}");
+            assert!(
+                matches!(SenderMsg::from_bytes(&bad), Err(Error::PeerMisbehaved(_))),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(SenderMsg::from_bytes(&[1u8; 31]), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            SenderMsg::from_bytes(&[1u8; 31]),
+            Err(Error::PeerMisbehaved(_))
+        ));
 
         let mut rng = ChaCha20Rng::seed_from_u64(2);
         let (sender, a) = Sender::new(&mut rng, 4).unwrap();
         let (_, b) = Receiver::receive(&mut rng, &[true, false, true, true], &a).unwrap();
         let bytes = b.to_bytes();
-        assert!(matches!(ReceiverMsg::from_bytes(&bytes[..96], 4), Err(Error::PeerMisbehaved(_))));
-        assert!(matches!(ReceiverMsg::from_bytes(&bytes, 3), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            ReceiverMsg::from_bytes(&bytes[..96], 4),
+            Err(Error::PeerMisbehaved(_))
+        ));
+        assert!(matches!(
+            ReceiverMsg::from_bytes(&bytes, 3),
+            Err(Error::PeerMisbehaved(_))
+        ));
         let mut tampered = bytes.clone();
         tampered[32..64].copy_from_slice(&p);
-        assert!(matches!(ReceiverMsg::from_bytes(&tampered, 4), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            ReceiverMsg::from_bytes(&tampered, 4),
+            Err(Error::PeerMisbehaved(_))
+        ));
         // Echoing A back as some B_i is refused (it would zero a(B_i − A)).
         let mut echo = bytes.clone();
         echo[64..96].copy_from_slice(&a.to_bytes());
         let echo = ReceiverMsg::from_bytes(&echo, 4).unwrap();
-        assert!(matches!(sender.finish(&echo), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            sender.finish(&echo),
+            Err(Error::PeerMisbehaved(_))
+        ));
         let (sender, _) = Sender::new(&mut rng, 4).unwrap();
         // A well-formed message for a different batch size is rejected by the sender.
         let three = ReceiverMsg::from_bytes(&bytes[..96], 3).unwrap();
-        assert!(matches!(sender.finish(&three), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            sender.finish(&three),
+            Err(Error::PeerMisbehaved(_))
+        ));
     }
 
     #[test]
     fn empty_or_oversized_batches_are_bad_input() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         assert!(matches!(Sender::new(&mut rng, 0), Err(Error::BadInput(_))));
-        assert!(matches!(Sender::new(&mut rng, MAX_BASE_OTS + 1), Err(Error::BadInput(_))));
+        assert!(matches!(
+            Sender::new(&mut rng, MAX_BASE_OTS + 1),
+            Err(Error::BadInput(_))
+        ));
         let (_, a) = Sender::new(&mut rng, 1).unwrap();
-        assert!(matches!(Receiver::receive(&mut rng, &[], &a), Err(Error::BadInput(_))));
+        assert!(matches!(
+            Receiver::receive(&mut rng, &[], &a),
+            Err(Error::BadInput(_))
+        ));
     }
 }

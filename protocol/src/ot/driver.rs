@@ -19,7 +19,8 @@ use zeroize::Zeroize;
 
 use super::base;
 use super::iknp::{
-    ChosenMsg, CorrelatedZeros, ExtendMsg, KAPPA, Receiver, ReceiverBatch, ReceiverSetup, Sender, SenderBatch,
+    ChosenMsg, CorrelatedZeros, ExtendMsg, KAPPA, Receiver, ReceiverBatch, ReceiverSetup, Sender,
+    SenderBatch,
 };
 use crate::crypto::{Block, WipingRng};
 use crate::transport::Channel;
@@ -43,7 +44,9 @@ async fn join_work<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
         Ok(r) => r,
         Err(e) => match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => Err(Error::Io(std::io::Error::other(format!("OT worker cancelled: {e}")))),
+            Err(e) => Err(Error::Io(std::io::Error::other(format!(
+                "OT worker cancelled: {e}"
+            )))),
         },
     }
 }
@@ -91,7 +94,10 @@ pub async fn setup_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
 }
 
 /// Receiver setup: one round trip of base OTs.
-pub async fn setup_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(ch: &mut C, rng: &mut R) -> Result<Receiver> {
+pub async fn setup_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(
+    ch: &mut C,
+    rng: &mut R,
+) -> Result<Receiver> {
     let mut rng = fork_rng(rng);
     let (setup, a) = ReceiverSetup::new(&mut rng)?;
     ch.send(&a.to_bytes()).await?;
@@ -117,7 +123,13 @@ impl Drop for SenderBufs {
 
 /// Receives U for the next `len` OTs into `bufs.frame` and runs `f` on the
 /// sender's batch off the executor; `f` returns the row buffer for reuse.
-async fn sender_chunk<C, T, F>(ch: &mut C, sender: &mut Sender, len: usize, bufs: &mut SenderBufs, f: F) -> Result<T>
+async fn sender_chunk<C, T, F>(
+    ch: &mut C,
+    sender: &mut Sender,
+    len: usize,
+    bufs: &mut SenderBufs,
+    f: F,
+) -> Result<T>
 where
     C: Channel,
     T: Send + 'static,
@@ -163,7 +175,10 @@ async fn receiver_chunk<C: Channel>(
 ) -> Result<ReceiverBatch> {
     let job = receiver.begin(choices.len())?;
     let mut choices = choices.to_vec();
-    let (rows, frame) = (std::mem::take(&mut bufs.rows), std::mem::take(&mut bufs.frame));
+    let (rows, frame) = (
+        std::mem::take(&mut bufs.rows),
+        std::mem::take(&mut bufs.frame),
+    );
     let (batch, msg) = off_executor(move || {
         let r = job.run_with(&choices, rows, frame);
         choices.zeroize();
@@ -177,12 +192,21 @@ async fn receiver_chunk<C: Channel>(
 
 /// Correlated OT, sender side: returns m0_j (move-only, wiped on drop); the
 /// receiver learns m0_j ⊕ r_j·Δ with Δ = [`Sender::delta`].
-pub async fn send_correlated<C: Channel>(ch: &mut C, sender: &mut Sender, n: usize) -> Result<CorrelatedZeros> {
+pub async fn send_correlated<C: Channel>(
+    ch: &mut C,
+    sender: &mut Sender,
+    n: usize,
+) -> Result<CorrelatedZeros> {
     // Capacity for all n up front: growing would free unwiped copies.
-    let mut out = CorrelatedZeros { blocks: Vec::with_capacity(n) };
+    let mut out = CorrelatedZeros {
+        blocks: Vec::with_capacity(n),
+    };
     let mut bufs = SenderBufs::default();
     for (_, len) in chunks(n) {
-        let part = sender_chunk(ch, sender, len, &mut bufs, |b| Ok((b.into_correlated(), Vec::new()))).await?;
+        let part = sender_chunk(ch, sender, len, &mut bufs, |b| {
+            Ok((b.into_correlated(), Vec::new()))
+        })
+        .await?;
         bufs.rows = out.append(part);
     }
     Ok(out)
@@ -208,7 +232,11 @@ pub async fn receive_correlated<C: Channel>(
 }
 
 /// Random OT, sender side: returns n random pairs.
-pub async fn send_random<C: Channel>(ch: &mut C, sender: &mut Sender, n: usize) -> Result<Vec<[Block; 2]>> {
+pub async fn send_random<C: Channel>(
+    ch: &mut C,
+    sender: &mut Sender,
+    n: usize,
+) -> Result<Vec<[Block; 2]>> {
     let mut out = Vec::with_capacity(n);
     let mut bufs = SenderBufs::default();
     for (_, len) in chunks(n) {
@@ -225,7 +253,11 @@ pub async fn send_random<C: Channel>(ch: &mut C, sender: &mut Sender, n: usize) 
 }
 
 /// Random OT, receiver side: returns message number choices[j] of pair j.
-pub async fn receive_random<C: Channel>(ch: &mut C, receiver: &mut Receiver, choices: &[bool]) -> Result<Vec<Block>> {
+pub async fn receive_random<C: Channel>(
+    ch: &mut C,
+    receiver: &mut Receiver,
+    choices: &[bool],
+) -> Result<Vec<Block>> {
     let mut out = Vec::with_capacity(choices.len());
     let mut bufs = ReceiverBufs::default();
     for (start, len) in chunks(choices.len()) {
@@ -240,7 +272,11 @@ pub async fn receive_random<C: Channel>(ch: &mut C, receiver: &mut Receiver, cho
 }
 
 /// Chosen-message OT, sender side: the receiver learns `msgs[j][choices[j]]`.
-pub async fn send_chosen<C: Channel>(ch: &mut C, sender: &mut Sender, msgs: &[[Block; 2]]) -> Result<()> {
+pub async fn send_chosen<C: Channel>(
+    ch: &mut C,
+    sender: &mut Sender,
+    msgs: &[[Block; 2]],
+) -> Result<()> {
     let mut bufs = SenderBufs::default();
     let mut reply = Vec::new();
     for (start, len) in chunks(msgs.len()) {
@@ -264,10 +300,17 @@ pub async fn send_chosen<C: Channel>(ch: &mut C, sender: &mut Sender, msgs: &[[B
 /// Messages still alternate strictly, but the receiver's work overlaps the
 /// sender's: U for chunk k + 1 is built while the sender masks chunk k, and
 /// chunk k is unmasked while the sender masks chunk k + 1.
-pub async fn receive_chosen<C: Channel>(ch: &mut C, receiver: &mut Receiver, choices: &[bool]) -> Result<Vec<Block>> {
+pub async fn receive_chosen<C: Channel>(
+    ch: &mut C,
+    receiver: &mut Receiver,
+    choices: &[bool],
+) -> Result<Vec<Block>> {
     let mut out = Vec::with_capacity(choices.len());
     let spans: Vec<(usize, usize)> = chunks(choices.len()).collect();
-    let start_job = |receiver: &mut Receiver, (start, len): (usize, usize), rows: Vec<Block>, frame: Vec<u8>| {
+    let start_job = |receiver: &mut Receiver,
+                     (start, len): (usize, usize),
+                     rows: Vec<Block>,
+                     frame: Vec<u8>| {
         let job = receiver.begin(len)?;
         let mut part = choices[start..start + len].to_vec();
         Ok::<_, Error>(spawn_work(move || {
@@ -282,7 +325,11 @@ pub async fn receive_chosen<C: Channel>(ch: &mut C, receiver: &mut Receiver, cho
     // Sends U of the job's chunk and starts the job of the chunk after it.
     let mut next = Some(start_job(receiver, first, Vec::new(), Vec::new())?);
     let mut spare_rows = Vec::new();
-    let send_next = async |ch: &mut C, receiver: &mut Receiver, k: usize, next: &mut Option<_>, spare: Vec<Block>| {
+    let send_next = async |ch: &mut C,
+                           receiver: &mut Receiver,
+                           k: usize,
+                           next: &mut Option<_>,
+                           spare: Vec<Block>| {
         let handle = next.take().expect("a job is started for every chunk");
         let (batch, msg): (ReceiverBatch, ExtendMsg) = join_work(handle).await?;
         ch.send(msg.as_bytes()).await?;
@@ -303,7 +350,16 @@ pub async fn receive_chosen<C: Channel>(ch: &mut C, receiver: &mut Receiver, cho
             Ok((batch.into_chosen(&y)?, y.into_bytes()))
         });
         let following = if k + 1 < spans.len() {
-            Some(send_next(ch, receiver, k + 1, &mut next, std::mem::take(&mut spare_rows)).await?)
+            Some(
+                send_next(
+                    ch,
+                    receiver,
+                    k + 1,
+                    &mut next,
+                    std::mem::take(&mut spare_rows),
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -327,11 +383,17 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
     use rand_core::{RngCore, SeedableRng};
 
-    async fn setup(seed: u64, delta: Option<Block>) -> (Sender, Receiver, MemoryChannel, MemoryChannel) {
+    async fn setup(
+        seed: u64,
+        delta: Option<Block>,
+    ) -> (Sender, Receiver, MemoryChannel, MemoryChannel) {
         let (mut cs, mut cr) = memory_pair();
         let mut rs = ChaCha20Rng::seed_from_u64(seed);
         let mut rr = ChaCha20Rng::seed_from_u64(seed + 1000);
-        let (s, r) = tokio::join!(setup_sender(&mut cs, &mut rs, delta), setup_receiver(&mut cr, &mut rr));
+        let (s, r) = tokio::join!(
+            setup_sender(&mut cs, &mut rs, delta),
+            setup_receiver(&mut cr, &mut rr)
+        );
         (s.unwrap(), r.unwrap(), cs, cr)
     }
 
@@ -348,7 +410,10 @@ mod tests {
         let (mut s, mut r, mut cs, mut cr) = setup(1, Some(delta)).await;
         for n in SIZES {
             let c = choices(n as u64, n);
-            let (m0, got) = tokio::join!(send_correlated(&mut cs, &mut s, n), receive_correlated(&mut cr, &mut r, &c));
+            let (m0, got) = tokio::join!(
+                send_correlated(&mut cs, &mut s, n),
+                receive_correlated(&mut cr, &mut r, &c)
+            );
             let (m0, got) = (m0.unwrap(), got.unwrap());
             let m0 = m0.as_slice();
             assert_eq!((m0.len(), got.len()), (n, n));
@@ -358,7 +423,10 @@ mod tests {
             }
         }
         // U is 16 bytes per padded OT; setup is A + 128 points.
-        let padded: usize = SIZES.iter().map(|&n| chunks(n).map(|(_, l)| l.div_ceil(128) * 128).sum::<usize>()).sum();
+        let padded: usize = SIZES
+            .iter()
+            .map(|&n| chunks(n).map(|(_, l)| l.div_ceil(128) * 128).sum::<usize>())
+            .sum();
         assert_eq!(cr.meter().total("").sent as usize, 32 + 16 * padded);
         assert_eq!(cs.meter().total("").sent as usize, 128 * 32);
     }
@@ -368,7 +436,10 @@ mod tests {
         let (mut s, mut r, mut cs, mut cr) = setup(2, None).await;
         for n in SIZES {
             let c = choices(n as u64 + 1, n);
-            let (pairs, got) = tokio::join!(send_random(&mut cs, &mut s, n), receive_random(&mut cr, &mut r, &c));
+            let (pairs, got) = tokio::join!(
+                send_random(&mut cs, &mut s, n),
+                receive_random(&mut cr, &mut r, &c)
+            );
             let (pairs, got) = (pairs.unwrap(), got.unwrap());
             assert_eq!((pairs.len(), got.len()), (n, n));
             for j in 0..n {
@@ -384,8 +455,13 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(33);
         for n in SIZES {
             let c = choices(n as u64 + 2, n);
-            let msgs: Vec<[Block; 2]> = (0..n).map(|_| [Block::random(&mut rng), Block::random(&mut rng)]).collect();
-            let (sent, got) = tokio::join!(send_chosen(&mut cs, &mut s, &msgs), receive_chosen(&mut cr, &mut r, &c));
+            let msgs: Vec<[Block; 2]> = (0..n)
+                .map(|_| [Block::random(&mut rng), Block::random(&mut rng)])
+                .collect();
+            let (sent, got) = tokio::join!(
+                send_chosen(&mut cs, &mut s, &msgs),
+                receive_chosen(&mut cr, &mut r, &c)
+            );
             sent.unwrap();
             let got = got.unwrap();
             assert_eq!(got.len(), n);
@@ -400,7 +476,10 @@ mod tests {
     async fn empty_batch_sends_nothing() {
         let (mut s, mut r, mut cs, mut cr) = setup(4, None).await;
         let before = cr.meter().total("").sent;
-        let (a, b) = tokio::join!(send_random(&mut cs, &mut s, 0), receive_random(&mut cr, &mut r, &[]));
+        let (a, b) = tokio::join!(
+            send_random(&mut cs, &mut s, 0),
+            receive_random(&mut cr, &mut r, &[])
+        );
         assert!(a.unwrap().is_empty() && b.unwrap().is_empty());
         assert_eq!(cr.meter().total("").sent, before);
     }
@@ -411,7 +490,9 @@ mod tests {
         let (mut s, _r, _cs, cr) = setup(5, None).await;
         let (mut cs2, mut cr2) = memory_pair();
         drop(cr);
-        cr2.send(&vec![0u8; ExtendMsg::byte_len(1000) - 16]).await.unwrap();
+        cr2.send(&vec![0u8; ExtendMsg::byte_len(1000) - 16])
+            .await
+            .unwrap();
         let err = send_correlated(&mut cs2, &mut s, 1000).await.unwrap_err();
         assert!(matches!(err, Error::PeerMisbehaved(_)), "{err}");
 
@@ -439,7 +520,9 @@ mod tests {
         let (got, _) = tokio::join!(receive_chosen(&mut cr, &mut r, &c), async {
             let mut u = vec![0u8; ExtendMsg::byte_len(300)];
             cs.recv_into(&mut u).await.unwrap();
-            cs.send(&vec![0u8; ChosenMsg::byte_len(300) - 1]).await.unwrap();
+            cs.send(&vec![0u8; ChosenMsg::byte_len(300) - 1])
+                .await
+                .unwrap();
         });
         assert!(matches!(got.err().unwrap(), Error::PeerMisbehaved(_)));
     }
@@ -473,6 +556,9 @@ mod tests {
     async fn a_closed_peer_is_reported() {
         let (mut s, _r, mut cs, cr) = setup(10, None).await;
         drop(cr);
-        assert!(matches!(send_random(&mut cs, &mut s, 10).await, Err(Error::Closed)));
+        assert!(matches!(
+            send_random(&mut cs, &mut s, 10).await,
+            Err(Error::Closed)
+        ));
     }
 }

@@ -75,13 +75,20 @@ fn tweak(nonce: u64, index: u64) -> Block {
 /// it is fresh if either party is honest. Public; both parties know it
 /// after setup without another message.
 fn session_nonce(a: &[u8], b: &[u8]) -> u64 {
-    let take = |x: &[u8]| x[1..4].iter().rev().fold(0u64, |acc, &v| (acc << 8) | v as u64);
+    let take = |x: &[u8]| {
+        x[1..4]
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &v| (acc << 8) | v as u64)
+    };
     (take(a) << 24) | take(b)
 }
 
 fn check_batch(n: usize) -> Result<()> {
     if n == 0 || n > MAX_BATCH {
-        return Err(Error::BadInput(format!("OT extension of {n} OTs: must be in 1..={MAX_BATCH}")));
+        return Err(Error::BadInput(format!(
+            "OT extension of {n} OTs: must be in 1..={MAX_BATCH}"
+        )));
     }
     Ok(())
 }
@@ -222,7 +229,10 @@ impl ExtendMsg {
     /// the peer's fault.
     pub fn from_bytes(bytes: &[u8], n: usize) -> Result<Self> {
         Self::check(bytes.len(), n)?;
-        Ok(Self { n, bytes: bytes.to_vec() })
+        Ok(Self {
+            n,
+            bytes: bytes.to_vec(),
+        })
     }
 
     /// [`Self::from_bytes`] without a copy.
@@ -319,7 +329,10 @@ pub struct Sender {
 impl Sender {
     /// Setup with a uniformly random Δ: answers the receiver's base OT
     /// message (see [`ReceiverSetup::new`]) and is ready to extend.
-    pub fn new<R: CryptoRng + ?Sized>(rng: &mut R, msg: &base::SenderMsg) -> Result<(Self, base::ReceiverMsg)> {
+    pub fn new<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        msg: &base::SenderMsg,
+    ) -> Result<(Self, base::ReceiverMsg)> {
         let delta = Block::random(rng);
         Self::with_delta(rng, delta, msg)
     }
@@ -333,16 +346,27 @@ impl Sender {
         msg: &base::SenderMsg,
     ) -> Result<(Self, base::ReceiverMsg)> {
         if delta == Block::ZERO {
-            return Err(Error::BadInput("Δ = 0 would give the receiver both messages".into()));
+            return Err(Error::BadInput(
+                "Δ = 0 would give the receiver both messages".into(),
+            ));
         }
         let mut choices: Vec<bool> = (0..KAPPA).map(|i| (delta.0 >> i) & 1 == 1).collect();
         let (mut seeds, reply) = base::Receiver::receive(rng, &choices, msg)?;
         choices.zeroize();
         // `with_key` wipes the key copy it is given.
-        let prgs = seeds.iter().map(|k| FixedKeyAes::with_key(k.to_bytes())).collect();
+        let prgs = seeds
+            .iter()
+            .map(|k| FixedKeyAes::with_key(k.to_bytes()))
+            .collect();
         seeds.zeroize();
         let nonce = session_nonce(&msg.to_bytes(), &reply.to_bytes());
-        Ok((Self { keys: Arc::new(SenderKeys { delta, prgs, nonce }), next_block: 0 }, reply))
+        Ok((
+            Self {
+                keys: Arc::new(SenderKeys { delta, prgs, nonce }),
+                next_block: 0,
+            },
+            reply,
+        ))
     }
 
     /// The public 48-bit session nonce, equal to the receiver's
@@ -362,7 +386,11 @@ impl Sender {
         check_batch(n)?;
         let first_block = self.next_block;
         self.next_block += blocks_for(n) as u64;
-        Ok(SenderExtension { keys: Arc::clone(&self.keys), first_block, n })
+        Ok(SenderExtension {
+            keys: Arc::clone(&self.keys),
+            first_block,
+            n,
+        })
     }
 
     /// [`Self::begin`] and [`SenderExtension::finish`] in one step.
@@ -402,7 +430,11 @@ impl SenderExtension {
         rows.zeroize();
         rows.clear();
         with_columns(KAPPA * nblk, |q| {
-            for (i, (col, u)) in q.chunks_exact_mut(nblk).zip(msg.bytes.chunks_exact(16 * nblk)).enumerate() {
+            for (i, (col, u)) in q
+                .chunks_exact_mut(nblk)
+                .zip(msg.bytes.chunks_exact(16 * nblk))
+                .enumerate()
+            {
                 expand(&self.keys.prgs[i], self.first_block, col);
                 let s_i = mask((self.keys.delta.0 >> i) & 1 == 1);
                 for (c, u) in col.iter_mut().zip(u.chunks_exact(16)) {
@@ -446,7 +478,9 @@ impl SenderBatch {
     /// Correlated OT: m0_j (and m1_j = m0_j ⊕ Δ), as a move-only value
     /// (for instance the client's input zero labels of a garbled layer).
     pub fn into_correlated(mut self) -> CorrelatedZeros {
-        CorrelatedZeros { blocks: std::mem::take(&mut self.rows) }
+        CorrelatedZeros {
+            blocks: std::mem::take(&mut self.rows),
+        }
     }
 
     /// Random OT: (H(j, q_j), H(j, q_j ⊕ Δ)).
@@ -460,7 +494,14 @@ impl SenderBatch {
     /// buffer, zeroed and empty, for reuse.
     pub fn random_into(mut self, out: &mut Vec<[Block; 2]>) -> Vec<Block> {
         out.reserve(self.n());
-        tccr_both(&FixedKeyAes::new(), self.nonce, self.first_index, self.delta, &self.rows, |_, a, b| out.push([a, b]));
+        tccr_both(
+            &FixedKeyAes::new(),
+            self.nonce,
+            self.first_index,
+            self.delta,
+            &self.rows,
+            |_, a, b| out.push([a, b]),
+        );
         self.take_rows()
     }
 
@@ -471,17 +512,31 @@ impl SenderBatch {
 
     /// [`Self::into_chosen`] writing into the memory of `buf`; also returns
     /// the batch's row buffer, zeroed and empty, for reuse.
-    pub fn chosen_with(mut self, msgs: &[[Block; 2]], mut buf: Vec<u8>) -> Result<(ChosenMsg, Vec<Block>)> {
+    pub fn chosen_with(
+        mut self,
+        msgs: &[[Block; 2]],
+        mut buf: Vec<u8>,
+    ) -> Result<(ChosenMsg, Vec<Block>)> {
         let n = self.n();
         if msgs.len() != n {
-            return Err(Error::BadInput(format!("{} message pairs for a batch of {n} OTs", msgs.len())));
+            return Err(Error::BadInput(format!(
+                "{} message pairs for a batch of {n} OTs",
+                msgs.len()
+            )));
         }
         buf.clear();
         buf.reserve(ChosenMsg::byte_len(n));
-        tccr_both(&FixedKeyAes::new(), self.nonce, self.first_index, self.delta, &self.rows, |j, a, b| {
-            buf.extend_from_slice(&(msgs[j][0] ^ a).to_bytes());
-            buf.extend_from_slice(&(msgs[j][1] ^ b).to_bytes());
-        });
+        tccr_both(
+            &FixedKeyAes::new(),
+            self.nonce,
+            self.first_index,
+            self.delta,
+            &self.rows,
+            |j, a, b| {
+                buf.extend_from_slice(&(msgs[j][0] ^ a).to_bytes());
+                buf.extend_from_slice(&(msgs[j][1] ^ b).to_bytes());
+            },
+        );
         Ok((ChosenMsg { n, bytes: buf }, self.take_rows()))
     }
 
@@ -557,18 +612,33 @@ impl ReceiverSetup {
     /// Starts setup; the message goes to the sender ([`Sender::new`]).
     pub fn new<R: CryptoRng + ?Sized>(rng: &mut R) -> Result<(Self, base::SenderMsg)> {
         let (base, msg) = base::Sender::new(rng, KAPPA)?;
-        Ok((Self { base, a: msg.to_bytes() }, msg))
+        Ok((
+            Self {
+                base,
+                a: msg.to_bytes(),
+            },
+            msg,
+        ))
     }
 
     /// Finishes setup with the sender's base OT reply.
     pub fn finish(self, msg: &base::ReceiverMsg) -> Result<Receiver> {
         let mut seeds = self.base.finish(msg)?;
         // `with_key` wipes the key copy it is given.
-        let prg0 = seeds.iter().map(|k| FixedKeyAes::with_key(k[0].to_bytes())).collect();
-        let prg1 = seeds.iter().map(|k| FixedKeyAes::with_key(k[1].to_bytes())).collect();
+        let prg0 = seeds
+            .iter()
+            .map(|k| FixedKeyAes::with_key(k[0].to_bytes()))
+            .collect();
+        let prg1 = seeds
+            .iter()
+            .map(|k| FixedKeyAes::with_key(k[1].to_bytes()))
+            .collect();
         seeds.zeroize();
         let nonce = session_nonce(&self.a, &msg.to_bytes());
-        Ok(Receiver { keys: Arc::new(ReceiverKeys { prg0, prg1, nonce }), next_block: 0 })
+        Ok(Receiver {
+            keys: Arc::new(ReceiverKeys { prg0, prg1, nonce }),
+            next_block: 0,
+        })
     }
 }
 
@@ -598,7 +668,11 @@ impl Receiver {
         check_batch(n)?;
         let first_block = self.next_block;
         self.next_block += blocks_for(n) as u64;
-        Ok(ReceiverExtension { keys: Arc::clone(&self.keys), first_block, n })
+        Ok(ReceiverExtension {
+            keys: Arc::clone(&self.keys),
+            first_block,
+            n,
+        })
     }
 
     /// [`Self::begin`] and [`ReceiverExtension::run`] in one step.
@@ -635,13 +709,20 @@ impl ReceiverExtension {
         mut buf: Vec<u8>,
     ) -> Result<(ReceiverBatch, ExtendMsg)> {
         if choices.len() != self.n {
-            return Err(Error::BadInput(format!("{} choice bits for an extension of {} OTs", choices.len(), self.n)));
+            return Err(Error::BadInput(format!(
+                "{} choice bits for an extension of {} OTs",
+                choices.len(),
+                self.n
+            )));
         }
         let nblk = blocks_for(self.n);
         // r packed 128 choices per block; the padding bits are zero.
         let mut r = vec![Block::ZERO; nblk];
         for (blk, bits) in r.iter_mut().zip(choices.chunks(TILE)) {
-            blk.0 = bits.iter().rev().fold(0u128, |acc, &b| (acc << 1) | b as u128);
+            blk.0 = bits
+                .iter()
+                .rev()
+                .fold(0u128, |acc, &b| (acc << 1) | b as u128);
         }
         buf.clear();
         buf.reserve(ExtendMsg::byte_len(self.n));
@@ -660,9 +741,19 @@ impl ReceiverExtension {
             transpose(t, nblk, &mut rows);
         });
         rows.truncate(self.n);
-        let batch =
-            ReceiverBatch { nonce: self.keys.nonce, first_index: self.first_block * TILE as u64, choices: r, rows };
-        Ok((batch, ExtendMsg { n: self.n, bytes: buf }))
+        let batch = ReceiverBatch {
+            nonce: self.keys.nonce,
+            first_index: self.first_block * TILE as u64,
+            choices: r,
+            rows,
+        };
+        Ok((
+            batch,
+            ExtendMsg {
+                n: self.n,
+                bytes: buf,
+            },
+        ))
     }
 }
 
@@ -801,7 +892,9 @@ mod tests {
         let (mut s, mut r, mut rng) = setup(12, None);
         for n in SIZES {
             let choices = random_choices(&mut rng, n);
-            let msgs: Vec<[Block; 2]> = (0..n).map(|_| [Block::random(&mut rng), Block::random(&mut rng)]).collect();
+            let msgs: Vec<[Block; 2]> = (0..n)
+                .map(|_| [Block::random(&mut rng), Block::random(&mut rng)])
+                .collect();
             let (sb, rb) = extend(&mut s, &mut r, &choices);
             let y = sb.into_chosen(&msgs).unwrap();
             let y = ChosenMsg::from_bytes(y.as_bytes(), n).unwrap();
@@ -834,20 +927,46 @@ mod tests {
         let (rb, msg) = r.extend(&choices).unwrap();
         let bytes = msg.as_bytes().to_vec();
         assert_eq!(bytes.len(), ExtendMsg::byte_len(300));
-        assert!(matches!(ExtendMsg::from_bytes(&bytes[..bytes.len() - 16], 300), Err(Error::PeerMisbehaved(_))));
-        assert!(matches!(ExtendMsg::from_bytes(&bytes, 500), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            ExtendMsg::from_bytes(&bytes[..bytes.len() - 16], 300),
+            Err(Error::PeerMisbehaved(_))
+        ));
+        assert!(matches!(
+            ExtendMsg::from_bytes(&bytes, 500),
+            Err(Error::PeerMisbehaved(_))
+        ));
         let mut long = bytes.clone();
         long.push(0);
-        assert!(matches!(ExtendMsg::from_bytes(&long, 300), Err(Error::PeerMisbehaved(_))));
-        assert!(matches!(ExtendMsg::from_bytes(&bytes, 0), Err(Error::BadInput(_))));
-        assert!(matches!(ExtendMsg::from_bytes(&bytes, MAX_BATCH + 1), Err(Error::BadInput(_))));
+        assert!(matches!(
+            ExtendMsg::from_bytes(&long, 300),
+            Err(Error::PeerMisbehaved(_))
+        ));
+        assert!(matches!(
+            ExtendMsg::from_bytes(&bytes, 0),
+            Err(Error::BadInput(_))
+        ));
+        assert!(matches!(
+            ExtendMsg::from_bytes(&bytes, MAX_BATCH + 1),
+            Err(Error::BadInput(_))
+        ));
         // 300 OTs and 257 OTs have the same padded size: the sender still
         // decodes only what it expects, and a mismatched batch is refused.
-        let sb = s.extend(&ExtendMsg::from_bytes(&bytes, 300).unwrap()).unwrap();
-        assert!(matches!(sb.into_chosen(&[[Block::ZERO; 2]; 3]), Err(Error::BadInput(_))));
-        let y = ChosenMsg { n: 299, bytes: vec![0; 32 * 299] };
+        let sb = s
+            .extend(&ExtendMsg::from_bytes(&bytes, 300).unwrap())
+            .unwrap();
+        assert!(matches!(
+            sb.into_chosen(&[[Block::ZERO; 2]; 3]),
+            Err(Error::BadInput(_))
+        ));
+        let y = ChosenMsg {
+            n: 299,
+            bytes: vec![0; 32 * 299],
+        };
         assert!(matches!(rb.into_chosen(&y), Err(Error::BadInput(_))));
-        assert!(matches!(ChosenMsg::from_bytes(&[0u8; 32 * 10 - 1], 10), Err(Error::PeerMisbehaved(_))));
+        assert!(matches!(
+            ChosenMsg::from_bytes(&[0u8; 32 * 10 - 1], 10),
+            Err(Error::PeerMisbehaved(_))
+        ));
         assert!(matches!(r.extend(&[]), Err(Error::BadInput(_))));
         assert!(matches!(s.begin(MAX_BATCH + 1), Err(Error::BadInput(_))));
     }
@@ -856,8 +975,9 @@ mod tests {
     fn batched_hashes_match_tccr() {
         let h = FixedKeyAes::new();
         let delta = Block(0xabcdef);
-        let xs: Vec<Block> =
-            (0..600u128).map(|i| Block(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))).collect();
+        let xs: Vec<Block> = (0..600u128)
+            .map(|i| Block(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)))
+            .collect();
         let mut inplace = xs.clone();
         let nonce = 0xabc_def0_1234;
         tccr_in_place(&h, nonce, 1000, &mut inplace);
@@ -875,7 +995,10 @@ mod tests {
         tccr_in_place(&h, nonce ^ 1, 1000, &mut other);
         assert!(other.iter().zip(&inplace).all(|(a, b)| a != b));
         // Tweak layout: domain (bit 127 clear), nonce, index.
-        assert_eq!(tweak(nonce, 7).0, (0x4f54u128 << 112) | ((nonce as u128) << 64) | 7);
+        assert_eq!(
+            tweak(nonce, 7).0,
+            (0x4f54u128 << 112) | ((nonce as u128) << 64) | 7
+        );
         assert_eq!(tweak(nonce, 7).0 >> 127, 0);
     }
 
@@ -900,7 +1023,9 @@ mod tests {
         let (rb, msg) = r.extend(&choices).unwrap();
         let mut bytes = msg.as_bytes().to_vec();
         bytes[0] ^= 1; // column 0, OT 0
-        let sb = s.extend(&ExtendMsg::from_bytes(&bytes, 256).unwrap()).unwrap();
+        let sb = s
+            .extend(&ExtendMsg::from_bytes(&bytes, 256).unwrap())
+            .unwrap();
         let (m0, got) = (sb.into_correlated(), rb.into_correlated());
         let m0 = m0.as_slice();
         let ok = |j: usize| got[j] == if choices[j] { m0[j] ^ delta } else { m0[j] };
@@ -912,7 +1037,10 @@ mod tests {
     fn zero_delta_is_refused() {
         let mut rng = ChaCha20Rng::seed_from_u64(16);
         let (_, a) = ReceiverSetup::new(&mut rng).unwrap();
-        assert!(matches!(Sender::with_delta(&mut rng, Block::ZERO, &a), Err(Error::BadInput(_))));
+        assert!(matches!(
+            Sender::with_delta(&mut rng, Block::ZERO, &a),
+            Err(Error::BadInput(_))
+        ));
     }
 
     proptest::proptest! {

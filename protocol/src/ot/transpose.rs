@@ -85,7 +85,12 @@ pub fn transpose(cols: &[Block], nblk: usize, rows: &mut Vec<Block>) {
         }
         for t in 0..g {
             transpose_tile(&mut lo[t], &mut hi[t]);
-            rows.extend(lo[t].iter().zip(hi[t].iter()).map(|(&l, &h)| Block(((h as u128) << 64) | l as u128)));
+            rows.extend(
+                lo[t]
+                    .iter()
+                    .zip(hi[t].iter())
+                    .map(|(&l, &h)| Block(((h as u128) << 64) | l as u128)),
+            );
         }
         k += g;
     }
@@ -138,7 +143,11 @@ mod tests {
             let mut rows = Vec::new();
             transpose(&cols, nblk, &mut rows);
             for (r, row) in rows.iter().enumerate() {
-                let expect = if r == j { Block(1u128 << i) } else { Block::ZERO };
+                let expect = if r == j {
+                    Block(1u128 << i)
+                } else {
+                    Block::ZERO
+                };
                 assert_eq!(*row, expect, "bit ({i}, {j}), row {r}");
             }
         }

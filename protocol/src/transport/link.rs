@@ -291,16 +291,33 @@ mod tests {
     #[test]
     fn parses_and_prints() {
         let l: Link = "1gbit,0.5ms".parse().unwrap();
-        assert_eq!(l, Link::new(1_000_000_000, Duration::from_micros(500)).unwrap());
+        assert_eq!(
+            l,
+            Link::new(1_000_000_000, Duration::from_micros(500)).unwrap()
+        );
         assert_eq!(l.to_string(), "1gbit,500us");
         let l: Link = "100mbit,20ms".parse().unwrap();
-        assert_eq!((l.rate_bps, l.delay), (100_000_000, Duration::from_millis(20)));
+        assert_eq!(
+            (l.rate_bps, l.delay),
+            (100_000_000, Duration::from_millis(20))
+        );
         assert_eq!(l.to_string(), "100mbit,20ms");
         let l: Link = "2.5 Mbit, 0s".parse().unwrap();
         assert_eq!((l.rate_bps, l.delay), (2_500_000, Duration::ZERO));
         for bad in [
-            "", "1gbit", "1gbit,", ",1ms", "fastbit,1ms", "1gbyte,1ms", "1gbit,1min", "0bit,1ms",
-            "-1mbit,1ms", "1mbit,-1ms", "nanmbit,1ms", "1mbit,11s", "1e30gbit,1ms",
+            "",
+            "1gbit",
+            "1gbit,",
+            ",1ms",
+            "fastbit,1ms",
+            "1gbyte,1ms",
+            "1gbit,1min",
+            "0bit,1ms",
+            "-1mbit,1ms",
+            "1mbit,-1ms",
+            "nanmbit,1ms",
+            "1mbit,11s",
+            "1e30gbit,1ms",
         ] {
             let e = bad.parse::<Link>().unwrap_err();
             assert!(matches!(e, Error::BadInput(_)), "{bad:?}: {e}");

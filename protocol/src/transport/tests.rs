@@ -629,7 +629,10 @@ async fn tampered_tls_record_is_rejected() {
 async fn tls_over_an_emulated_link() {
     const TOTAL: usize = 2 << 20;
     let link: crate::transport::Link = "200mbit,5ms".parse().unwrap();
-    let config = ChannelConfig { link: Some(link), ..ChannelConfig::default() };
+    let config = ChannelConfig {
+        link: Some(link),
+        ..ChannelConfig::default()
+    };
     let (mut c, mut s) = tls_loopback_pair(config).await.unwrap();
     let data = pattern(TOTAL, 5);
     let t = std::time::Instant::now();
