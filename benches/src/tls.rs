@@ -80,7 +80,7 @@ where
         .await
         .map_err(|e| Error::BadInput(format!("receiver task failed: {e}")))??;
     if ack != [1] {
-        return Err(Error::PeerMisbehaved("bad acknowledgement".into()));
+        return Err(Error::malformed("bad acknowledgement"));
     }
     Ok((seconds, client, server))
 }

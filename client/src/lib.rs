@@ -223,7 +223,7 @@ pub async fn run_inference(
     let mut session = ClientSession::handshake(&mut ch, &opts.session).await?;
     let network = session.architecture().network.clone();
     let net = Network::from_description(&network)
-        .map_err(|e| pi_protocol::Error::PeerMisbehaved(format!("network description: {e}")))?;
+        .map_err(|e| pi_protocol::Error::malformed(format!("network description: {e}")))?;
     let spec = net.spec.canonical();
     ch.steps = net
         .steps

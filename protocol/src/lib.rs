@@ -48,7 +48,7 @@ mod e2e_tests;
 #[cfg(test)]
 mod pool_tests;
 
-pub use error::{Error, Result};
+pub use error::{Error, Misbehavior, Result};
 pub use report::{ClientReport, ServerReport};
 pub use session::{
     ClientConfig, ClientSession, ReluMode, ServerLimits, ServerModel, ServerSession, infer_one,

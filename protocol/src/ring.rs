@@ -68,16 +68,14 @@ pub fn unpack(bytes: &[u8], n: usize, ring: RingParams, what: &str) -> Result<Ve
     let want = packed_len(n, ring)
         .ok_or_else(|| Error::BadInput(format!("{what}: {n} elements overflow")))?;
     if bytes.len() != want {
-        return Err(Error::PeerMisbehaved(format!(
+        return Err(Error::malformed(format!(
             "{what}: {} bytes, expected {want} for {n} values",
             bytes.len()
         )));
     }
     let used = n * l;
     if !used.is_multiple_of(8) && bytes[want - 1] >> (used % 8) != 0 {
-        return Err(Error::PeerMisbehaved(format!(
-            "{what}: non-zero padding bits"
-        )));
+        return Err(Error::malformed(format!("{what}: non-zero padding bits")));
     }
     let mut out = Vec::with_capacity(n);
     let mut bit = 0usize;

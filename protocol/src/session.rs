@@ -101,7 +101,7 @@ use crate::he::{
 };
 use crate::report::{ActivationCounts, LayerReport, PhaseReport};
 use crate::transport::Channel;
-use crate::{Error, Result};
+use crate::{Error, Misbehavior, Result};
 
 /// Version of the wire protocol; both parties must run the same.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -597,9 +597,7 @@ impl ServerSession {
                     ReluMode::Gc
                 };
                 if !model.relu_modes.contains(&relu_mode) {
-                    return Err(Error::PeerMisbehaved(format!(
-                        "the client asked for ReLU mode {relu_mode}, which this server did not offer"
-                    )));
+                    return Err(Misbehavior::ModeNotOffered(relu_mode.as_str()).into());
                 }
                 let pk = PublicKeyMsg::decode(pk, &he_params)?;
                 let he = Arc::new(HeServer::new(he_params, &pk)?);
@@ -617,7 +615,7 @@ impl ServerSession {
                 "the client refused: {}",
                 String::from_utf8_lossy(&reason[..reason.len().min(MAX_REASON)])
             ))),
-            _ => Err(Error::PeerMisbehaved("malformed handshake reply".into())),
+            _ => Err(Error::malformed("malformed handshake reply")),
         }
     }
 
@@ -651,23 +649,22 @@ impl ServerSession {
                 Request::Close => return Ok(None),
                 Request::Offline(id) => {
                     if self.pending.len() >= self.max_pending {
-                        return Err(Error::PeerMisbehaved(format!(
-                            "offline request {id} while {} preprocessed inferences are pending (at most {})",
-                            self.pending.len(),
-                            self.max_pending
-                        )));
+                        return Err(Misbehavior::PendingLimit {
+                            id,
+                            pending: self.pending.len(),
+                            limit: self.max_pending,
+                        }
+                        .into());
                     }
                     let rec = crate::report::Recorder::new("offline", ch.meter());
                     let pre = crate::offline::server_after_request(ch, self, id, rec).await?;
                     self.pending.insert(pre.id, pre);
                 }
                 Request::Online(id) => {
-                    let pre = self.pending.remove(&id).ok_or_else(|| {
-                        Error::PeerMisbehaved(format!(
-                            "online request for inference {id}, which is not pending \
-                             (never preprocessed or already used)"
-                        ))
-                    })?;
+                    let pre = self
+                        .pending
+                        .remove(&id)
+                        .ok_or(Misbehavior::NotPending(id))?;
                     let rec = crate::report::Recorder::new("online", ch.meter());
                     return crate::online::server_after_request(ch, self, pre, rec)
                         .await
@@ -685,10 +682,11 @@ impl ServerSession {
     /// Checks the requested inference number and counts it.
     pub(crate) fn take_id(&mut self, id: u64) -> Result<u64> {
         if id != self.next_id {
-            return Err(Error::PeerMisbehaved(format!(
-                "inference {id} requested, expected {}",
-                self.next_id
-            )));
+            return Err(Misbehavior::OutOfSequence {
+                got: id,
+                expected: self.next_id,
+            }
+            .into());
         }
         self.next_id += 1;
         Ok(id)
@@ -718,7 +716,7 @@ pub(crate) async fn recv_request<C: Channel>(ch: &mut C) -> Result<Request> {
         Some((&TAG_OFFLINE, b)) if b.len() == 8 => Ok(Request::Offline(id(b))),
         Some((&TAG_ONLINE, b)) if b.len() == 8 => Ok(Request::Online(id(b))),
         Some((&TAG_CLOSE, [])) => Ok(Request::Close),
-        _ => Err(Error::PeerMisbehaved("malformed inference request".into())),
+        _ => Err(Error::malformed("malformed inference request")),
     }
 }
 
@@ -918,7 +916,7 @@ impl ClientSession {
 /// Decodes and checks the server's architecture against what this client supports.
 fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architecture, SessionPlan)> {
     let arch: Architecture = serde_json::from_slice(bytes)
-        .map_err(|e| Error::PeerMisbehaved(format!("malformed architecture message: {e}")))?;
+        .map_err(|e| Error::malformed(format!("malformed architecture message: {e}")))?;
     if arch.version != PROTOCOL_VERSION {
         return Err(Error::Incompatible(format!(
             "protocol version {} (this client runs {PROTOCOL_VERSION})",
@@ -937,9 +935,10 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
         ));
     }
     if arch.max_pending == 0 {
-        return Err(Error::PeerMisbehaved(
+        return Err(Misbehavior::Architecture(
             "the server grants no preprocessed inference".into(),
-        ));
+        )
+        .into());
     }
     if let Some(expect) = &config.expect
         && *expect != arch.network
@@ -950,7 +949,7 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
         )));
     }
     let network = Network::from_description(&arch.network)
-        .map_err(|e| Error::PeerMisbehaved(format!("network description: {e}")))?;
+        .map_err(|e| Misbehavior::Architecture(format!("network description: {e}")))?;
     let stats = network.stats();
     let acts = stats.relus + stats.identity;
     let macs: u64 = network
@@ -970,9 +969,10 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
         let c = network.spec.channels;
         let ok = |v: &Vec<f64>| (v.len() == c || v.len() == 1) && v.iter().all(|x| x.is_finite());
         if !ok(&n.mean) || !ok(&n.std) || n.std.iter().any(|&s| s <= 0.0) {
-            return Err(Error::PeerMisbehaved(
+            return Err(Misbehavior::Architecture(
                 "normalisation does not fit the input channels".into(),
-            ));
+            )
+            .into());
         }
     }
     let plan = SessionPlan::new(network, ring).map_err(|e| Error::Incompatible(e.to_string()))?;

@@ -65,7 +65,7 @@ impl GarbledTables {
             .checked_mul(per)
             .ok_or_else(|| Error::BadInput(format!("layer of {n} activations is too large")))?;
         if bytes.len() != expected {
-            return Err(Error::PeerMisbehaved(format!(
+            return Err(Error::malformed(format!(
                 "garbled tables of layer {layer}: {} bytes, expected {expected} for {n} activations",
                 bytes.len()
             )));
@@ -85,7 +85,7 @@ impl GarbledTables {
             for i in 0..cn {
                 let last = bytes[base + (i + 1) * dec - 1];
                 if last & pad_mask != 0 {
-                    return Err(Error::PeerMisbehaved(format!(
+                    return Err(Error::malformed(format!(
                         "garbled tables of layer {layer}: non-zero padding bits"
                     )));
                 }
@@ -143,7 +143,7 @@ impl<'c> TablesAssembler<'c> {
     /// [`Error::PeerMisbehaved`] if the piece goes past the expected size.
     pub fn push(&mut self, piece: &[u8]) -> Result<()> {
         if piece.len() > self.remaining() {
-            return Err(Error::PeerMisbehaved(format!(
+            return Err(Error::malformed(format!(
                 "garbled tables of layer {}: {} bytes more than the expected {}",
                 self.layer,
                 piece.len() - self.remaining(),
@@ -453,15 +453,14 @@ macro_rules! label_batch_codec {
             pub fn from_bytes(params: ActivationParams, n: usize, bytes: &[u8]) -> Result<Self> {
                 let expected = n.checked_mul(16 * params.l() as usize);
                 if expected != Some(bytes.len()) {
-                    return Err(Error::PeerMisbehaved(format!(
+                    return Err(Error::malformed(format!(
                         concat!($what, ": {} bytes, expected 16 * {} * {}"),
                         bytes.len(),
                         n,
                         params.l()
                     )));
                 }
-                let labels =
-                    Block::read_slice(bytes).ok_or_else(|| Error::PeerMisbehaved($what.into()))?;
+                let labels = Block::read_slice(bytes).ok_or_else(|| Error::malformed($what))?;
                 Ok(Self { params, n, labels })
             }
         }

@@ -203,11 +203,11 @@ impl GcNonce {
     /// [`Error::PeerMisbehaved`] unless `bytes` is 8 bytes holding a value below 2^48.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let b: [u8; 8] = bytes.try_into().map_err(|_| {
-            Error::PeerMisbehaved(format!("garbler nonce: {} bytes, expected 8", bytes.len()))
+            Error::malformed(format!("garbler nonce: {} bytes, expected 8", bytes.len()))
         })?;
         let v = u64::from_le_bytes(b);
         if v >> NONCE_BITS != 0 {
-            return Err(Error::PeerMisbehaved("garbler nonce above 2^48".into()));
+            return Err(Error::malformed("garbler nonce above 2^48"));
         }
         Ok(Self(v))
     }

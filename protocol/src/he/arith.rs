@@ -192,7 +192,7 @@ pub(crate) fn unpack_bits(
     out: &mut Vec<u64>,
 ) -> Result<()> {
     if bytes.len() != packed_len(count, bits) {
-        return Err(Error::PeerMisbehaved(format!(
+        return Err(Error::malformed(format!(
             "packed field has {} bytes, expected {}",
             bytes.len(),
             packed_len(count, bits)
@@ -218,7 +218,7 @@ pub(crate) fn unpack_bits(
                 while n < bits {
                     let b = *it
                         .next()
-                        .ok_or_else(|| Error::PeerMisbehaved("short packed field".into()))?;
+                        .ok_or_else(|| Error::malformed("short packed field"))?;
                     acc |= (b as u128) << n;
                     n += 8;
                 }
@@ -228,16 +228,14 @@ pub(crate) fn unpack_bits(
         acc >>= bits;
         n -= bits;
         if v > max {
-            return Err(Error::PeerMisbehaved(format!(
+            return Err(Error::malformed(format!(
                 "packed value {v} exceeds its bound {max}"
             )));
         }
         out.push(v);
     }
     if acc != 0 || it.any(|&b| b != 0) || words.next().is_some() {
-        return Err(Error::PeerMisbehaved(
-            "non-zero padding bits in packed field".into(),
-        ));
+        return Err(Error::malformed("non-zero padding bits in packed field"));
     }
     Ok(())
 }

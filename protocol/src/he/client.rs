@@ -267,9 +267,7 @@ impl HeClient {
             || reply.c1.len() != plan.reply_cts() * POLY_DEGREE
             || reply.c0.len() != plan.total_wanted()
         {
-            return Err(Error::PeerMisbehaved(
-                "HE reply does not match the layer plan".into(),
-            ));
+            return Err(Error::malformed("HE reply does not match the layer plan"));
         }
         let p = CIPHERTEXT_PRIMES[KEEP];
         let l = self.params.ring_bits();

@@ -76,7 +76,7 @@ impl HeServer {
                 .zip(CIPHERTEXT_PRIMES)
                 .any(|(c, p)| c.iter().any(|&v| v >= p))
         {
-            return Err(Error::PeerMisbehaved("malformed HE public key".into()));
+            return Err(Error::malformed("malformed HE public key"));
         }
         let ntt = ntt();
         let mut a = [Vec::new(), Vec::new()];
@@ -156,9 +156,7 @@ impl HeServer {
             ));
         }
         if upload.plan_digest != plan.digest || upload.b.len() != plan.upload_cts() * 2 * N {
-            return Err(Error::PeerMisbehaved(
-                "HE upload does not match the layer plan".into(),
-            ));
+            return Err(Error::malformed("HE upload does not match the layer plan"));
         }
         let ntt = ntt();
         // NTT form of every uploaded ciphertext, [b0, b1, a0, a1], multiplied

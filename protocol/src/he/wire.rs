@@ -87,7 +87,7 @@ fn header(params: &HeParams, kind: Kind, out: &mut Vec<u8>) {
 
 /// Checks the header and the total length; returns the body.
 fn open<'a>(bytes: &'a [u8], params: &HeParams, kind: Kind, body_len: usize) -> Result<&'a [u8]> {
-    let bad = |m: &str| Err(Error::PeerMisbehaved(format!("HE message: {m}")));
+    let bad = |m: &str| Err(Error::malformed(format!("HE message: {m}")));
     if bytes.len() < HEADER {
         return bad("shorter than its header");
     }
@@ -107,7 +107,7 @@ fn open<'a>(bytes: &'a [u8], params: &HeParams, kind: Kind, body_len: usize) -> 
         return bad("parameter digest differs from this session's");
     }
     if bytes.len() != HEADER + body_len {
-        return Err(Error::PeerMisbehaved(format!(
+        return Err(Error::malformed(format!(
             "HE message has {} bytes, expected {}",
             bytes.len(),
             HEADER + body_len
@@ -209,9 +209,7 @@ impl ClientUpload {
             48 + residues_len(plan.upload_cts()),
         )?;
         if body[..16] != plan.digest {
-            return Err(Error::PeerMisbehaved(
-                "HE upload is for a different layer plan".into(),
-            ));
+            return Err(Error::malformed("HE upload is for a different layer plan"));
         }
         let mut plan_digest = [0u8; 16];
         plan_digest.copy_from_slice(&body[..16]);
@@ -262,9 +260,7 @@ impl ServerReply {
     pub fn decode(bytes: &[u8], plan: &LayerPlan) -> Result<Self> {
         let body = open(bytes, &plan.params, Kind::Reply, reply_body_len(plan))?;
         if body[..16] != plan.digest {
-            return Err(Error::PeerMisbehaved(
-                "HE reply is for a different layer plan".into(),
-            ));
+            return Err(Error::malformed("HE reply is for a different layer plan"));
         }
         let mut plan_digest = [0u8; 16];
         plan_digest.copy_from_slice(&body[..16]);

@@ -55,7 +55,7 @@ use crate::session::{
     off_executor, recv_bulk, recv_request, send_bulk, send_request,
 };
 use crate::transport::Channel;
-use crate::{Error, Result};
+use crate::{Error, Misbehavior, Result};
 
 /// Bytes of garbled tables per frame while streaming (every frame but a
 /// sub-layer's last has exactly this size).
@@ -179,9 +179,11 @@ pub async fn server<C: Channel>(
     let rec = Recorder::new("offline", ch.meter());
     match recv_request(ch).await? {
         Request::Offline(id) => server_after_request(ch, session, id, rec).await,
-        Request::Online(id) => Err(Error::PeerMisbehaved(format!(
-            "online request for inference {id} where an offline request was expected"
-        ))),
+        Request::Online(id) => Err(Misbehavior::UnexpectedRequest {
+            got: format!("an online request for inference {id}"),
+            expected: "an offline request",
+        }
+        .into()),
         Request::Close => Err(Error::Closed),
     }
 }
@@ -479,7 +481,7 @@ pub async fn client<C: Channel>(
     uniform[net.input] = Some(Arc::new(input_share));
     let mut acts: Vec<ClientActivation> = Vec::with_capacity(plan.splits.len());
     let (mut storage, mut table_bytes) = (0u64, 0u64);
-    let missing = || Error::BadInput("internal: a tensor share is missing".into());
+    let missing = || Error::Internal("a tensor share is missing");
     for (i, step) in net.steps.iter().enumerate() {
         rec.step();
         ch.set_label(&rec.label(step.name()));

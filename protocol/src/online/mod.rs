@@ -58,7 +58,7 @@ use crate::session::{
     recv_bulk, recv_request, send_bulk, send_request,
 };
 use crate::transport::Channel;
-use crate::{Error, Result};
+use crate::{Error, Misbehavior, Result};
 
 /// Online round trips of one inference (see [`crate::report::ClientReport::online_round_trips`]).
 fn round_trips(plan: &SessionPlan, mode: ReluMode) -> u64 {
@@ -91,12 +91,20 @@ pub async fn server<C: Channel>(
     match recv_request(ch).await? {
         Request::Online(id) if id == pre.id => {}
         Request::Online(id) => {
-            return Err(Error::PeerMisbehaved(format!(
-                "online phase for inference {id}, but this material is for {}",
-                pre.id
-            )));
+            return Err(Misbehavior::WrongInference {
+                got: id,
+                expected: pre.id,
+            }
+            .into());
         }
-        _ => return Err(Error::PeerMisbehaved("malformed online request".into())),
+        Request::Offline(id) => {
+            return Err(Misbehavior::UnexpectedRequest {
+                got: format!("an offline request for inference {id}"),
+                expected: "an online request",
+            }
+            .into());
+        }
+        Request::Close => return Err(Error::Closed),
     }
     server_after_request(ch, session, pre, rec).await
 }
@@ -120,7 +128,7 @@ pub(crate) async fn server_after_request<C: Channel>(
     let bytes = recv_bulk(ch, packed(n0, ring)?).await?;
     let mut shares: Vec<Option<Vec<u64>>> = vec![None; net.tensors.len()];
     shares[net.input] = Some(ring::unpack(&bytes, n0, ring, "masked input")?);
-    let missing = || Error::BadInput("internal: a tensor share is missing".into());
+    let missing = || Error::Internal("a tensor share is missing");
     let mut k = 0;
     for (i, step) in net.steps.iter().enumerate() {
         rec.step();
@@ -301,9 +309,9 @@ pub async fn client<C: Channel>(
                 };
                 let n = labels.len();
                 let bytes = recv_bulk(ch, 16 * n * l).await?;
-                let ev = evaluator.take().ok_or_else(|| {
-                    Error::BadInput("internal: garbled material without a garbler nonce".into())
-                })?;
+                let ev = evaluator
+                    .take()
+                    .ok_or_else(|| Error::Internal("garbled material without a garbler nonce"))?;
                 let (plan2, mut ev) = (plan.clone(), ev);
                 let (ev, vals) = off_executor(move || {
                     let server = ServerLabels::from_bytes(plan2.act, n, &bytes)?;

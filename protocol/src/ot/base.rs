@@ -60,18 +60,18 @@ fn random_scalar<R: CryptoRng + ?Sized>(rng: &mut R) -> Scalar {
 /// Decodes and validates one point from the peer.
 fn decode_point(bytes: &[u8], what: &str) -> Result<RistrettoPoint> {
     let compressed = CompressedRistretto::from_slice(bytes).map_err(|_| {
-        Error::PeerMisbehaved(format!(
+        Error::malformed(format!(
             "{what}: a point has {} bytes, not {POINT_BYTES}",
             bytes.len()
         ))
     })?;
     let point = compressed.decompress().ok_or_else(|| {
-        Error::PeerMisbehaved(format!(
+        Error::malformed(format!(
             "{what}: invalid or non-canonical ristretto255 encoding"
         ))
     })?;
     if point.is_identity() {
-        return Err(Error::PeerMisbehaved(format!(
+        return Err(Error::malformed(format!(
             "{what}: the identity point is not allowed"
         )));
     }
@@ -126,7 +126,7 @@ impl SenderMsg {
     /// Decodes and validates the point.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() != POINT_BYTES {
-            return Err(Error::PeerMisbehaved(format!(
+            return Err(Error::malformed(format!(
                 "base OT sender message: expected {POINT_BYTES} bytes, got {}",
                 bytes.len()
             )));
@@ -177,7 +177,7 @@ impl ReceiverMsg {
             )));
         }
         if bytes.len() != Self::byte_len(count) {
-            return Err(Error::PeerMisbehaved(format!(
+            return Err(Error::malformed(format!(
                 "base OT receiver message: expected {} bytes for {count} OTs, got {}",
                 Self::byte_len(count),
                 bytes.len()
@@ -251,7 +251,7 @@ impl Sender {
     /// Derives both keys of every OT from the receiver's points.
     pub fn finish(self, msg: &ReceiverMsg) -> Result<Vec<[Block; 2]>> {
         if msg.len() != self.count {
-            return Err(Error::PeerMisbehaved(format!(
+            return Err(Error::malformed(format!(
                 "base OT: expected {} receiver points, got {}",
                 self.count,
                 msg.len()
@@ -261,8 +261,8 @@ impl Sender {
         for (b_bytes, b) in &msg.points {
             // B = A would make a(B − A) the identity; no honest receiver sends it.
             if *b_bytes == self.a_bytes {
-                return Err(Error::PeerMisbehaved(
-                    "base OT receiver message: a point equals A".into(),
+                return Err(Error::malformed(
+                    "base OT receiver message: a point equals A",
                 ));
             }
             let p0 = self.a * b;

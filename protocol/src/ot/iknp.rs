@@ -244,7 +244,7 @@ impl ExtendMsg {
     fn check(len: usize, n: usize) -> Result<()> {
         check_batch(n)?;
         if len != Self::byte_len(n) {
-            return Err(Error::PeerMisbehaved(format!(
+            return Err(Error::malformed(format!(
                 "OT extension message: expected {} bytes for {n} OTs, got {len}",
                 Self::byte_len(n)
             )));
@@ -294,7 +294,7 @@ impl ChosenMsg {
     pub fn from_vec(bytes: Vec<u8>, n: usize) -> Result<Self> {
         check_batch(n)?;
         if bytes.len() != Self::byte_len(n) {
-            return Err(Error::PeerMisbehaved(format!(
+            return Err(Error::malformed(format!(
                 "chosen OT message: expected {} bytes for {n} OTs, got {}",
                 Self::byte_len(n),
                 bytes.len()

@@ -400,14 +400,14 @@ impl<'a> BitReader<'a> {
     /// padding bits zero.
     fn new(bytes: &'a [u8], bits: usize, what: &str) -> Result<Self> {
         if bytes.len() != bits.div_ceil(8) {
-            return Err(Error::PeerMisbehaved(format!(
+            return Err(Error::malformed(format!(
                 "{what}: {} bytes, expected {}",
                 bytes.len(),
                 bits.div_ceil(8)
             )));
         }
         if !bits.is_multiple_of(8) && bytes[bytes.len() - 1] >> (bits % 8) != 0 {
-            return Err(Error::PeerMisbehaved(format!("{what}: padding bits set")));
+            return Err(Error::malformed(format!("{what}: padding bits set")));
         }
         Ok(Self { bytes, bit: 0 })
     }
@@ -1218,9 +1218,7 @@ impl ClientRun {
         if !self.started {
             let tb = sched.table_bytes(n);
             if msg.len() != tb + self.n_relu.div_ceil(8) {
-                return Err(Error::PeerMisbehaved(
-                    "OT ReLU: leaf message of the wrong size".into(),
-                ));
+                return Err(Error::malformed("OT ReLU: leaf message of the wrong size"));
             }
             let mut rd = BitReader::new(&msg[..tb], n * sched.table_bits, "OT ReLU leaves")?;
             let mut rev = BitReader::new(&msg[tb..], self.n_relu, "OT ReLU reverse corrections")?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{Channel, MAX_FRAME, Meter};
-use crate::{Error, Result};
+use crate::{Error, Misbehavior, Result};
 
 /// Frames in flight per direction before `send` waits, like a socket buffer.
 pub const QUEUE_FRAMES: usize = 64;
@@ -94,10 +94,11 @@ impl Channel for MemoryChannel {
     async fn recv(&mut self, limit: usize) -> Result<Vec<u8>> {
         let frame = self.next_frame().await?;
         if frame.len() > limit.min(MAX_FRAME) {
-            return Err(Error::PeerMisbehaved(format!(
-                "frame of {} bytes exceeds the limit of {limit}",
-                frame.len()
-            )));
+            return Err(Misbehavior::FrameTooLarge {
+                len: frame.len(),
+                limit: limit.min(MAX_FRAME),
+            }
+            .into());
         }
         self.meter.add_received(frame.len());
         Ok(frame)
@@ -106,11 +107,11 @@ impl Channel for MemoryChannel {
     async fn recv_into(&mut self, buf: &mut [u8]) -> Result<()> {
         let frame = self.next_frame().await?;
         if frame.len() != buf.len() {
-            return Err(Error::PeerMisbehaved(format!(
-                "expected a frame of {} bytes, got {}",
-                buf.len(),
-                frame.len()
-            )));
+            return Err(Misbehavior::FrameSize {
+                expected: buf.len(),
+                got: frame.len(),
+            }
+            .into());
         }
         buf.copy_from_slice(&frame);
         self.meter.add_received(frame.len());

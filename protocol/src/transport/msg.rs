@@ -57,9 +57,9 @@ pub async fn recv_msg_limited<C: Channel + ?Sized, T: bincode::Decode<()>, const
 pub fn decode_msg<T: bincode::Decode<()>, const LIMIT: usize>(bytes: &[u8]) -> Result<T> {
     let name = std::any::type_name::<T>();
     let (value, used) = bincode::decode_from_slice(bytes, cfg::<LIMIT>())
-        .map_err(|e| Error::PeerMisbehaved(format!("malformed {name} message: {e}")))?;
+        .map_err(|e| Error::malformed(format!("malformed {name} message: {e}")))?;
     if used != bytes.len() {
-        return Err(Error::PeerMisbehaved(format!(
+        return Err(Error::malformed(format!(
             "{name} message has {} trailing bytes",
             bytes.len() - used
         )));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 
 use super::{Channel, MAX_FRAME, Meter};
-use crate::{Error, Result};
+use crate::{Error, Misbehavior, Result};
 
 /// First four bytes of the hello: identifies a pi transport endpoint.
 pub const HELLO_MAGIC: [u8; 4] = *b"PIWF";
@@ -31,10 +31,11 @@ pub fn hello_bytes() -> [u8; HELLO_LEN] {
 /// Checks the peer's hello; see the module docs for its layout.
 fn check_hello(h: &[u8; HELLO_LEN]) -> Result<()> {
     if h[..4] != HELLO_MAGIC {
-        return Err(Error::PeerMisbehaved(format!(
+        return Err(Misbehavior::Hello(format!(
             "peer is not a pi transport endpoint: hello starts with {:02x?}",
             &h[..4]
-        )));
+        ))
+        .into());
     }
     let version = u16::from_be_bytes([h[4], h[5]]);
     if version != WIRE_VERSION {
@@ -43,10 +44,11 @@ fn check_hello(h: &[u8; HELLO_LEN]) -> Result<()> {
         )));
     }
     if h[6..] != [0, 0] {
-        return Err(Error::PeerMisbehaved(format!(
-            "hello flags {:02x?} must be zero in wire version {WIRE_VERSION}",
+        return Err(Misbehavior::Hello(format!(
+            "flags {:02x?} must be zero in wire version {WIRE_VERSION}",
             &h[6..]
-        )));
+        ))
+        .into());
     }
     Ok(())
 }
@@ -151,9 +153,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
             return Err(Error::Closed);
         }
         if got < HELLO_LEN {
-            return Err(Error::PeerMisbehaved(format!(
-                "connection ended inside the hello after {got} of {HELLO_LEN} bytes"
-            )));
+            return Err(Misbehavior::Truncated {
+                what: "the hello",
+                got,
+                expected: HELLO_LEN,
+            }
+            .into());
         }
         self.meter.add_framing_received(HELLO_LEN);
         check_hello(&peer)
@@ -215,10 +220,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
     async fn read_payload(&mut self, buf: &mut [u8], offset: usize, total: usize) -> Result<()> {
         let got = self.read_full(buf).await?;
         if got < buf.len() {
-            return Err(Error::PeerMisbehaved(format!(
-                "connection ended inside a frame after {} of {total} payload bytes",
-                offset + got
-            )));
+            return Err(Misbehavior::Truncated {
+                what: "a frame",
+                got: offset + got,
+                expected: total,
+            }
+            .into());
         }
         Ok(())
     }
@@ -230,17 +237,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
             0 => return Err(Error::Closed),
             FRAME_HEADER_LEN => {}
             got => {
-                return Err(Error::PeerMisbehaved(format!(
-                    "connection ended inside a frame header after {got} of {FRAME_HEADER_LEN} bytes"
-                )));
+                return Err(Misbehavior::Truncated {
+                    what: "a frame header",
+                    got,
+                    expected: FRAME_HEADER_LEN,
+                }
+                .into());
             }
         }
         self.meter.add_framing_received(FRAME_HEADER_LEN);
         let len = u32::from_be_bytes(h) as usize;
         if len > MAX_FRAME {
-            return Err(Error::PeerMisbehaved(format!(
-                "peer announced a frame of {len} bytes, above the {MAX_FRAME}-byte maximum"
-            )));
+            return Err(Misbehavior::FrameTooLarge {
+                len,
+                limit: MAX_FRAME,
+            }
+            .into());
         }
         Ok(len)
     }
@@ -303,9 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
         self.flush_inner().await?;
         let len = self.read_header().await?;
         if len > limit {
-            return Err(Error::PeerMisbehaved(format!(
-                "peer sent a frame of {len} bytes, above the limit of {limit} for this message"
-            )));
+            return Err(Misbehavior::FrameTooLarge { len, limit }.into());
         }
         // Grow the buffer as bytes arrive rather than trusting `len` up front,
         // so a peer that announces a large frame and stalls costs little memory.
@@ -326,10 +336,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
         self.flush_inner().await?;
         let len = self.read_header().await?;
         if len != buf.len() {
-            return Err(Error::PeerMisbehaved(format!(
-                "expected a frame of {} bytes, peer sent {len}",
-                buf.len()
-            )));
+            return Err(Misbehavior::FrameSize {
+                expected: buf.len(),
+                got: len,
+            }
+            .into());
         }
         self.read_payload(buf, 0, len).await?;
         self.meter.add_received(len);

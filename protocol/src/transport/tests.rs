@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::pki::{CertificateAuthority, TlsFiles, keygen};
 use super::*;
-use crate::Error;
+use crate::{Error, Misbehavior};
 
 /// Short timeouts so that stall tests finish quickly.
 fn short() -> ChannelConfig {
@@ -395,7 +395,7 @@ async fn oversized_length_prefix_is_refused_without_allocating() {
     raw.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     let r = ch.recv(usize::MAX).await;
     assert!(
-        matches!(&r, Err(Error::PeerMisbehaved(m)) if m.contains("maximum")),
+        matches!(&r, Err(Error::PeerMisbehaved(Misbehavior::FrameTooLarge { len, limit })) if *len == u32::MAX as usize && *limit == MAX_FRAME),
         "{r:?}"
     );
     // The stream is now mid-frame: the channel refuses further use.
@@ -405,14 +405,23 @@ async fn oversized_length_prefix_is_refused_without_allocating() {
     let (mut raw, ch) = raw_peer().await;
     let mut ch = ch.unwrap();
     raw.write_all(&1000u32.to_be_bytes()).await.unwrap();
-    assert!(matches!(ch.recv(999).await, Err(Error::PeerMisbehaved(m)) if m.contains("limit")));
+    assert!(matches!(
+        ch.recv(999).await,
+        Err(Error::PeerMisbehaved(Misbehavior::FrameTooLarge {
+            len: 1000,
+            limit: 999
+        }))
+    ));
     let (mut raw, ch) = raw_peer().await;
     let mut ch = ch.unwrap();
     raw.write_all(&1000u32.to_be_bytes()).await.unwrap();
     let mut buf = [0u8; 10];
     assert!(matches!(
         ch.recv_into(&mut buf).await,
-        Err(Error::PeerMisbehaved(_))
+        Err(Error::PeerMisbehaved(Misbehavior::FrameSize {
+            expected: 10,
+            got: 1000
+        }))
     ));
 }
 
@@ -426,7 +435,14 @@ async fn truncated_frame_then_eof() {
     drop(raw);
     let r = ch.recv(1000).await;
     assert!(
-        matches!(&r, Err(Error::PeerMisbehaved(m)) if m.contains("60 of 100")),
+        matches!(
+            &r,
+            Err(Error::PeerMisbehaved(Misbehavior::Truncated {
+                what: "a frame",
+                got: 60,
+                expected: 100
+            }))
+        ),
         "{r:?}"
     );
 
@@ -436,9 +452,14 @@ async fn truncated_frame_then_eof() {
     raw.write_all(&[0, 0]).await.unwrap();
     drop(raw);
     let mut buf = [0u8; 4];
-    assert!(
-        matches!(ch.recv_into(&mut buf).await, Err(Error::PeerMisbehaved(m)) if m.contains("header"))
-    );
+    assert!(matches!(
+        ch.recv_into(&mut buf).await,
+        Err(Error::PeerMisbehaved(Misbehavior::Truncated {
+            what: "a frame header",
+            got: 2,
+            ..
+        }))
+    ));
 
     // EOF between frames is a clean close.
     let (mut raw, ch) = raw_peer().await;
@@ -467,7 +488,7 @@ async fn garbage_instead_of_hello() {
     }
     let r = establish_against(b"GET / HTTP/1.1\r\n\r\n").await;
     assert!(
-        matches!(&r, Err(Error::PeerMisbehaved(m)) if m.contains("not a pi")),
+        matches!(&r, Err(Error::PeerMisbehaved(Misbehavior::Hello(m))) if m.contains("not a pi")),
         "{:?}",
         r.err()
     );
@@ -479,7 +500,7 @@ async fn garbage_instead_of_hello() {
     );
     let r = establish_against(b"PIWF\x00\x01\x00\x07").await;
     assert!(
-        matches!(&r, Err(Error::PeerMisbehaved(m)) if m.contains("flags")),
+        matches!(&r, Err(Error::PeerMisbehaved(Misbehavior::Hello(m))) if m.contains("flags")),
         "{:?}",
         r.err()
     );
