@@ -311,7 +311,7 @@ pub async fn client<C: Channel>(
                 let bytes = recv_bulk(ch, 16 * n * l).await?;
                 let ev = evaluator
                     .take()
-                    .ok_or_else(|| Error::Internal("garbled material without a garbler nonce"))?;
+                    .ok_or(Error::Internal("garbled material without a garbler nonce"))?;
                 let (plan2, mut ev) = (plan.clone(), ev);
                 let (ev, vals) = off_executor(move || {
                     let server = ServerLabels::from_bytes(plan2.act, n, &bytes)?;
