@@ -2,7 +2,7 @@
 //! over TCP + TLS (pinning the private CA, presenting a client certificate),
 //! run the session handshake (the architecture comes from the server; the
 //! protocol checks the HE parameter digest and the client's size limits),
-//! run one inference and report what it cost (DESIGN.md section 5).
+//! run one inference and report what it cost per phase and per layer.
 //!
 //! - [`read_input`]: a `.npy` float32 (C, H, W) file, checked (rank, finite
 //!   values) before anything touches the network.
@@ -12,7 +12,8 @@
 //!   (`offline/<layer>`, `online/<layer>`), so the protocol needs no hook.
 //! - [`pool`]: a pool of preprocessed inferences filled in the background,
 //!   serving a stream of requests over one session (used by `pi-bench load`).
-//! - [`cli`]: the `pi-client` command line; [`demo`]: the one-command demo.
+//! - [`cli`]: the `pi-client` command line; [`demo`]: the one-command demo;
+//!   [`console`]: the progress bar, summary and JSON report both print.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +24,7 @@ use pi_protocol::transport::{Channel, ChannelConfig, Meter, TlsConnector};
 use pi_protocol::{ClientConfig, ClientReport, ClientSession};
 
 pub mod cli;
+pub mod console;
 pub mod demo;
 pub mod pool;
 
