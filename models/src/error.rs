@@ -59,6 +59,9 @@ impl Error {
             reason: reason.into(),
         }
     }
+    pub(crate) fn reshape(reason: impl Into<String>) -> Self {
+        Error::Reshape(reason.into())
+    }
     pub(crate) fn mask(activation: &str, reason: impl Into<String>) -> Self {
         Error::Mask {
             activation: activation.to_string(),

@@ -53,6 +53,7 @@ pub mod float;
 pub mod kernels;
 pub mod model;
 pub mod network;
+pub mod predict;
 pub mod reshape;
 pub mod spec;
 pub mod weights;
