@@ -10,7 +10,8 @@ use pi_models::predict::Prediction;
 use pi_models::reshape::{Budget, Order, Request};
 use pi_models::weights::init_weights;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,9 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
+        /// Overwrite --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Run plaintext inference on a .npy float32 (C, H, W) input.
     Infer {
@@ -117,10 +121,48 @@ struct ReshapeArgs {
     json: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut out = std::io::stdout().lock();
-    run(cli.cmd, &mut out)
+    match run(cli.cmd, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`pi-models stats resnet18 | head -1`):
+        // stop quietly, as a tool killed by SIGPIPE would. Only a bare io::Error is
+        // a failed write to stdout; file errors carry a context or a library error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // One line, whatever RUST_BACKTRACE says; stderr may be closed too.
+            let _ = writeln!(std::io::stderr(), "pi-models: error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, `: `-separated; a cause whose text the
+/// previous message already shows (an io::Error behind "cannot access PATH: ...")
+/// is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if text.contains(&msg) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&msg);
+    }
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
 }
 
 fn run(cmd: Cmd, out: &mut impl Write) -> Result<()> {
@@ -137,11 +179,15 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<()> {
             spec,
             seed,
             out: path,
+            force,
         } => {
+            // Checked before the (possibly long) generation; create_new below closes the race.
+            if !force && path.symlink_metadata().is_ok() {
+                bail!("{} exists; pass --force to overwrite it", path.display());
+            }
             let model = Model::resolve(&spec)?;
             let bytes = init_weights(&model.network, seed)?;
-            std::fs::write(&path, &bytes)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_file(&path, &bytes, force)?;
             writeln!(
                 out,
                 "wrote {} ({} bytes) for {}",
@@ -213,4 +259,22 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `bytes` to `path`, refusing to replace an existing file unless `force`.
+fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true);
+    if force {
+        open.create(true).truncate(true);
+    } else {
+        open.create_new(true);
+    }
+    let result = open.open(path).and_then(|mut f| f.write_all(bytes));
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("{} exists; pass --force to overwrite it", path.display())
+        }
+        r => r.with_context(|| format!("cannot write {}", path.display())),
+    }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// Every ReLU stays.
     Keep,
     /// `relu2` of every block becomes identity.
     Thin,
@@ -73,18 +74,25 @@ pub fn apply_plan(spec: &NetSpec, plan: &[Action; 4]) -> Network {
 pub struct Variant {
     /// `αxβxγx.mM` followed by `.cullS` / `.thinS` for each reduced stage; safe as a file name.
     pub name: String,
+    /// Canonical spec of the base network (culling and thinning are masks on top).
     pub spec: String,
+    /// Base width.
     pub m: usize,
     /// Action of stages 1..=4.
     pub actions: [Action; 4],
+    /// Culled stages.
     pub cull: Vec<usize>,
+    /// Thinned stages.
     pub thin: Vec<usize>,
+    /// ReLUs kept.
     pub relus: u64,
     /// Identity (truncation-only) positions.
     pub identity: u64,
+    /// MACs (unchanged by culling and thinning).
     pub macs: u64,
-    /// Stem in stage 1.
+    /// ReLUs per stage, stem in stage 1.
     pub relus_per_stage: [u64; 4],
+    /// Identity positions per stage, stem in stage 1.
     pub identity_per_stage: [u64; 4],
     /// On the ReLU/MAC Pareto front of the listed variants (see the module docs).
     pub pareto: bool,

@@ -24,11 +24,13 @@ pub struct Inequality {
     pub more: usize,
     /// The less critical stage.
     pub less: usize,
+    /// Constant factor of the product side (reduced by the gcd with `bound`).
     pub coef: u64,
     /// `alpha`, `beta`, `gamma`: the multipliers between the two stages.
     pub multipliers: Vec<&'static str>,
     /// `>` or `<`.
     pub relation: &'static str,
+    /// The other side.
     pub bound: u64,
     /// Human-readable form, e.g. `β·γ < 16`.
     pub text: String,
@@ -143,32 +145,46 @@ pub fn block_relus(net: &Network) -> [u64; 4] {
 pub struct Derived {
     /// `αxβxγx`.
     pub name: String,
+    /// Stage 1 -> 2 multiplier (the smallest valid one for this β, γ).
     pub alpha: usize,
+    /// Stage 2 -> 3 multiplier.
     pub beta: usize,
+    /// Stage 3 -> 4 multiplier.
     pub gamma: usize,
     /// Largest α that also satisfies the inequalities for this (β, γ) (more MACs).
     pub max_alpha: usize,
     /// Canonical spec, usable wherever a model is named.
     pub spec: String,
+    /// Stage widths m, αm, αβm, αβγm.
     pub widths: [usize; 4],
     /// ReLUs per stage, stem in stage 1 (the counting convention of `stats`).
     pub relus_per_stage: [u64; 4],
     /// ReLUs per stage without the stem: the counts that fall in the order.
     pub block_relus: [u64; 4],
+    /// ReLUs in total.
     pub relus: u64,
+    /// MACs in total.
     pub macs: u64,
 }
 
 /// The result of ReLU equalization for one order.
 #[derive(Clone, Debug, Serialize)]
 pub struct Derivation {
+    /// The order, as `S3>S2>S4>S1`.
     pub order: String,
+    /// Blocks per stage of the derived networks.
     pub phi: [usize; 4],
+    /// Input side.
     pub input: usize,
+    /// Base width.
     pub m: usize,
+    /// Smallest multiplier tried.
     pub min_growth: usize,
+    /// Largest multiplier tried.
     pub max_multiplier: usize,
+    /// One inequality per adjacent pair of the order.
     pub inequalities: Vec<Inequality>,
+    /// One network per (β, γ) with a valid α, ordered by β then γ.
     pub results: Vec<Derived>,
 }
 
