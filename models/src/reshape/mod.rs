@@ -49,8 +49,8 @@
 //!
 //! # ReLU budgets
 //! Each stage gets one coarse action: keep, thin (the `relu2` of every block becomes
-//! identity, [`Network::thin`]) or cull (every ReLU of the stage becomes identity,
-//! including the stem in stage 1, [`Network::cull`]). Actions follow the criticality
+//! identity, [`crate::Network::thin`]) or cull (every ReLU of the stage becomes identity,
+//! including the stem in stage 1, [`crate::Network::cull`]). Actions follow the criticality
 //! order: a less critical stage is reduced at least as much as a more critical one
 //! (cull the least critical stage first, then thin the next, and so on), and the most
 //! critical stage is never culled. That leaves 14 plans per network (monotone maps from
@@ -63,7 +63,7 @@
 //!
 //! # Files
 //! - `order`: [`Order`], parsed from `S3>S2>S4>S1`;
-//! - `equalize`: [`inequalities`], [`solutions`] and [`derive`] (ReLU equalization);
+//! - `equalize`: [`inequalities`], [`solutions`] and [`derive()`] (ReLU equalization);
 //! - `budget`: [`plans`], [`budget_variants`] and the Pareto front;
 //! - `request`: the whole `pi-models reshape` command as a [`Request`] giving an
 //!   [`Outcome`] (tables via `Display`, JSON, model files to write).
