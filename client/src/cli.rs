@@ -7,20 +7,20 @@
 //! pi-client demo [-v]
 //! ```
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use pi_protocol::ClientConfig;
 use pi_protocol::transport::pki::TlsFiles;
 use pi_protocol::transport::{ChannelConfig, Link};
-use pi_protocol::{ClientConfig, ClientReport};
 use pi_server::cli::{error_chain, init_logging, runtime};
 
-use crate::{ClientOptions, Outcome, Progress, RawInput, host_of, read_input, run_inference};
+use crate::console::infer_with_progress;
+pub use crate::console::{report_json, summary};
+use crate::{ClientOptions, host_of, read_input};
 
 /// Run a private inference: the server learns nothing about the input, the
 /// client learns the result and nothing else about the weights.
@@ -163,140 +163,4 @@ async fn infer(args: InferArgs) -> anyhow::Result<()> {
         print!("{}", summary(&outcome, None));
     }
     Ok(())
-}
-
-/// Runs [`run_inference`] with a progress bar on the offline phase (when
-/// stderr is a terminal and `bar` is set) and per-layer log lines (`-v`).
-pub async fn infer_with_progress(
-    opts: &ClientOptions,
-    raw: &RawInput,
-    bar: bool,
-) -> anyhow::Result<Outcome> {
-    let pb = if bar && std::io::stderr().is_terminal() {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    pb.set_style(
-        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    let mut on_progress = |p: Progress| match p {
-        Progress::Connected { spec, steps } => {
-            tracing::info!("connected: {spec}, {steps} steps");
-            pb.set_length(steps as u64);
-            pb.set_prefix("offline");
-        }
-        Progress::Step { phase, index, name } => {
-            tracing::info!("{phase}: step {index} {name}");
-            if phase == "offline" {
-                pb.set_position(index as u64);
-                pb.set_message(name);
-            } else if !pb.is_finished() {
-                pb.finish_and_clear();
-            }
-        }
-    };
-    let outcome = run_inference(opts, raw, &mut on_progress)
-        .await
-        .with_context(|| format!("private inference with {}", opts.addr));
-    pb.finish_and_clear();
-    let outcome = outcome?;
-    for l in &outcome.report.layers {
-        tracing::debug!(
-            "{:<24} {:<4} offline {:.3} s {} B / {} B, online {:.3} s {} B / {} B",
-            l.name,
-            l.kind,
-            l.offline.seconds,
-            l.offline.bytes_sent,
-            l.offline.bytes_received,
-            l.online.seconds,
-            l.online.bytes_sent,
-            l.online.bytes_received,
-        );
-    }
-    Ok(outcome)
-}
-
-/// The report as JSON: the protocol's [`ClientReport`] plus `spec`, `relus`
-/// and `identity` at the top level.
-pub fn report_json(outcome: &Outcome) -> serde_json::Value {
-    let mut v = serde_json::to_value(&outcome.report).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("spec".into(), outcome.spec.clone().into());
-        o.insert("relus".into(), outcome.report.activations.relus.into());
-        o.insert(
-            "identity".into(),
-            outcome.report.activations.identity.into(),
-        );
-    }
-    v
-}
-
-fn bytes(n: u64) -> String {
-    if n >= 1 << 20 {
-        format!("{:.2} MiB", n as f64 / (1u64 << 20) as f64)
-    } else if n >= 1 << 10 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else {
-        format!("{n} B")
-    }
-}
-
-/// A readable summary of one inference; `label` is the true class if known.
-pub fn summary(outcome: &Outcome, label: Option<usize>) -> String {
-    let r: &ClientReport = &outcome.report;
-    let mut top: Vec<(usize, f64)> = r.logits.iter().copied().enumerate().collect();
-    top.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let top: Vec<String> = top
-        .iter()
-        .take(3)
-        .map(|(c, v)| format!("{c}: {v:.3}"))
-        .collect();
-    let mut s = String::new();
-    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<16}{v}\n"));
-    line("model", outcome.spec.clone());
-    line("predicted class", r.class.to_string());
-    if let Some(l) = label {
-        line(
-            "true label",
-            format!("{l} ({})", if l == r.class { "correct" } else { "wrong" }),
-        );
-    }
-    line("top logits", top.join(", "));
-    line(
-        "ReLU mode",
-        format!(
-            "{} ({} online round trips)",
-            r.relu_mode, r.online_round_trips
-        ),
-    );
-    for (name, p) in [("offline", &r.offline), ("online", &r.online)] {
-        line(
-            name,
-            format!(
-                "{:.3} s, sent {}, received {}",
-                p.seconds,
-                bytes(p.bytes_sent),
-                bytes(p.bytes_received)
-            ),
-        );
-    }
-    line(
-        "client storage",
-        format!(
-            "{} (garbled tables {})",
-            bytes(r.client_storage_bytes),
-            bytes(r.garbled_table_bytes)
-        ),
-    );
-    line(
-        "ReLUs",
-        format!(
-            "{} (+ {} truncation-only positions)",
-            r.activations.relus, r.activations.identity
-        ),
-    );
-    s
 }

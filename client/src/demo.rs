@@ -100,14 +100,14 @@ pub async fn run(relu: pi_protocol::ReluMode, verbose: u8) -> anyhow::Result<()>
             ..ClientConfig::default()
         },
     };
-    let outcome = crate::cli::infer_with_progress(&opts, &raw, true).await;
+    let outcome = crate::console::infer_with_progress(&opts, &raw, true).await;
 
     // Closing stdin asks the server to stop.
     drop(stdin);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     let outcome = outcome?;
     println!();
-    print!("{}", crate::cli::summary(&outcome, Some(IMAGE_LABEL)));
+    print!("{}", crate::console::summary(&outcome, Some(IMAGE_LABEL)));
     match status {
         Ok(Ok(s)) if s.success() => println!("server: stopped cleanly"),
         Ok(Ok(s)) => println!("server: exited with {s}"),

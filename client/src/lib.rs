@@ -2,7 +2,7 @@
 //! over TCP + TLS (pinning the private CA, presenting a client certificate),
 //! run the session handshake (the architecture comes from the server; the
 //! protocol checks the HE parameter digest and the client's size limits),
-//! run one inference and report what it cost (DESIGN.md section 5).
+//! run one inference and report what it cost per phase and per layer.
 //!
 //! - [`read_input`]: a `.npy` float32 (C, H, W) file, checked (rank, finite
 //!   values) before anything touches the network.
@@ -12,7 +12,8 @@
 //!   (`offline/<layer>`, `online/<layer>`), so the protocol needs no hook.
 //! - [`pool`]: a pool of preprocessed inferences filled in the background,
 //!   serving a stream of requests over one session (used by `pi-bench load`).
-//! - [`cli`]: the `pi-client` command line; [`demo`]: the one-command demo.
+//! - [`cli`]: the `pi-client` command line; [`demo`]: the one-command demo;
+//!   [`console`]: the progress bar, summary and JSON report both print.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +24,7 @@ use pi_protocol::transport::{Channel, ChannelConfig, Meter, TlsConnector};
 use pi_protocol::{ClientConfig, ClientReport, ClientSession};
 
 pub mod cli;
+pub mod console;
 pub mod demo;
 pub mod pool;
 
@@ -84,18 +86,13 @@ impl RawInput {
     }
 }
 
-/// Reads a `.npy` float32 input and checks it ([`RawInput::new`]).
+/// Reads a `.npy` float32 input (at most [`MAX_INPUT_BYTES`], counted while
+/// reading) and checks it ([`RawInput::new`]).
 pub fn read_input(path: &Path) -> Result<RawInput, ClientError> {
     let bad = |e: String| ClientError::Input(format!("{}: {e}", path.display()));
-    let len = std::fs::metadata(path)
-        .map_err(|e| bad(e.to_string()))?
-        .len();
-    if len > MAX_INPUT_BYTES {
-        return Err(bad(format!(
-            "{len} bytes, larger than the {MAX_INPUT_BYTES}-byte limit"
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    // Counts the bytes actually read: /dev/zero or a pipe stops at the cap.
+    let bytes = pi_models::files::read_capped(path, MAX_INPUT_BYTES, "input")
+        .map_err(|e| ClientError::Input(e.to_string()))?;
     let (data, shape) = pi_models::model::read_npy_f32(&bytes).map_err(bad)?;
     RawInput::new(data, shape).map_err(|e| match e {
         ClientError::Input(m) => bad(m),
@@ -299,5 +296,14 @@ mod tests {
         v[5] = f32::INFINITY;
         let e = RawInput::new(v, vec![3, 2, 2]).unwrap_err();
         assert!(e.to_string().contains("element 5"), "{e}");
+    }
+
+    /// A device that never ends is refused at the cap, not read until memory runs out.
+    #[cfg(unix)]
+    #[test]
+    fn endless_input_is_refused_at_the_cap() {
+        let e = read_input(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(e, ClientError::Input(_)), "{e}");
+        assert!(e.to_string().contains("limit"), "{e}");
     }
 }

@@ -9,20 +9,40 @@ use std::path::PathBuf;
 pub enum Error {
     /// A malformed network spec string (`resnet18(m=16)`, `5x5x3x(...)`).
     #[error("bad network spec `{spec}`: {reason}")]
-    Spec { spec: String, reason: String },
+    Spec {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A malformed or inconsistent model file (TOML).
     #[error("bad model file {}: {reason}", path.display())]
-    ModelFile { path: PathBuf, reason: String },
+    ModelFile {
+        /// The file (`<model>` for text parsed without a file).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A bad ReLU mask (unknown activation, index out of range, ...).
     #[error("bad ReLU mask for `{activation}`: {reason}")]
-    Mask { activation: String, reason: String },
+    Mask {
+        /// The activation's name.
+        activation: String,
+        /// What is wrong with the mask.
+        reason: String,
+    },
 
     /// A weight file that does not match the network or is not a valid safetensors file.
     /// `tensor` names the offending tensor, or is empty for whole-file problems.
     #[error("bad weights{}: {reason}", if tensor.is_empty() { String::new() } else { format!(" (tensor `{tensor}`)") })]
-    Weights { tensor: String, reason: String },
+    Weights {
+        /// The tensor's name, or empty.
+        tensor: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A bad input tensor (wrong shape, non-finite values, out of the fixed-point range).
     #[error("bad input: {0}")]
@@ -37,10 +57,39 @@ pub enum Error {
     #[error("bad fixed-point parameters: {0}")]
     Params(String),
 
+    /// A file holds more bytes than the cap for its kind (counted while
+    /// reading, so devices and pipes are caught too).
+    #[error("{what} {} is larger than the {limit}-byte limit", path.display())]
+    TooLarge {
+        /// What the file was read as (`weight file`, `input`, `model file`).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cap in bytes.
+        limit: u64,
+    },
+
+    /// A network whose weights would not fit in memory, refused before
+    /// anything is allocated.
+    #[error(
+        "network {spec} has {params} weight parameters ({} bytes as f64), more than the limit of {limit} parameters (pi_models::weights::MAX_PARAMS); use a smaller width m or smaller multipliers",
+        params.saturating_mul(8)
+    )]
+    NetworkTooLarge {
+        /// Canonical spec.
+        spec: String,
+        /// Its parameter count ([`crate::Network::params`]).
+        params: u64,
+        /// The cap.
+        limit: u64,
+    },
+
     /// Reading or writing a file failed.
     #[error("cannot access {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -58,6 +107,9 @@ impl Error {
             tensor: tensor.to_string(),
             reason: reason.into(),
         }
+    }
+    pub(crate) fn reshape(reason: impl Into<String>) -> Self {
+        Error::Reshape(reason.into())
     }
     pub(crate) fn mask(activation: &str, reason: impl Into<String>) -> Self {
         Error::Mask {

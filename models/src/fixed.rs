@@ -34,7 +34,7 @@ pub struct RingParams {
 }
 
 impl Default for RingParams {
-    /// l = 37, f = 12 (DESIGN.md section 1).
+    /// l = 37, f = 12: 2f = 24 bits of scale leave 2^12 of headroom for logits at scale 2f.
     fn default() -> Self {
         RingParams { bits: 37, frac: 12 }
     }
@@ -188,7 +188,9 @@ pub fn residual_add_ring(
 /// The FC weight is the folded (out, C*H*W) matrix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantLinear {
+    /// Weights at scale f, laid out as the step's geometry says.
     pub weight: Vec<u64>,
+    /// One bias per output channel at scale 2f.
     pub bias: Vec<u64>,
 }
 
@@ -202,7 +204,9 @@ impl QuantLinear {
 /// A quantised network: one [`QuantLinear`] per [`Network::linears`] entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantModel {
+    /// The ring the values live in.
     pub ring: RingParams,
+    /// One entry per linear step, in order.
     pub layers: Vec<QuantLinear>,
 }
 

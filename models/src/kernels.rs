@@ -10,6 +10,7 @@ use crate::network::{ConvGeom, FcGeom};
 
 /// An element with a zero and a multiply-accumulate.
 pub trait Mac: Copy + Send + Sync + 'static {
+    /// The additive identity.
     const ZERO: Self;
     /// `acc + w * x` (wrapping for integers).
     fn mac(acc: Self, w: Self, x: Self) -> Self;

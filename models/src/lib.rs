@@ -1,14 +1,20 @@
-//! Network specs, weights, counting and the plaintext oracle (DESIGN.md section 4).
+//! Network specs, weights, counting and the plaintext oracle: everything about
+//! a model that needs no cryptography. The private protocol takes its network
+//! description and its fixed-point reference from here.
 //!
 //! - [`spec`]: the ResNet18 family and HybReNets in `αxβxγx(m=..,phi=..)` notation.
 //! - [`network`]: the flat, ordered list of steps (linear layers, residual adds,
 //!   activations with ReLU masks) that both the oracle and the protocol walk,
-//!   ReLU / MAC counting, and a checked [`network::Description`] for peers.
+//!   ReLU / MAC / parameter counting, a checked [`network::Description`] for
+//!   peers, and [`network::zoo`], one file per network family.
 //! - [`model`]: model files (TOML) carrying a spec, weights, normalisation and masks.
 //! - [`weights`]: safetensors loading with BN folding (accepted tensor names are
-//!   listed there), and seeded random weights.
+//!   listed there), seeded random weights, and the size cap on networks.
+//! - [`files`]: size-capped file reading (bytes actually read are counted) and
+//!   the `.npy` reader.
 //! - [`fixed`]: the fixed-point oracle and the ring building blocks the protocol
-//!   applies to additive shares; [`float`]: the f64 reference.
+//!   applies to additive shares; [`float`]: the f64 reference; [`predict`]:
+//!   one inference as `pi-models infer` reports it.
 //! - [`kernels`]: the conv / dense loops shared by both.
 //! - [`reshape`]: DeepReShape's ReLU equalization (HybReNet multipliers from a stage
 //!   criticality order) and coarse ReLU-budget variants (culling / thinning).
@@ -46,13 +52,16 @@
 //! FC executes C*H*W*K ring MACs ([`network::FcGeom::folded_macs`]).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod error;
+pub mod files;
 pub mod fixed;
 pub mod float;
 pub mod kernels;
 pub mod model;
 pub mod network;
+pub mod predict;
 pub mod reshape;
 pub mod spec;
 pub mod weights;

@@ -1,15 +1,17 @@
-//! `pi-models`: count ReLUs and MACs, make random weights, run plaintext inference.
+//! `pi-models`: count ReLUs and MACs, make random weights, run plaintext
+//! inference, reshape networks. This file only parses arguments and prints;
+//! the work is in the `pi_models` library.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use pi_models::fixed::{RingParams, forward_fixed};
-use pi_models::float::forward_float;
-use pi_models::network::Network;
-use pi_models::network::Stats;
-use pi_models::reshape::{self, Order};
+use pi_models::Model;
+use pi_models::fixed::RingParams;
+use pi_models::predict::Prediction;
+use pi_models::reshape::{Budget, Order, Request};
 use pi_models::weights::init_weights;
-use pi_models::{Model, NetSpec};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +41,9 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
+        /// Overwrite --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Run plaintext inference on a .npy float32 (C, H, W) input.
     Infer {
@@ -116,28 +121,80 @@ struct ReshapeArgs {
     json: bool,
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().cmd {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.cmd, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`pi-models stats resnet18 | head -1`):
+        // stop quietly, as a tool killed by SIGPIPE would. Only a bare io::Error is
+        // a failed write to stdout; file errors carry a context or a library error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // One line, whatever RUST_BACKTRACE says; stderr may be closed too.
+            let _ = writeln!(std::io::stderr(), "pi-models: error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, `: `-separated; a cause whose text the
+/// previous message already shows (an io::Error behind "cannot access PATH: ...")
+/// is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if text.contains(&msg) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&msg);
+    }
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
+}
+
+fn run(cmd: Cmd, out: &mut impl Write) -> Result<()> {
+    match cmd {
         Cmd::Stats { spec, json } => {
-            let model = Model::resolve(&spec)?;
-            let stats = model.network.stats();
+            let stats = Model::resolve(&spec)?.network.stats();
             if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                writeln!(out, "{}", serde_json::to_string_pretty(&stats)?)?;
             } else {
-                print_table(&stats);
+                write!(out, "{stats}")?;
             }
         }
-        Cmd::Init { spec, seed, out } => {
+        Cmd::Init {
+            spec,
+            seed,
+            out: path,
+            force,
+        } => {
+            // Checked before the (possibly long) generation; create_new below closes the race.
+            if !force && path.symlink_metadata().is_ok() {
+                bail!("{} exists; pass --force to overwrite it", path.display());
+            }
             let model = Model::resolve(&spec)?;
             let bytes = init_weights(&model.network, seed)?;
-            std::fs::write(&out, &bytes)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
+            write_file(&path, &bytes, force)?;
+            writeln!(
+                out,
                 "wrote {} ({} bytes) for {}",
-                out.display(),
+                path.display(),
                 bytes.len(),
                 model.network.spec
-            );
+            )?;
         }
         Cmd::Infer {
             spec,
@@ -151,323 +208,73 @@ fn main() -> Result<()> {
             let model = Model::resolve(&spec)?;
             let folded = model.load_weights(weights.as_deref())?;
             let x = model.load_input(&input)?;
-            let (logits, logits_fixed) = if fixed {
-                let ring = RingParams::new(ring_bits, frac_bits)?;
-                let q = model.quantize(&folded, ring)?;
-                let xq = model.quantize_input(&x, ring)?;
-                let out = forward_fixed(&model.network, &q, &xq);
-                let signed: Vec<i64> = out.iter().map(|&v| ring.to_signed(v)).collect();
-                (
-                    out.iter()
-                        .map(|&v| ring.to_f64(v, 2 * ring.frac()))
-                        .collect::<Vec<f64>>(),
-                    Some(signed),
-                )
+            let prediction = if fixed {
+                Prediction::fixed(&model, &folded, &x, RingParams::new(ring_bits, frac_bits)?)?
             } else {
                 if ring_bits != RingParams::DEFAULT_BITS || frac_bits != RingParams::DEFAULT_FRAC {
                     bail!("--ring-bits/--frac-bits only apply with --fixed");
                 }
-                let xf: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-                (forward_float(&model.network, &folded, &xf), None)
+                Prediction::float(&model, &folded, &x)
             };
-            let class = argmax(&logits);
             if json {
-                let mut v = serde_json::json!({ "class": class, "logits": logits });
-                if let Some(lf) = logits_fixed {
-                    v["logits_fixed"] = serde_json::json!(lf);
-                    v["ring_bits"] = ring_bits.into();
-                    v["frac_bits"] = frac_bits.into();
-                }
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&prediction.to_json())?
+                )?;
             } else {
-                for (i, l) in logits.iter().enumerate() {
-                    match &logits_fixed {
-                        Some(lf) => println!("{i:>5} {l:>14.6} {:>16}", lf[i]),
-                        None => println!("{i:>5} {l:>14.6}"),
-                    }
-                }
-                println!("class {class}");
+                write!(out, "{prediction}")?;
             }
         }
-        Cmd::Reshape(args) => reshape(args)?,
+        Cmd::Reshape(a) => {
+            let request = Request {
+                order: Order::parse(&a.order)?,
+                template: Request::template(a.m, &a.phi, a.classes, a.input, a.channels)?,
+                min_growth: a.min_growth,
+                max_multiplier: a.max_multiplier,
+                budget: a.relu_budget.map(|relus| Budget {
+                    relus,
+                    from: a.from.clone(),
+                    reduce_m: a.reduce_m.clone(),
+                    pareto_only: a.pareto_only,
+                }),
+            };
+            let outcome = request.run()?;
+            let mut written = Vec::new();
+            if let Some(dir) = &a.write_dir {
+                written.extend(outcome.write_dir(dir)?);
+            }
+            if let Some(path) = &a.out {
+                written.push(outcome.write_one(path, a.pick.as_deref())?);
+            }
+            if a.json {
+                let v = outcome.to_json(&written);
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                write!(out, "{outcome}")?;
+                for p in &written {
+                    writeln!(out, "wrote {}", p.display())?;
+                }
+            }
+        }
     }
     Ok(())
 }
 
-fn reshape(a: ReshapeArgs) -> Result<()> {
-    let order = Order::parse(&a.order)?;
-    // The derivation runs unless --from names the base of a budget search.
-    let derivation = if a.from.is_some() {
-        None
+/// Writes `bytes` to `path`, refusing to replace an existing file unless `force`.
+fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true);
+    if force {
+        open.create(true).truncate(true);
     } else {
-        let template = NetSpec::parse(&format!(
-            "2x2x2x(m={},phi={},classes={},input={},channels={})",
-            a.m, a.phi, a.classes, a.input, a.channels
-        ))?;
-        Some(reshape::derive(
-            &order,
-            &template,
-            a.min_growth,
-            a.max_multiplier,
-        )?)
-    };
-    // (name, model-file text) of every listed network, for --write-dir / --out.
-    let mut files: Vec<(String, String)> = Vec::new();
-    let mut variants = None;
-    if let Some(budget) = a.relu_budget {
-        let (base_specs, normalization) = match &a.from {
-            Some(text) => {
-                let model = Model::resolve(text)?;
-                (vec![model.network], model.normalization)
-            }
-            None => {
-                let d = derivation.as_ref().context("no derivation")?;
-                if d.results.is_empty() {
-                    bail!(
-                        "the order {order} has no integer solution with {} <= α, β, γ <= {}, so there is no network to reduce; widen the bounds or pass --from SPEC",
-                        a.min_growth,
-                        a.max_multiplier
-                    );
-                }
-                let nets = d
-                    .results
-                    .iter()
-                    .map(|r| Ok(Network::new(&NetSpec::parse(&r.spec)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                (nets, None)
-            }
-        };
-        let mut bases = Vec::new();
-        for net in base_specs {
-            let spec = net.spec.clone();
-            bases.push(net);
-            let mut tried = vec![spec.m];
-            for &m in &a.reduce_m {
-                if m >= spec.m {
-                    bail!(
-                        "--reduce-m {m} is not smaller than the base width m = {}",
-                        spec.m
-                    );
-                }
-                if !tried.contains(&m) {
-                    tried.push(m);
-                    bases.push(Network::new(&reshape::with_m(&spec, m)?));
-                }
-            }
+        open.create_new(true);
+    }
+    let result = open.open(path).and_then(|mut f| f.write_all(bytes));
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("{} exists; pass --force to overwrite it", path.display())
         }
-        let mut list = reshape::budget_variants(&bases, &order, budget)?;
-        if a.pareto_only {
-            list.retain(|v| v.pareto);
-        }
-        for v in &list {
-            files.push((v.name.clone(), v.model_file(&order, normalization.as_ref())));
-        }
-        variants = Some((budget, list));
-    } else if let Some(d) = &derivation {
-        for r in &d.results {
-            files.push((r.name.clone(), reshape::derived_model_file(r, &order)?));
-        }
+        r => r.with_context(|| format!("cannot write {}", path.display())),
     }
-
-    let mut written = Vec::new();
-    if let Some(dir) = &a.write_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        for (name, text) in &files {
-            let path = dir.join(format!("{name}.toml"));
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            written.push(path);
-        }
-    }
-    if let Some(out) = &a.out {
-        let chosen = match &a.pick {
-            Some(p) => files.iter().find(|(n, _)| n == p).with_context(|| {
-                let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-                format!("--pick {p}: no such network (listed: {})", names.join(", "))
-            })?,
-            None if variants.is_none() && files.len() > 1 => {
-                let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-                bail!(
-                    "--out needs --pick NAME when several shapes are derived ({})",
-                    names.join(", ")
-                );
-            }
-            None => files
-                .first()
-                .context("--out: nothing to write (no network listed)")?,
-        };
-        std::fs::write(out, &chosen.1)
-            .with_context(|| format!("cannot write {}", out.display()))?;
-        written.push(out.clone());
-    }
-
-    if a.json {
-        let mut v = serde_json::json!({ "order": order.to_string() });
-        if let Some(d) = &derivation {
-            v["inequalities"] = serde_json::to_value(&d.inequalities)?;
-            v["min_growth"] = d.min_growth.into();
-            v["max_multiplier"] = d.max_multiplier.into();
-            v["m"] = d.m.into();
-            v["phi"] = serde_json::to_value(d.phi)?;
-            v["input"] = d.input.into();
-            v["results"] = serde_json::to_value(&d.results)?;
-        }
-        if let Some((budget, list)) = &variants {
-            v["relu_budget"] = (*budget).into();
-            v["variants"] = serde_json::to_value(list)?;
-        }
-        v["written"] = serde_json::to_value(&written)?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    if let Some(d) = &derivation {
-        print_derivation(d);
-    }
-    if let Some((budget, list)) = &variants {
-        if derivation.is_some() {
-            println!();
-        }
-        print_variants(&order, *budget, list);
-    }
-    for p in &written {
-        println!("wrote {}", p.display());
-    }
-    Ok(())
-}
-
-fn print_derivation(d: &reshape::Derivation) {
-    let phi = d.phi.map(|p| p.to_string()).join("-");
-    println!(
-        "criticality order {} (most critical first), phi {phi}, input {}x{}, m {}",
-        d.order, d.input, d.input, d.m
-    );
-    println!(
-        "one layer of stage i holds m·H²·(1, α/4, αβ/16, αβγ/64) ReLUs and stage i has 2·φi such layers (stem left out)"
-    );
-    println!("inequalities (strict):");
-    for q in &d.inequalities {
-        println!("  S{} > S{}:  {}", q.more, q.less, q.text);
-    }
-    if d.results.is_empty() {
-        println!(
-            "no integer (α, β, γ) with {} <= α, β, γ <= {} satisfies these inequalities: the order {} cannot be realised in that range",
-            d.min_growth, d.max_multiplier, d.order
-        );
-        return;
-    }
-    println!(
-        "integer solutions with {} <= α, β, γ <= {}, smallest α for each (β, γ) (fewest MACs):",
-        d.min_growth, d.max_multiplier
-    );
-    println!(
-        "{:<9} {:>3} {:>3} {:>3} {:>6} {:<20} {:<32} {:>10} {:>14}",
-        "name", "α", "β", "γ", "max α", "widths", "ReLUs per stage (stem in S1)", "ReLUs", "MACs"
-    );
-    for r in &d.results {
-        let widths = r.widths.map(|w| w.to_string()).join("-");
-        let per = r.relus_per_stage.map(|x| x.to_string()).join(" ");
-        println!(
-            "{:<9} {:>3} {:>3} {:>3} {:>6} {:<20} {:<32} {:>10} {:>14} ({:.1}M)",
-            r.name,
-            r.alpha,
-            r.beta,
-            r.gamma,
-            r.max_alpha,
-            widths,
-            per,
-            r.relus,
-            r.macs,
-            r.macs as f64 / 1e6
-        );
-    }
-}
-
-fn print_variants(order: &Order, budget: u64, list: &[reshape::Variant]) {
-    let [.., least] = order.stages();
-    println!(
-        "variants with at most {budget} ReLUs (cull/thin in criticality order {order}, least critical S{least} first); * = on the ReLU/MAC Pareto front (most ReLUs kept, fewest MACs)"
-    );
-    println!(
-        "{:<2}{:<36} {:<24} {:>10} {:>10} {:>14}",
-        "", "name", "actions S1 S2 S3 S4", "ReLUs", "identity", "MACs"
-    );
-    for v in list {
-        let acts: Vec<&str> = v
-            .actions
-            .iter()
-            .map(|a| match a {
-                reshape::Action::Keep => "keep",
-                reshape::Action::Thin => "thin",
-                reshape::Action::Cull => "cull",
-            })
-            .collect();
-        println!(
-            "{:<2}{:<36} {:<24} {:>10} {:>10} {:>14} ({:.1}M)",
-            if v.pareto { "*" } else { "" },
-            v.name,
-            acts.join(" "),
-            v.relus,
-            v.identity,
-            v.macs,
-            v.macs as f64 / 1e6
-        );
-    }
-}
-
-/// Index of the largest logit (first one on ties).
-fn argmax(v: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-fn print_table(s: &Stats) {
-    println!("network {}", s.spec);
-    println!(
-        "{:<22} {:<5} {:<16} {:<14} {:>12} {:>10} {:>14}",
-        "layer", "kind", "input", "output", "relus", "identity", "macs"
-    );
-    for l in &s.layers {
-        let input: Vec<String> = l.input.iter().map(|x| x.to_string()).collect();
-        println!(
-            "{:<22} {:<5} {:<16} {:<14} {:>12} {:>10} {:>14}",
-            l.name,
-            l.kind,
-            input.join("+"),
-            l.output.to_string(),
-            l.relus,
-            l.identity,
-            l.macs
-        );
-    }
-    println!();
-    println!(
-        "{:<8} {:>12} {:>10} {:>14}",
-        "stage", "relus", "identity", "macs"
-    );
-    for i in 0..4 {
-        println!(
-            "{:<8} {:>12} {:>10} {:>14}",
-            i + 1,
-            s.stage_relus[i],
-            s.stage_identity[i],
-            s.stage_macs[i]
-        );
-    }
-    println!("{:<8} {:>12} {:>10} {:>14}", "head", 0, 0, s.head_macs);
-    println!(
-        "{:<8} {:>12} {:>10} {:>14}",
-        "total", s.relus, s.identity, s.macs
-    );
-    println!(
-        "\nReLUs {} ({} identity positions), MACs {} ({:.1}M)",
-        s.relus,
-        s.identity,
-        s.macs,
-        s.macs as f64 / 1e6
-    );
 }

@@ -19,27 +19,37 @@
 //! Stages are named `stage1`..`stage4` (or `layer1`..`layer4`).
 
 use crate::error::{Error, Result};
+use crate::files::read_capped;
 use crate::fixed::{QuantModel, RingParams, quantize_input};
 use crate::network::Network;
 use crate::spec::NetSpec;
 use crate::weights::{FoldedModel, load_weights};
+
+pub use crate::files::read_npy_f32;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// Largest model file or input file read (bytes).
 pub const MAX_SMALL_FILE: u64 = 256 << 20;
 
+/// Room for a `.npy` header on top of the data (numpy writes about 128 bytes).
+pub const NPY_HEADER_ALLOWANCE: u64 = 64 << 10;
+
 /// Per-channel input normalisation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Normalization {
+    /// Subtracted per channel (one entry per channel, or one for all).
     pub mean: Vec<f64>,
+    /// Divided by per channel, after the mean (positive).
     pub std: Vec<f64>,
 }
 
 /// A network with its optional weight path and normalisation.
 #[derive(Clone, Debug)]
 pub struct Model {
+    /// The network with its ReLU masks.
     pub network: Network,
+    /// Applied to inputs by [`Model::load_input`] and [`Model::prepare_input`].
     pub normalization: Option<Normalization>,
     /// Weight file named by the model file, resolved relative to it.
     pub weights: Option<PathBuf>,
@@ -100,17 +110,11 @@ impl Model {
             path: path.to_path_buf(),
             reason,
         };
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let len = std::fs::metadata(path).map_err(io)?.len();
-        if len > MAX_SMALL_FILE {
-            return Err(bad(format!(
-                "{len} bytes is larger than the {MAX_SMALL_FILE}-byte limit"
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let bytes = read_capped(path, MAX_SMALL_FILE, "model file").map_err(|e| match e {
+            Error::TooLarge { .. } => bad(e.to_string()),
+            other => other,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".into()))?;
         Model::from_toml(&text, path.parent().unwrap_or(Path::new(""))).map_err(|e| match e {
             Error::ModelFile { reason, .. } => bad(reason),
             // Name the file for spec and mask errors too.
@@ -125,7 +129,7 @@ impl Model {
             path: PathBuf::from("<model>"),
             reason,
         };
-        let repr: FileRepr = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let repr: FileRepr = toml::from_str(text).map_err(|e| bad(toml_error(text, &e)))?;
         if is_path(&repr.spec) {
             return Err(bad(format!(
                 "spec `{}` must be a network spec, not a file",
@@ -182,22 +186,28 @@ impl Model {
 
     /// Reads a `.npy` float32 (C, H, W) input (a leading batch axis of 1 is accepted)
     /// and applies the normalisation, if any. Returns the flat (C, H, W) tensor.
+    /// At most [`Model::max_input_bytes`] are read.
     pub fn load_input(&self, path: &Path) -> Result<Vec<f32>> {
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let len = std::fs::metadata(path).map_err(io)?.len();
-        if len > MAX_SMALL_FILE {
-            return Err(Error::Input(format!(
-                "{} is {len} bytes, larger than the limit",
-                path.display()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
+        let bytes = read_capped(path, self.max_input_bytes(), "input").map_err(|e| match e {
+            Error::TooLarge { .. } => Error::Input(format!(
+                "{e}: more than a float32 .npy of this network's input shape {} holds",
+                self.network.tensors[self.network.input].shape
+            )),
+            other => other,
+        })?;
         let raw =
             read_npy_f32(&bytes).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         self.prepare_input(raw.0, &raw.1)
+    }
+
+    /// The largest `.npy` input this network can take: its float32 data plus
+    /// [`NPY_HEADER_ALLOWANCE`], and never more than [`MAX_SMALL_FILE`].
+    pub fn max_input_bytes(&self) -> u64 {
+        let numel = self.network.tensors[self.network.input].shape.numel() as u64;
+        numel
+            .saturating_mul(4)
+            .saturating_add(NPY_HEADER_ALLOWANCE)
+            .min(MAX_SMALL_FILE)
     }
 
     /// Checks the shape of a flat input and normalises it.
@@ -237,6 +247,29 @@ impl Model {
     /// Quantises folded weights for `ring`.
     pub fn quantize(&self, folded: &FoldedModel, ring: RingParams) -> Result<QuantModel> {
         QuantModel::quantize(&self.network, folded, ring)
+    }
+}
+
+/// A TOML error on one line: ``line L, column C (`the line`): message`` (the toml
+/// crate's own text quotes the file over several lines).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let quoted: String = text
+                .lines()
+                .nth(line - 1)
+                .unwrap_or("")
+                .trim()
+                .chars()
+                .take(60)
+                .collect();
+            format!("line {line}, column {column} (`{quoted}`): {message}")
+        }
+        None => message,
     }
 }
 
@@ -326,61 +359,6 @@ fn apply_mask(net: &mut Network, r: &ReluRepr) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Minimal `.npy` reader for little-endian float32 C-order arrays. Checks the
-/// header's claimed shape against the file length before allocating anything.
-pub fn read_npy_f32(bytes: &[u8]) -> Result<(Vec<f32>, Vec<usize>), String> {
-    use ndarray_npy::ReadNpyExt;
-    let header = npy_header(bytes)?;
-    let shape = parse_shape(&header).ok_or("cannot read the shape from the .npy header")?;
-    let n = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or("shape overflows")?;
-    if n.checked_mul(4).is_none_or(|b| b > bytes.len()) {
-        return Err(format!(
-            "header claims shape {shape:?}, more data than the file holds"
-        ));
-    }
-    let arr = ndarray::ArrayD::<f32>::read_npy(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("not a float32 C-order .npy array: {e}"))?;
-    let shape = arr.shape().to_vec();
-    if !arr.is_standard_layout() {
-        return Err("fortran-order arrays are not supported".into());
-    }
-    Ok((arr.into_raw_vec_and_offset().0, shape))
-}
-
-fn npy_header(bytes: &[u8]) -> Result<String, String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("not a .npy file (bad magic)".into());
-    }
-    let (len, start): (usize, usize) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(format!("unsupported .npy version {v}")),
-    };
-    let h = bytes
-        .get(start..start.saturating_add(len))
-        .ok_or("truncated .npy header")?;
-    String::from_utf8(h.to_vec()).map_err(|_| "non-text .npy header".into())
-}
-
-fn parse_shape(header: &str) -> Option<Vec<usize>> {
-    let i = header.find("'shape'")?;
-    let rest = &header[i..];
-    let open = rest.find('(')?;
-    let close = rest.find(')')?;
-    rest.get(open + 1..close)?
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().ok())
-        .collect()
 }
 
 /// Text of a model file in the format [`Model::from_toml`] reads: `spec`, the

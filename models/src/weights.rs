@@ -19,6 +19,7 @@
 //! w' = w * s (per output channel) and b' = β − mean * s.
 
 use crate::error::{Error, Result};
+use crate::files::read_capped;
 use crate::network::{LinearKind, LinearStep, Network};
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
@@ -35,35 +36,83 @@ pub const MAX_WEIGHT_FILE: u64 = 4 << 30;
 /// (K, C) on pooled features, and a bias per output channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FoldedLinear {
+    /// BN-scaled weights, laid out as the step's geometry says.
     pub weight: Vec<f64>,
+    /// One bias per output channel (BN shift folded in).
     pub bias: Vec<f64>,
 }
 
 /// Folded float weights, one entry per [`Network::linears`] step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FoldedModel {
+    /// One entry per linear step, in order.
     pub layers: Vec<FoldedLinear>,
 }
 
-/// Reads and folds a safetensors file for `net`.
-pub fn load_weights(path: &Path, net: &Network) -> Result<FoldedModel> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if len > MAX_WEIGHT_FILE {
-        return Err(Error::weights(
-            "",
-            format!("file is {len} bytes, larger than the {MAX_WEIGHT_FILE}-byte limit"),
-        ));
+/// Largest number of weight parameters ([`Network::params`]) of a network
+/// whose weights are made or loaded: 2^28, about 2 GiB per f64 copy (ResNet18
+/// at m = 256 has 179M and fits; at m = 512 it has 715M and does not).
+/// Loading holds the file, the folded f64 weights and the quantised ring
+/// weights at once, so this keeps one model within a few GiB.
+pub const MAX_PARAMS: u64 = 1 << 28;
+
+/// Refuses a network with more than [`MAX_PARAMS`] parameters, before anything
+/// is allocated for its weights.
+pub fn check_network_size(net: &Network) -> Result<()> {
+    let params = net.params();
+    if params > MAX_PARAMS {
+        return Err(Error::NetworkTooLarge {
+            spec: net.spec.canonical(),
+            params,
+            limit: MAX_PARAMS,
+        });
     }
-    let bytes = std::fs::read(path).map_err(io)?;
+    Ok(())
+}
+
+/// The largest safetensors file that can hold `net`'s weights: every stored
+/// value (conv weights, four BN vectors per conv, FC weight and bias) at 8 bytes
+/// (F64), plus room for the header, and never more than [`MAX_WEIGHT_FILE`].
+pub fn max_file_bytes(net: &Network) -> u64 {
+    let mut values = 0u64;
+    let mut tensors = 0u64;
+    for l in net.linears() {
+        let (n, t) = match l.kind {
+            LinearKind::Conv(g) => (g.weight_len() + 4 * g.cout, 6),
+            LinearKind::Fc(g) => ((g.input.c + 1) * g.out, 2),
+        };
+        values = values.saturating_add(n as u64);
+        tensors += t;
+    }
+    values
+        .saturating_mul(8)
+        .saturating_add(HEADER_ALLOWANCE)
+        .saturating_add(tensors.saturating_mul(HEADER_PER_TENSOR))
+        .min(MAX_WEIGHT_FILE)
+}
+
+/// Header room of a weight file on top of [`HEADER_PER_TENSOR`] per tensor.
+const HEADER_ALLOWANCE: u64 = 64 << 10;
+/// Header room per tensor: its JSON entry (name, dtype, shape, offsets).
+const HEADER_PER_TENSOR: u64 = 1 << 10;
+
+/// Reads and folds a safetensors file for `net`. The network's size is
+/// checked first ([`check_network_size`]) and at most [`max_file_bytes`] are read.
+pub fn load_weights(path: &Path, net: &Network) -> Result<FoldedModel> {
+    check_network_size(net)?;
+    let bytes = read_capped(path, max_file_bytes(net), "weight file").map_err(|e| match e {
+        Error::TooLarge { .. } => Error::weights(
+            "",
+            format!("{e}: more than any safetensors file of {} holds", net.spec),
+        ),
+        other => other,
+    })?;
     weights_from_bytes(&bytes, net)
 }
 
-/// Parses and folds safetensors bytes for `net`.
+/// Parses and folds safetensors bytes for `net` (refusing a network over [`MAX_PARAMS`]).
 pub fn weights_from_bytes(bytes: &[u8], net: &Network) -> Result<FoldedModel> {
+    check_network_size(net)?;
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::weights("", format!("not a valid safetensors file: {e}")))?;
     // Canonical name -> (original name, view).
@@ -258,7 +307,9 @@ fn fold_layer(l: &LinearStep, tensors: &mut Tensors<'_>) -> Result<FoldedLinear>
 /// [−0.1, 0.1), running variance in [0.5, 1.5). The FC is Kaiming-uniform too
 /// (bias in [−0.1, 0.1)), so logits spread by O(1) and argmax is stable. Activations stay O(1) through deep nets, far below
 /// the 2^(l−2f−1) = 2^12 headroom of the default ring at scale 2f.
+/// A network over [`MAX_PARAMS`] is refused before anything is allocated.
 pub fn init_weights(net: &Network, seed: u64) -> Result<Vec<u8>> {
+    check_network_size(net)?;
     use rand_chacha::ChaCha20Rng;
     use rand_core::{RngCore, SeedableRng};
     let mut rng = ChaCha20Rng::seed_from_u64(seed);

@@ -142,3 +142,143 @@ fn init_then_infer_float_and_fixed() {
         "bad weights",
     );
 }
+
+/// Runs `pi-models` with backtraces requested and returns (success, stderr lines).
+fn with_backtraces(args: &[&str]) -> (bool, Vec<String>) {
+    let o = common::command(args)
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    (
+        o.status.success(),
+        err.lines().map(str::to_string).collect(),
+    )
+}
+
+/// User errors are one line on stderr and a failure exit, even with
+/// RUST_BACKTRACE=1: no backtrace, no "Caused by" block, no panic.
+#[test]
+fn user_errors_are_one_line_even_with_backtraces() {
+    let dir = common::temp_dir("oneline");
+    let bad_toml = dir.join("bad.toml");
+    std::fs::write(&bad_toml, "spec = \n[normalization]\n").unwrap();
+    let bad_toml = bad_toml.to_str().unwrap();
+    let missing = dir.join("missing.toml");
+    let missing = missing.to_str().unwrap();
+    let out = dir.join("w.safetensors");
+    let out = out.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["stats", "resnet50"], "unknown network"),
+        (vec!["stats", missing], "cannot access"),
+        (vec!["stats", bad_toml], "line 1, column"),
+        (
+            vec!["init", "resnet18(m=2048)", "--seed", "1", "--out", out],
+            "11427131492 weight parameters",
+        ),
+        (
+            vec!["reshape", "--order", "S3>S2>S4>S1", "--out", out],
+            "--pick",
+        ),
+    ] {
+        let (success, lines) = with_backtraces(&args);
+        assert!(!success, "{args:?} succeeded");
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:#?}");
+        assert!(lines[0].starts_with("pi-models: error: "), "{lines:?}");
+        assert!(lines[0].contains(needle), "{args:?}: {lines:?}");
+        assert!(!lines[0].contains("panicked"), "{lines:?}");
+    }
+    // The too-large network was refused before anything was written.
+    assert!(!dir.join("w.safetensors").exists());
+}
+
+/// `init` keeps an existing file unless --force is given.
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let dir = common::temp_dir("force");
+    let path = dir.join("w.safetensors");
+    let p = path.to_str().unwrap();
+    let spec = "2x2x2x(m=2,phi=1-1-1-1,classes=3,input=8,channels=1)";
+    std::fs::write(&path, b"keep me").unwrap();
+    let (success, lines) = with_backtraces(&["init", spec, "--seed", "1", "--out", p]);
+    assert!(!success);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("exists") && lines[0].contains("--force"),
+        "{lines:?}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+
+    ok(&["init", spec, "--seed", "1", "--out", p, "--force"]);
+    let fresh = dir.join("fresh.safetensors");
+    ok(&[
+        "init",
+        spec,
+        "--seed",
+        "1",
+        "--out",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(&fresh).unwrap()
+    );
+}
+
+/// Files that never end (a device) are refused at the size cap, as input and as weights.
+#[cfg(unix)]
+#[test]
+fn endless_files_are_refused() {
+    let dir = common::temp_dir("endless");
+    let spec = "2x2x2x(m=2,phi=1-1-1-1,classes=3,input=8,channels=1)";
+    let w = dir.join("w.safetensors");
+    let w = w.to_str().unwrap();
+    ok(&["init", spec, "--seed", "1", "--out", w]);
+    for (args, needle) in [
+        (
+            vec!["infer", spec, "--weights", w, "--input", "/dev/zero"],
+            "bad input: input /dev/zero is larger than",
+        ),
+        (
+            vec![
+                "infer",
+                spec,
+                "--weights",
+                "/dev/zero",
+                "--input",
+                "/dev/zero",
+            ],
+            "bad weights: weight file /dev/zero is larger than",
+        ),
+    ] {
+        let (success, lines) = with_backtraces(&args);
+        assert!(!success, "{args:?}");
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(lines[0].contains(needle), "{args:?}: {lines:?}");
+    }
+}
+
+/// A reader that goes away (`pi-models stats resnet18 | head -1`) ends the
+/// command quietly: no panic, no error message, success.
+#[test]
+fn closed_pipe_is_not_a_panic() {
+    for args in [
+        &["stats", "resnet18"][..],
+        &["stats", "resnet18", "--json"][..],
+        &["reshape", "--order", "S3>S2>S4>S1"][..],
+    ] {
+        let mut child = common::command(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before the command writes its first line.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert!(o.status.success(), "{args:?}: {:?}", o.status);
+    }
+}

@@ -1,9 +1,11 @@
 //! ReLU and MAC counts against numbers computed by hand.
 
-use pi_models::{Model, NetSpec, Network};
+mod common;
+
+use pi_models::Model;
 
 fn stats(spec: &str) -> pi_models::network::Stats {
-    Network::new(&NetSpec::parse(spec).unwrap()).stats()
+    common::net(spec).stats()
 }
 
 #[test]
@@ -12,7 +14,7 @@ fn resnet18_counts() {
     // ReLUs, widths 64/128/256/512 at sides 32/16/8/4, two ReLUs per block, two blocks per stage:
     //   stage 1: stem 64*32*32 = 65,536 + 4 * 65,536 = 327,680
     //   stage 2: 4 * 128*16*16 = 131,072; stage 3: 4 * 256*8*8 = 65,536; stage 4: 4 * 512*4*4 = 32,768
-    //   total 557,056 (DESIGN.md's reference).
+    //   total 557,056, the published figure for CIFAR ResNet18.
     assert_eq!(s.stage_relus, [327_680, 131_072, 65_536, 32_768]);
     assert_eq!(s.relus, 557_056);
     assert_eq!(s.identity, 0);
@@ -61,10 +63,25 @@ fn hrn_5x5x3x_counts() {
 }
 
 #[test]
+fn parameter_counts() {
+    // Folded parameters: conv weights plus one bias per output channel, FC weights and bias.
+    // PyTorch counts 11,220,132 for CIFAR ResNet18 with 100 classes, which has two BN
+    // parameters (γ, β) per channel where folding leaves one bias: its 4,800 BN channels
+    // (64 stem + 256 + 640 + 1,280 + 2,560 per stage, shortcuts included) make the difference.
+    let s = stats("resnet18");
+    assert_eq!(s.params, 11_220_132 - 4_800);
+    // The smallest net by hand: stem 1*2*9 + 2; per stage (α=β=γ=1, φ=1, identity
+    // shortcut in stage 1, projections in stages 2-4 since the stride changes):
+    //   stage 1: 2 * (2*2*9 + 2) = 76; stages 2-4: 76 + (2*2 + 2) = 82 each; FC 2*3 + 3 = 9.
+    let s = stats("1x1x1x(m=2,phi=1-1-1-1,classes=3,input=8,channels=1)");
+    assert_eq!(s.params, 20 + 76 + 3 * 82 + 9);
+}
+
+#[test]
 fn identity_shortcut_only_when_shapes_match() {
     // m=8, alpha=1: stage 2's first block keeps 8 channels but has stride 2 -> projection;
     // stage 1 blocks (stride 1, 8 -> 8) use identity shortcuts.
-    let net = Network::new(&NetSpec::parse("1x2x2x(m=8,phi=2-2-1-1,input=8)").unwrap());
+    let net = common::net("1x2x2x(m=8,phi=2-2-1-1,input=8)");
     let names: Vec<&str> = net.linears().map(|l| l.name.as_str()).collect();
     assert!(names.contains(&"layer2.0.shortcut"));
     assert!(!names.contains(&"layer1.0.shortcut"));

@@ -3,11 +3,14 @@
 //! and the fixed-point oracle matches the Python emulation of the shared semantics.
 //! `PI_MODELS_FIXTURES` may point elsewhere (a checkout where they live).
 
+mod common;
+
 use ndarray::{Array1, Array2};
 use ndarray_npy::ReadNpyExt;
 use pi_models::fixed::{forward_fixed, quantize_input};
 use pi_models::float::forward_float;
 use pi_models::model::read_npy_f32;
+use pi_models::predict::argmax;
 use pi_models::{Model, RingParams};
 use std::path::PathBuf;
 
@@ -79,7 +82,6 @@ fn digits_model_matches_python() {
         Array2::<i64>::read_npy(std::fs::File::open(dir.join("test_logits_fixed.npy")).unwrap())
             .unwrap();
     let (mut correct, mut exact, mut float_correct, mut agree) = (0, 0, 0, 0);
-    let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, j| if v[j] > v[b] { j } else { b });
     let n = shape[0];
     for i in 0..n {
         let x = model

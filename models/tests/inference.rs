@@ -5,28 +5,18 @@ mod common;
 use pi_models::fixed::{forward_fixed, forward_fixed_trace, quantize_input};
 use pi_models::float::{forward_float, forward_float_trace};
 use pi_models::network::{ReluMask, Step};
-use pi_models::weights::{init_weights, weights_from_bytes};
-use pi_models::{Error, FoldedModel, Model, NetSpec, Network, QuantModel, RingParams};
-use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use pi_models::predict::argmax;
+use pi_models::weights::init_weights;
+use pi_models::{Error, FoldedModel, Model, Network, QuantModel, RingParams};
 
 fn setup(spec: &str, seed: u64) -> (Network, FoldedModel, Vec<f32>) {
-    let net = Network::new(&NetSpec::parse(spec).unwrap());
-    setup_net(net, seed)
+    setup_net(common::net(spec), seed)
 }
 
 fn setup_net(net: Network, seed: u64) -> (Network, FoldedModel, Vec<f32>) {
-    let folded = weights_from_bytes(&init_weights(&net, seed).unwrap(), &net).unwrap();
-    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
-    let n = net.tensors[net.input].shape.numel();
-    let x = (0..n)
-        .map(|_| ((rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0)
-        .collect();
+    let folded = common::folded(&net, seed);
+    let x = common::random_input(&net, seed);
     (net, folded, x)
-}
-
-fn argmax(v: &[f64]) -> usize {
-    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
 
 /// Runs both paths; returns (max |fixed - float|, float logits, fixed logits as floats).
@@ -107,8 +97,7 @@ fn ring_size_does_not_change_results_without_overflow() {
 
 #[test]
 fn trace_follows_the_documented_semantics() {
-    let mut net =
-        Network::new(&NetSpec::parse("2x2x2x(m=4,phi=2-1-1-1,classes=5,input=8)").unwrap());
+    let mut net = common::net("2x2x2x(m=4,phi=2-1-1-1,classes=5,input=8)");
     net.set_channel_mask("layer1.0.relu1", &[1, 2]).unwrap();
     net.set_pixel_mask("layer2.0.relu2", &[[0, 1, 1], [7, 3, 2]])
         .unwrap();
@@ -238,7 +227,7 @@ fn out_of_range_values_are_rejected() {
 fn model_normalisation_feeds_inference() {
     let dir = common::temp_dir("norm");
     let spec = "2x2x2x(m=4,phi=1-1-1-1,classes=5,input=8,channels=2)";
-    let net = Network::new(&NetSpec::parse(spec).unwrap());
+    let net = common::net(spec);
     std::fs::write(dir.join("w.safetensors"), init_weights(&net, 3).unwrap()).unwrap();
     std::fs::write(
         dir.join("m.toml"),

@@ -4,14 +4,14 @@ mod common;
 
 use common::{Raw, f32s, fnv1a, pack, unpack};
 use pi_models::weights::{BN_EPS, init_weights, load_weights, weights_from_bytes};
-use pi_models::{Error, NetSpec, Network};
+use pi_models::{Error, Network};
 use safetensors::tensor::Dtype;
 
 /// Two blocks in stage 1 (identity shortcut), projections elsewhere.
 const TINY: &str = "2x2x2x(m=2,phi=2-1-1-1,classes=3,input=8,channels=2)";
 
 fn tiny() -> (Network, Vec<u8>) {
-    let net = Network::new(&NetSpec::parse(TINY).unwrap());
+    let net = common::net(TINY);
     let bytes = init_weights(&net, 42).unwrap();
     (net, bytes)
 }
@@ -252,14 +252,10 @@ fn broken_files_and_spec_mismatch() {
         assert!(e.contains("not a valid safetensors file"), "{what}: {e}");
     }
     // Weights of another network: the first mismatching tensor is named.
-    let other = Network::new(
-        &NetSpec::parse("2x2x2x(m=2,phi=2-1-1-1,classes=4,input=8,channels=2)").unwrap(),
-    );
+    let other = common::net("2x2x2x(m=2,phi=2-1-1-1,classes=4,input=8,channels=2)");
     let e = weights_from_bytes(&bytes, &other).unwrap_err().to_string();
     assert!(e.contains("`linear.weight`") && e.contains("shape"), "{e}");
-    let deeper = Network::new(
-        &NetSpec::parse("2x2x2x(m=2,phi=2-2-1-1,classes=3,input=8,channels=2)").unwrap(),
-    );
+    let deeper = common::net("2x2x2x(m=2,phi=2-2-1-1,classes=3,input=8,channels=2)");
     let e = weights_from_bytes(&bytes, &deeper).unwrap_err().to_string();
     assert!(
         e.contains("`layer2.1.conv1.weight`") && e.contains("missing"),

@@ -1,10 +1,35 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: networks with seeded weights and
+//! inputs, temporary directories, safetensors and `.npy` files, and running
+//! the `pi-models` binary.
 #![allow(dead_code)]
 
+use pi_models::weights::{init_weights, weights_from_bytes};
+use pi_models::{FoldedModel, NetSpec, Network};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The network of a spec that must parse.
+pub fn net(spec: &str) -> Network {
+    Network::new(&NetSpec::parse(spec).unwrap())
+}
+
+/// Seeded random weights for `net`, folded.
+pub fn folded(net: &Network, seed: u64) -> FoldedModel {
+    weights_from_bytes(&init_weights(net, seed).unwrap(), net).unwrap()
+}
+
+/// A seeded input for `net`, uniform in [-1, 1).
+pub fn random_input(net: &Network, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
+    let n = net.tensors[net.input].shape.numel();
+    (0..n)
+        .map(|_| ((rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0)
+        .collect()
+}
 
 /// A fresh empty directory under Cargo's per-target temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -94,14 +119,18 @@ pub fn write_npy(path: &std::path::Path, shape: &[usize], data: &[f32]) {
     std::fs::write(path, out).unwrap();
 }
 
-/// Runs the `pi-models` binary (without backtrace variables, so error text is stable).
-pub fn run(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_pi-models"))
-        .args(args)
+/// The `pi-models` binary as a command (without backtrace variables, so error text is stable).
+pub fn command(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pi-models"));
+    c.args(args)
         .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .output()
-        .unwrap()
+        .env_remove("RUST_LIB_BACKTRACE");
+    c
+}
+
+/// Runs the `pi-models` binary.
+pub fn run(args: &[&str]) -> std::process::Output {
+    command(args).output().unwrap()
 }
 
 /// Runs `pi-models`, asserts success and returns stdout.
