@@ -21,7 +21,7 @@ pub struct Latency {
     /// Mean.
     pub mean: f64,
     /// 95% interval of the mean (Student t, requests taken as independent),
-    /// from two requests.
+    /// from two requests; a latency is not negative, so neither is its low end.
     #[serde(default)]
     pub mean_ci95_low: Option<f64>,
     /// Its upper end.
@@ -58,7 +58,7 @@ impl Latency {
         Self {
             n: xs.len(),
             mean,
-            mean_ci95_low: ci.map(|c| c.1),
+            mean_ci95_low: ci.map(|c| c.1.max(0.0)),
             mean_ci95_high: ci.map(|c| c.2),
             p50: p.p50,
             p95: p.p95,
@@ -439,6 +439,8 @@ mod tests {
         let (lo, hi) = (l.mean_ci95_low.unwrap(), l.mean_ci95_high.unwrap());
         assert!(lo < 50.5 && 50.5 < hi && (hi - lo - 2.0 * (50.5 - lo)).abs() < 1e-9);
         assert_eq!(Latency::of(&[]), Latency::default());
+        // Widely spread: the t interval would reach below zero.
+        assert_eq!(Latency::of(&[0.1, 5.0]).mean_ci95_low, Some(0.0));
         // Six requests: no p95 or p99; the tail is p83, the 5th of 6.
         let six = Latency::of(&[0.6, 0.1, 0.5, 0.2, 0.4, 0.3]);
         assert_eq!((six.p95, six.p99, six.tail), (None, None, Some(0.5)));
