@@ -1,16 +1,23 @@
 //! `pi-bench`: measurements of the runtime's building blocks and phases.
 //!
-//! - `pi-bench primitives [--json]`: garbled circuits, OT extension, base OT
-//!   and TLS bulk throughput on loopback, both parties in one process.
-//! - `pi-bench he SPEC [--json] [--threads N] [--verify]`: the offline linear
-//!   (HE) step for every linear layer of a network.
-//! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--inferences N] [--relu gc|ot] [--link RATE,DELAY] [--json]`:
-//!   one private inference, pi-server and pi-client over loopback TLS, checked
-//!   against the fixed-point oracle.
-//! - `pi-bench load SPEC... --rate R[,R...] --requests N [--pool-bytes B] [--link L] [--seed S] [--json] [--plot FILE]`:
+//! - `pi-bench primitives [--json] [--repeat N]`: garbled circuits, OT
+//!   extension, base OT and TLS bulk throughput on loopback, both parties in
+//!   one process.
+//! - `pi-bench he SPEC [--json] [--threads N] [--verify] [--repeat N]`: the
+//!   offline linear (HE) step for every linear layer of a network.
+//! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--repeat N] [--warmup W] [--relu gc|ot] [--link RATE,DELAY] [--json]`:
+//!   private inferences on fresh sessions, a pi-server process and the
+//!   pi-client library over loopback TLS, checked against the fixed-point
+//!   oracle ([`pi_bench::e2e`]).
+//! - `pi-bench load SPEC... --rate R[,R...] --requests N [--repeat N] [--pool-bytes B] [--link L] [--seed S] [--json] [--plot FILE]`:
 //!   latency under Poisson arrivals, a pi-server process and a pooled client ([`pi_bench::load`]).
-//! - `pi-bench compare SPEC SPEC... [--json] [--plot-dir DIR]`: ReLUs, MACs,
-//!   offline/online cost and sustainable rate of several networks, with plots.
+//! - `pi-bench compare SPEC SPEC... [--repeat N] [--json] [--plot-dir DIR]`: ReLUs, MACs,
+//!   offline/online cost and sustainable rate of several networks, ranked
+//!   only where intervals separate, with plots ([`pi_bench::compare`]).
+//!
+//! With `--repeat N`, each figure is the median of N independent
+//! measurements with a 95% interval ([`pi_bench::stats`]); CPU time and the
+//! machine's load are reported beside wall time ([`pi_bench::machine`]).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -47,9 +54,12 @@ enum Command {
         /// OTs per extension run, as a power of two.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(10..=24))]
         ot_log2: u32,
-        /// Repetitions (the median is reported).
+        /// Repetitions inside one measurement (the best or median is reported).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
         reps: u32,
+        /// Independent measurements; above 1, JSON adds a `summary` per figure.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        repeat: u32,
         /// MiB moved over loopback TLS (and again over TCP).
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16384))]
         tls_mib: u32,
@@ -67,8 +77,12 @@ enum Command {
         /// Also check every decrypted share against W·c − s in the clear.
         #[arg(long)]
         verify: bool,
+        /// Independent runs; JSON adds a `summary` of the times.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        repeat: u32,
     },
-    /// One private inference end to end: pi-server and pi-client over loopback TCP + TLS 1.3.
+    /// Private inference end to end, on fresh sessions: a pi-server process
+    /// and pi-client over loopback TCP + TLS 1.3.
     E2e {
         /// Network spec (preset, `AxBxCx(...)` or a model file).
         spec: String,
@@ -81,9 +95,13 @@ enum Command {
         /// Seed of the random weights (and, plus one, of the random input).
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Inferences to run, one connection each (the last is reported in full).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        inferences: u32,
+        /// Measured inferences, one fresh connection and session each (the
+        /// last is reported in full, all in the summary).
+        #[arg(long, alias = "inferences", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        repeat: u32,
+        /// Inferences run first and discarded (default: 1 with --repeat above 1, else 0).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
+        warmup: Option<u32>,
         /// Emulate a link on the connection, both directions: `RATE,DELAY`
         /// such as `1gbit,0.5ms` or `100mbit,20ms` (one-way delay).
         #[arg(long, value_name = "RATE,DELAY")]
@@ -121,10 +139,20 @@ enum Command {
         #[arg(long)]
         plot_dir: Option<PathBuf>,
     },
-    /// The server process of `load` and `compare`: the pi-server command line,
-    /// stopping when standard input closes.
+    /// The server process of `e2e`, `load` and `compare`: the pi-server
+    /// command line, stopping when standard input closes
+    /// ([`pi_bench::server_process`]).
     #[command(hide = true)]
-    Server(pi_server::cli::ServeArgs),
+    Server(ServerChild),
+}
+
+#[derive(clap::Args)]
+struct ServerChild {
+    #[command(flatten)]
+    serve: pi_server::cli::ServeArgs,
+    /// Print every inference's server report as a JSON line.
+    #[arg(long)]
+    reports: bool,
 }
 
 #[derive(clap::Args)]
@@ -133,9 +161,15 @@ struct LoadArgs {
     /// unloaded capacity, 1 / unloaded latency (`0.5x`).
     #[arg(long, value_delimiter = ',')]
     rate: Vec<Rate>,
-    /// Requests per rate.
+    /// Requests per rate (p95 needs 20, p99 100).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     requests: u32,
+    /// Unloaded measurements per model, each on a fresh session.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
+    /// Unloaded measurements run first and discarded (default: 1 with --repeat above 1, else 0).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
+    warmup: Option<u32>,
     /// Client pool budget: bytes of preprocessed material (suffixes K, M, G,
     /// KiB, MiB, GiB).
     #[arg(long, default_value = "16GiB", value_parser = parse_bytes)]
@@ -170,6 +204,8 @@ impl LoadArgs {
             specs,
             rates: self.rate.clone(),
             requests: self.requests as usize,
+            repeat: self.repeat as usize,
+            warmup: warmup(self.warmup, self.repeat),
             pool_bytes: self.pool_bytes,
             pool_count: self.pool_count.unwrap_or(usize::MAX),
             server_pool_max: self.server_pool_max,
@@ -180,6 +216,18 @@ impl LoadArgs {
             server_exe: None,
             progress: std::io::stderr().is_terminal(),
         }
+    }
+}
+
+/// Warm-up runs: as given, else one when there are several measurements.
+fn warmup(given: Option<u32>, repeat: u32) -> usize {
+    given.map_or(usize::from(repeat > 1), |w| w as usize)
+}
+
+/// Tells stderr, too, when the machine was busy (JSON users see it there).
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("{w}");
     }
 }
 
@@ -246,20 +294,30 @@ fn main() -> Result<()> {
             gc_log2,
             ot_log2,
             reps,
+            repeat,
             tls_mib,
-        } => primitives(json, gc_log2, ot_log2, reps as usize, tls_mib as usize),
+        } => primitives(
+            json,
+            gc_log2,
+            ot_log2,
+            reps as usize,
+            tls_mib as usize,
+            repeat as usize,
+        ),
         Command::He {
             spec,
             json,
             threads,
             verify,
-        } => he(&spec, json, threads, verify),
+            repeat,
+        } => he(&spec, json, threads, verify, repeat as usize),
         Command::E2e {
             spec,
             weights,
             input,
             seed,
-            inferences,
+            repeat,
+            warmup: w,
             relu,
             link,
             json,
@@ -269,15 +327,20 @@ fn main() -> Result<()> {
                 weights,
                 input,
                 seed,
-                inferences: inferences as usize,
+                repeat: repeat as usize,
+                warmup: warmup(w, repeat),
                 relu,
                 link,
+                server_exe: None,
             };
             eprintln!(
-                "running {} inference(s) of {} over loopback TLS, ReLU mode {} ...",
-                opts.inferences, opts.spec, opts.relu
+                "running {} + {} warm-up inference(s) of {} over loopback TLS, ReLU mode {} ...",
+                opts.repeat, opts.warmup, opts.spec, opts.relu
             );
             let r = pi_bench::e2e::run(&opts)?;
+            if json {
+                warn(r.machine.warning.as_slice());
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r.to_json())?);
             } else {
@@ -295,6 +358,7 @@ fn main() -> Result<()> {
                 pi_bench::compare::plot_latency(&r, p)?;
             }
             if load.json {
+                warn(&r.warnings());
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", pi_bench::compare::load_table(&r));
@@ -324,6 +388,7 @@ fn main() -> Result<()> {
                 None => Vec::new(),
             };
             if load.json {
+                warn(&r.warnings());
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&pi_bench::compare::json(&r))?
@@ -337,8 +402,11 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Server(args) => {
-            pi_server::cli::init_logging(args.verbose);
-            pi_server::cli::runtime()?.block_on(pi_client::demo::serve_child(args))
+            pi_server::cli::init_logging(args.serve.verbose);
+            pi_server::cli::runtime()?.block_on(pi_bench::server_process::serve_child(
+                args.serve,
+                args.reports,
+            ))
         }
     }
 }
@@ -349,23 +417,36 @@ fn primitives(
     ot_log2: u32,
     reps: usize,
     tls_mib: usize,
+    repeat: usize,
 ) -> Result<()> {
-    eprintln!("garbling and evaluating 2^{gc_log2} ReLUs ...");
-    let gc = pi_bench::gc::measure(
-        pi_protocol::gc::ActivationParams::DEFAULT,
-        1 << gc_log2,
-        reps,
-    );
-    eprintln!("running 2^{ot_log2} OT extensions ...");
-    let ot = pi_bench::ot::measure(1 << ot_log2, reps).context("OT benchmark")?;
-    eprintln!("moving {tls_mib} MiB over loopback TLS and TCP ...");
-    let tls = pi_bench::tls::measure_loopback_throughput(tls_mib << 20, 1 << 20)
-        .context("TLS benchmark")?;
-    if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "gc": gc, "ot": ot, "tls": tls }))?
+    let mark = pi_bench::machine::Mark::now();
+    let mut runs = Vec::with_capacity(repeat);
+    let mut last = None;
+    for i in 0..repeat {
+        if repeat > 1 {
+            eprintln!("measurement {} of {repeat}", i + 1);
+        }
+        eprintln!("garbling and evaluating 2^{gc_log2} ReLUs ...");
+        let gc = pi_bench::gc::measure(
+            pi_protocol::gc::ActivationParams::DEFAULT,
+            1 << gc_log2,
+            reps,
         );
+        eprintln!("running 2^{ot_log2} OT extensions ...");
+        let ot = pi_bench::ot::measure(1 << ot_log2, reps).context("OT benchmark")?;
+        eprintln!("moving {tls_mib} MiB over loopback TLS and TCP ...");
+        let tls = pi_bench::tls::measure_loopback_throughput(tls_mib << 20, 1 << 20)
+            .context("TLS benchmark")?;
+        runs.push(json!({ "gc": gc, "ot": ot, "tls": tls }));
+        last = Some((gc, ot, tls));
+    }
+    let machine = mark.until_now();
+    let (gc, ot, tls) = last.context("no measurement")?;
+    if as_json {
+        warn(machine.warning.as_slice());
+        let mut v = json!({ "gc": gc, "ot": ot, "tls": tls });
+        with_summary(&mut v, &runs, &machine);
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!(
@@ -402,10 +483,68 @@ fn primitives(
         tls.tcp_bytes_per_second / 1e9,
         tls.handshake_seconds * 1e3
     );
+    print!("{}", summary_text(&runs, &machine));
     Ok(())
 }
 
-fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result<()> {
+/// Adds `repeat`, `summary` (every numeric field over the runs, see
+/// [`pi_bench::stats::summarise_fields`]) and `machine` to a JSON object.
+fn with_summary(
+    v: &mut serde_json::Value,
+    runs: &[serde_json::Value],
+    machine: &pi_bench::machine::MachineLoad,
+) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("repeat".into(), runs.len().into());
+        o.insert("summary".into(), pi_bench::stats::summarise_fields(runs));
+        o.insert("machine".into(), json!(machine));
+    }
+}
+
+/// Text after a measurement's own lines: with several runs, the median and
+/// 95% interval of every figure that varied; then the machine's load.
+fn summary_text(runs: &[serde_json::Value], machine: &pi_bench::machine::MachineLoad) -> String {
+    fn walk(v: &serde_json::Value, path: &str, out: &mut String) {
+        let Some(o) = v.as_object() else { return };
+        if let Ok(s) = serde_json::from_value::<pi_bench::stats::Summary>(v.clone()) {
+            if s.min != s.max {
+                out.push_str(&format!("  {path:<44} {} (n = {})\n", s.show(3), s.n));
+            }
+            return;
+        }
+        for (k, x) in o {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            walk(x, &p, out);
+        }
+    }
+    let mut s = String::new();
+    if runs.len() > 1 {
+        s.push_str(&format!(
+            "over {} measurements: median [95% interval for the median, {}]\n",
+            runs.len(),
+            pi_bench::stats::CI_METHOD
+        ));
+        walk(&pi_bench::stats::summarise_fields(runs), "", &mut s);
+    }
+    s.push_str(&format!("machine: {}\n", machine.describe()));
+    if let Some(w) = &machine.warning {
+        s.push_str(w);
+        s.push('\n');
+    }
+    s
+}
+
+fn he(
+    spec: &str,
+    as_json: bool,
+    threads: Option<usize>,
+    verify: bool,
+    repeat: usize,
+) -> Result<()> {
     let model = pi_models::Model::resolve(spec).with_context(|| format!("network {spec:?}"))?;
     let layers = pi_bench::he::network_layers(&model.network);
     if let Some(n) = threads {
@@ -422,8 +561,23 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
         layers.len(),
         rayon::current_num_threads()
     );
-    let r = pi_bench::he::run_offline_linear(&layers, rand::random(), verify).context("HE run")?;
+    let mark = pi_bench::machine::Mark::now();
+    let mut runs = Vec::with_capacity(repeat);
+    let mut last = None;
+    for _ in 0..repeat {
+        let r =
+            pi_bench::he::run_offline_linear(&layers, rand::random(), verify).context("HE run")?;
+        runs.push(json!({
+            "seconds": r.seconds,
+            "client_seconds": r.layers.iter().map(|l| l.client_seconds).sum::<f64>(),
+            "server_seconds": r.layers.iter().map(|l| l.server_seconds).sum::<f64>(),
+        }));
+        last = Some(r);
+    }
+    let machine = mark.until_now();
+    let r = last.context("no run")?;
     if as_json {
+        warn(machine.warning.as_slice());
         let layers: Vec<_> = r
             .layers
             .iter()
@@ -443,9 +597,7 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
+        let mut v = json!({
                 "spec": spec,
                 "threads": rayon::current_num_threads(),
                 "verified": verify,
@@ -455,8 +607,9 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
                 "products": r.products,
                 "inference_hiding_bits": r.inference_hiding_bits,
                 "layers": layers,
-            }))?
-        );
+        });
+        with_summary(&mut v, &runs, &machine);
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!(
@@ -488,5 +641,6 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
         "weights hidden to statistical distance 2^-{:.1} per inference (per coefficient: 2^-hide each)",
         r.inference_hiding_bits
     );
+    print!("{}", summary_text(&runs, &machine));
     Ok(())
 }

@@ -28,6 +28,8 @@ fn primitives_json_has_the_documented_fields() {
         "1",
         "--tls-mib",
         "4",
+        "--repeat",
+        "2",
     ]);
     for (group, key) in [
         ("gc", "garble_ns_per_and"),
@@ -44,6 +46,17 @@ fn primitives_json_has_the_documented_fields() {
             .unwrap_or_else(|| panic!("{group}.{key} missing in {v}"));
         assert!(x > 0.0, "{group}.{key} = {x}");
     }
+    // Two independent measurements, summarised field by field.
+    assert_eq!(v["repeat"], 2);
+    let s = &v["summary"]["gc"]["garble_ns_per_and"];
+    assert_eq!(s["n"], 2);
+    assert_eq!(s["samples"].as_array().unwrap().len(), 2);
+    assert!(s["ci95_low"].as_f64().unwrap() <= s["median"].as_f64().unwrap());
+    assert_eq!(
+        v["summary"]["gc"]["relu_and_gates"]["min"],
+        v["summary"]["gc"]["relu_and_gates"]["max"]
+    );
+    assert!(v["machine"]["seconds"].as_f64().unwrap() > 0.0);
     // Gate counts are properties of the circuits, not measurements.
     assert!(v["gc"]["relu_and_gates"].as_u64().unwrap() <= 108);
     assert!(
@@ -60,6 +73,8 @@ fn he_verifies_every_layer_of_a_small_network() {
         "--verify",
         "--threads",
         "1",
+        "--repeat",
+        "2",
     ]);
     let layers = v["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), 21, "stem, 16 block convs, 3 shortcuts, FC");
@@ -72,6 +87,12 @@ fn he_verifies_every_layer_of_a_small_network() {
         "total includes the public key"
     );
     assert_eq!(v["verified"], true);
+    let s = &v["summary"]["seconds"];
+    assert_eq!(s["n"], 2);
+    assert_eq!(
+        s["samples"][1], v["seconds"],
+        "the last run is the one reported"
+    );
 }
 
 #[test]
@@ -166,5 +187,96 @@ fn e2e_bad_spec_and_missing_files_are_errors_not_panics() {
             err.contains("Error") && !err.contains("panicked"),
             "{args:?}: {err}"
         );
+    }
+}
+
+/// Checks a `summary` object: its samples, order and interval.
+fn check_summary(s: &serde_json::Value, samples: &[f64]) {
+    let f = |k: &str| {
+        s[k].as_f64()
+            .unwrap_or_else(|| panic!("{k} missing in {s}"))
+    };
+    assert_eq!(s["n"].as_u64(), Some(samples.len() as u64), "{s}");
+    let got: Vec<f64> = s["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), samples.len());
+    for (a, b) in got.iter().zip(samples) {
+        assert!((a - b).abs() < 1e-12, "{got:?} vs {samples:?}");
+    }
+    assert!(
+        f("min") <= f("ci95_low") && f("ci95_low") <= f("median"),
+        "{s}"
+    );
+    assert!(
+        f("median") <= f("ci95_high") && f("ci95_high") <= f("max"),
+        "{s}"
+    );
+    assert!(
+        s["ci_method"]
+            .as_str()
+            .unwrap()
+            .contains("order statistics")
+    );
+}
+
+#[test]
+fn e2e_repeat_measures_each_inference_on_a_fresh_session() {
+    let v = pi_bench(&[
+        "e2e",
+        "resnet18(m=2,input=8,classes=5)",
+        "--repeat",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(v["bit_exact"], true, "{v}");
+    assert_eq!(
+        (v["repeat"].as_u64(), v["warmup"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let runs = v["runs"].as_array().unwrap();
+    let warmup = v["warmup_runs"].as_array().unwrap();
+    assert_eq!((runs.len(), warmup.len()), (3, 1));
+    // One connection and session per inference: the server saw four, and each
+    // inference was the first (number 0) of its session.
+    assert_eq!(v["server"]["connections"], 4);
+    assert_eq!(v["server"]["inferences"], 4);
+    assert_eq!(v["server"]["reports"].as_array().unwrap().len(), 4);
+    for r in runs.iter().chain(warmup) {
+        assert_eq!(r["inference"], 0, "{r}");
+        assert_eq!(r["bit_exact"], true);
+    }
+    // The summaries hold exactly the measured runs, warm-up excluded.
+    for key in ["offline_seconds", "online_seconds", "wall_seconds"] {
+        let xs: Vec<f64> = runs.iter().map(|r| r[key].as_f64().unwrap()).collect();
+        check_summary(&v["summary"][key], &xs);
+    }
+    // CPU time of each party, from the OS (Linux), per phase.
+    if std::path::Path::new("/proc/self/stat").exists() {
+        for party in ["client", "server"] {
+            for phase in ["offline", "online"] {
+                let xs: Vec<f64> = runs
+                    .iter()
+                    .map(|r| {
+                        let c = &r["cpu"][party][phase];
+                        c["user"].as_f64().unwrap() + c["system"].as_f64().unwrap()
+                    })
+                    .collect();
+                check_summary(&v["summary"][format!("{party}_{phase}_cpu_seconds")], &xs);
+            }
+        }
+        let m = &v["machine"];
+        assert!(
+            m["load_average_start"]
+                .as_array()
+                .is_some_and(|a| a.len() == 3),
+            "{m}"
+        );
+        assert!(m["own_cores"].as_f64().unwrap() >= 0.0 && m["busy"].is_boolean());
     }
 }

@@ -24,6 +24,8 @@ fn a_small_load_run_reports_consistent_json_and_a_plot() {
             "--json",
             "--pool-count",
             "2",
+            "--repeat",
+            "3",
             "--plot",
         ])
         .arg(&plot)
@@ -45,6 +47,31 @@ fn a_small_load_run_reports_consistent_json_and_a_plot() {
     assert!(m["relus"].as_u64().unwrap() > 0 && m["macs"].as_u64().unwrap() > 0);
     let u = &m["unloaded"];
     assert_eq!(u["bit_exact"], true);
+    // Three unloaded measurements after one warm-up (the default with
+    // --repeat), each on a fresh session: the figure is their median.
+    assert_eq!(
+        (v["repeat"].as_u64(), v["warmup"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let samples = u["samples"].as_array().unwrap();
+    assert_eq!(
+        (samples.len(), u["warmup"].as_array().unwrap().len()),
+        (3, 1)
+    );
+    for key in [
+        "latency_seconds",
+        "offline_seconds",
+        "online_only_latency_seconds",
+    ] {
+        let mut xs: Vec<f64> = samples.iter().map(|x| x[key].as_f64().unwrap()).collect();
+        let s = &u["summary"][key];
+        assert_eq!(s["n"], 3);
+        assert_eq!(s["samples"].as_array().unwrap().len(), 3);
+        xs.sort_by(f64::total_cmp);
+        assert_eq!(u[key].as_f64(), Some(xs[1]), "{key}: the median");
+        assert_eq!(s["median"].as_f64(), Some(xs[1]));
+    }
+    assert!(m["machine"]["seconds"].as_f64().unwrap() > 0.0);
     let f = |x: &serde_json::Value| x.as_f64().unwrap();
     assert!(f(&u["latency_seconds"]) > 0.0 && f(&u["online_only_latency_seconds"]) > 0.0);
     assert!(u["client_storage_bytes"].as_u64().unwrap() > 0);
@@ -69,20 +96,25 @@ fn a_small_load_run_reports_consistent_json_and_a_plot() {
         );
         for key in ["latency", "queueing_delay"] {
             let l = &r[key];
-            let (min, p50, p95, p99, max, mean) = (
+            let (min, p50, tail, max, mean) = (
                 f(&l["min"]),
                 f(&l["p50"]),
-                f(&l["p95"]),
-                f(&l["p99"]),
+                f(&l["tail"]),
                 f(&l["max"]),
                 f(&l["mean"]),
             );
             assert!(
-                0.0 <= min && min <= p50 && p50 <= p95 && p95 <= p99 && p99 <= max,
+                0.0 <= min && min <= p50 && p50 <= tail && tail <= max,
                 "{key}: {l}"
             );
             assert!(min <= mean && mean <= max, "{key}: {l}");
+            // Four requests support neither p95 nor p99; the tail is p75.
+            assert!(l["p95"].is_null() && l["p99"].is_null(), "{key}: {l}");
+            assert_eq!(f(&l["tail_percent"]), 75.0);
+            assert_eq!(l["n"], 4);
+            assert!(f(&l["mean_ci95_low"]) <= mean && mean <= f(&l["mean_ci95_high"]));
         }
+        assert!(r["server_cpu"]["user"].as_f64().is_some() || r["server_cpu"].is_null());
         assert!(f(&r["queueing_delay"]["mean"]) <= f(&r["latency"]["mean"]));
         assert!(f(&r["throughput"]) > 0.0);
         // The pool never held more than its capacity; every request ran one
@@ -98,7 +130,7 @@ fn a_small_load_run_reports_consistent_json_and_a_plot() {
     let sustainable = &m["sustainable_rate"];
     assert!(sustainable.is_null() || rates.iter().any(|r| r["rate_per_second"] == *sustainable));
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("mean") && svg.contains("p99"));
+    assert!(svg.starts_with("<svg") && svg.contains("mean") && svg.contains("95% interval"));
 }
 
 #[test]
@@ -125,7 +157,7 @@ fn compare_writes_a_table_and_three_plots() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("ReLUs") && stdout.contains("sust."),
+        stdout.contains("ReLUs") && stdout.contains("sust.") && stdout.contains("rk"),
         "{stdout}"
     );
     for f in [
@@ -231,6 +263,17 @@ fn compare_runs_both_relu_modes_side_by_side() {
         .map(|r| r["relu_mode"].as_str().unwrap())
         .collect();
     assert_eq!(modes, ["gc", "ot", "gc", "ot"]);
+    // One sample each: nothing can be ranked apart, every network ties first.
+    for r in rows {
+        for phase in ["offline", "online"] {
+            assert_eq!(
+                r["rank"][phase],
+                serde_json::json!({"rank": 1, "tie": true}),
+                "{r}"
+            );
+        }
+        assert_eq!(r["summary"]["offline_seconds"]["n"], 1);
+    }
     for pair in rows.chunks(2) {
         let (gc, ot) = (&pair[0], &pair[1]);
         assert_eq!(gc["spec"], ot["spec"]);

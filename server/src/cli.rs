@@ -164,6 +164,17 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    serve_with_reports(args, shutdown, None).await.map(|_| ())
+}
+
+/// [`serve`], also handing every completed inference's report to `reports`
+/// ([`Listener::with_reports`]); returns the listener's counters. For
+/// benchmarks that run this command line as a child process.
+pub async fn serve_with_reports(
+    args: ServeArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+    reports: Option<tokio::sync::mpsc::UnboundedSender<pi_protocol::ServerReport>>,
+) -> anyhow::Result<crate::ServeSummary> {
     let (Some(spec), Some(listen), Some(tls)) = (&args.model, &args.listen, &args.tls) else {
         bail!("--model, --listen and --tls are required");
     };
@@ -189,7 +200,10 @@ pub async fn serve(
             max_pending: args.pool_max,
         },
     };
-    let listener = Listener::bind(listen, model, &identity, config).await?;
+    let mut listener = Listener::bind(listen, model, &identity, config).await?;
+    if let Some(sink) = reports {
+        listener = listener.with_reports(sink);
+    }
     let addr = listener.local_addr()?;
     {
         let mut out = std::io::stdout().lock();
@@ -204,7 +218,7 @@ pub async fn serve(
         summary.inferences,
         summary.failed
     );
-    Ok(())
+    Ok(summary)
 }
 
 fn run_keygen(k: &KeygenArgs) -> anyhow::Result<()> {
