@@ -124,7 +124,7 @@ enum Command {
     /// The server process of `load` and `compare`: the pi-server command line,
     /// stopping when standard input closes.
     #[command(hide = true)]
-    Server(pi_server::cli::ServeArgs),
+    Server(Box<pi_server::cli::ServeArgs>),
 }
 
 #[derive(clap::Args)]
@@ -338,7 +338,7 @@ fn main() -> Result<()> {
         }
         Command::Server(args) => {
             pi_server::cli::init_logging(args.verbose);
-            pi_server::cli::runtime()?.block_on(pi_client::demo::serve_child(args))
+            pi_server::cli::runtime()?.block_on(pi_client::demo::serve_child(*args))
         }
     }
 }

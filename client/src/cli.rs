@@ -93,7 +93,7 @@ enum Command {
     /// The server of `demo` (started by it as a child process; stops when
     /// its standard input closes).
     #[command(hide = true)]
-    DemoServer(pi_server::cli::ServeArgs),
+    DemoServer(Box<pi_server::cli::ServeArgs>),
 }
 
 fn server_name(s: &str) -> Result<String, String> {
@@ -112,7 +112,7 @@ pub fn main() -> ExitCode {
         }
         Some(Command::DemoServer(args)) => {
             init_logging(args.verbose);
-            runtime().and_then(|rt| rt.block_on(crate::demo::serve_child(args)))
+            runtime().and_then(|rt| rt.block_on(crate::demo::serve_child(*args)))
         }
         None => {
             init_logging(cli.infer.verbose);
