@@ -143,7 +143,7 @@ enum Command {
     /// command line, stopping when standard input closes
     /// ([`pi_bench::server_process`]).
     #[command(hide = true)]
-    Server(ServerChild),
+    Server(Box<ServerChild>),
 }
 
 #[derive(clap::Args)]
@@ -402,11 +402,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Server(args) => {
-            pi_server::cli::init_logging(args.serve.verbose);
-            pi_server::cli::runtime()?.block_on(pi_bench::server_process::serve_child(
-                args.serve,
-                args.reports,
-            ))
+            let ServerChild { serve, reports } = *args;
+            pi_server::cli::init_logging(serve.verbose);
+            pi_server::cli::runtime()?
+                .block_on(pi_bench::server_process::serve_child(serve, reports))
         }
     }
 }

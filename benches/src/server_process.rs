@@ -139,6 +139,8 @@ impl ServerProcess {
                     connections: n("connections"),
                     inferences: n("inferences"),
                     failed: n("failed"),
+                    refused: n("refused"),
+                    dropped: n("dropped"),
                 });
             }
         }
@@ -203,6 +205,8 @@ pub async fn serve_child(args: pi_server::cli::ServeArgs, reports: bool) -> Resu
             "connections": summary.connections,
             "inferences": summary.inferences,
             "failed": summary.failed,
+            "refused": summary.refused,
+            "dropped": summary.dropped,
         }}))
         .context("stdout")?;
     }

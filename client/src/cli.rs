@@ -38,25 +38,28 @@ struct InferArgs {
     /// Server address, `host:port`.
     #[arg(long, required = true)]
     connect: Option<String>,
-    /// Key directory made by `pi-server keygen` (ca.pem, client-N.pem, client-N.key).
+    /// This client's key bundle made by `pi-server keygen` (`KEYS/client-N`:
+    /// ca.pem, client.pem, client.key), or the whole key directory with --name.
     #[arg(long, required = true)]
     tls: Option<PathBuf>,
     /// Input tensor: .npy float32 (C, H, W), before normalisation (the
     /// server's model says how to normalise).
     #[arg(long, required = true)]
     input: Option<PathBuf>,
-    /// Which client certificate of the key directory to use.
+    /// Which client bundle of a whole key directory to use (`client-NAME`);
+    /// ignored when --tls is a bundle.
     #[arg(long, default_value = "1")]
     name: String,
-    /// Name to check the server certificate against (default: the host of --connect).
-    #[arg(long)]
+    /// Name to check the server certificate against: a DNS name or an IP
+    /// address (default: the host of --connect).
+    #[arg(long, value_parser = server_name)]
     server_name: Option<String>,
     /// Pin the network: refuse a server whose model is not this spec or model
     /// file, and check the input's shape before connecting.
     #[arg(long)]
     model: Option<String>,
-    /// Give up when the server sends nothing for this many seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Give up when the server sends nothing for this many seconds (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     timeout: u64,
     /// Emulate a link on this connection, both directions: `RATE,DELAY`
     /// such as `1gbit,0.5ms` (LAN) or `100mbit,20ms` (WAN); the delay is one
@@ -90,7 +93,13 @@ enum Command {
     /// The server of `demo` (started by it as a child process; stops when
     /// its standard input closes).
     #[command(hide = true)]
-    DemoServer(pi_server::cli::ServeArgs),
+    DemoServer(Box<pi_server::cli::ServeArgs>),
+}
+
+fn server_name(s: &str) -> Result<String, String> {
+    pi_protocol::transport::pki::check_server_name(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string().trim_start_matches("bad input: ").to_string())
 }
 
 /// Runs `pi-client` with the process's arguments.
@@ -103,7 +112,7 @@ pub fn main() -> ExitCode {
         }
         Some(Command::DemoServer(args)) => {
             init_logging(args.verbose);
-            runtime().and_then(|rt| rt.block_on(crate::demo::serve_child(args)))
+            runtime().and_then(|rt| rt.block_on(crate::demo::serve_child(*args)))
         }
         None => {
             init_logging(cli.infer.verbose);
@@ -132,14 +141,17 @@ async fn infer(args: InferArgs) -> anyhow::Result<()> {
     if let Some(spec) = &args.model {
         session.expect = Some(crate::check_against_model(spec, &raw)?);
     }
-    let identity = TlsFiles::client(tls, &args.name).load().with_context(|| {
+    let files = TlsFiles::client(tls, &args.name);
+    let identity = files.load().with_context(|| {
         format!(
-            "cannot load client certificate {:?} from {}",
-            args.name,
-            tls.display()
+            "cannot load the client certificate from {}",
+            files.cert.parent().unwrap_or(tls).display()
         )
     })?;
-    let timeout = Duration::from_secs(args.timeout.max(1));
+    for w in files.warnings() {
+        tracing::warn!("{w}");
+    }
+    let timeout = Duration::from_secs(args.timeout);
     let opts = ClientOptions {
         addr: addr.clone(),
         server_name: args

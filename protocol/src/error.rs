@@ -23,6 +23,21 @@ pub enum Error {
     /// ours. Neither side is at fault; one must upgrade.
     #[error("incompatible peer: {0}")]
     Incompatible(String),
+    /// The peer ended the session and said why (an abort record of the
+    /// transport: the server is busy, the client is not admitted, a deadline
+    /// passed, ...). The reason is the peer's text, stripped of control
+    /// characters and cut to [`crate::transport::MAX_ABORT_REASON`] bytes.
+    #[error("the peer ended the session: {0}")]
+    Aborted(String),
+    /// A phase of the session (handshake, waiting for a request, offline,
+    /// online) ran past its absolute deadline, however steadily bytes arrived.
+    #[error("the {phase} phase ran past its deadline of {} s", .limit.as_secs_f64())]
+    Deadline {
+        /// `handshake`, `request`, `offline` or `online`.
+        phase: &'static str,
+        /// The phase's time budget.
+        limit: std::time::Duration,
+    },
     /// TLS configuration or handshake failure.
     #[error("tls: {0}")]
     Tls(String),

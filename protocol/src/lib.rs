@@ -26,10 +26,12 @@
 //! - [`offline`] and [`online`]: the two phases of one inference; the
 //!   preprocessed material is a value the online phase consumes.
 //! - [`report`]: seconds, bytes and storage per phase and per layer.
+//! - [`budget`]: expected traffic of one inference, for server deadlines.
 //!
 //! Cryptographic cores are sans-IO state machines; only drivers touch a
 //! [`transport::Channel`].
 
+pub mod budget;
 pub mod crypto;
 pub mod error;
 pub mod gc;

@@ -5,7 +5,11 @@
 //! ```text
 //! pi-server --model SPEC [--weights FILE] --listen ADDR --tls DIR [--max-clients N] [--pool-max N] [--link RATE,DELAY] [-v]
 //! pi-server keygen --out DIR [--server-name NAME...] [--clients N]
+//! pi-server revoke --ca DIR --crl FILE CERT.pem...
 //! ```
+//!
+//! Deployment options (admission caps, deadlines, allowlist, CRL) are
+//! described in the README's "Deploying a server".
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,10 +18,20 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use pi_protocol::transport::pki::{TlsFiles, keygen};
+use pi_protocol::transport::pki::{CertificateAuthority, TlsFiles, keygen, load_crls};
 use pi_protocol::transport::{ChannelConfig, Link};
 
-use crate::{Listener, ServeConfig, load_model, shutdown_signal};
+use crate::{Listener, ServeConfig, SessionDeadlines, load_model, shutdown_signal};
+
+/// Seconds, at least 1 (0 would mean "no time at all", never "no limit").
+fn secs() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=86_400 * 7)
+}
+
+/// A count of at least 1.
+fn count() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000)
+}
 
 /// Serve private inference on a model whose weights stay secret.
 #[derive(Parser, Debug)]
@@ -43,15 +57,54 @@ pub struct ServeArgs {
     /// is `listening on ADDR` with the bound address.
     #[arg(long, required = true)]
     pub listen: Option<String>,
-    /// Key directory made by `pi-server keygen` (ca.pem, server.pem, server.key).
+    /// The server's key bundle made by `pi-server keygen` (`DIR/server`:
+    /// ca.pem, server.pem, server.key), or the whole key directory.
     #[arg(long, required = true)]
     pub tls: Option<PathBuf>,
-    /// Most concurrent clients; further clients wait.
-    #[arg(long, default_value_t = 8)]
+    /// Most concurrent sessions; further authenticated clients wait in the
+    /// queue, then hear "server busy".
+    #[arg(long, default_value_t = 8, value_parser = count())]
     pub max_clients: usize,
-    /// Drop a client that sends nothing for this many seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Most concurrent sessions per client certificate.
+    #[arg(long, default_value_t = 2, value_parser = count())]
+    pub max_per_client: usize,
+    /// Authenticated clients that may wait for a session slot (0: answer
+    /// "server busy" at once).
+    #[arg(long, default_value_t = 8)]
+    pub queue: usize,
+    /// Seconds a queued client waits for a slot before it hears "server busy".
+    #[arg(long, default_value_t = 10, value_parser = secs())]
+    pub queue_wait: u64,
+    /// Most connections still in their TLS handshake; beyond it the oldest
+    /// is dropped.
+    #[arg(long, default_value_t = 64, value_parser = count())]
+    pub max_handshakes: usize,
+    /// Most connections in their TLS handshake per source address; beyond
+    /// it that address's oldest is dropped.
+    #[arg(long, default_value_t = 8, value_parser = count())]
+    pub max_handshakes_per_ip: usize,
+    /// Seconds a connection has for its TLS handshake and hello.
+    #[arg(long, default_value_t = 5, value_parser = secs())]
+    pub handshake_timeout: u64,
+    /// Drop a client that sends nothing for this many seconds, or takes
+    /// longer to send its next request.
+    #[arg(long, default_value_t = 300, value_parser = secs())]
     pub timeout: u64,
+    /// Seconds one offline phase may take, however steadily bytes arrive
+    /// (default: sized from the model's expected traffic at 1 MiB/s).
+    #[arg(long, value_parser = secs())]
+    pub offline_deadline: Option<u64>,
+    /// Seconds one online phase may take (default: sized like the offline one).
+    #[arg(long, value_parser = secs())]
+    pub online_deadline: Option<u64>,
+    /// Admit only these clients (certificate common names, or `CN=...`
+    /// subjects); repeat or separate by commas. Default: every client of the CA.
+    #[arg(long = "allow-client", value_delimiter = ',')]
+    pub allow_client: Vec<String>,
+    /// Certificate revocation list (PEM or DER, from `pi-server revoke`):
+    /// revoked client certificates fail the TLS handshake.
+    #[arg(long)]
+    pub crl: Option<PathBuf>,
     /// Emulate a link on every client connection, both directions:
     /// `RATE,DELAY` such as `1gbit,0.5ms` (LAN) or `100mbit,20ms` (WAN); the
     /// delay is one way. Set it on the server or on the client, not both.
@@ -77,20 +130,38 @@ pub struct ServeArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Make a private CA, a server certificate and client certificates.
+    /// Make a private CA, a server certificate and client certificates, one
+    /// bundle (directory) per party.
     Keygen(KeygenArgs),
+    /// Write a certificate revocation list (for `pi-server --crl`) that
+    /// revokes the given client certificates, keeping those already in it.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+struct RevokeArgs {
+    /// The CA bundle (`KEYS/ca`, holding ca.pem and ca.key) or the key directory.
+    #[arg(long)]
+    ca: PathBuf,
+    /// The revocation list to create or extend (PEM).
+    #[arg(long)]
+    crl: PathBuf,
+    /// Client certificates (PEM) to revoke, such as `KEYS/client-2/client.pem`.
+    #[arg(required = true)]
+    certs: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 struct KeygenArgs {
-    /// Directory to create (mode 0700); existing files are never overwritten.
+    /// Directory to create (mode 0700) with the bundles `ca/`, `server/`,
+    /// `client-N/`; existing files are never overwritten.
     #[arg(long)]
     out: PathBuf,
     /// Extra DNS names or IP addresses of the server (localhost and
     /// 127.0.0.1 are always included).
     #[arg(long = "server-name")]
     server_names: Vec<String>,
-    /// Number of client certificates, named 1..N (files client-1.pem, client-1.key, ...).
+    /// Number of client certificates, named 1..N (bundles client-1/, client-2/, ...).
     #[arg(long, default_value_t = 1)]
     clients: usize,
 }
@@ -104,6 +175,7 @@ pub fn main() -> ExitCode {
 pub fn run_cli(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Keygen(k)) => run_keygen(&k),
+        Some(Command::Revoke(r)) => run_revoke(&r),
         None => {
             init_logging(cli.serve.verbose);
             runtime()
@@ -143,8 +215,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
+/// Logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG`
+/// overrides. Colours only when stderr is a terminal.
 pub fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -155,6 +229,7 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -182,23 +257,43 @@ pub async fn serve_with_reports(
         .with_context(|| format!("cannot load model {spec}"))?
         .with_relu_modes(&args.relu)
         .context("--relu")?;
-    let identity = TlsFiles::server(tls)
+    let files = TlsFiles::server(tls);
+    let identity = files
         .load()
         .with_context(|| format!("cannot load the server keys from {}", tls.display()))?;
-    let timeout = Duration::from_secs(args.timeout.max(1));
+    for w in files.warnings() {
+        tracing::warn!("{w}");
+    }
+    let crls = match &args.crl {
+        Some(path) => load_crls(path).context("--crl")?,
+        None => Vec::new(),
+    };
+    let timeout = Duration::from_secs(args.timeout);
     let config = ServeConfig {
         max_clients: args.max_clients,
+        max_per_client: args.max_per_client,
+        queue: args.queue,
+        queue_wait: Duration::from_secs(args.queue_wait),
+        max_handshakes: args.max_handshakes,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
         channel: ChannelConfig {
             idle_timeout: timeout,
             write_timeout: timeout,
-            handshake_timeout: timeout.min(Duration::from_secs(30)),
+            handshake_timeout: Duration::from_secs(args.handshake_timeout),
             link: args.link,
             ..ChannelConfig::default()
+        },
+        deadlines: SessionDeadlines {
+            handshake: timeout.min(Duration::from_secs(60)),
+            offline: args.offline_deadline.map(Duration::from_secs),
+            online: args.online_deadline.map(Duration::from_secs),
         },
         grace: Duration::from_secs(args.grace),
         limits: pi_protocol::ServerLimits {
             max_pending: args.pool_max,
         },
+        allow: (!args.allow_client.is_empty()).then(|| args.allow_client.clone()),
+        crls,
     };
     let mut listener = Listener::bind(listen, model, &identity, config).await?;
     if let Some(sink) = reports {
@@ -210,13 +305,22 @@ pub async fn serve_with_reports(
         writeln!(out, "listening on {addr}").context("stdout")?;
         out.flush().context("stdout")?;
     }
-    tracing::info!("serving {spec} on {addr}");
+    let d = listener.deadlines();
+    tracing::info!(
+        "serving {spec} on {addr}; phase deadlines: handshake {} s, request {} s, offline {} s, online {} s",
+        d.handshake.as_secs(),
+        d.request.as_secs(),
+        d.offline.as_secs(),
+        d.online.as_secs()
+    );
     let summary = listener.run(shutdown).await;
     tracing::info!(
-        "stopped: {} connection(s), {} inference(s), {} failed",
+        "stopped: {} connection(s), {} inference(s), {} failed, {} refused, {} handshakes dropped",
         summary.connections,
         summary.inferences,
-        summary.failed
+        summary.failed,
+        summary.refused,
+        summary.dropped
     );
     Ok(summary)
 }
@@ -231,13 +335,43 @@ fn run_keygen(k: &KeygenArgs) -> anyhow::Result<()> {
     for p in &written {
         println!("wrote {}", p.display());
     }
-    print_usage_hint(&k.out);
+    print_usage_hint(&k.out, k.clients);
     Ok(())
 }
 
-fn print_usage_hint(dir: &Path) {
+fn print_usage_hint(dir: &Path, clients: usize) {
+    let d = dir.display();
+    println!("CA (keep offline; only `pi-server revoke` and new certificates need it): {d}/ca");
+    println!("server:   pi-server --model SPEC --listen ADDR --tls {d}/server");
+    for i in 1..=clients.min(3) {
+        println!("client {i}: pi-client --connect ADDR --tls {d}/client-{i} --input X.npy");
+    }
+    if clients > 3 {
+        println!("(and so on up to {d}/client-{clients}; hand each client only its own bundle)");
+    }
+}
+
+fn run_revoke(r: &RevokeArgs) -> anyhow::Result<()> {
+    let ca = CertificateAuthority::load(&r.ca)
+        .with_context(|| format!("cannot load the CA from {}", r.ca.display()))?;
+    let certs = r
+        .certs
+        .iter()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let previous = match std::fs::read(&r.crl) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", r.crl.display())),
+    };
+    let pem = ca
+        .revoke(&certs, previous.as_deref())
+        .with_context(|| format!("revoking into {}", r.crl.display()))?;
+    std::fs::write(&r.crl, pem).with_context(|| format!("cannot write {}", r.crl.display()))?;
     println!(
-        "server: pi-server --model SPEC --listen ADDR --tls {0}\nclient: pi-client --connect ADDR --tls {0} --input X.npy   (client certificate 1; --name N for others)",
-        dir.display()
+        "wrote {}: restart pi-server with --crl {} to refuse the revoked certificates",
+        r.crl.display(),
+        r.crl.display()
     );
+    Ok(())
 }

@@ -242,6 +242,8 @@ pub enum Fault {
     Disconnect,
     /// Never sends nor receives again.
     Stall,
+    /// Waits this long before every further send: progress, but slow.
+    Trickle(Duration),
 }
 
 /// A channel that misbehaves after `after` frames sent in the offline phase.
@@ -273,6 +275,7 @@ impl<C: Channel> Faulty<C> {
             match self.fault {
                 Fault::Disconnect => self.inner = None,
                 Fault::Stall => std::future::pending::<()>().await,
+                Fault::Trickle(d) => tokio::time::sleep(d).await,
             }
         }
         self.inner.as_mut().ok_or(pi_protocol::Error::Closed)

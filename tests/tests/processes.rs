@@ -60,18 +60,18 @@ fn keygen_server_and_client_processes_are_bit_exact_and_stop_on_sigint() {
         String::from_utf8_lossy(&kg.stderr)
     );
     for f in [
-        "ca.pem",
-        "server.pem",
-        "server.key",
-        "client-1.pem",
-        "client-2.key",
+        "ca/ca.pem",
+        "server/server.pem",
+        "server/server.key",
+        "client-1/client.pem",
+        "client-2/client.key",
     ] {
         assert!(keys.join(f).is_file(), "{f}");
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(keys.join("client-2.key"))
+        let mode = std::fs::metadata(keys.join("client-2/client.key"))
             .unwrap()
             .permissions()
             .mode();

@@ -142,17 +142,17 @@ impl Link {
 impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.rate_bps;
-        let rate = if r % 1_000_000_000 == 0 {
+        let rate = if r.is_multiple_of(1_000_000_000) {
             format!("{}gbit", r / 1_000_000_000)
-        } else if r % 1_000_000 == 0 {
+        } else if r.is_multiple_of(1_000_000) {
             format!("{}mbit", r / 1_000_000)
-        } else if r % 1_000 == 0 {
+        } else if r.is_multiple_of(1_000) {
             format!("{}kbit", r / 1_000)
         } else {
             format!("{r}bit")
         };
         let us = self.delay.as_micros();
-        if us % 1000 == 0 {
+        if us.is_multiple_of(1000) {
             write!(f, "{rate},{}ms", us / 1000)
         } else {
             write!(f, "{rate},{us}us")

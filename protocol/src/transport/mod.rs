@@ -29,9 +29,17 @@
 //! *hello*, then frames:
 //!
 //! ```text
-//! hello  = "PIWF" (4 bytes, magic) | wire version u16 big-endian (= 1) | flags u16 (= 0)
+//! hello  = "PIWF" (4 bytes, magic) | wire version u16 big-endian (= 2) | flags u16 (= 0)
 //! frame  = payload length u32 big-endian (<= MAX_FRAME) | payload (length bytes)
+//! abort  = 0x8000_0000 | reason length (u32 big-endian, <= MAX_ABORT_REASON) | reason (UTF-8)
 //! ```
+//!
+//! An *abort* record is the last thing one side sends before it hangs up:
+//! the reason (server busy, client not admitted, a phase deadline, a
+//! protocol violation) reaches the peer's next receive as
+//! [`crate::Error::Aborted`], with control characters stripped
+//! ([`peer_text`]), instead of a bare "connection closed". It is sent only
+//! at a frame boundary ([`Channel::abort`]).
 //!
 //! Both sides send their hello before reading the peer's. A hello with
 //! another magic or non-zero flags is [`crate::Error::PeerMisbehaved`];
@@ -45,6 +53,7 @@
 //! and a check that every byte was used. Framing costs 4 bytes per frame
 //! plus 8 per connection, metered apart from payload ([`Meter::framing`]).
 
+mod deadline;
 mod link;
 mod memory;
 mod meter;
@@ -53,13 +62,14 @@ pub mod pki;
 mod stream;
 mod tls;
 
+pub use deadline::{Deadlined, Phase, PhaseDeadlines};
 pub use link::{Link, NetStream};
 pub use memory::{MemoryChannel, QUEUE_BYTES, QUEUE_FRAMES, memory_pair};
 pub use meter::{Meter, MeterReport, Traffic};
 pub use msg::{MSG_LIMIT, decode_msg, recv_msg, recv_msg_limited, send_msg, send_msg_limited};
 pub use stream::{
-    ChannelConfig, FRAME_HEADER_LEN, HELLO_LEN, HELLO_MAGIC, StreamChannel, WIRE_VERSION,
-    hello_bytes,
+    ABORT_BIT, ChannelConfig, FRAME_HEADER_LEN, HELLO_LEN, HELLO_MAGIC, StreamChannel,
+    WIRE_VERSION, hello_bytes,
 };
 pub use tls::{
     ALPN_PROTOCOL, TcpChannel, TlsAcceptor, TlsChannel, TlsConnector, TlsStream, client_config,
@@ -70,6 +80,21 @@ use crate::Result;
 
 /// Largest frame either side accepts (64 MiB). Larger payloads are split.
 pub const MAX_FRAME: usize = 64 << 20;
+/// Longest reason of an abort record, bytes.
+pub const MAX_ABORT_REASON: usize = 1024;
+
+/// Text received from a peer, made safe to log and print: invalid UTF-8
+/// replaced, control characters (terminal escapes, newlines that would forge
+/// log lines) and bidirectional overrides dropped, cut to `max` bytes.
+pub fn peer_text(bytes: &[u8], max: usize) -> String {
+    let bytes = &bytes[..bytes.len().min(max)];
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .filter(|&c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
 
 /// An ordered, reliable, bidirectional frame channel between the two parties.
 pub trait Channel: Send {
@@ -92,6 +117,15 @@ pub trait Channel: Send {
     /// the peer's next receive reports [`crate::Error::Closed`] instead of a
     /// truncation. The default only flushes.
     fn close(&mut self) -> impl Future<Output = Result<()>> + Send {
+        self.flush()
+    }
+
+    /// Tells the peer why this side gives up and hangs up: an abort record
+    /// with `reason` (see the module docs) if the channel is at a frame
+    /// boundary, then a close. Best effort; the channel is unusable after.
+    /// The default (channels without abort records) only flushes.
+    fn abort(&mut self, reason: &str) -> impl Future<Output = Result<()>> + Send {
+        let _ = reason;
         self.flush()
     }
 

@@ -1,16 +1,20 @@
 //! A private certificate authority for mutual TLS: generation (rcgen), PEM
 //! files on disk, and loaders that turn them into a [`TlsIdentity`].
 //!
-//! Layout of a key directory made by [`keygen`]:
+//! A key directory made by [`keygen`] holds one *bundle* (a directory,
+//! mode 0700) per party, so each party is handed only what it needs:
 //!
-//! | file | content | mode |
+//! | bundle | files | who needs it |
 //! |---|---|---|
-//! | `ca.pem` / `ca.key` | the CA certificate and its key (keep the key offline) | 0644 / 0600 |
-//! | `server.pem` / `server.key` | server certificate (SAN `localhost`, `127.0.0.1`, extra names) | 0644 / 0600 |
-//! | `client-NAME.pem` / `client-NAME.key` | one client certificate per name | 0644 / 0600 |
+//! | `ca/` | `ca.pem`, `ca.key` (the CA key: keep it offline) | whoever issues or revokes certificates; never the server at run time |
+//! | `server/` | `ca.pem`, `server.pem` (SAN `localhost`, `127.0.0.1`, extra names), `server.key` | the server |
+//! | `client-NAME/` | `ca.pem`, `client.pem` (subject `CN=NAME`), `client.key` | client NAME |
 //!
-//! The server needs `ca.pem`, `server.pem`, `server.key`; a client needs
-//! `ca.pem` and its own pair. Keys are ECDSA P-256.
+//! Keys are ECDSA P-256, written 0600; certificates 0644. [`TlsFiles`]
+//! takes either a bundle or the whole key directory. [`CertificateAuthority::revoke`]
+//! writes a certificate revocation list that the server can load
+//! ([`load_crls`]); [`certificate_subject`] names the client behind a
+//! verified certificate (for logs, allowlists and per-client caps).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use zeroize::Zeroizing;
 
 use crate::{Error, Result};
+
+pub use rustls::pki_types::CertificateRevocationListDer;
 
 /// Prefix of the subject common name of every CA made here. The full name
 /// appends a fingerprint of the CA key, so that CAs of different deployments
@@ -75,6 +81,30 @@ fn ca_params(key: &KeyPair) -> CertificateParams {
         KeyUsagePurpose::DigitalSignature,
     ];
     p
+}
+
+/// Checks a server name for a certificate or a connection: an IP address
+/// or a DNS name (letters, digits, `-`, dots; no wildcards), at most 253
+/// characters.
+pub fn check_server_name(name: &str) -> Result<()> {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    if !trimmed.is_empty() && name.len() <= 253 && trimmed.split('.').all(label_ok) {
+        return Ok(());
+    }
+    Err(Error::BadInput(format!(
+        "server name {name:?} is neither an IP address nor a DNS name \
+         (labels of letters, digits and '-', separated by dots; no wildcards)"
+    )))
 }
 
 /// Checks a client name used in file names and certificates.
@@ -188,8 +218,15 @@ impl CertificateAuthority {
         Ok(ca)
     }
 
-    /// Reloads the CA from `dir/ca.pem` and `dir/ca.key`.
+    /// Reloads the CA from `dir/ca.pem` and `dir/ca.key`, where `dir` is the
+    /// CA bundle or a key directory made by [`keygen`] (its `ca/`).
     pub fn load(dir: &Path) -> Result<Self> {
+        let nested = dir.join("ca");
+        let dir = if dir.join("ca.key").exists() || !nested.is_dir() {
+            dir
+        } else {
+            nested.as_path()
+        };
         let cert = read_pem_file(&dir.join("ca.pem"), "CA certificate")?;
         let key = read_pem_file(&dir.join("ca.key"), "CA key")?;
         let cert = String::from_utf8(cert.to_vec()).map_err(|_| {
@@ -209,6 +246,58 @@ impl CertificateAuthority {
     /// Writes `ca.pem` and `ca.key` (0600) into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         self.cert.write(dir, "ca")
+    }
+
+    /// A certificate revocation list signed by this CA listing `certs` (PEM
+    /// certificates) and every serial already in `previous` (a CRL of this
+    /// CA, PEM), numbered one above it. Returns the CRL as PEM.
+    pub fn revoke(&self, certs: &[String], previous: Option<&[u8]>) -> Result<String> {
+        let mut serials: Vec<Vec<u8>> = Vec::new();
+        let mut number = 0u64;
+        if let Some(prev) = previous {
+            let der = CertificateRevocationListDer::from_pem_slice(prev)
+                .map_err(|e| Error::BadInput(format!("previous CRL: {e}")))?;
+            let (_, crl) = x509_parser::parse_x509_crl(der.as_ref())
+                .map_err(|e| Error::BadInput(format!("previous CRL: {e}")))?;
+            number = crl
+                .crl_number()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0);
+            for r in crl.iter_revoked_certificates() {
+                serials.push(r.raw_serial().to_vec());
+            }
+        }
+        for pem in certs {
+            let der = CertificateDer::from_pem_slice(pem.as_bytes())
+                .map_err(|e| Error::BadInput(format!("certificate to revoke: {e}")))?;
+            let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+                .map_err(|e| Error::BadInput(format!("certificate to revoke: {e}")))?;
+            let serial = cert.raw_serial().to_vec();
+            if !serials.contains(&serial) {
+                serials.push(serial);
+            }
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(CA_VALIDITY_DAYS),
+            crl_number: rcgen::SerialNumber::from(number.saturating_add(1)),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .into_iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(&s),
+                    revocation_time: now - time::Duration::minutes(1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params
+            .signed_by(&self.issuer)
+            .map_err(rcgen_err("certificate revocation list"))?;
+        crl.pem().map_err(rcgen_err("certificate revocation list"))
     }
 
     /// Issues a server certificate for `localhost`, `127.0.0.1` and
@@ -255,11 +344,15 @@ impl CertificateAuthority {
     }
 }
 
-/// Makes a complete key directory: a new CA, a server certificate (with
-/// `server_names` besides the defaults) and one client certificate per name.
-/// Creates `dir` (0700) if needed and refuses to overwrite existing files.
-/// Returns the paths written.
+/// Makes a complete key directory of bundles (see the module docs): a new
+/// CA in `ca/`, a server certificate (with `server_names` besides the
+/// defaults) in `server/`, one client certificate per name in
+/// `client-NAME/`. Creates the directories (0700) and refuses to overwrite
+/// existing files. Returns the paths written.
 pub fn keygen(dir: &Path, server_names: &[String], clients: &[String]) -> Result<Vec<PathBuf>> {
+    for n in server_names {
+        check_server_name(n)?;
+    }
     for c in clients {
         check_client_name(c)?;
     }
@@ -271,18 +364,102 @@ pub fn keygen(dir: &Path, server_names: &[String], clients: &[String]) -> Result
         .collect::<Result<Vec<_>>>()?;
     create_private_dir(dir)?;
     let mut written = Vec::new();
-    let mut put = |cert: &IssuedCert, stem: &str| -> Result<()> {
-        cert.write(dir, stem)?;
-        written.push(dir.join(format!("{stem}.pem")));
-        written.push(dir.join(format!("{stem}.key")));
+    let mut bundle = |sub: &str, cert: &IssuedCert, stem: &str, with_ca: bool| -> Result<()> {
+        let b = dir.join(sub);
+        create_private_dir(&b)?;
+        if with_ca {
+            write_new(&b.join("ca.pem"), ca.cert_pem().as_bytes(), false)?;
+            written.push(b.join("ca.pem"));
+        }
+        cert.write(&b, stem)?;
+        written.push(b.join(format!("{stem}.pem")));
+        written.push(b.join(format!("{stem}.key")));
         Ok(())
     };
-    put(&ca.cert, "ca")?;
-    put(&server, "server")?;
+    bundle("ca", &ca.cert, "ca", false)?;
+    bundle("server", &server, "server", true)?;
     for (name, cert) in &clients {
-        put(cert, &format!("client-{name}"))?;
+        bundle(&format!("client-{name}"), cert, "client", true)?;
     }
     Ok(written)
+}
+
+/// The certificate revocation lists (PEM `X509 CRL` blocks, or one DER
+/// CRL) in `path`, for [`super::TlsAcceptor::with_crls`].
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let bytes = read_pem_file(path, "certificate revocation list")?;
+    let pem = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::BadInput(format!("{}: garbled PEM: {e}", path.display())))?;
+    let crls = if pem.is_empty() {
+        vec![CertificateRevocationListDer::from(bytes.to_vec())]
+    } else {
+        pem
+    };
+    for c in &crls {
+        if x509_parser::parse_x509_crl(c.as_ref()).is_err() {
+            return Err(Error::BadInput(format!(
+                "{}: not a certificate revocation list",
+                path.display()
+            )));
+        }
+    }
+    Ok(crls)
+}
+
+/// Who a certificate names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertSubject {
+    /// The subject's common name (the client name of [`keygen`]); the whole
+    /// subject if it has none.
+    pub name: String,
+    /// The whole subject, RFC 4514 style (`CN=1`).
+    pub subject: String,
+    /// The serial number, hex.
+    pub serial: String,
+}
+
+/// Reads the subject and serial of a DER certificate (a verified peer's).
+pub fn certificate_subject(der: &[u8]) -> Result<CertSubject> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| Error::BadInput(format!("cannot parse the certificate: {e}")))?;
+    let subject = super::peer_text(cert.subject().to_string().as_bytes(), 256);
+    let name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(|cn| super::peer_text(cn.as_bytes(), 256))
+        .unwrap_or_else(|| subject.clone());
+    Ok(CertSubject {
+        name,
+        subject,
+        serial: hex(cert.raw_serial()),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The permission problem of a private key file, if any: readable or
+/// writable by group or others (Unix).
+pub fn key_permission_warning(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Some(format!(
+                "private key {} is accessible to group or others (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    None
 }
 
 /// The paths of one party's TLS material.
@@ -297,22 +474,51 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// The server's files in a directory made by [`keygen`].
+    /// The server's files: `dir` is a server bundle (holding `server.pem`)
+    /// or a key directory made by [`keygen`] (its `server/` bundle).
     pub fn server(dir: &Path) -> Self {
+        let b = if dir.join("server.pem").exists() {
+            dir.to_path_buf()
+        } else {
+            dir.join("server")
+        };
         Self {
-            ca_cert: dir.join("ca.pem"),
-            cert: dir.join("server.pem"),
-            key: dir.join("server.key"),
+            ca_cert: b.join("ca.pem"),
+            cert: b.join("server.pem"),
+            key: b.join("server.key"),
         }
     }
 
-    /// Client `name`'s files in a directory made by [`keygen`].
+    /// Client `name`'s files: `dir` is a client bundle (holding
+    /// `client.pem`; `name` is then ignored) or a key directory made by
+    /// [`keygen`] (its `client-NAME/` bundle).
     pub fn client(dir: &Path, name: &str) -> Self {
+        let b = if dir.join("client.pem").exists() {
+            dir.to_path_buf()
+        } else {
+            dir.join(format!("client-{name}"))
+        };
         Self {
-            ca_cert: dir.join("ca.pem"),
-            cert: dir.join(format!("client-{name}.pem")),
-            key: dir.join(format!("client-{name}.key")),
+            ca_cert: b.join("ca.pem"),
+            cert: b.join("client.pem"),
+            key: b.join("client.key"),
         }
+    }
+
+    /// Things the owner should fix: a private key readable by others, or
+    /// the CA key lying next to this party's files.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w: Vec<String> = key_permission_warning(&self.key).into_iter().collect();
+        if let Some(dir) = self.key.parent() {
+            let ca_key = dir.join("ca.key");
+            if ca_key.exists() {
+                w.push(format!(
+                    "{} lies next to this party's keys: only certificate issuing needs the CA key; keep it offline",
+                    ca_key.display()
+                ));
+            }
+        }
+        w
     }
 
     /// Reads and parses the three files.

@@ -8,18 +8,26 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 
-use super::{Channel, MAX_FRAME, Meter};
+use super::{Channel, MAX_ABORT_REASON, MAX_FRAME, Meter, peer_text};
 use crate::{Error, Misbehavior, Result};
 
 /// First four bytes of the hello: identifies a pi transport endpoint.
 pub const HELLO_MAGIC: [u8; 4] = *b"PIWF";
 /// Version of the framing described in the module docs. Bumped on any
-/// change to the hello or the frame header.
-pub const WIRE_VERSION: u16 = 1;
+/// change to the hello or the frame header (2: abort records).
+pub const WIRE_VERSION: u16 = 2;
 /// Length of the hello each side sends first.
 pub const HELLO_LEN: usize = 8;
 /// Length of a frame header (big-endian `u32` payload length).
 pub const FRAME_HEADER_LEN: usize = 4;
+/// Top bit of a frame header: the record is an abort with a reason of
+/// `header & !ABORT_BIT` bytes (at most [`super::MAX_ABORT_REASON`]), the last
+/// record of the connection.
+pub const ABORT_BIT: u32 = 1 << 31;
+/// After an abort, how long and how much of the peer's input is read and
+/// discarded so that the abort record is not lost to a TCP reset.
+const ABORT_DRAIN_TIME: Duration = Duration::from_secs(2);
+const ABORT_DRAIN_BYTES: usize = 64 << 20;
 
 /// The hello this implementation sends: magic, version, two zero flag bytes.
 pub fn hello_bytes() -> [u8; HELLO_LEN] {
@@ -119,6 +127,10 @@ pub struct StreamChannel<S> {
     unflushed: bool,
     /// Why the channel stopped working, once it has.
     broken: Option<String>,
+    /// A frame write started and has not completed (its future was dropped
+    /// or failed): the outgoing stream may be mid-frame, so no abort record
+    /// may follow.
+    writing: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
@@ -136,6 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
             meter: Meter::default(),
             unflushed: false,
             broken: None,
+            writing: false,
         };
         tokio::time::timeout(limit, ch.exchange_hello())
             .await
@@ -246,7 +259,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
             }
         }
         self.meter.add_framing_received(FRAME_HEADER_LEN);
-        let len = u32::from_be_bytes(h) as usize;
+        let header = u32::from_be_bytes(h);
+        if header & ABORT_BIT != 0 {
+            return Err(self.read_abort((header & !ABORT_BIT) as usize).await);
+        }
+        let len = header as usize;
         if len > MAX_FRAME {
             return Err(Misbehavior::FrameTooLarge {
                 len,
@@ -255,6 +272,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
             .into());
         }
         Ok(len)
+    }
+
+    /// Reads the reason of an abort record whose header announced `len` bytes.
+    async fn read_abort(&mut self, len: usize) -> Error {
+        if len > MAX_ABORT_REASON {
+            return Misbehavior::FrameTooLarge {
+                len,
+                limit: MAX_ABORT_REASON,
+            }
+            .into();
+        }
+        let mut reason = vec![0u8; len];
+        match self.read_full(&mut reason).await {
+            Ok(got) if got == len => Error::Aborted(peer_text(&reason, MAX_ABORT_REASON)),
+            Ok(got) => Misbehavior::Truncated {
+                what: "an abort record",
+                got,
+                expected: len,
+            }
+            .into(),
+            Err(e) => e,
+        }
     }
 
     /// Writes header and payload as one vectored write where the stream
@@ -290,8 +329,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
             .map_err(|_| Error::BadInput("frame length does not fit the header".into()))?
             .to_be_bytes();
         self.unflushed = true;
+        self.writing = true;
         let r = self.write_frame_timed(&header, frame).await;
         self.note(r)?;
+        self.writing = false;
         self.meter.add_framing_sent(FRAME_HEADER_LEN);
         self.meter.add_sent(frame.len());
         Ok(())
@@ -347,6 +388,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
         Ok(())
     }
 
+    /// Writes an abort record (if the outgoing stream is at a frame
+    /// boundary), flushes and shuts the stream down.
+    async fn abort_inner(&mut self, reason: &str) -> Result<()> {
+        if self.broken.is_none() && !self.writing {
+            let mut cut = reason.len().min(MAX_ABORT_REASON);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let reason = &reason.as_bytes()[..cut];
+            let header = (ABORT_BIT | reason.len() as u32).to_be_bytes();
+            self.unflushed = true;
+            self.writing = true;
+            let r = self.write_frame_timed(&header, reason).await;
+            self.note(r)?;
+            self.writing = false;
+            self.meter.add_framing_sent(FRAME_HEADER_LEN + reason.len());
+        }
+        let limit = self.config.write_timeout;
+        let r = async {
+            self.io.flush().await?;
+            self.io.shutdown().await
+        };
+        let r = match tokio::time::timeout(limit, r).await {
+            Err(_) => Err(Error::Timeout(limit)),
+            Ok(r) => r.map_err(map_io),
+        };
+        self.broken = Some("the channel was aborted locally".into());
+        // Closing a socket with unread input makes the kernel send a reset,
+        // which can destroy the abort record before the peer reads it: read
+        // and discard what the peer still sends, for a short while.
+        if r.is_ok() {
+            let drain = async {
+                let mut sink = vec![0u8; 16 << 10];
+                let mut total = 0usize;
+                while total < ABORT_DRAIN_BYTES {
+                    match self.io.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(ABORT_DRAIN_TIME.min(limit), drain).await;
+        }
+        r
+    }
+
     async fn close_inner(&mut self) -> Result<()> {
         self.unflushed = true;
         self.flush_inner().await?;
@@ -387,6 +474,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Channel for StreamChannel<S> {
     async fn close(&mut self) -> Result<()> {
         self.check_usable()?;
         self.close_inner().await
+    }
+
+    async fn abort(&mut self, reason: &str) -> Result<()> {
+        self.abort_inner(reason).await
     }
 
     fn set_label(&mut self, label: &str) {

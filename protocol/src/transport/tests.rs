@@ -169,10 +169,12 @@ async fn key_files_are_private_and_not_overwritten() {
     {
         use std::os::unix::fs::PermissionsExt;
         for (f, mode) in [
-            ("ca.key", 0o600),
-            ("server.key", 0o600),
-            ("client-bob.key", 0o600),
-            ("ca.pem", 0o644),
+            ("ca/ca.key", 0o600),
+            ("server/server.key", 0o600),
+            ("client-bob/client.key", 0o600),
+            ("ca/ca.pem", 0o644),
+            ("server/ca.pem", 0o644),
+            ("client-alice", 0o700),
         ] {
             let m = std::fs::metadata(dir.path().join(f))
                 .unwrap()
@@ -199,7 +201,7 @@ async fn loaders_report_missing_and_garbled_files() {
     make_keys(dir.path());
     let missing = TlsFiles::client(dir.path(), "carol").load();
     assert!(
-        matches!(&missing, Err(Error::BadInput(m)) if m.contains("client-carol.pem")),
+        matches!(&missing, Err(Error::BadInput(m)) if m.contains("client-carol/ca.pem")),
         "{missing:?}"
     );
 
@@ -217,20 +219,20 @@ async fn loaders_report_missing_and_garbled_files() {
 
     // A key where a certificate should be, and a certificate where a key should be.
     let swapped = TlsFiles {
-        cert: dir.path().join("server.key"),
-        key: dir.path().join("server.pem"),
+        cert: dir.path().join("server/server.key"),
+        key: dir.path().join("server/server.pem"),
         ..TlsFiles::server(dir.path())
     };
     assert!(matches!(swapped.load(), Err(Error::BadInput(m)) if m.contains("no CERTIFICATE")));
     let swapped = TlsFiles {
-        key: dir.path().join("server.pem"),
+        key: dir.path().join("server/server.pem"),
         ..TlsFiles::server(dir.path())
     };
     assert!(matches!(swapped.load(), Err(Error::BadInput(m)) if m.contains("no PRIVATE KEY")));
 
     // A certificate with someone else's key is refused when building the config.
     let mismatched = TlsFiles {
-        key: dir.path().join("client-bob.key"),
+        key: dir.path().join("client-bob/client.key"),
         ..TlsFiles::server(dir.path())
     };
     let id = mismatched.load().unwrap();
@@ -245,9 +247,12 @@ async fn reloaded_ca_issues_clients_the_server_accepts() {
     let dir = tempfile::tempdir().unwrap();
     make_keys(dir.path());
     let ca = CertificateAuthority::load(dir.path()).unwrap();
+    let carol_dir = dir.path().join("client-carol");
+    std::fs::create_dir(&carol_dir).unwrap();
+    std::fs::copy(dir.path().join("ca/ca.pem"), carol_dir.join("ca.pem")).unwrap();
     ca.issue_client("carol")
         .unwrap()
-        .write(dir.path(), "client-carol")
+        .write(&carol_dir, "client")
         .unwrap();
     let server_id = TlsFiles::server(dir.path()).load().unwrap();
     let carol = TlsFiles::client(dir.path(), "carol").load().unwrap();
@@ -262,7 +267,7 @@ async fn reloaded_ca_issues_clients_the_server_accepts() {
 
     // A CA key that does not belong to the CA certificate is refused.
     let other = CertificateAuthority::generate().unwrap();
-    let cert = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+    let cert = std::fs::read_to_string(dir.path().join("ca/ca.pem")).unwrap();
     let wrong_key = other.issue_client("x").unwrap().key_pem;
     assert!(matches!(
         CertificateAuthority::from_pem(&cert, &wrong_key),
@@ -334,7 +339,7 @@ async fn server_name_not_in_certificate_is_rejected() {
     let connector = TlsConnector::new(&client_id, short()).unwrap();
     let (c, _s) = tls_connect(acceptor.clone(), connector.clone(), "other.example").await;
     assert!(
-        matches!(&c, Err(Error::Tls(m)) if m.contains("NotValidForName")),
+        matches!(&c, Err(Error::Tls(m)) if m.contains("not valid for the server name")),
         "{:?}",
         c.err()
     );
@@ -392,10 +397,13 @@ async fn raw_peer() -> (TcpStream, Result<TcpChannel>) {
 async fn oversized_length_prefix_is_refused_without_allocating() {
     let (mut raw, ch) = raw_peer().await;
     let mut ch = ch.unwrap();
-    raw.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    // The largest length a data frame header can carry (the top bit marks an
+    // abort record).
+    let largest = ABORT_BIT - 1;
+    raw.write_all(&largest.to_be_bytes()).await.unwrap();
     let r = ch.recv(usize::MAX).await;
     assert!(
-        matches!(&r, Err(Error::PeerMisbehaved(Misbehavior::FrameTooLarge { len, limit })) if *len == u32::MAX as usize && *limit == MAX_FRAME),
+        matches!(&r, Err(Error::PeerMisbehaved(Misbehavior::FrameTooLarge { len, limit })) if *len == largest as usize && *limit == MAX_FRAME),
         "{r:?}"
     );
     // The stream is now mid-frame: the channel refuses further use.
@@ -470,6 +478,62 @@ async fn truncated_frame_then_eof() {
     assert!(matches!(ch.recv(2).await, Err(Error::Closed)));
 }
 
+/// An abort record reaches the peer's next receive as `Aborted` with the
+/// reason, control characters stripped; a raw abort header with an oversized
+/// reason is a protocol violation, not an allocation.
+#[tokio::test]
+async fn abort_records_carry_a_clean_reason() {
+    let roomy = ChannelConfig::with_timeouts(Duration::from_secs(30));
+    let (mut client, mut server) = tcp_loopback_pair(roomy.clone()).await.unwrap();
+    server.send(b"first").await.unwrap();
+    server
+        .abort("server busy (8 sessions)\x1b[31m\nforged line\u{202e}")
+        .await
+        .unwrap();
+    assert_eq!(client.recv(16).await.unwrap(), b"first");
+    let r = client.recv(16).await;
+    assert!(
+        matches!(&r, Err(Error::Aborted(m)) if m == "server busy (8 sessions)[31mforged line"),
+        "{r:?}"
+    );
+    assert!(server.send(b"x").await.is_err(), "unusable after abort");
+
+    // Through TLS as well, and into a fixed-size receive.
+    let (mut client, mut server) = tls_loopback_pair(roomy).await.unwrap();
+    server.abort("deadline").await.unwrap();
+    let mut buf = [0u8; 100];
+    let r = client.recv_into(&mut buf).await;
+    assert!(
+        matches!(&r, Err(Error::Aborted(m)) if m == "deadline"),
+        "{r:?}"
+    );
+
+    let (mut raw, ch) = raw_peer().await;
+    let mut ch = ch.unwrap();
+    raw.write_all(&(ABORT_BIT | 5000).to_be_bytes())
+        .await
+        .unwrap();
+    let r = ch.recv(10).await;
+    assert!(
+        matches!(
+            &r,
+            Err(Error::PeerMisbehaved(Misbehavior::FrameTooLarge {
+                limit: MAX_ABORT_REASON,
+                ..
+            }))
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn peer_text_strips_control_characters_and_cuts() {
+    assert_eq!(super::peer_text(b"ok \x1b[2J\r\nend\x07", 100), "ok [2Jend");
+    assert_eq!(super::peer_text("a\u{2066}b".as_bytes(), 100), "ab");
+    assert_eq!(super::peer_text(b"abcdef", 3), "abc");
+    assert_eq!(super::peer_text(&[0xff, b'x'], 10), "\u{fffd}x");
+}
+
 #[tokio::test]
 async fn garbage_instead_of_hello() {
     async fn establish_against(bytes: &'static [u8]) -> Result<TcpChannel> {
@@ -492,13 +556,13 @@ async fn garbage_instead_of_hello() {
         "{:?}",
         r.err()
     );
-    let r = establish_against(b"PIWF\x00\x02\x00\x00").await;
+    let r = establish_against(b"PIWF\x00\x03\x00\x00").await;
     assert!(
-        matches!(&r, Err(Error::Incompatible(m)) if m.contains("version 2")),
+        matches!(&r, Err(Error::Incompatible(m)) if m.contains("version 3")),
         "{:?}",
         r.err()
     );
-    let r = establish_against(b"PIWF\x00\x01\x00\x07").await;
+    let r = establish_against(b"PIWF\x00\x02\x00\x07").await;
     assert!(
         matches!(&r, Err(Error::PeerMisbehaved(Misbehavior::Hello(m))) if m.contains("flags")),
         "{:?}",
@@ -675,4 +739,82 @@ async fn tls_over_an_emulated_link() {
     let floor = link.transmit_time(TOTAL) + 2 * link.delay;
     assert!(took >= floor, "{took:?} < {floor:?}");
     assert_eq!(c.meter().total("").sent, TOTAL as u64);
+}
+
+#[test]
+fn server_names_are_dns_names_or_ip_addresses() {
+    use super::pki::check_server_name;
+    for ok in [
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        "pi.example.org",
+        "a-b.c9",
+        "x.",
+    ] {
+        assert!(check_server_name(ok).is_ok(), "{ok}");
+    }
+    let long = "a".repeat(64);
+    for bad in [
+        "",
+        "bad name",
+        "*.example",
+        "-a.b",
+        "a..b",
+        "a_b.c",
+        long.as_str(),
+    ] {
+        assert!(check_server_name(bad).is_err(), "{bad}");
+    }
+}
+
+/// A CRL from `revoke` makes the server refuse exactly the revoked client;
+/// a second revocation keeps the first; subjects name the clients.
+#[tokio::test]
+async fn revoked_clients_fail_the_handshake() {
+    use super::pki::{certificate_subject, load_crls};
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    make_keys(dir.path());
+    let ca = CertificateAuthority::load(dir.path()).unwrap();
+    let bob = std::fs::read_to_string(dir.path().join("client-bob/client.pem")).unwrap();
+    let crl = ca.revoke(&[bob], None).unwrap();
+    let path = dir.path().join("crl.pem");
+    std::fs::write(&path, &crl).unwrap();
+    let crls = load_crls(&path).unwrap();
+    let server_id = TlsFiles::server(dir.path()).load().unwrap();
+    let roomy = ChannelConfig::with_timeouts(Duration::from_secs(30));
+    for (name, revoked) in [("alice", false), ("bob", true)] {
+        let id = TlsFiles::client(dir.path(), name).load().unwrap();
+        let who = certificate_subject(&id.cert_chain[0]).unwrap();
+        assert_eq!(
+            (who.name.as_str(), who.subject.clone()),
+            (name, format!("CN={name}"))
+        );
+        let (c, s) = tls_connect(
+            TlsAcceptor::with_crls(&server_id, crls.clone(), roomy.clone()).unwrap(),
+            TlsConnector::new(&id, roomy.clone()).unwrap(),
+            "localhost",
+        )
+        .await;
+        if revoked {
+            assert!(
+                matches!(&s, Err(Error::Tls(m)) if m.contains("revoked")),
+                "{:?}",
+                s.err()
+            );
+            assert!(c.is_err());
+        } else {
+            s.unwrap();
+            c.unwrap();
+        }
+    }
+    // Revoking alice as well keeps bob revoked.
+    let alice = std::fs::read_to_string(dir.path().join("client-alice/client.pem")).unwrap();
+    let both = ca.revoke(&[alice], Some(crl.as_bytes())).unwrap();
+    let der =
+        rustls::pki_types::CertificateRevocationListDer::from_pem_slice(both.as_bytes()).unwrap();
+    let (_, parsed) = x509_parser::parse_x509_crl(&der).unwrap();
+    assert_eq!(parsed.iter_revoked_certificates().count(), 2);
+    assert_eq!(parsed.crl_number().map(|n| n.to_string()), Some("2".into()));
 }

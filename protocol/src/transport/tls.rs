@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName};
 use tokio::io::BufReader;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
@@ -67,10 +67,20 @@ pub fn client_config(id: &TlsIdentity) -> Result<rustls::ClientConfig> {
 /// Server TLS configuration: TLS 1.3 only, requires a client certificate
 /// signed by `id.ca_certs`, accepts only [`ALPN_PROTOCOL`].
 pub fn server_config(id: &TlsIdentity) -> Result<rustls::ServerConfig> {
+    server_config_with_crls(id, Vec::new())
+}
+
+/// [`server_config`] that also refuses client certificates listed in
+/// `crls` (revocation lists of our CA, see [`super::pki::load_crls`]).
+pub fn server_config_with_crls(
+    id: &TlsIdentity,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<rustls::ServerConfig> {
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(root_store(id)?),
         crypto_provider(),
     )
+    .with_crls(crls)
     .build()
     .map_err(|e| Error::Tls(format!("client verifier: {e}")))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(crypto_provider())
@@ -167,6 +177,19 @@ impl TlsAcceptor {
         Ok(Self::from_config(server_config(id)?, channel))
     }
 
+    /// An acceptor like [`Self::new`] that also refuses client certificates
+    /// revoked by `crls`.
+    pub fn with_crls(
+        id: &TlsIdentity,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+        channel: ChannelConfig,
+    ) -> Result<Self> {
+        Ok(Self::from_config(
+            server_config_with_crls(id, crls)?,
+            channel,
+        ))
+    }
+
     /// An acceptor from a custom rustls configuration (tests, tuning).
     pub fn from_config(tls: rustls::ServerConfig, channel: ChannelConfig) -> Self {
         Self {
@@ -242,14 +265,16 @@ pub(crate) fn map_tls_error(e: &rustls::Error) -> Error {
             "no common ALPN protocol: we speak {}",
             String::from_utf8_lossy(ALPN_PROTOCOL)
         )),
-        rustls::Error::InvalidCertificate(c @ rustls::CertificateError::UnknownIssuer) => {
-            Error::Tls(format!(
-                "the peer's certificate is not signed by our CA ({c:?})"
-            ))
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            Error::Tls("the peer's certificate is not signed by our CA".into())
         }
-        rustls::Error::InvalidCertificate(c) => {
-            Error::Tls(format!("the peer's certificate was rejected: {c:?}"))
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => {
+            Error::Tls("the peer's certificate has been revoked".into())
         }
+        rustls::Error::InvalidCertificate(c) => Error::Tls(format!(
+            "the peer's certificate was rejected: {}",
+            cert_error(c)
+        )),
         rustls::Error::NoCertificatesPresented => {
             Error::Tls("the peer presented no certificate".into())
         }
@@ -262,7 +287,63 @@ pub(crate) fn map_tls_error(e: &rustls::Error) -> Error {
             | A::CertificateRevoked
             | A::UnsupportedCertificate
             | A::AccessDenied),
-        ) => Error::Tls(format!("the peer rejected our certificate (alert {a:?})")),
+        ) => Error::Tls(format!(
+            "the peer rejected our certificate ({})",
+            alert_text(*a)
+        )),
+        rustls::Error::AlertReceived(a) => Error::Tls(format!(
+            "the peer ended the TLS handshake: {}",
+            alert_text(*a)
+        )),
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            Error::Tls(
+                "the peer does not speak TLS 1.3 (malformed or unexpected handshake message)"
+                    .into(),
+            )
+        }
+        rustls::Error::PeerIncompatible(_) => {
+            Error::Tls("the peer offers no TLS 1.3 parameters we accept".into())
+        }
         other => Error::Tls(other.to_string()),
+    }
+}
+
+/// A certificate error as a phrase (rustls's Display of these is a Debug dump).
+fn cert_error(c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match c {
+        C::BadEncoding => "it is not a well-formed certificate".into(),
+        C::Expired | C::ExpiredContext { .. } => "it has expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "it is not valid yet (check the clocks)".into()
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "it is not valid for the server name asked for (see --server-name)".into()
+        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "it is not meant for this role (server/client)".into()
+        }
+        C::BadSignature => "its signature does not verify".into(),
+        C::UnknownRevocationStatus => "its revocation status is unknown".into(),
+        other => format!("{other}"),
+    }
+}
+
+/// A TLS alert as words.
+fn alert_text(a: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    match a {
+        A::BadCertificate => "bad certificate".into(),
+        A::UnknownCA => "certificate from an unknown CA".into(),
+        A::CertificateRequired => "a client certificate is required".into(),
+        A::CertificateUnknown => "certificate not accepted".into(),
+        A::CertificateExpired => "certificate expired".into(),
+        A::CertificateRevoked => "certificate revoked".into(),
+        A::UnsupportedCertificate => "unsupported certificate".into(),
+        A::AccessDenied => "access denied".into(),
+        A::HandshakeFailure => "handshake failure".into(),
+        A::ProtocolVersion => "unsupported protocol version".into(),
+        A::DecryptError => "decryption error".into(),
+        other => format!("{other:?}").to_lowercase(),
     }
 }
