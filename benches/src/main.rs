@@ -2,8 +2,9 @@
 //!
 //! - `pi-bench primitives [--json]`: garbled circuits, OT extension, base OT
 //!   and TLS bulk throughput on loopback, both parties in one process.
-//! - `pi-bench he SPEC [--json] [--threads N] [--verify]`: the offline linear
-//!   (HE) step for every linear layer of a network.
+//! - `pi-bench he SPEC [--json] [--threads N] [--verify] [--lifetime-inferences Q]`:
+//!   the offline linear (HE) step for every linear layer of a network, with
+//!   the weights' hiding per inference and over Q inferences.
 //! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--inferences N] [--relu gc|ot] [--link RATE,DELAY] [--json]`:
 //!   one private inference, pi-server and pi-client over loopback TLS, checked
 //!   against the fixed-point oracle.
@@ -67,6 +68,10 @@ enum Command {
         /// Also check every decrypted share against W·c − s in the clear.
         #[arg(long)]
         verify: bool,
+        /// Lifetime budget the hiding is reported over: inferences served
+        /// with one weight set, as an integer or `2^K`.
+        #[arg(long, default_value = "2^30", value_parser = parse_inferences)]
+        lifetime_inferences: u64,
     },
     /// One private inference end to end: pi-server and pi-client over loopback TCP + TLS 1.3.
     E2e {
@@ -253,7 +258,8 @@ fn main() -> Result<()> {
             json,
             threads,
             verify,
-        } => he(&spec, json, threads, verify),
+            lifetime_inferences,
+        } => he(&spec, json, threads, verify, lifetime_inferences),
         Command::E2e {
             spec,
             weights,
@@ -405,7 +411,17 @@ fn primitives(
     Ok(())
 }
 
-fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result<()> {
+fn parse_inferences(text: &str) -> std::result::Result<u64, String> {
+    pi_protocol::he::hiding::parse_inferences(text).map_err(|e| e.to_string())
+}
+
+fn he(
+    spec: &str,
+    as_json: bool,
+    threads: Option<usize>,
+    verify: bool,
+    lifetime: u64,
+) -> Result<()> {
     let model = pi_models::Model::resolve(spec).with_context(|| format!("network {spec:?}"))?;
     let layers = pi_bench::he::network_layers(&model.network);
     if let Some(n) = threads {
@@ -440,6 +456,7 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
                     "macs": l.macs,
                     "noise_margin_bits": l.noise_margin_bits,
                     "hiding_bits": l.hiding_bits,
+                    "sent_coefficients": l.sent_coefficients,
                 })
             })
             .collect();
@@ -453,7 +470,14 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
                 "bytes_client_to_server": r.bytes_client_to_server,
                 "bytes_server_to_client": r.bytes_server_to_client,
                 "products": r.products,
-                "inference_hiding_bits": r.inference_hiding_bits,
+                "sent_coefficients": r.hiding.coefficients(),
+                "inference_hiding_bits": r.hiding.inference_bits(),
+                "lifetime_hiding_bits": r.hiding.lifetime_bits(lifetime),
+                "lifetime_inferences": lifetime,
+                "max_lifetime_inferences_log2": r.hiding.max_inferences_log2(
+                    pi_protocol::he::STATISTICAL_SECURITY_BITS
+                ),
+                "decryption_failure_log2": r.hiding.decryption_failure_log2(),
                 "layers": layers,
             }))?
         );
@@ -485,8 +509,14 @@ fn he(spec: &str, as_json: bool, threads: Option<usize>, verify: bool) -> Result
         if verify { ", every share verified" } else { "" }
     );
     println!(
-        "weights hidden to statistical distance 2^-{:.1} per inference (per coefficient: 2^-hide each)",
-        r.inference_hiding_bits
+        "weights hidden to statistical distance 2^-{:.1} per inference ({} coefficients, \
+         2^-hide each) and 2^-{:.1} over {} inferences with the same weights; \
+         decryption failure below 2^{:.1} per inference",
+        r.hiding.inference_bits(),
+        r.hiding.coefficients(),
+        r.hiding.lifetime_bits(lifetime),
+        lifetime,
+        r.hiding.decryption_failure_log2()
     );
     Ok(())
 }
