@@ -193,13 +193,13 @@
 //!
 //! # Cost (indicative, 2-core machine shared with other builds)
 //! ResNet18 (m = 64, 32x32, 100 classes), all 21 linear layers, one thread,
-//! both parties: 54.8 MB up, 46.1 MB down, 16 090 ct x pt products, the
-//! same CPU time as the previous N = 4096 parameters at 2^−31 (4.8-5.0 s
-//! user time each under a load average of 11-12; 2.1 s for those on an idle
-//! machine). hrn-5x5x3x (m = 16): 72.2 MB up, 53.8 MB down (was 25.0 and
-//! 124.3: its 1 200-channel layers no longer need one output channel per
-//! ciphertext). `cargo run --release -p pi-bench -- he resnet18 --threads 1
-//! --verify`.
+//! both parties: 63.1 MB up, 40.8 MB down, 16 090 ct x pt products, 4.6 s
+//! of CPU time under a load average of 6-9, where the previous N = 4096
+//! parameters (2^−31 per inference; 2.1 s on an idle machine) took 4.9 s.
+//! hrn-5x5x3x (m = 16): 81.9 MB up, 47.8 MB down, 7.2 s (was 25.0 and 124.3
+//! MB, 10.2 s: its 1 200-channel layers no longer need one output channel
+//! per reply ciphertext). `cargo run --release -p pi-bench -- he resnet18
+//! --threads 1 --verify`.
 
 // Index loops over the RNS primes read closer to the maths.
 #![allow(clippy::needless_range_loop)]
