@@ -202,14 +202,11 @@ impl HeServer {
                 let mut a: [Vec<u64>; PRIMES] = Default::default();
                 expand_a(&upload.seed, idx as u64, &mut a);
                 let base = idx * PRIMES * N;
-                let mut a = a.into_iter();
-                let mut out: [Vec<u64>; 2 * PRIMES] = std::array::from_fn(|k| {
-                    if k < PRIMES {
-                        upload.b[base + k * N..base + (k + 1) * N].to_vec()
-                    } else {
-                        a.next().unwrap_or_default()
-                    }
-                });
+                let mut out: [Vec<u64>; 2 * PRIMES] =
+                    std::array::from_fn(|k| match k.checked_sub(PRIMES) {
+                        None => upload.b[base + k * N..base + (k + 1) * N].to_vec(),
+                        Some(i) => std::mem::take(&mut a[i]),
+                    });
                 for (k, poly) in out.iter_mut().enumerate() {
                     ntt.plans[k % PRIMES].fwd(poly);
                     ntt.plans[k % PRIMES].normalize(poly);
