@@ -1,5 +1,5 @@
 //! Criterion benches of the offline HE step: one ciphertext x plaintext
-//! product at N = 4096, and one whole conv layer with both parties.
+//! product at N = 8192 (three primes), and one whole conv layer with both parties.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use pi_bench::he::run_offline_linear;
@@ -13,7 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn ct_pt(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let mut k = CtPtKernel::new(&mut rng);
-    c.bench_function("he/ct_x_pt/N=4096", |b| {
+    c.bench_function("he/ct_x_pt/N=8192", |b| {
         b.iter(|| {
             k.run();
             std::hint::black_box(k.probe())

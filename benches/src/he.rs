@@ -10,7 +10,7 @@ use std::time::Instant;
 use pi_models::Network;
 use pi_protocol::he::{
     ClientUpload, HeClient, HeParams, HeServer, LayerPlan, LayerShape, PublicKeyMsg, ServerReply,
-    UniformShare, inference_hiding_bits, linear_reference,
+    UniformShare, WeightHiding, linear_reference,
 };
 use pi_protocol::{Error, Result};
 use rand::RngCore;
@@ -48,6 +48,8 @@ pub struct LayerReport {
     pub noise_margin_bits: f64,
     /// Per-coefficient hiding of the flood in bits (`LayerPlan::hiding_bits`).
     pub hiding_bits: u32,
+    /// c0 coefficients sent to the client (`LayerPlan::sent_coefficients`).
+    pub sent_coefficients: usize,
 }
 
 /// Measurements of a list of layers.
@@ -63,9 +65,9 @@ pub struct Report {
     pub bytes_server_to_client: usize,
     /// Total products.
     pub products: usize,
-    /// Statistical hiding of the weights over the whole run, in bits
-    /// (`pi_protocol::he::inference_hiding_bits`).
-    pub inference_hiding_bits: f64,
+    /// The flooding bound over the whole run (one inference), from which
+    /// the per-inference and lifetime hiding follow.
+    pub hiding: WeightHiding,
 }
 
 /// Every linear layer of `network`, in execution order, with its HE shape.
@@ -136,6 +138,7 @@ pub fn run_offline_linear(
             tiling: plan.tiling(),
             noise_margin_bits: plan.noise_margin_bits(),
             hiding_bits: plan.hiding_bits(),
+            sent_coefficients: plan.sent_coefficients(),
         });
         plans.push(plan);
     }
@@ -148,7 +151,7 @@ pub fn run_offline_linear(
                 .sum::<usize>(),
         bytes_server_to_client: reports.iter().map(|r| r.bytes_server_to_client).sum(),
         products: reports.iter().map(|r| r.products).sum(),
-        inference_hiding_bits: inference_hiding_bits(&plans),
+        hiding: WeightHiding::new(&plans),
         layers: reports,
     })
 }
@@ -173,7 +176,9 @@ mod tests {
     }
 
     /// Every preset plans (the widest HRN FC sums 19 200 weights per output)
-    /// and ResNet18 keeps the 40-bit per-coefficient target everywhere.
+    /// at the per-coefficient target everywhere, and meets the issue's
+    /// figures: at least 50 bits per inference and 40 bits over 2^30
+    /// inferences, decryption failure below 2^-40 per inference.
     #[test]
     fn presets_plan_within_the_noise_budget() {
         for spec in [
@@ -187,11 +192,22 @@ mod tests {
                 .into_iter()
                 .map(|(_, s)| LayerPlan::new(HeParams::default(), s).unwrap())
                 .collect();
-            let bits = inference_hiding_bits(&plans);
-            assert!(bits > 28.0, "{spec}: {bits}");
-            if spec == "resnet18" {
-                assert!(plans.iter().all(|p| p.hiding_bits() >= 40), "{spec}");
-            }
+            let hiding = WeightHiding::new(&plans);
+            assert!(hiding.inference_bits() >= 50.0, "{spec}: {hiding:?}");
+            assert!(
+                hiding.lifetime_bits(pi_protocol::he::DEFAULT_LIFETIME_INFERENCES) >= 40.0,
+                "{spec}: {hiding:?}"
+            );
+            hiding
+                .check_lifetime(pi_protocol::he::DEFAULT_LIFETIME_INFERENCES)
+                .unwrap();
+            assert!(hiding.decryption_failure_log2() < -40.0);
+            assert!(
+                plans
+                    .iter()
+                    .all(|p| p.hiding_bits() >= pi_protocol::he::params::TARGET_HIDING_BITS),
+                "{spec}"
+            );
         }
     }
 
@@ -212,11 +228,9 @@ mod tests {
         let r = run_offline_linear(&layers("resnet18(m=2,input=8,classes=10)"), 1, true).unwrap();
         assert_eq!(r.layers.len(), 21);
         assert!(r.bytes_client_to_server > 0 && r.bytes_server_to_client > 0 && r.products > 0);
-        assert!(r.layers.iter().all(|l| l.hiding_bits >= 40));
-        assert!(
-            r.inference_hiding_bits > 30.0,
-            "{}",
-            r.inference_hiding_bits
-        );
+        assert!(r.layers.iter().all(|l| l.hiding_bits >= 72));
+        let k: usize = r.layers.iter().map(|l| l.sent_coefficients).sum();
+        assert_eq!(r.hiding.coefficients(), k as u64);
+        assert!(r.hiding.inference_bits() > 60.0, "{:?}", r.hiding);
     }
 }

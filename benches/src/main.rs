@@ -3,8 +3,9 @@
 //! - `pi-bench primitives [--json] [--repeat N]`: garbled circuits, OT
 //!   extension, base OT and TLS bulk throughput on loopback, both parties in
 //!   one process.
-//! - `pi-bench he SPEC [--json] [--threads N] [--verify] [--repeat N]`: the
-//!   offline linear (HE) step for every linear layer of a network.
+//! - `pi-bench he SPEC [--json] [--threads N] [--verify] [--lifetime-inferences Q] [--repeat N]`:
+//!   the offline linear (HE) step for every linear layer of a network, with
+//!   the weights' hiding per inference and over Q inferences.
 //! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--repeat N] [--warmup W] [--relu gc|ot] [--link RATE,DELAY] [--json]`:
 //!   private inferences on fresh sessions, a pi-server process and the
 //!   pi-client library over loopback TLS, checked against the fixed-point
@@ -80,6 +81,10 @@ enum Command {
         /// Independent runs; JSON adds a `summary` of the times.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
         repeat: u32,
+        /// Lifetime budget the hiding is reported over: inferences served
+        /// with one weight set, as an integer or `2^K`.
+        #[arg(long, default_value = "2^30", value_parser = parse_inferences)]
+        lifetime_inferences: u64,
     },
     /// Private inference end to end, on fresh sessions: a pi-server process
     /// and pi-client over loopback TCP + TLS 1.3.
@@ -310,7 +315,15 @@ fn main() -> Result<()> {
             threads,
             verify,
             repeat,
-        } => he(&spec, json, threads, verify, repeat as usize),
+            lifetime_inferences,
+        } => he(
+            &spec,
+            json,
+            threads,
+            verify,
+            repeat as usize,
+            lifetime_inferences,
+        ),
         Command::E2e {
             spec,
             weights,
@@ -537,12 +550,17 @@ fn summary_text(runs: &[serde_json::Value], machine: &pi_bench::machine::Machine
     s
 }
 
+fn parse_inferences(text: &str) -> std::result::Result<u64, String> {
+    pi_protocol::he::hiding::parse_inferences(text).map_err(|e| e.to_string())
+}
+
 fn he(
     spec: &str,
     as_json: bool,
     threads: Option<usize>,
     verify: bool,
     repeat: usize,
+    lifetime: u64,
 ) -> Result<()> {
     let model = pi_models::Model::resolve(spec).with_context(|| format!("network {spec:?}"))?;
     let layers = pi_bench::he::network_layers(&model.network);
@@ -593,6 +611,7 @@ fn he(
                     "macs": l.macs,
                     "noise_margin_bits": l.noise_margin_bits,
                     "hiding_bits": l.hiding_bits,
+                    "sent_coefficients": l.sent_coefficients,
                 })
             })
             .collect();
@@ -604,7 +623,14 @@ fn he(
                 "bytes_client_to_server": r.bytes_client_to_server,
                 "bytes_server_to_client": r.bytes_server_to_client,
                 "products": r.products,
-                "inference_hiding_bits": r.inference_hiding_bits,
+                "sent_coefficients": r.hiding.coefficients(),
+                "inference_hiding_bits": r.hiding.inference_bits(),
+                "lifetime_hiding_bits": r.hiding.lifetime_bits(lifetime),
+                "lifetime_inferences": lifetime,
+                "max_lifetime_inferences_log2": r.hiding.max_inferences_log2(
+                    pi_protocol::he::STATISTICAL_SECURITY_BITS
+                ),
+                "decryption_failure_log2": r.hiding.decryption_failure_log2(),
                 "layers": layers,
         });
         with_summary(&mut v, &runs, &machine);
@@ -637,8 +663,14 @@ fn he(
         if verify { ", every share verified" } else { "" }
     );
     println!(
-        "weights hidden to statistical distance 2^-{:.1} per inference (per coefficient: 2^-hide each)",
-        r.inference_hiding_bits
+        "weights hidden to statistical distance 2^-{:.1} per inference ({} coefficients, \
+         2^-hide each) and 2^-{:.1} over {} inferences with the same weights; \
+         decryption failure below 2^{:.1} per inference",
+        r.hiding.inference_bits(),
+        r.hiding.coefficients(),
+        r.hiding.lifetime_bits(lifetime),
+        lifetime,
+        r.hiding.decryption_failure_log2()
     );
     print!("{}", summary_text(&runs, &machine));
     Ok(())

@@ -222,6 +222,8 @@ pub(crate) struct SessionPlan {
     pub he: HeParams,
     /// One per linear step, by [`pi_models::network::LinearStep::index`].
     pub he_plans: Vec<LayerPlan>,
+    /// How well one inference's HE replies hide the weights.
+    pub hiding: he::WeightHiding,
     /// One per activation, in order.
     pub splits: Vec<ActSplit>,
     pub relu: Circuit,
@@ -296,6 +298,7 @@ impl SessionPlan {
             });
         }
         last_use[network.output] = network.steps.len();
+        let hiding = he::WeightHiding::new(&he_plans);
         Ok(Self {
             ot: crate::relu_ot::Schedule::new(ring).ok().map(Arc::new),
             relu: Circuit::relu(act),
@@ -305,6 +308,7 @@ impl SessionPlan {
             act,
             he,
             he_plans,
+            hiding,
             splits,
             last_use,
             template,
@@ -319,6 +323,9 @@ impl SessionPlan {
 pub struct ServerModel {
     pub(crate) inner: Arc<ModelInner>,
     pub(crate) relu_modes: Vec<ReluMode>,
+    /// Inferences this weight set may serve over its lifetime (all
+    /// sessions, all clients): the budget the weights' hiding is checked for.
+    pub(crate) lifetime_inferences: u64,
 }
 
 pub(crate) struct ModelInner {
@@ -339,7 +346,10 @@ impl std::fmt::Debug for ServerModel {
 
 impl ServerModel {
     /// Checks that `quant` fits `network` and the HE layer (weights below
-    /// 2^[`he::params::WEIGHT_BITS`] in magnitude, l ≤ 37) and plans every layer.
+    /// 2^[`he::params::WEIGHT_BITS`] in magnitude, l ≤ 37), plans every
+    /// layer, and checks that the plans hide the weights to 2^−40 over the
+    /// default lifetime budget ([`he::DEFAULT_LIFETIME_INFERENCES`]; see
+    /// [`Self::with_lifetime_inferences`]).
     ///
     /// # Errors
     /// [`Error::BadInput`] naming the layer or parameter that does not fit.
@@ -395,7 +405,7 @@ impl ServerModel {
             }
         }
         let plan = Arc::new(SessionPlan::new(network, ring)?);
-        Ok(Self {
+        Self {
             inner: Arc::new(ModelInner {
                 plan,
                 quant,
@@ -403,7 +413,33 @@ impl ServerModel {
                 normalization,
             }),
             relu_modes: default_relu_modes(),
-        })
+            lifetime_inferences: he::DEFAULT_LIFETIME_INFERENCES,
+        }
+        .with_lifetime_inferences(he::DEFAULT_LIFETIME_INFERENCES)
+    }
+
+    /// Sets the lifetime budget: how many inferences these weights may serve
+    /// over all sessions and clients (flooding bounds compose over all of
+    /// them, [`he::hiding`]).
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if the plans hide the weights to less than
+    /// 2^−[`he::STATISTICAL_SECURITY_BITS`] over `inferences`.
+    pub fn with_lifetime_inferences(mut self, inferences: u64) -> Result<Self> {
+        self.inner.plan.hiding.check_lifetime(inferences)?;
+        self.lifetime_inferences = inferences;
+        Ok(self)
+    }
+
+    /// The lifetime budget ([`Self::with_lifetime_inferences`]).
+    pub fn lifetime_inferences(&self) -> u64 {
+        self.lifetime_inferences
+    }
+
+    /// How well one inference hides the weights; with
+    /// [`Self::lifetime_inferences`] it gives the lifetime figure.
+    pub fn weight_hiding(&self) -> he::WeightHiding {
+        self.inner.plan.hiding
     }
 
     /// From a resolved model file and its quantised weights.

@@ -3,7 +3,7 @@
 //! command as a process; like a binary, it reports errors with `anyhow`.
 //!
 //! ```text
-//! pi-server --model SPEC [--weights FILE] --listen ADDR --tls DIR [--max-clients N] [--pool-max N] [--link RATE,DELAY] [-v]
+//! pi-server --model SPEC [--weights FILE] --listen ADDR --tls DIR [--max-clients N] [--pool-max N] [--lifetime-inferences Q] [--link RATE,DELAY] [-v]
 //! pi-server keygen --out DIR [--server-name NAME...] [--clients N]
 //! pi-server revoke --ca DIR --crl FILE CERT.pem...
 //! ```
@@ -123,6 +123,12 @@ pub struct ServeArgs {
     /// `ot` (OT-based comparison), or both (`gc,ot`).
     #[arg(long, value_delimiter = ',', default_value = "gc")]
     pub relu: Vec<pi_protocol::ReluMode>,
+    /// Lifetime budget of these weights: inferences they may serve over all
+    /// sessions and clients (an integer or `2^K`). The server refuses to
+    /// start unless the HE replies hide the weights to statistical distance
+    /// 2^-40 over this many inferences.
+    #[arg(long, value_name = "Q", default_value = "2^30", value_parser = parse_inferences)]
+    pub lifetime_inferences: u64,
     /// Log more (-v: info, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -256,7 +262,12 @@ pub async fn serve_with_reports(
     let model = load_model(spec, args.weights.as_deref())
         .with_context(|| format!("cannot load model {spec}"))?
         .with_relu_modes(&args.relu)
-        .context("--relu")?;
+        .context("--relu")?
+        .with_lifetime_inferences(args.lifetime_inferences)
+        .context("--lifetime-inferences")?;
+    let hiding_line = hiding_summary(&model);
+    eprintln!("pi-server: {hiding_line}");
+    tracing::info!("{hiding_line}");
     let files = TlsFiles::server(tls);
     let identity = files
         .load()
@@ -323,6 +334,29 @@ pub async fn serve_with_reports(
         summary.dropped
     );
     Ok(summary)
+}
+
+fn parse_inferences(text: &str) -> Result<u64, String> {
+    pi_protocol::he::hiding::parse_inferences(text).map_err(|e| e.to_string())
+}
+
+/// One line with the weights' statistical hiding per inference and over the
+/// lifetime budget (printed before serving).
+pub fn hiding_summary(model: &pi_protocol::ServerModel) -> String {
+    let h = model.weight_hiding();
+    let q = model.lifetime_inferences();
+    format!(
+        "HE replies hide the weights to statistical distance 2^-{:.1} per inference \
+         ({} coefficients, each hidden to at least {} bits) and 2^-{:.1} over the lifetime \
+         budget of {q} (2^{:.1}) inferences (required: 2^-{}; the bound allows 2^{:.1})",
+        h.inference_bits(),
+        h.coefficients(),
+        h.min_coefficient_bits(),
+        h.lifetime_bits(q),
+        (q as f64).log2(),
+        pi_protocol::he::STATISTICAL_SECURITY_BITS,
+        h.max_inferences_log2(pi_protocol::he::STATISTICAL_SECURITY_BITS),
+    )
 }
 
 fn run_keygen(k: &KeygenArgs) -> anyhow::Result<()> {

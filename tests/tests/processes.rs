@@ -209,3 +209,61 @@ async fn client_process_exits_with_an_error_when_the_server_vanishes_mid_offline
     );
     server.await.unwrap();
 }
+
+/// The server prints the weights' hiding (per inference and over its
+/// lifetime budget) before serving, and refuses to start with a budget the
+/// HE parameters cannot keep at 2^-40. A network with many outputs and few
+/// weights (about 2^19.5 coefficients per inference at 256x256) keeps 2^-40
+/// for about 2^60 inferences, so 2^63 is refused and the default 2^30 is not.
+#[test]
+fn server_checks_the_lifetime_budget_at_start_up() {
+    use pi_models::Model;
+    use pi_models::weights::init_weights;
+
+    let keys = pi_tests::Keys::new();
+    let spec = "2x2x2x(m=2,phi=1-1-1-1,classes=4,input=256,channels=1)";
+    let model = Model::resolve(spec).unwrap();
+    let weights = keys.tmp.path().join("w.safetensors");
+    std::fs::write(&weights, init_weights(&model.network, 1).unwrap()).unwrap();
+    let start = |budget: Option<&str>| {
+        let mut cmd = Command::new(SERVER);
+        cmd.args(["--model", spec, "--listen", "127.0.0.1:0", "--tls"])
+            .arg(keys.dir())
+            .arg("--weights")
+            .arg(&weights)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(q) = budget {
+            cmd.args(["--lifetime-inferences", q]);
+        }
+        cmd.spawn().unwrap()
+    };
+
+    let out = start(Some("2^63")).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--lifetime-inferences") && err.contains("less than the required 2^-40"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no listening line");
+    let out = start(Some("many")).wait_with_output().unwrap();
+    assert!(!out.status.success());
+
+    let mut server = start(None);
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on 127.0.0.1:"), "{line}");
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(
+        first.starts_with("pi-server: HE replies hide the weights")
+            && first.contains("per inference")
+            && first.contains("over the lifetime budget of 1073741824 (2^30.0) inferences"),
+        "{first}"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -1,7 +1,7 @@
 //! Arithmetic in R_q: NTT plans, modular helpers, samplers and bit packing.
 //!
-//! A polynomial in RNS form is two residue vectors of length N, one per prime
-//! of [`CIPHERTEXT_PRIMES`]. Products go through `tfhe-ntt` (negacyclic NTT,
+//! A polynomial in RNS form is [`PRIMES`] residue vectors of length N, one per
+//! prime of [`CIPHERTEXT_PRIMES`]. Products go through `tfhe-ntt` (negacyclic NTT,
 //! AVX-512 / AVX2 / scalar chosen at run time). NTT outputs are unnormalised:
 //! `inv(fwd(x)) = N·x`, so one factor of every product is stored multiplied by
 //! N^−1 ("normalised"), which makes `inv(fwd(x) ⊙ norm(fwd(y))) = x·y`.
@@ -13,12 +13,12 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tfhe_ntt::prime64::Plan;
 
-use super::params::{CIPHERTEXT_PRIMES, ERROR_ETA, POLY_DEGREE};
+use super::params::{CIPHERTEXT_PRIMES, ERROR_ETA, POLY_DEGREE, PRIMES};
 use crate::{Error, Result};
 
-/// NTT plans for both primes, built once per process.
+/// NTT plans for every prime, built once per process.
 pub(crate) struct Ntt {
-    pub plans: [Plan; 2],
+    pub plans: [Plan; PRIMES],
 }
 
 /// The shared NTT plans.
@@ -109,9 +109,9 @@ pub(crate) fn sample_uniform_mod<R: RngCore>(rng: &mut R, p: u64, out: &mut [u64
 }
 
 /// The public polynomial `a` of an RLWE sample, expanded from a 32-byte seed
-/// and a per-ciphertext stream index, in coefficient form for both primes.
+/// and a per-ciphertext stream index, in coefficient form for every prime.
 /// Client and server call this identically, so only the seed travels.
-pub(crate) fn expand_a(seed: &[u8; 32], stream: u64, out: &mut [Vec<u64>; 2]) {
+pub(crate) fn expand_a(seed: &[u8; 32], stream: u64, out: &mut [Vec<u64>; PRIMES]) {
     let mut rng = ChaCha20Rng::from_seed(*seed);
     rng.set_stream(stream);
     for (i, o) in out.iter_mut().enumerate() {
@@ -143,8 +143,8 @@ pub(crate) fn sample_ternary<R: RngCore>(rng: &mut R, out: &mut [i64]) {
     }
 }
 
-/// Forward NTT of a small signed polynomial (|coefficients| < 2^54) into both primes.
-pub(crate) fn small_to_ntt(coeffs: &[i64], out: &mut [Vec<u64>; 2]) {
+/// Forward NTT of a small signed polynomial (|coefficients| < 2^49) into every prime.
+pub(crate) fn small_to_ntt(coeffs: &[i64], out: &mut [Vec<u64>; PRIMES]) {
     let ntt = ntt();
     for (i, o) in out.iter_mut().enumerate() {
         let p = CIPHERTEXT_PRIMES[i];
@@ -308,14 +308,16 @@ pub(crate) mod tests {
         sample_ternary(&mut rng, &mut e);
         assert!(e.iter().all(|v| (-1..=1).contains(v)));
         assert!(e.contains(&-1) && e.contains(&0) && e.contains(&1));
-        let mut a = [Vec::new(), Vec::new()];
-        let mut a2 = [Vec::new(), Vec::new()];
+        let mut a: [Vec<u64>; PRIMES] = Default::default();
+        let mut a2: [Vec<u64>; PRIMES] = Default::default();
         expand_a(&[7; 32], 3, &mut a);
         expand_a(&[7; 32], 3, &mut a2);
         assert_eq!(a, a2);
         expand_a(&[7; 32], 4, &mut a2);
         assert_ne!(a[0], a2[0]);
-        assert!(a[1].iter().all(|&v| v < CIPHERTEXT_PRIMES[1]));
+        for i in 0..PRIMES {
+            assert!(a[i].iter().all(|&v| v < CIPHERTEXT_PRIMES[i]));
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ use super::arith::{
 };
 use super::layout::LayerPlan;
 use super::params::{
-    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE, ShareDistribution,
+    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE, PRIMES,
+    ShareDistribution,
 };
 use super::wire::{ClientUpload, PublicKeyMsg, ServerReply};
 use crate::{Error, Result};
@@ -73,19 +74,20 @@ impl Drop for UniformShare {
     }
 }
 
-/// The client's RLWE secret: ternary s, also kept in NTT form for both primes.
-/// Zeroized on drop.
+/// The client's RLWE secret: ternary s, also kept in NTT form for every
+/// prime. Zeroized on drop.
 pub struct HeClient {
     params: HeParams,
     s: Vec<i64>,
-    s_ntt: [Vec<u64>; 2],
+    s_ntt: [Vec<u64>; PRIMES],
 }
 
 impl Drop for HeClient {
     fn drop(&mut self) {
         self.s.zeroize();
-        self.s_ntt[0].zeroize();
-        self.s_ntt[1].zeroize();
+        for v in &mut self.s_ntt {
+            v.zeroize();
+        }
     }
 }
 
@@ -94,7 +96,7 @@ impl HeClient {
     pub fn new<R: RngCore + CryptoRng>(params: HeParams, rng: &mut R) -> Self {
         let mut s = vec![0i64; POLY_DEGREE];
         sample_ternary(rng, &mut s);
-        let mut s_ntt = [Vec::new(), Vec::new()];
+        let mut s_ntt = Default::default();
         super::arith::small_to_ntt(&s, &mut s_ntt);
         Self { params, s, s_ntt }
     }
@@ -104,11 +106,11 @@ impl HeClient {
         self.params
     }
 
-    /// −a·s mod p_i for both primes, with `a` given in coefficient form
+    /// −a·s mod p_i for every prime, with `a` given in coefficient form
     /// (overwritten).
-    fn minus_a_s(&self, a: &mut [Vec<u64>; 2]) {
+    fn minus_a_s(&self, a: &mut [Vec<u64>; PRIMES]) {
         let ntt = ntt();
-        for i in 0..2 {
+        for i in 0..PRIMES {
             let p = CIPHERTEXT_PRIMES[i];
             ntt.plans[i].fwd(&mut a[i]);
             ntt.plans[i].mul_assign_normalize(&mut a[i], &self.s_ntt[i]);
@@ -123,13 +125,13 @@ impl HeClient {
     pub fn public_key<R: RngCore + CryptoRng>(&self, rng: &mut R) -> PublicKeyMsg {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        let mut a = [Vec::new(), Vec::new()];
+        let mut a = Default::default();
         expand_a(&seed, PK_STREAM, &mut a);
         self.minus_a_s(&mut a);
         let mut e = vec![0i64; POLY_DEGREE];
         sample_cbd(rng, &mut e);
-        let mut b = Vec::with_capacity(2 * POLY_DEGREE);
-        for i in 0..2 {
+        let mut b = Vec::with_capacity(PRIMES * POLY_DEGREE);
+        for i in 0..PRIMES {
             let p = CIPHERTEXT_PRIMES[i];
             b.extend(
                 a[i].iter()
@@ -204,25 +206,25 @@ impl HeClient {
         let mut noise_seed = [0u8; 32];
         rng.fill_bytes(&mut noise_seed);
         let t = 1i64 << self.params.ring_bits();
-        let delta: [(u64, u64); 2] = std::array::from_fn(|i| {
+        let delta: [(u64, u64); PRIMES] = std::array::from_fn(|i| {
             let d = self.params.delta_mod(i);
             (d, shoup(d, CIPHERTEXT_PRIMES[i]))
         });
         let cblocks = plan.c_blocks;
-        let mut b = vec![0u64; plan.upload_cts() * 2 * POLY_DEGREE];
-        b.par_chunks_mut(2 * POLY_DEGREE)
+        let mut b = vec![0u64; plan.upload_cts() * PRIMES * POLY_DEGREE];
+        b.par_chunks_mut(PRIMES * POLY_DEGREE)
             .enumerate()
             .for_each(|(idx, out)| {
                 let mut noise_rng = ChaCha20Rng::from_seed(noise_seed);
                 noise_rng.set_stream(idx as u64);
                 let mut m = vec![0u64; POLY_DEGREE];
                 plan.input_poly(share, idx / cblocks, idx % cblocks, &mut m);
-                let mut a = [Vec::new(), Vec::new()];
+                let mut a = Default::default();
                 expand_a(&seed, idx as u64, &mut a);
                 self.minus_a_s(&mut a);
                 let mut e = vec![0i64; POLY_DEGREE];
                 sample_cbd(&mut noise_rng, &mut e);
-                for i in 0..2 {
+                for i in 0..PRIMES {
                     let p = CIPHERTEXT_PRIMES[i];
                     let (d, ds) = delta[i];
                     for (j, o) in out[i * POLY_DEGREE..(i + 1) * POLY_DEGREE]

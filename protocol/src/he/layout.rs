@@ -29,7 +29,7 @@
 use sha2::{Digest, Sha256};
 
 use super::params::{
-    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE, TAIL_FAILURE_LOG2,
+    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE, PRIMES,
     TARGET_HIDING_BITS,
 };
 use crate::{Error, Result};
@@ -186,7 +186,8 @@ pub struct LayerPlan {
     pub(crate) col_tiles: usize,
     pub(crate) c_blocks: usize,
     pub(crate) o_groups: usize,
-    /// Per-coefficient hiding of the flood, in bits (params::TARGET_HIDING_BITS).
+    /// Per-coefficient hiding of the flood, in bits (at least
+    /// params::TARGET_HIDING_BITS).
     pub(crate) hiding_bits: u32,
     /// Width M of the triangular flood for this layer (public shape only).
     pub(crate) flood_bound: u128,
@@ -198,19 +199,22 @@ pub struct LayerPlan {
 /// that both parties choose the same plan on every platform (times in
 /// nanoseconds, bytes in bits).
 mod cost {
-    use super::{C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, KEEP, POLY_DEGREE};
+    use super::{C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, KEEP, POLY_DEGREE, PRIMES};
     const RESIDUE_BITS: u128 = (64 - (CIPHERTEXT_PRIMES[KEEP] - 1).leading_zeros()) as u128;
-    pub const UP_CT_BITS: u128 = 2 * POLY_DEGREE as u128 * RESIDUE_BITS;
+    pub const UP_CT_BITS: u128 = PRIMES as u128 * POLY_DEGREE as u128 * RESIDUE_BITS;
     pub const C1_BITS: u128 = POLY_DEGREE as u128 * (RESIDUE_BITS - C1_DROP_BITS as u128);
     pub const C0_BITS_PER_COEFF: u128 = RESIDUE_BITS - C0_DROP_BITS as u128;
     /// 125 bytes per µs = 1 bit per ns.
     pub const BITS_PER_NS: u128 = 1;
-    /// NTT of an upload (4 NTTs), of a kernel polynomial (2), a
-    /// multiply-accumulate (4 pointwise), an output (6 NTTs + sampling).
-    pub const UP_NS: u128 = 40_000;
-    pub const KERNEL_NS: u128 = 20_000;
-    pub const MAC_NS: u128 = 8_000;
-    pub const OUT_NS: u128 = 90_000;
+    /// An upload ciphertext (expanding `a`, 6 NTTs), a kernel polynomial
+    /// (3 NTTs), a multiply-accumulate (6 pointwise), an output (9 NTTs,
+    /// sampling, the switch) at N = 8192 with three sub-2^50 primes: the
+    /// ratios measured on the 2-core machine (17 : 3.1 : 1 : 24), scaled
+    /// to an estimated 15 µs per multiply-accumulate on an idle core.
+    pub const UP_NS: u128 = 260_000;
+    pub const KERNEL_NS: u128 = 47_000;
+    pub const MAC_NS: u128 = 15_000;
+    pub const OUT_NS: u128 = 360_000;
 }
 
 impl LayerPlan {
@@ -233,17 +237,20 @@ impl LayerPlan {
         // Weights summed into one output coefficient per output channel.
         let terms_per_out = c_in * k * k;
         // Outputs per ciphertext the noise budget allows at the target
-        // hiding; a layer too wide for even one gets G = 1 at the most
-        // hiding the budget allows (at least MIN_HIDING_BITS), or is refused.
+        // hiding (a layer too wide for even one is refused). Noise grows
+        // with g, so a binary search finds the largest g that fits (no
+        // more than N outputs share a polynomial anyway).
         let g_noise = {
-            let mut g = 0usize;
-            while g < o && params.fits((g + 1) * terms_per_out, TARGET_HIDING_BITS) {
-                g += 1;
+            let (mut lo, mut hi) = (0usize, o.min(n));
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if params.fits(mid * terms_per_out, TARGET_HIDING_BITS) {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
             }
-            if g == 0 && params.max_hiding_bits(terms_per_out).is_some() {
-                g = 1;
-            }
-            g
+            lo
         };
         if g_noise == 0 {
             return Err(Error::BadInput(format!(
@@ -297,10 +304,14 @@ impl LayerPlan {
         };
         let (hb, wb) = (th + kq - 1, tw + kq - 1);
         // Raise the hiding as far as the chosen packing leaves budget
-        // (g ≤ g_noise, so this is at least the target, or the fallback).
-        let hiding_bits = params.max_hiding_bits(g * terms_per_out).ok_or_else(|| {
-            Error::BadInput(format!("layer {shape:?}: beyond the HE noise budget"))
-        })?;
+        // (g ≤ g_noise, so this is at least the target).
+        let beyond = || Error::BadInput(format!("layer {shape:?}: beyond the HE noise budget"));
+        let hiding_bits = params
+            .max_hiding_bits(g * terms_per_out)
+            .ok_or_else(beyond)?;
+        let flood_bound = params
+            .flood_bound(g * terms_per_out, hiding_bits)
+            .ok_or_else(beyond)?;
         let mut plan = Self {
             params,
             shape,
@@ -329,7 +340,7 @@ impl LayerPlan {
             c_blocks: cq.div_ceil(cb),
             o_groups: o.div_ceil(g),
             hiding_bits,
-            flood_bound: params.flood_bound(g * terms_per_out, hiding_bits),
+            flood_bound,
             digest: [0; 16],
         };
         plan.digest = plan.compute_digest();
@@ -406,7 +417,7 @@ impl LayerPlan {
     }
 
     /// Per-coefficient hiding of this layer's flood, in bits: every sent
-    /// coefficient has |v|·√D ≤ 2^−hiding (module docs, *Noise flooding*).
+    /// coefficient has D·E[v²] ≤ 2^(−2·hiding) (module docs, *Noise flooding*).
     pub fn hiding_bits(&self) -> u32 {
         self.hiding_bits
     }
@@ -544,22 +555,6 @@ impl LayerPlan {
     pub(crate) fn total_wanted(&self) -> usize {
         self.o * self.ho * self.wo
     }
-}
-
-/// Statistical hiding of the weights over all `plans` of one inference, in
-/// bits: −log2 of √(Σ_layers K·2^(−2·hiding)) + Σ K·2^−71, the bound on the
-/// statistical distance between the client's view of all replies and a
-/// weight-independent simulation (module docs, *Noise flooding*). For Q
-/// inferences of a session, the ℓ2 term grows by √Q. Floating point: for
-/// reports only, never for planning.
-pub fn inference_hiding_bits<'a>(plans: impl IntoIterator<Item = &'a LayerPlan>) -> f64 {
-    let (mut sq, mut tails) = (0f64, 0f64);
-    for p in plans {
-        let k = p.sent_coefficients() as f64;
-        sq += k * (-2.0 * p.hiding_bits as f64).exp2();
-        tails += k * (TAIL_FAILURE_LOG2 as f64).exp2();
-    }
-    -(sq.sqrt() + tails).log2()
 }
 
 /// Cleartext reference over Z_2^l: W·c − s for the layer (the test oracle

@@ -18,6 +18,8 @@
 //! [`HeServer::evaluate`] and returned as a move-only [`ServerMask`], and the
 //! client's share is a [`UniformShare`] drawn from a CSPRNG (a chosen share
 //! needs [`ShareDistribution::Arbitrary`] and [`HeClient::encrypt_arbitrary`]).
+//! The weights' statistical hiding is counted over the lifetime of a weight
+//! set, across all sessions and clients ([`hiding`], *Noise flooding* below).
 //!
 //! # Protocol (sans-IO)
 //! 1. Once per session the client sends [`PublicKeyMsg`] ([`HeClient::public_key`]).
@@ -60,21 +62,20 @@
 //! ```
 //!
 //! # Parameters
-//! N = 4096, q = p0·p1 with two 54.5-bit primes p ≡ 1 (mod 2^37), log q =
-//! 108.9998, ternary secret, CBD(21) errors: see [`params`] for the sources.
-//! t = 2^l with l ≤ 37; Δ = (q − 1)/t exactly because q ≡ 1 (mod t).
+//! N = 8192, q = p0·p1·p2 with three primes p ≡ 1 (mod 2^37) just below
+//! 2^50, log q = 149.996 (the HE standard allows 218 bits at N = 8192 for
+//! 128-bit security, and 152 for 192-bit), ternary secret, CBD(21) errors:
+//! see [`params`] for the sources. t = 2^l with l ≤ 37; Δ = (q − 1)/t
+//! exactly because q ≡ 1 (mod t). Replies are switched down to p0.
 //!
 //! # NTT backend
-//! `tfhe-ntt` 0.7 (negacyclic prime NTT with run-time AVX-512/AVX2 dispatch).
-//! DESIGN.md §6 measured fhe.rs 0.1.1 at 37–63 µs per ct x pt at N = 4096 and a
-//! tfhe-ntt core at 10–14 µs; here one 54-bit NTT took 12.6 µs and a
-//! pointwise multiply-accumulate 3.8 µs under load (the 0.6 series only has
-//! the AVX-512 path on nightly, hence 0.7). A sub-2^50 prime would use the IFMA
-//! path (6.8 µs per NTT), but then three primes are needed and no three
-//! primes ≡ 1 (mod 2^37) fit in 109 bits, nor would a single prime be a
-//! large enough switching target; kept as a possible later optimisation.
-//! The test oracle for polynomial arithmetic is a schoolbook negacyclic
-//! product (`arith::tests::schoolbook`).
+//! `tfhe-ntt` 0.7 (negacyclic prime NTT with run-time dispatch). Primes
+//! below 2^50 take its AVX-512 IFMA kernels (52-bit multipliers), which
+//! earlier measurements here put at about twice the speed of its 64-bit
+//! AVX-512 path (6.8 against 12.6 µs per NTT at N = 4096, under load); without
+//! IFMA the same primes run on the AVX-512, AVX2 or scalar path. The test
+//! oracle for polynomial arithmetic is a schoolbook negacyclic product
+//! (`arith::tests::schoolbook`).
 //!
 //! # Noise analysis (correctness)
 //! Let n be the number of weights summed into one output coefficient
@@ -90,29 +91,35 @@
 //!    the plaintext product adds −k. For uniform shares ([`UniformShare`],
 //!    the default analysis) e·W + W·c/t is sub-Gaussian with proxy
 //!    (10.5 + 1/4)·‖W‖₂² (Hoeffding for the second term) and |k − W·c/t| ≤
-//!    1/2, so w.p. |e·W − k| ≤ B(n) = τ·√(10.75·n)·w̄ + 1. For arbitrary
-//!    shares |k| ≤ ‖W‖₁/2: B(n) = τ·√(10.5·n)·w̄ + n·w̄/2 + 1.
+//!    1, so w.p. |e·W − k| ≤ B(n) = τ·√(10.75·n)·w̄ + 1. For arbitrary
+//!    shares |k| ≤ ‖W‖₁/2 + 1: B(n) = τ·√(10.5·n)·w̄ + n·w̄/2 + 1.
 //! 3. *Mask*: −Δ·s_mask is exact.
 //! 4. *Flooding*: triangular noise X = U1 − U2, U_i uniform on [0, M), so
 //!    |X| < M, added at the full modulus to every sent c0 coefficient, with
-//!    M = 6·2^s·(B(n) + ν) for the layer's hiding s (next section). M depends
-//!    on the public shape and weight bound only.
+//!    M = 7·2^s·V(n) for the layer's hiding s (next section). M depends on
+//!    the public shape and weight bound only.
 //! 5. *Fresh encryption of zero*: (u·pk_b + e0, u·pk_a + e1) adds
-//!    ν = u·e_pk + e0 + e1·s to the phase, |ν| ≤ 2·21·N + 21 < 2^18.
-//! 6. *Modulus switch to p0*: c' = round(c·p0/q) computed in RNS; the noise
-//!    is divided by p1 and gains r0 + r1·s, |r| ≤ 1/2: w.p. ≤ 0.5 + τ·√N/2.
-//!    Δ·m becomes Δ'·m + m(1 − p0/q)/t with Δ' = (p0 − 1)/t: error < 1.
-//! 7. *Dropped bits*: c0 loses 13 bits (≤ 2^12), c1 loses 4 bits, times s:
-//!    w.p. ≤ τ·√N·2^3.
+//!    ν = u·e_pk + e0 + e1·s to the phase, |ν| ≤ 2·21·N + 21 < 2^19.
+//! 6. *Modulus switch to p0*: c' = round(c·p0/q) computed in RNS (CRT of the
+//!    p1, p2 residues, no 150-bit integer); the noise is divided by p1·p2 ≈
+//!    2^100 and gains the rounding r0 + r1·s, |r| ≤ 1/2. Δ·m becomes
+//!    Δ'·m + m(1 − 1/(p1·p2))/t with Δ' = (p0 − 1)/t: error < 1.
+//! 7. *Dropped bits*: c0 loses 10 bits, c1 loses 2 bits. With step 6, c0 is
+//!    off by at most 2^9 + 1/2 and c1 by at most 2 + 1/2 per coefficient,
+//!    which the ternary secret turns into w.p. ≤ τ·√N·2.5 (Hoeffding).
 //! 8. *Decryption* round(t·x/p0) is exact while the total is below Δ'/2
-//!    (92 679 for l = 37). For n = 3·512·9 (a 512-channel 3x3 conv, 3 outputs
-//!    per ciphertext) at s = 40: B ≈ 2^27.9, M ≈ 2^70.5, and the terms are
-//!    M/p1 ≈ 65 500, 321, 4 096 and 5 120: 75 000 < 92 679, a margin of 0.3
-//!    bit on top of the 2^−71 tails. The planner only picks G (outputs per
-//!    ciphertext) whose total times [`params::MARGIN_NUM`]/[`params::MARGIN_DEN`]
-//!    (≥ 2^0.25) stays below Δ'/2. The test
-//!    `reply_noise_does_not_depend_on_weights` checks the measured noise
-//!    variance against terms 4 and 7 (the dominant ones).
+//!    (4 095 for l = 37). The rounding terms take 906·2.5 + 513 + 2 =
+//!    2 780; the planner only accepts a flood whose total times
+//!    [`params::MARGIN_NUM`]/[`params::MARGIN_DEN`] (≥ 2^0.25) stays below
+//!    Δ'/2, which leaves M/(p1·p2) ≤ 661, i.e. M ≤ 2^109.4. For a
+//!    512-channel 3x3 conv with 9 outputs per ciphertext at s = 80 (ResNet18's
+//!    last stage): V ≈ 2^25.4, M ≈ 2^108.2, M/(p1·p2) ≈ 300, total ≈ 3 080,
+//!    a margin of 0.4 bit on top of the 2^−71 tails. Each returned
+//!    coefficient relies on two τ-bounds (steps 2 and 7), so one inference
+//!    returning K coefficients fails to decrypt with probability at most
+//!    2·K·2^−71 (2^−50.8 for ResNet18, [`WeightHiding::decryption_failure_log2`]).
+//!    The test `reply_noise_does_not_depend_on_weights` checks the measured
+//!    noise variance against these terms.
 //!
 //! # Noise flooding (privacy of W against the client)
 //! What the client sees of one reply ciphertext: all of c1 and the wanted
@@ -121,17 +128,29 @@
 //! knows e, c and s, so v is a function of W (and of the server's u, e0,
 //! e1, which also sit in c1 = a·W + u·pk_a + e1).
 //! - *Hybrid 1*: replace every sent c0 by Δ·(W·c − s_mask) + X − (c1·s),
-//!   i.e. drop v. Given everything else the floods are independent, so by
-//!   the lemma below the statistical distance is at most
-//!   √(Σ_i v_i²·D) + (tail events), D the flood's Hellinger constant.
+//!   i.e. drop v. Conditioned on everything else (keys, shares, the
+//!   client's noise, the server's u, e0, e1 and masks), the floods are
+//!   independent, so by the lemma below the statistical distance is at most
+//!   √(D·Σ_i v_i²), D the flood's Hellinger constant. Averaged over the
+//!   conditioning, Jensen's inequality (√ is concave) gives √(D·Σ_i E[v_i²]).
+//!   The lemma holds for every integer shift, so no tail event of v enters.
 //! - *Hybrid 2*: u and e1 now occur only in c1 = a·W + (u·pk_a + e1), an RLWE
 //!   sample with secret u under the same assumption as the key, so c1 is
 //!   pseudorandom and can be replaced by uniform. This step needs hybrid 1
-//!   first: ν is correlated with c1, which is why M covers ν too.
+//!   first: ν is correlated with c1, which is why the flood covers ν too.
 //! - What remains depends on W only through W·c − s_mask, which is uniform
 //!   because s_mask is fresh and uniform ([`ServerMask`]). Modulus switching
 //!   and dropping bits are deterministic post-processing and cannot increase
 //!   the distance. Garbage coefficients of c0 (partial sums) are never sent.
+//!
+//! *Second moments* ([`params::HeParams::flood_rms_bound`]). The three terms
+//! of v are uncorrelated (e and u are zero-mean and independent of c and of
+//! each other), so E[v²] = E[(e·W)²] + E[k²] + E[ν²] with
+//! E[(e·W)²] ≤ (η/2)·n·w̄², E[k²] ≤ (√E[y²] + 1)² for y = W·c/t (uniform
+//! shares: E[y²] ≤ n·w̄²/4 + (n·w̄)²/(4t²); arbitrary: |y| ≤ n·w̄/2), and
+//! E[ν²] = (2/3)·η·N + η/2. V(n) is the rounded-up square root of the sum.
+//! The expectations are over the client's honestly drawn key, noise and
+//! shares: the bound assumes a semi-honest client.
 //!
 //! *Lemma* (standard properties of the Hellinger distance H² = ½Σ(√P − √Q)²,
 //! e.g. Polyanskiy and Wu, *Information Theory: From Coding to Learning*,
@@ -140,51 +159,54 @@
 //! v, Σ_x (√p(x) − √p(x − v))² ≤ v²·D with D = Σ_x (√p(x + 1) − √p(x))²
 //! (telescope the difference in v unit steps, then Cauchy–Schwarz). Together
 //! SD ≤ √(Σ_i v_i²·D_i). For the triangular pmf p(x) = (M − |x|)/M²,
-//! D·M² = 2 + 2·Σ_{a<M} (√(a+1) − √a)² ≤ 2.5 + ln(M)/2 ≤ 36 for M ≤ 2^96
+//! D·M² = 2 + 2·Σ_{a<M} (√(a+1) − √a)² ≤ 2.5 + ln(M)/2 ≤ 49 for M ≤ 2^126
 //! (test `triangular_hellinger_constant`). Uniform flooding on [−F, F]
 //! instead has H² = |v|/(2F + 1), linear in v, so K coefficients would cost a
 //! factor K; a smooth flood costs only √K.
 //!
-//! With |v_i| ≤ B(n) + ν (w.p. 1 − 2^−71 each) and M = 6·2^s·(B(n) + ν),
-//! each sent coefficient contributes v_i²·D ≤ 2^−2s. **Per inference** (one
-//! upload and one reply per linear layer, fresh client noise, fresh masks,
-//! fresh floods) the client's view of all replies is within statistical
-//! distance √(Σ_layers K_l·2^(−2·s_l)) + K·2^−71 of a weight-independent
-//! simulation, K_l the layer's sent coefficients. Every layer gets s_l ≥
-//! [`params::TARGET_HIDING_BITS`] = 40 (and more where its packing leaves
-//! budget; wider layers fall back to one output per ciphertext and at least
-//! [`params::MIN_HIDING_BITS`]); [`inference_hiding_bits`] evaluates the bound
-//! for a list of plans. ResNet18 (m = 64, 32x32) sends K ≈ 2^19.2
-//! coefficients and gets **2^−31.2 per inference**; Q inferences of one
-//! session add up to √Q times that (2^−26.2 for Q = 1 024), since only the
-//! weights are common to them.
+//! With M = 7·2^s·V(n), each sent coefficient contributes D·E[v²] ≤ 2^−2s.
+//! **Over the lifetime of a weight set.** Every inference uses fresh client
+//! noise and shares, fresh masks and floods, and every session its own
+//! keys, but the weights are common to all of them, whatever the session
+//! or the client (clients may collude, and one client may open any number
+//! of sessions). The hybrids above apply to all replies ever sent at once,
+//! so Q inferences sending K_l coefficients for layer l are within
+//! statistical distance √(Q·Σ_l K_l·2^(−2·s_l)) of a weight-independent
+//! simulation: the bound grows as √Q over the model's whole lifetime, not
+//! per session. [`WeightHiding`] evaluates it; `pi-server
+//! --lifetime-inferences Q` (default 2^30) refuses to start unless it is at
+//! most 2^−40 ([`hiding`]). Every layer gets s_l ≥
+//! [`params::TARGET_HIDING_BITS`] = 72, raised up to
+//! [`params::MAX_HIDING_BITS`] = 80 where its packing leaves budget.
+//! ResNet18 (m = 64, 32x32) gets s = 80 in every layer and sends K ≈ 2^19.2
+//! coefficients: **2^−70.4 per inference, 2^−55.4 over 2^30 inferences**,
+//! and 2^−40 for up to 2^60.8 inferences.
 //!
-//! 40 bits per inference do not fit N = 4096, log q ≤ 109, l = 37, w̄ = 2^16:
-//! s would have to be about 50 everywhere, but q/(2t) ≈ 2^71 caps the
-//! flood, and a 512-channel 3x3 conv reaches s = 41 with one output per
-//! ciphertext (a target of 42 gave 2^−31.8 per inference for 2.7x the reply
-//! bytes). Each bit less of l or of w̄ would add one bit of s, a base-2^8
-//! split of the weights about 7.5 bits for twice the products and replies;
-//! N = 8192 (log q ≤ 218 by the same table) gives q/t ≥ 2^140 with three
-//! or four primes, enough for s ≥ 50 at any packing, for roughly twice the
-//! server time and 1.5-2x the upload bytes.
+//! *Why N = 8192 and three primes.* 40 bits over 2^30 ResNet18 inferences
+//! need s ≥ 40 + ½·log2(2^30·2^19.2) = 64.6, i.e. floods up to M ≈ 2^95
+//! for the widest packings, while decryption needs M/(q/p0) well below
+//! Δ'/2 ≈ 2^12 at p0 ≈ 2^50: q/p0 ≥ 2^86 or so. At N = 4096 the standard
+//! allows log q ≤ 109, so q/p0 ≤ 2^72 (the previous two 54.5-bit primes
+//! reached 2^−31 per inference, 2^−16 over 2^30); at N = 8192 it allows
+//! 218, and three primes below 2^50 (for the IFMA NTT) give q/p0 ≈ 2^100
+//! with 68 bits of the standard's budget to spare.
 //!
 //! # Cost (indicative, 2-core machine shared with other builds)
 //! ResNet18 (m = 64, 32x32, 100 classes), all 21 linear layers, one thread,
-//! both parties, every share verified: 33.6 MB up, 43.1 MB down, 32 388
-//! ct x pt products, 2.7-5.0 s depending on load (the earlier
-//! per-coefficient uniform flood: 38.0 MB up, 33.1 MB down, 2.2-5.1 s in
-//! the same runs). hrn-5x5x3x (m = 16): 25.0 MB up, 124.3 MB down (was
-//! 55.7 and 41.3): its 1 200-channel layers now return one output channel
-//! per ciphertext. `cargo run --release -p pi-bench -- he resnet18
+//! both parties: 63.1 MB up, 40.8 MB down, 16 090 ct x pt products, 4.6 s
+//! of CPU time under a load average of 6-9, where the previous N = 4096
+//! parameters (2^−31 per inference; 2.1 s on an idle machine) took 4.9 s.
+//! hrn-5x5x3x (m = 16): 81.9 MB up, 47.8 MB down, 7.2 s (was 25.0 and 124.3
+//! MB, 10.2 s: its 1 200-channel layers no longer need one output channel
+//! per reply ciphertext). `cargo run --release -p pi-bench -- he resnet18
 //! --threads 1 --verify`.
 
-// Index loops over the two RNS primes read closer to the maths.
+// Index loops over the RNS primes read closer to the maths.
 #![allow(clippy::needless_range_loop)]
 
 mod arith;
 mod client;
-pub mod driver;
+pub mod hiding;
 pub mod layout;
 pub mod params;
 mod server;
@@ -194,9 +216,8 @@ pub mod wire;
 mod tests;
 
 pub use client::{HeClient, UniformShare};
-pub use layout::{
-    ConvShape, FcShape, LayerPlan, LayerShape, inference_hiding_bits, linear_reference,
-};
+pub use hiding::{DEFAULT_LIFETIME_INFERENCES, STATISTICAL_SECURITY_BITS, WeightHiding};
+pub use layout::{ConvShape, FcShape, LayerPlan, LayerShape, linear_reference};
 pub use params::{HeParams, ShareDistribution};
 pub use server::{CtPtKernel, HeServer, ServerMask};
 pub use wire::{ClientUpload, PublicKeyMsg, ServerReply};

@@ -2,74 +2,90 @@
 //!
 //! Every security-relevant number is a named constant with its source. The
 //! noise analysis itself is written out in the module docs of [`crate::he`];
-//! the functions here evaluate it for one layer.
+//! the functions here evaluate it for one layer, in integer arithmetic
+//! rounded up, so that both parties plan identically on every platform.
 
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
 /// Ring dimension N of R_q = Z_q\[X\]/(X^N + 1).
-pub const POLY_DEGREE: usize = 4096;
+pub const POLY_DEGREE: usize = 8192;
 
-/// The two RNS primes of the ciphertext modulus q = p0 * p1.
-///
-/// Both are p = k * 2^37 + 1 (k = 185358 and 185345), the two largest such
-/// primes below 2^54.5, so that
-/// - p ≡ 1 (mod 2N): negacyclic NTT-friendly for N = 4096;
-/// - q ≡ 1 (mod 2^37), hence q ≡ 1 (mod t) for every t = 2^l with l ≤ 37: with
-///   Δ = (q − 1)/t the plaintext-product error term is only |W·m|/t, not
-///   (q mod t)·|W·m|/t (see the module docs);
-/// - log2 q = 108.9998 ≤ 109, the largest modulus the Homomorphic Encryption
-///   Security Standard (Albrecht et al., homomorphicencryption.org, 2018,
-///   Table 1) allows for N = 4096, ternary secret, error σ = 3.2 at 128-bit
-///   classical security.
-///
-/// Ciphertexts sent back to the client are switched down to `p0` alone.
-pub const CIPHERTEXT_PRIMES: [u64; 2] = [25_475_409_537_662_977, 25_473_622_831_267_841];
+/// Number of RNS primes of keys and uploads (ciphertexts at the full modulus q).
+pub const PRIMES: usize = 3;
 
-/// Index in [`CIPHERTEXT_PRIMES`] of the prime kept by the modulus switch.
+/// The RNS primes of the ciphertext modulus q = p0 · p1 · p2.
+///
+/// They are p = k · 2^37 + 1 for k = 8190, 8189 and 8174, the three largest
+/// such primes below 2^50, so that
+/// - p ≡ 1 (mod 2N): negacyclic NTT-friendly for N = 8192;
+/// - q ≡ 1 (mod 2^37), hence q ≡ 1 (mod t) for every t = 2^l with l ≤ 37:
+///   with Δ = (q − 1)/t the plaintext-product error term is only |W·m|/t,
+///   not (q mod t)·|W·m|/t (see the module docs);
+/// - p < 2^50: `tfhe-ntt` runs its AVX-512 IFMA kernels (52-bit multipliers)
+///   for such primes, about twice as fast as its 64-bit path;
+/// - log2 q = 149.996, against the 218 bits that the Homomorphic Encryption
+///   Security Standard (Albrecht et al., HomomorphicEncryption.org, 2018,
+///   §5.4, ternary secret, error σ ≈ 3.2) allows for N = 8192 at 128-bit
+///   classical security: a margin of 68 bits. q even stays below the
+///   standard's 152-bit bound for 192-bit security at N = 8192
+///   ([`STANDARD_LOG_Q_128`], [`STANDARD_LOG_Q_192`]).
+///
+/// Replies are switched down to `p0` alone before they are sent; p1 · p2 ≈
+/// 2^100 is the room that the flooding noise lives in (module docs).
+pub const CIPHERTEXT_PRIMES: [u64; PRIMES] = [
+    1_125_625_028_935_681,
+    1_125_487_589_982_209,
+    1_123_426_005_680_129,
+];
+
+/// Largest log2 q the HE standard allows for N = 8192, ternary secret, at
+/// 128-bit classical security (Albrecht et al. 2018, §5.4; the same table
+/// gives 109 for N = 4096).
+pub const STANDARD_LOG_Q_128: u32 = 218;
+/// The same table's bound for N = 8192 at 192-bit classical security.
+pub const STANDARD_LOG_Q_192: u32 = 152;
+
+/// Index in [`CIPHERTEXT_PRIMES`] of the prime kept by the modulus switch
+/// (the two others are dropped).
 pub(crate) const KEEP: usize = 0;
-/// Index of the prime dropped by the modulus switch.
-pub(crate) const DROP: usize = 1;
 
-/// Largest ring bit width l supported: t = 2^l must divide p − 1 for both primes.
+/// Largest ring bit width l supported: t = 2^l must divide p − 1 for every prime.
 pub const MAX_RING_BITS: u32 = 37;
 
 /// Error distribution: centred binomial with η = 21, variance η/2 = 10.5
 /// (σ ≈ 3.24 ≥ the standard's σ = 3.2), bounded by |e| ≤ 21.
 pub const ERROR_ETA: u32 = 21;
 
-/// Target hiding of the flooding noise, per sent coefficient, in bits: the
-/// planner sizes the flood so that every sent c0 coefficient has
-/// |v|·√D ≤ 2^−s, where v is everything in its phase that depends on the
+/// Per-coefficient hiding, in bits, that the planner sizes every layer's
+/// packing for: the flood makes √D·rms(v) ≤ 2^−s for every sent c0
+/// coefficient, where v is everything in its phase that depends on the
 /// weights or on the server's re-randomisation and D is the flood's
 /// "Hellinger constant" (module docs, *Noise flooding*). Distances compose
-/// in ℓ2: an inference sending K coefficients at hiding s is within
-/// statistical distance √K·2^−s (+ K·2^−71 tail events) of a
-/// weight-independent simulation. ResNet18 (m = 64) sends K ≈ 2^19.2
-/// coefficients, so 40 bits per coefficient give about 2^−30.4 per
-/// inference at least; the planner raises s above this target wherever the
-/// chosen packing leaves noise budget, and [`inference_hiding_bits`]
-/// reports what holds. 40 bits *per inference* (DESIGN.md §3.6) does not fit
-/// N = 4096, log q ≤ 109, l = 37 and 16-bit weights: it needs about 10 more
-/// bits of q/t (see the module docs).
-///
-/// [`inference_hiding_bits`]: super::layout::inference_hiding_bits
-pub const TARGET_HIDING_BITS: u32 = 40;
+/// in ℓ2 over every coefficient any client ever receives from one weight
+/// set: Q inferences sending K coefficients each at hiding s are within
+/// statistical distance √(Q·K)·2^−s of a weight-independent simulation.
+/// The requirement 2^−40 at Q = 2^30 needs s ≥ 40 + ½·log2(Q·K) = 64.6
+/// for ResNet18 (K ≈ 2^19.2 coefficients per inference); 72 leaves room
+/// for networks with 2^8 times more outputs or budgets of 2^38
+/// inferences. The planner raises s towards [`MAX_HIDING_BITS`] where the
+/// chosen packing leaves noise budget; [`super::hiding::WeightHiding`]
+/// reports what holds.
+pub const TARGET_HIDING_BITS: u32 = 72;
 
-/// Smallest per-coefficient hiding the planner accepts: a layer whose single
-/// output sums so many weights that even one output per ciphertext cannot
-/// reach [`TARGET_HIDING_BITS`] gets the most the budget allows, but no less
-/// than this.
-pub const MIN_HIDING_BITS: u32 = 36;
+/// Largest per-coefficient hiding the planner asks for.
+pub const MAX_HIDING_BITS: u32 = 80;
 
-/// Largest per-coefficient hiding the planner asks for (more brings nothing).
-pub const MAX_HIDING_BITS: u32 = 64;
+/// Largest flood width M accepted, as a power of two: keeps U1 − U2 in
+/// i128 and bounds the flood's Hellinger constant ([`FLOOD_SQRT_D`]).
+pub(crate) const MAX_FLOOD_BITS: u32 = 126;
 
-/// Upper bound D·M² ≤ 36 on the flood's Hellinger constant, valid for a
-/// triangular flood of width M ≤ 2^96 (D·M² ≤ 2.5 + ln(M)/2, module docs);
-/// √36 = 6 enters the flood size. Every accepted plan has M < 2^72.
-pub(crate) const FLOOD_SQRT_D: u128 = 6;
+/// Upper bound √(D·M²) ≤ 7 on the flood's Hellinger constant, valid for a
+/// triangular flood of width M ≤ 2^126: D·M² ≤ 2.5 + ln(M)/2 ≤ 46.2 ≤ 49
+/// (module docs, test `triangular_hellinger_constant`). It enters the
+/// flood width M = 7·2^s·V.
+pub(crate) const FLOOD_SQRT_D: u128 = 7;
 
 /// Public bound on weight magnitudes: |w| < 2^WEIGHT_BITS (weights at scale
 /// f = 12 means |w_float| < 16). The flooding noise depends on this public
@@ -77,9 +93,9 @@ pub(crate) const FLOOD_SQRT_D: u128 = 6;
 pub const WEIGHT_BITS: u32 = 16;
 
 /// Low bits of c0 dropped before sending (after the switch to p0).
-pub const C0_DROP_BITS: u32 = 13;
+pub const C0_DROP_BITS: u32 = 10;
 /// Low bits of c1 dropped before sending (after the switch to p0).
-pub const C1_DROP_BITS: u32 = 4;
+pub const C1_DROP_BITS: u32 = 2;
 
 /// Smallest margin between Δ'/2 and the noise bound the planner accepts, as
 /// the ratio MARGIN_NUM/MARGIN_DEN ≥ 2^0.25 (on top of the 2^−71 tails).
@@ -93,8 +109,15 @@ pub const MARGIN_DEN: u128 = 1000;
 /// ≤ 2·exp(−50) < 2^−71. Bounds below use τ² = 100 inside integer square roots.
 pub(crate) const TAIL_SQ: u128 = 100;
 
-/// Per-coefficient probability (log2, upper bound) that a τ-bound fails.
+/// Per-coefficient probability (log2, upper bound) that one τ-bound fails.
 pub const TAIL_FAILURE_LOG2: i32 = -71;
+
+/// τ-bounds whose failure could break the decryption of one coefficient:
+/// the weight noise e·W − k and the c1 rounding (switch and dropped bits)
+/// times the secret; every other term is bounded with certainty. A
+/// decryption fails with probability at most this many times
+/// 2^[`TAIL_FAILURE_LOG2`] per returned coefficient.
+pub const TAIL_EVENTS_PER_COEFFICIENT: u32 = 2;
 
 /// Smallest integer r with r² ≥ v.
 pub(crate) fn ceil_sqrt(v: u128) -> u128 {
@@ -113,6 +136,16 @@ pub(crate) fn ceil_sqrt(v: u128) -> u128 {
     if x * x < v { x + 1 } else { x }
 }
 
+/// The product p1 · p2 of the primes dropped by the modulus switch.
+pub(crate) const fn dropped_modulus() -> u128 {
+    CIPHERTEXT_PRIMES[1] as u128 * CIPHERTEXT_PRIMES[2] as u128
+}
+
+/// log2 q, for reports and tests (q itself does not fit in 128 bits).
+pub fn log2_modulus() -> f64 {
+    CIPHERTEXT_PRIMES.iter().map(|&p| (p as f64).log2()).sum()
+}
+
 /// Parameters of the RLWE layer for one session. Only the ring width varies;
 /// everything else is fixed by the constants above.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,8 +160,8 @@ pub struct HeParams {
 /// at most ‖W‖₁/2 for arbitrary c but only about ‖W‖₂/2 per standard
 /// deviation when c is uniform on Z_2^l, which it is in the protocol: the
 /// client's share of every linear layer's input is a fresh uniform mask
-/// (DESIGN.md §3.1, semi-honest client). The tighter bound lets up to ~8x
-/// more output channels share one reply ciphertext in wide layers.
+/// (DESIGN.md §3.1, semi-honest client). The tighter bound lets more output
+/// channels share one reply ciphertext in wide layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShareDistribution {
     /// c is uniform on Z_2^l (the protocol's case; the default).
@@ -180,11 +213,12 @@ impl HeParams {
         (1u64 << self.ring_bits) - 1
     }
 
-    /// Δ = (q − 1)/t reduced modulo prime i.
+    /// Δ = (q − 1)/t reduced modulo prime i. Since Δ·t = q − 1 ≡ −1
+    /// (mod p_i), Δ ≡ −t^−1 (mod p_i); q itself never needs to be formed.
     pub(crate) fn delta_mod(&self, i: usize) -> u64 {
-        // q − 1 = p0 p1 − 1; (q − 1)/t mod p_i computed in u128 (q < 2^109).
-        let q = CIPHERTEXT_PRIMES[0] as u128 * CIPHERTEXT_PRIMES[1] as u128;
-        (((q - 1) >> self.ring_bits) % CIPHERTEXT_PRIMES[i] as u128) as u64
+        let p = CIPHERTEXT_PRIMES[i];
+        let t_inv = super::arith::inv_mod((1u64 << self.ring_bits) % p, p);
+        p - t_inv
     }
 
     /// Δ' = (p0 − 1)/t, the scale after switching down to p0.
@@ -192,25 +226,32 @@ impl HeParams {
         (CIPHERTEXT_PRIMES[KEEP] - 1) >> self.ring_bits
     }
 
-    /// Digest of everything both parties must agree on; carried by every message.
+    /// Digest of everything both parties must agree on; carried by every
+    /// message and compared in the session handshake.
     pub fn digest(&self) -> [u8; 16] {
         let mut h = Sha256::new();
-        h.update(b"pi-he-params-v2");
+        h.update(b"pi-he-params-v3");
         h.update([self.shares as u8]);
         h.update((POLY_DEGREE as u64).to_le_bytes());
+        h.update((PRIMES as u64).to_le_bytes());
         for p in CIPHERTEXT_PRIMES {
             h.update(p.to_le_bytes());
         }
+        h.update((KEEP as u64).to_le_bytes());
         for v in [
             self.ring_bits,
             ERROR_ETA,
             TARGET_HIDING_BITS,
-            MIN_HIDING_BITS,
             MAX_HIDING_BITS,
+            MAX_FLOOD_BITS,
+            FLOOD_SQRT_D as u32,
             WEIGHT_BITS,
             C0_DROP_BITS,
             C1_DROP_BITS,
         ] {
+            h.update(v.to_le_bytes());
+        }
+        for v in [MARGIN_NUM, MARGIN_DEN, TAIL_SQ] {
             h.update(v.to_le_bytes());
         }
         let d = h.finalize();
@@ -222,12 +263,13 @@ impl HeParams {
     /// Bound (w.p. 1 − 2^−71) on the weight-dependent noise of one output
     /// coefficient at the full modulus, when that coefficient sums `n_terms`
     /// weights: e·W (client's encryption noise, sub-Gaussian with proxy
-    /// 10.5·‖w‖², ‖w‖² ≤ n·w̄²) plus the rounding term k = round(W·c/t).
+    /// 10.5·‖w‖², ‖w‖² ≤ n·w̄²) plus the rounding term k = ⌊W·c/t⌋.
     /// Uniform shares: W·c/t is a sum of independent terms each in an
     /// interval of length |w_j| (Hoeffding: proxy ‖w‖²/4), independent of e,
-    /// so e·W + W·c/t has proxy 10.75·n·w̄² and |k − W·c/t| ≤ 1/2:
+    /// so e·W + W·c/t has proxy 10.75·n·w̄² and |k − W·c/t| ≤ 1:
     /// τ·√(10.75·n)·w̄ + 1. Arbitrary shares: τ·√(10.5·n)·w̄ + n·w̄/2 + 1.
-    /// Integer arithmetic throughout, rounded up.
+    /// For decryption only; the flood is sized from second moments
+    /// ([`Self::flood_rms_bound`]).
     pub(crate) fn weight_noise_bound(&self, n_terms: usize) -> u128 {
         let n = n_terms as u128;
         let w = 1u128 << WEIGHT_BITS;
@@ -240,51 +282,86 @@ impl HeParams {
     }
 
     /// Worst-case noise of the server's fresh public-key encryption of zero,
-    /// u·e_pk + e0 + e1·s (u, s ternary, |e| ≤ η): 2·η·N + η. It is part of
-    /// the phase the client sees and correlated with c1 (through u and e1),
-    /// so the flood must hide it too (module docs, step 5).
+    /// u·e_pk + e0 + e1·s (u, s ternary, |e| ≤ η): 2·η·N + η.
     pub(crate) fn pk_noise_bound(&self) -> u128 {
         2 * ERROR_ETA as u128 * POLY_DEGREE as u128 + ERROR_ETA as u128
     }
 
+    /// V with V² ≥ E[v²], v the part of a sent coefficient's phase that the
+    /// flood must hide, for a coefficient summing `n_terms` weights of
+    /// magnitude below w̄ = 2^WEIGHT_BITS (module docs, *Noise flooding*):
+    /// v = e·W − k + ν with three uncorrelated terms,
+    /// - E[(e·W)²] = (η/2)·‖w‖² ≤ (η/2)·n·w̄²;
+    /// - E[k²] ≤ (√E[y²] + 1)² for y = W·c/t, |k − y| ≤ 1. Uniform shares:
+    ///   |c_j/t| ≤ 1/2 and |E[c_j/t]| = 1/(2t), so E[y²] ≤ n·w̄²/4 +
+    ///   (n·w̄)²/(4t²). Arbitrary shares: |y| ≤ n·w̄/2;
+    /// - E[ν²] for ν = u·e_pk + e0 + e1·s: (2/3)·(η/2)·N twice plus η/2.
+    ///
+    /// Integer arithmetic, every step rounded up.
+    pub(crate) fn flood_rms_bound(&self, n_terms: usize) -> u128 {
+        let n = n_terms as u128;
+        let eta = ERROR_ETA as u128;
+        let w = 1u128 << WEIGHT_BITS;
+        let weight = (eta * n * w * w).div_ceil(2);
+        let rounding = match self.shares {
+            ShareDistribution::Uniform => {
+                let t2 = 1u128 << (2 * self.ring_bits);
+                let y2 = (n * w * w).div_ceil(4) + (n * w * n * w).div_ceil(4 * t2);
+                y2 + 2 * ceil_sqrt(y2) + 1
+            }
+            ShareDistribution::Arbitrary => {
+                let y = (n * w).div_ceil(2) + 1;
+                y * y
+            }
+        };
+        let big_n = POLY_DEGREE as u128;
+        let pk = (2 * eta * big_n).div_ceil(3) + eta.div_ceil(2);
+        ceil_sqrt(weight + rounding + pk)
+    }
+
     /// Width M of the triangular flood (difference of two uniforms on
     /// [0, M)) that hides every coefficient summing `n_terms` weights at
-    /// `hiding_bits` s: M = 6·2^s·(weight noise + pk noise), since
-    /// √(D·M²) ≤ 6, so that |v|·√D ≤ 2^−s. A public function of the shape.
-    pub(crate) fn flood_bound(&self, n_terms: usize, hiding_bits: u32) -> u128 {
-        ((self.weight_noise_bound(n_terms) + self.pk_noise_bound()) * FLOOD_SQRT_D) << hiding_bits
+    /// `hiding_bits` s: M = 7·2^s·V with V from [`Self::flood_rms_bound`],
+    /// so that √D·V ≤ 2^−s. A public function of the shape; `None` past
+    /// 2^[`MAX_FLOOD_BITS`].
+    pub(crate) fn flood_bound(&self, n_terms: usize, hiding_bits: u32) -> Option<u128> {
+        let base = self.flood_rms_bound(n_terms) * FLOOD_SQRT_D;
+        if hiding_bits + (128 - base.leading_zeros()) > MAX_FLOOD_BITS {
+            return None;
+        }
+        Some(base << hiding_bits)
     }
 
     /// Noise bound (in units of p0, rounded up) of a returned coefficient,
-    /// over all terms of the analysis in the module docs.
-    pub(crate) fn total_noise_bound(&self, n_terms: usize, hiding_bits: u32) -> u128 {
-        let p_drop = CIPHERTEXT_PRIMES[DROP] as u128;
-        let sqrt_n = ceil_sqrt(POLY_DEGREE as u128);
-        let full = self.flood_bound(n_terms, hiding_bits)
+    /// over all terms of the analysis in the module docs; `None` if the
+    /// flood is out of range.
+    pub(crate) fn total_noise_bound(&self, n_terms: usize, hiding_bits: u32) -> Option<u128> {
+        let full = self.flood_bound(n_terms, hiding_bits)?
             + self.weight_noise_bound(n_terms)
             + self.pk_noise_bound();
-        let switched = full.div_ceil(p_drop);
-        // Modulus-switch rounding r0 + r1·s with |r| ≤ 1/2, s ternary:
-        // 1/2 + τ·√N/2, rounded up.
-        let switch_round = (1 + ceil_sqrt(TAIL_SQ) * sqrt_n).div_ceil(2);
-        // Dropped low bits of c0 (worst case) and of c1 (times s, sub-Gaussian).
-        let drop0 = 1u128 << (C0_DROP_BITS - 1);
-        let drop1 = (ceil_sqrt(TAIL_SQ) * sqrt_n) << (C1_DROP_BITS - 1);
-        // Message term m·(1 − p0/q)/t < 1 and slack for integer rounding.
-        switched + switch_round + drop0 + drop1 + 2
+        let switched = full.div_ceil(dropped_modulus());
+        // c1 rounding: the switch (≤ 1/2) plus the dropped low bits
+        // (≤ 2^(d1−1)) per coefficient, times the ternary secret: a
+        // Hoeffding tail τ·√N·(1/2 + 2^(d1−1)), rounded up.
+        let tau_sqrt_n = ceil_sqrt(TAIL_SQ * POLY_DEGREE as u128);
+        let c1_round = (tau_sqrt_n * ((1u128 << C1_DROP_BITS) + 1)).div_ceil(2);
+        // c0 rounding: switch (≤ 1/2) plus dropped bits (≤ 2^(d0−1)), worst case.
+        let c0_round = (1u128 << (C0_DROP_BITS - 1)) + 1;
+        // Message term m·(1 − 1/(p1·p2))/t < 1 and slack for integer rounding.
+        Some(switched + c1_round + c0_round + 2)
     }
 
     /// Whether a coefficient summing `n_terms` weights, flooded for
     /// `hiding_bits`, decrypts with the required margin:
     /// total·MARGIN_NUM ≤ (Δ'/2)·MARGIN_DEN. Exact integer comparison.
     pub(crate) fn fits(&self, n_terms: usize, hiding_bits: u32) -> bool {
-        self.total_noise_bound(n_terms, hiding_bits) * MARGIN_NUM * 2
-            <= self.delta_keep() as u128 * MARGIN_DEN
+        self.total_noise_bound(n_terms, hiding_bits)
+            .is_some_and(|t| t * MARGIN_NUM * 2 <= self.delta_keep() as u128 * MARGIN_DEN)
     }
 
-    /// Largest hiding in [MIN_HIDING_BITS, MAX_HIDING_BITS] that fits, if any.
+    /// Largest hiding in [TARGET_HIDING_BITS, MAX_HIDING_BITS] that fits, if any.
     pub(crate) fn max_hiding_bits(&self, n_terms: usize) -> Option<u32> {
-        (MIN_HIDING_BITS..=MAX_HIDING_BITS)
+        (TARGET_HIDING_BITS..=MAX_HIDING_BITS)
             .rev()
             .find(|&s| self.fits(n_terms, s))
     }
@@ -292,8 +369,10 @@ impl HeParams {
     /// Margin in bits between the decryption bound Δ'/2 and the noise bound
     /// (for reports only; planning uses [`Self::fits`]).
     pub(crate) fn noise_margin_bits(&self, n_terms: usize, hiding_bits: u32) -> f64 {
-        (self.delta_keep() as f64 / 2.0).log2()
-            - (self.total_noise_bound(n_terms, hiding_bits) as f64).log2()
+        match self.total_noise_bound(n_terms, hiding_bits) {
+            Some(t) => (self.delta_keep() as f64 / 2.0).log2() - (t as f64).log2(),
+            None => f64::NEG_INFINITY,
+        }
     }
 }
 
@@ -344,23 +423,35 @@ mod tests {
 
     #[test]
     fn primes_match_their_documented_properties() {
-        let q = CIPHERTEXT_PRIMES[0] as u128 * CIPHERTEXT_PRIMES[1] as u128;
-        assert!(q < 1u128 << 109, "log q must stay at most 109");
-        assert_eq!(q % (1u128 << MAX_RING_BITS), 1);
-        for (p, k) in CIPHERTEXT_PRIMES.iter().zip([185_358u64, 185_345]) {
+        let log_q = log2_modulus();
+        assert!(log_q < 150.0 && log_q > 149.9, "{log_q}");
+        assert!(log_q <= STANDARD_LOG_Q_192 as f64 && log_q + 60.0 <= STANDARD_LOG_Q_128 as f64);
+        for (p, k) in CIPHERTEXT_PRIMES.iter().zip([8190u64, 8189, 8174]) {
             assert!(is_prime(*p));
             assert_eq!(*p, k * (1u64 << 37) + 1);
             assert_eq!((p - 1) % (2 * POLY_DEGREE as u64), 0);
+            assert!(*p < 1 << 50);
         }
-        // They are the two largest primes of that form below 2^54.5.
-        let kmax = (2f64.powf(54.5) / 2f64.powi(37)) as u64;
-        let found: Vec<u64> = (0..=kmax)
+        // Decreasing, and p1 < 2·p2 (the switch reduces p1-residues mod p2
+        // with one subtraction).
+        assert!(CIPHERTEXT_PRIMES.windows(2).all(|w| w[0] > w[1]));
+        assert!(CIPHERTEXT_PRIMES[1] < 2 * CIPHERTEXT_PRIMES[2]);
+        // They are the three largest primes of that form below 2^50.
+        let found: Vec<u64> = (0..(1u64 << 13))
             .rev()
             .map(|k| k * (1 << 37) + 1)
-            .filter(|&p| (p as f64) < 2f64.powf(54.5) && is_prime(p))
-            .take(2)
+            .filter(|&p| is_prime(p))
+            .take(PRIMES)
             .collect();
         assert_eq!(found, CIPHERTEXT_PRIMES.to_vec());
+        // Δ·t ≡ −1 modulo every prime, for every ring width.
+        for l in [8, 32, 37] {
+            let p = HeParams::new(l).unwrap();
+            for (i, &pi) in CIPHERTEXT_PRIMES.iter().enumerate() {
+                let dt = (p.delta_mod(i) as u128 * (1u128 << l)) % pi as u128;
+                assert_eq!(dt as u64, pi - 1);
+            }
+        }
     }
 
     #[test]
@@ -375,29 +466,54 @@ mod tests {
     fn resnet_sized_sums_fit_the_budget() {
         let u = HeParams::default();
         let p = u.with_shares(ShareDistribution::Arbitrary);
-        // A 512-channel 3x3 conv and the FC over 512·4·4 inputs, one output
-        // per ciphertext, reach the 40-bit target with uniform shares, and
-        // at least the floor under the worst-case analysis.
-        assert!(u.max_hiding_bits(512 * 9).unwrap() >= TARGET_HIDING_BITS);
-        assert!(u.fits(512 * 16, TARGET_HIDING_BITS));
-        assert!(p.max_hiding_bits(512 * 9).unwrap() >= MIN_HIDING_BITS);
-        assert!(!p.fits(512 * 9, TARGET_HIDING_BITS));
+        // The widest sums of ResNet18 and the HRNs (a 1200-channel 3x3 conv,
+        // the FC over 1200·4·4 inputs) with 64 outputs per ciphertext fit the
+        // target under both analyses; with one output per ciphertext they
+        // reach 77 bits or more.
         for params in [u, p] {
-            assert!(params.max_hiding_bits(1 << 22).is_none());
+            assert!(params.fits(64 * 1200 * 9, TARGET_HIDING_BITS));
+            assert!(params.max_hiding_bits(1200 * 16).unwrap() >= 77);
+            assert!(params.max_hiding_bits(512 * 9).unwrap() >= 79);
+            assert!(params.noise_margin_bits(512 * 9, 79) >= 0.25);
+            // Far beyond any layer: the flood no longer fits under p1·p2.
+            assert!(params.max_hiding_bits(1 << 40).is_none());
         }
-        // Uniform shares: three 512-channel outputs per ciphertext at 40 bits.
-        assert!(u.fits(3 * 512 * 9, TARGET_HIDING_BITS));
-        assert!(u.noise_margin_bits(3 * 512 * 9, TARGET_HIDING_BITS) >= 0.25);
-        // The flood hides weight and pk noise at the stated ratio.
-        for n in [1, 100, 4608] {
-            let m = u.flood_bound(n, 40);
-            let v = u.weight_noise_bound(n) + u.pk_noise_bound();
-            assert!((v * FLOOD_SQRT_D) << 40 <= m);
-            assert!(m < 1 << 96);
+        // Uniform shares: up to 2^30 weights per coefficient still fit.
+        assert!(u.fits(1 << 30, TARGET_HIDING_BITS));
+        assert_eq!(u.max_hiding_bits(1200 * 16), Some(MAX_HIDING_BITS));
+        // The flood hides the second moment at the stated ratio and stays
+        // in range.
+        for n in [1, 100, 4608, 1 << 20] {
+            let m = u.flood_bound(n, TARGET_HIDING_BITS).unwrap();
+            assert!((u.flood_rms_bound(n) * FLOOD_SQRT_D) << TARGET_HIDING_BITS <= m);
+            assert!(m < 1 << MAX_FLOOD_BITS);
         }
+        assert!(u.flood_bound(1, 126).is_none());
         assert!(u.weight_noise_bound(100) < p.weight_noise_bound(100));
+        assert!(u.flood_rms_bound(100) < p.flood_rms_bound(100));
         assert_ne!(p.digest(), HeParams::new(36).unwrap().digest());
         assert_ne!(p.digest(), HeParams::default().digest());
+    }
+
+    /// The second-moment bound against a direct computation in floating
+    /// point: (η/2)·n·w̄² + (√(n·w̄²/4) + 1)² + 14·N + 10.5.
+    #[test]
+    fn flood_rms_bound_matches_the_formula() {
+        let u = HeParams::default();
+        for n in [1usize, 9, 4608, 1 << 20] {
+            let w2 = 2f64.powi(2 * WEIGHT_BITS as i32);
+            let nf = n as f64;
+            let want = (10.5 * nf * w2
+                + ((nf * w2 / 4.0).sqrt() + 1.0).powi(2)
+                + 14.0 * POLY_DEGREE as f64
+                + 10.5)
+                .sqrt();
+            let got = u.flood_rms_bound(n) as f64;
+            assert!(
+                got >= want && got <= want * (1.0 + 1e-6) + 2.0,
+                "{n}: {got} vs {want}"
+            );
+        }
     }
 
     /// The constant behind FLOOD_SQRT_D: for the triangular pmf
@@ -412,6 +528,7 @@ mod tests {
                 .sum();
             assert!(d <= 2.5 + (m as f64).ln() / 2.0, "M = {m}: {d}");
         }
-        assert!(2.5 + 96.0 * 2f64.ln() / 2.0 <= (FLOOD_SQRT_D * FLOOD_SQRT_D) as f64);
+        let bound = 2.5 + MAX_FLOOD_BITS as f64 * 2f64.ln() / 2.0;
+        assert!(bound <= (FLOOD_SQRT_D * FLOOD_SQRT_D) as f64);
     }
 }

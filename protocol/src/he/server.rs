@@ -15,7 +15,8 @@ use super::arith::{
 use super::client::PK_STREAM;
 use super::layout::LayerPlan;
 use super::params::{
-    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, DROP, HeParams, KEEP, POLY_DEGREE, WEIGHT_BITS,
+    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE, PRIMES,
+    WEIGHT_BITS, dropped_modulus,
 };
 use super::wire::{ClientUpload, PublicKeyMsg, ServerReply};
 use crate::{Error, Result};
@@ -27,49 +28,80 @@ const N: usize = POLY_DEGREE;
 pub struct HeServer {
     params: HeParams,
     /// pk_ntt[component][prime], multiplied by N^−1.
-    pk_ntt: [[Vec<u64>; 2]; 2],
+    pk_ntt: [[Vec<u64>; PRIMES]; 2],
 }
 
-/// Modulus switch q → p0 of one value given by its residues (centred
-/// remainder modulo p1 subtracted, then divided by p1), then rounding away
-/// `drop` low bits.
+/// Modulus switch q → p0 of one value given by its three residues, then
+/// rounding away `drop` low bits: with r the remainder of v modulo p1·p2,
+/// centred, (v − r)/(p1·p2) = round(v·p0/q) (Brakerski, Gentry and
+/// Vaikuntanathan's modulus switching). r is rebuilt by CRT from the p1 and
+/// p2 residues, r = v1 + p1·((v2 − v1)·p1^−1 mod p2) < p1·p2, and only its
+/// residue modulo p0 and its comparison with p1·p2/2 are needed, so no
+/// 150-bit integer is formed.
 #[derive(Clone, Copy)]
-struct Switch {
-    inv_drop: u64,
-    inv_drop_shoup: u64,
+pub(crate) struct Switch {
+    /// p1^−1 mod p2 and its Shoup constant.
+    inv_p1: (u64, u64),
+    /// p1 mod p0 and its Shoup constant.
+    p1_mod_keep: (u64, u64),
+    /// p1·p2 mod p0.
+    p12_mod_keep: u64,
+    /// (p1·p2)^−1 mod p0 and its Shoup constant.
+    inv_p12: (u64, u64),
 }
 
 impl Switch {
-    fn new() -> Self {
-        let inv = inv_mod(
-            CIPHERTEXT_PRIMES[DROP] % CIPHERTEXT_PRIMES[KEEP],
-            CIPHERTEXT_PRIMES[KEEP],
-        );
+    pub(crate) fn new() -> Self {
+        let [p0, p1, p2] = CIPHERTEXT_PRIMES;
+        let with_shoup = |w: u64, p: u64| (w, shoup(w, p));
+        let p12_mod_keep = (dropped_modulus() % p0 as u128) as u64;
         Self {
-            inv_drop: inv,
-            inv_drop_shoup: shoup(inv, CIPHERTEXT_PRIMES[KEEP]),
+            inv_p1: with_shoup(inv_mod(p1 % p2, p2), p2),
+            p1_mod_keep: with_shoup(p1 % p0, p0),
+            p12_mod_keep,
+            inv_p12: with_shoup(inv_mod(p12_mod_keep, p0), p0),
         }
     }
 
+    /// Switched and rounded: [`Self::exact`], then `drop` ≥ 1 low bits
+    /// rounded away.
     #[inline]
-    fn apply(&self, v_keep: u64, v_drop: u64, drop: u32) -> u64 {
-        let (pk, pd) = (CIPHERTEXT_PRIMES[KEEP], CIPHERTEXT_PRIMES[DROP]);
-        // r = [v]_{p1} centred in (−p1/2, p1/2]; |r| < p0 since p1 < p0.
-        let r_mod_keep = if v_drop > pd / 2 {
-            pk - (pd - v_drop)
-        } else {
-            v_drop
-        };
-        let diff = sub_mod(v_keep, r_mod_keep, pk);
-        let v = mul_shoup(diff, self.inv_drop, self.inv_drop_shoup, pk);
-        (v + (1u64 << (drop - 1))) >> drop
+    pub(crate) fn apply(&self, v: [u64; PRIMES], drop: u32) -> u64 {
+        (self.exact(v) + (1u64 << (drop - 1))) >> drop
+    }
+
+    /// round(v·p0/q) mod p0 for v given by its residues.
+    #[inline]
+    pub(crate) fn exact(&self, v: [u64; PRIMES]) -> u64 {
+        const _: () = assert!(KEEP == 0 && PRIMES == 3);
+        let [p0, p1, p2] = CIPHERTEXT_PRIMES;
+        // v1 < p1 < 2·p2 (tested), so one subtraction reduces it mod p2.
+        let v1_mod_p2 = if v[1] >= p2 { v[1] - p2 } else { v[1] };
+        let k = mul_shoup(
+            sub_mod(v[2], v1_mod_p2, p2),
+            self.inv_p1.0,
+            self.inv_p1.1,
+            p2,
+        );
+        // r = v1 + p1·k < p1·p2; its residue mod p0 (v1 < p1 < p0).
+        let mut r0 = add_mod(
+            v[1],
+            mul_shoup(k, self.p1_mod_keep.0, self.p1_mod_keep.1, p0),
+            p0,
+        );
+        // Centred: r > p1·p2/2 stands for r − p1·p2 (p1·p2 is odd, no tie).
+        if v[1] as u128 + p1 as u128 * k as u128 > dropped_modulus() / 2 {
+            r0 = sub_mod(r0, self.p12_mod_keep, p0);
+        }
+        let diff = sub_mod(v[0], r0, p0);
+        mul_shoup(diff, self.inv_p12.0, self.inv_p12.1, p0)
     }
 }
 
 impl HeServer {
     /// Accepts the client's public key.
     pub fn new(params: HeParams, pk: &PublicKeyMsg) -> Result<Self> {
-        if pk.b.len() != 2 * N
+        if pk.b.len() != PRIMES * N
             || pk
                 .b
                 .chunks(N)
@@ -79,10 +111,10 @@ impl HeServer {
             return Err(Error::malformed("malformed HE public key"));
         }
         let ntt = ntt();
-        let mut a = [Vec::new(), Vec::new()];
+        let mut a = Default::default();
         expand_a(&pk.seed, PK_STREAM, &mut a);
-        let mut b = [pk.b[..N].to_vec(), pk.b[N..].to_vec()];
-        for i in 0..2 {
+        let mut b: [Vec<u64>; PRIMES] = std::array::from_fn(|i| pk.b[i * N..(i + 1) * N].to_vec());
+        for i in 0..PRIMES {
             for poly in [&mut a[i], &mut b[i]] {
                 ntt.plans[i].fwd(poly);
                 ntt.plans[i].normalize(poly);
@@ -155,29 +187,29 @@ impl HeServer {
                 "mask has the wrong length or leaves Z_2^l".into(),
             ));
         }
-        if upload.plan_digest != plan.digest || upload.b.len() != plan.upload_cts() * 2 * N {
+        if upload.plan_digest != plan.digest || upload.b.len() != plan.upload_cts() * PRIMES * N {
             return Err(Error::malformed("HE upload does not match the layer plan"));
         }
         let ntt = ntt();
-        // NTT form of every uploaded ciphertext, [b0, b1, a0, a1], multiplied
-        // by N^−1 here once so that kernel polynomials need no normalisation.
-        let cts: Vec<[Vec<u64>; 4]> = (0..plan.upload_cts())
+        // NTT form of every uploaded ciphertext, [b_0..b_P, a_0..a_P] by
+        // prime, multiplied by N^−1 here once so that kernel polynomials need
+        // no normalisation.
+        let cts: Vec<[Vec<u64>; 2 * PRIMES]> = (0..plan.upload_cts())
             .into_par_iter()
             .map(|idx| {
-                let mut a = [Vec::new(), Vec::new()];
+                let mut a: [Vec<u64>; PRIMES] = Default::default();
                 expand_a(&upload.seed, idx as u64, &mut a);
-                let base = idx * 2 * N;
-                let mut b0 = upload.b[base..base + N].to_vec();
-                let mut b1 = upload.b[base + N..base + 2 * N].to_vec();
-                ntt.plans[0].fwd(&mut b0);
-                ntt.plans[1].fwd(&mut b1);
-                let [mut a0, mut a1] = a;
-                ntt.plans[0].fwd(&mut a0);
-                ntt.plans[1].fwd(&mut a1);
-                for (k, poly) in [&mut b0, &mut b1, &mut a0, &mut a1].into_iter().enumerate() {
-                    ntt.plans[k % 2].normalize(poly);
+                let base = idx * PRIMES * N;
+                let mut out: [Vec<u64>; 2 * PRIMES] =
+                    std::array::from_fn(|k| match k.checked_sub(PRIMES) {
+                        None => upload.b[base + k * N..base + (k + 1) * N].to_vec(),
+                        Some(i) => std::mem::take(&mut a[i]),
+                    });
+                for (k, poly) in out.iter_mut().enumerate() {
+                    ntt.plans[k % PRIMES].fwd(poly);
+                    ntt.plans[k % PRIMES].normalize(poly);
                 }
-                [b0, b1, a0, a1]
+                out
             })
             .collect();
 
@@ -193,15 +225,11 @@ impl HeServer {
                 // Per-worker buffers, reused across output groups (fresh
                 // zeroed pages per group cost several percent of the layer).
                 || {
-                    let acc: Vec<[Vec<u64>; 4]> = (0..tiles)
+                    let acc: Vec<[Vec<u64>; 2 * PRIMES]> = (0..tiles)
                         .map(|_| std::array::from_fn(|_| vec![0u64; N]))
                         .collect();
-                    (
-                        acc,
-                        vec![0i64; N],
-                        [Vec::with_capacity(N), Vec::with_capacity(N)],
-                        Vec::new(),
-                    )
+                    let k_ntt: [Vec<u64>; PRIMES] = std::array::from_fn(|_| Vec::with_capacity(N));
+                    (acc, vec![0i64; N], k_ntt, Vec::new())
                 },
                 |(acc, kpoly, k_ntt, wanted), og| {
                     let mut task_rng = ChaCha20Rng::from_seed(master);
@@ -221,15 +249,15 @@ impl HeServer {
                         small_to_ntt(kpoly, k_ntt);
                         for (tile, acc) in acc.iter_mut().enumerate() {
                             let ct = &cts[tile * plan.c_blocks + cb];
-                            for i in 0..2 {
-                                ntt.plans[i].mul_accumulate(&mut acc[i], &ct[i], &k_ntt[i]);
-                                ntt.plans[i].mul_accumulate(&mut acc[2 + i], &ct[2 + i], &k_ntt[i]);
+                            for (k, (acc, ct)) in acc.iter_mut().zip(ct).enumerate() {
+                                ntt.plans[k % PRIMES].mul_accumulate(acc, ct, &k_ntt[k % PRIMES]);
                             }
                         }
                     }
                     kpoly.as_mut_slice().zeroize();
-                    k_ntt[0].zeroize();
-                    k_ntt[1].zeroize();
+                    for v in k_ntt.iter_mut() {
+                        v.zeroize();
+                    }
                     acc.iter_mut()
                         .enumerate()
                         .map(|(tile, acc)| {
@@ -257,12 +285,12 @@ impl HeServer {
         })
     }
 
-    /// Turns one accumulated product (NTT form, [b0, b1, a0, a1]) into a
+    /// Turns one accumulated product (NTT form, [b_0..b_P, a_0..a_P]) into a
     /// reply ciphertext: + Enc_pk(0), − Δ·s, + flood on c0, switch, drop bits.
     fn finish(
         &self,
         plan: &LayerPlan,
-        acc: &mut [Vec<u64>; 4],
+        acc: &mut [Vec<u64>; 2 * PRIMES],
         wanted: &[(usize, usize)],
         mask: &[u64],
         switch: &Switch,
@@ -272,28 +300,32 @@ impl HeServer {
         // Fresh public-key encryption of zero: (u·pk_b + e0, u·pk_a + e1).
         let mut u = vec![0i64; N];
         sample_ternary(rng, &mut u);
-        let mut u_ntt = [Vec::with_capacity(N), Vec::with_capacity(N)];
+        let mut u_ntt: [Vec<u64>; PRIMES] = std::array::from_fn(|_| Vec::with_capacity(N));
         small_to_ntt(&u, &mut u_ntt);
-        for i in 0..2 {
+        for i in 0..PRIMES {
             ntt.plans[i].mul_accumulate(&mut acc[i], &u_ntt[i], &self.pk_ntt[0][i]);
-            ntt.plans[i].mul_accumulate(&mut acc[2 + i], &u_ntt[i], &self.pk_ntt[1][i]);
+            ntt.plans[i].mul_accumulate(&mut acc[PRIMES + i], &u_ntt[i], &self.pk_ntt[1][i]);
         }
         u.zeroize();
+        for v in u_ntt.iter_mut() {
+            v.zeroize();
+        }
         for (k, poly) in acc.iter_mut().enumerate() {
-            ntt.plans[k % 2].inv(poly);
+            ntt.plans[k % PRIMES].inv(poly);
         }
         let mut e = vec![0i64; N];
         sample_cbd(rng, &mut e);
-        let (p0, p1) = (CIPHERTEXT_PRIMES[0], CIPHERTEXT_PRIMES[1]);
         let c1: Vec<u64> = (0..N)
             .map(|j| {
-                let v0 = add_mod(acc[2][j], lift_small(e[j], p0), p0);
-                let v1 = add_mod(acc[3][j], lift_small(e[j], p1), p1);
-                switch.apply_pair(v0, v1, C1_DROP_BITS)
+                let v = std::array::from_fn(|i| {
+                    let p = CIPHERTEXT_PRIMES[i];
+                    add_mod(acc[PRIMES + i][j], lift_small(e[j], p), p)
+                });
+                switch.apply(v, C1_DROP_BITS)
             })
             .collect();
         sample_cbd(rng, &mut e);
-        let delta: [(u64, u64); 2] = std::array::from_fn(|i| {
+        let delta: [(u64, u64); PRIMES] = std::array::from_fn(|i| {
             let d = self.params.delta_mod(i);
             (d, shoup(d, CIPHERTEXT_PRIMES[i]))
         });
@@ -311,14 +343,13 @@ impl HeServer {
             .iter()
             .map(|&(coeff, idx)| {
                 let flood = uniform() as i128 - uniform() as i128;
-                let mut v = [0u64; 2];
-                for i in 0..2 {
+                let v = std::array::from_fn(|i| {
                     let p = CIPHERTEXT_PRIMES[i];
                     let ds = mul_shoup(mask[idx], delta[i].0, delta[i].1, p);
                     let x = add_mod(acc[i][coeff], lift_small(e[coeff], p), p);
-                    v[i] = add_mod(sub_mod(x, ds, p), reduce_i128(flood, p), p);
-                }
-                switch.apply_pair(v[0], v[1], C0_DROP_BITS)
+                    add_mod(sub_mod(x, ds, p), reduce_i128(flood, p), p)
+                });
+                switch.apply(v, C0_DROP_BITS)
             })
             .collect();
         e.zeroize();
@@ -355,24 +386,15 @@ impl Drop for ServerMask {
     }
 }
 
-impl Switch {
-    #[inline]
-    fn apply_pair(&self, v0: u64, v1: u64, drop: u32) -> u64 {
-        // KEEP = 0, DROP = 1.
-        const _: () = assert!(KEEP == 0 && DROP == 1);
-        self.apply(v0, v1, drop)
-    }
-}
-
-/// One ciphertext x plaintext product at N = 4096 in isolation, as the server
+/// One ciphertext x plaintext product at N = 8192 in isolation, as the server
 /// runs it inside [`HeServer::evaluate`]: NTT of a signed kernel polynomial
-/// into both primes and the multiply-accumulate of both ciphertext halves
+/// into every prime and the multiply-accumulate of both ciphertext halves
 /// (already in normalised NTT form). For micro-benchmarks.
 pub struct CtPtKernel {
-    ct: [Vec<u64>; 4],
-    acc: [Vec<u64>; 4],
+    ct: [Vec<u64>; 2 * PRIMES],
+    acc: [Vec<u64>; 2 * PRIMES],
     kernel: Vec<i64>,
-    k_ntt: [Vec<u64>; 2],
+    k_ntt: [Vec<u64>; PRIMES],
 }
 
 impl CtPtKernel {
@@ -381,8 +403,8 @@ impl CtPtKernel {
         let ntt = ntt();
         let ct = std::array::from_fn(|k| {
             let mut v = vec![0u64; N];
-            super::arith::sample_uniform_mod(rng, CIPHERTEXT_PRIMES[k % 2], &mut v);
-            ntt.plans[k % 2].fwd(&mut v);
+            super::arith::sample_uniform_mod(rng, CIPHERTEXT_PRIMES[k % PRIMES], &mut v);
+            ntt.plans[k % PRIMES].fwd(&mut v);
             v
         });
         let kernel = (0..N)
@@ -392,7 +414,7 @@ impl CtPtKernel {
             ct,
             acc: std::array::from_fn(|_| vec![0u64; N]),
             kernel,
-            k_ntt: [Vec::new(), Vec::new()],
+            k_ntt: Default::default(),
         }
     }
 
@@ -400,14 +422,48 @@ impl CtPtKernel {
     pub fn run(&mut self) {
         let ntt = ntt();
         small_to_ntt(&self.kernel, &mut self.k_ntt);
-        for i in 0..2 {
-            ntt.plans[i].mul_accumulate(&mut self.acc[i], &self.ct[i], &self.k_ntt[i]);
-            ntt.plans[i].mul_accumulate(&mut self.acc[2 + i], &self.ct[2 + i], &self.k_ntt[i]);
+        for (k, (acc, ct)) in self.acc.iter_mut().zip(&self.ct).enumerate() {
+            ntt.plans[k % PRIMES].mul_accumulate(acc, ct, &self.k_ntt[k % PRIMES]);
         }
     }
 
     /// First accumulator coefficient (keeps the work observable).
     pub fn probe(&self) -> u64 {
-        self.acc[0][0] ^ self.acc[3][N - 1]
+        self.acc[0][0] ^ self.acc[2 * PRIMES - 1][N - 1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::Rng;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::he::arith::mul_mod;
+
+    /// The RNS switch against its definition: for v = X·p1·p2 + r (mod q)
+    /// with |r| < p1·p2/2, round(v·p0/q) = round(v/(p1·p2)) = X. Residues
+    /// are formed directly from X and r, so no 150-bit arithmetic is needed.
+    #[test]
+    fn switch_rounds_to_the_nearest_multiple() {
+        let sw = Switch::new();
+        let p12 = dropped_modulus();
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let edges = [0i128, 1, -1, (p12 / 2) as i128, -((p12 / 2) as i128)];
+        for trial in 0..20_000 {
+            let x = rng.random_range(0..CIPHERTEXT_PRIMES[0]);
+            let r: i128 = match edges.get(trial) {
+                Some(&e) => e,
+                None => rng.random_range(-((p12 / 2) as i128)..=(p12 / 2) as i128),
+            };
+            let v = std::array::from_fn(|i| {
+                let p = CIPHERTEXT_PRIMES[i];
+                let xp = mul_mod(x % p, (p12 % p as u128) as u64, p);
+                add_mod(xp, reduce_i128(r, p), p)
+            });
+            assert_eq!(sw.exact(v), x, "x = {x}, r = {r}");
+            assert_eq!(sw.apply(v, 3), (x + 4) >> 3);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Messages of the offline HE step and their byte encoding.
 //!
 //! Layout: `b"PIHE"`, version, kind, level (number of RNS primes of the
-//! ciphertexts: 2 for uploads and keys at q, 1 for replies at p0), 16-byte
+//! ciphertexts: 3 for uploads and keys at q, 1 for replies at p0), 16-byte
 //! parameter digest, then the body.
 //! Decoding needs the session's parameters (and the layer plan), computes the
 //! exact expected length before reading anything, and rejects a mismatch,
@@ -11,11 +11,13 @@
 
 use super::arith::{bit_len, pack_bits, packed_len, unpack_bits};
 use super::layout::LayerPlan;
-use super::params::{C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE};
+use super::params::{
+    C0_DROP_BITS, C1_DROP_BITS, CIPHERTEXT_PRIMES, HeParams, KEEP, POLY_DEGREE, PRIMES,
+};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"PIHE";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const HEADER: usize = 4 + 1 + 1 + 1 + 16;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,7 @@ impl Kind {
     /// Ciphertext level: how many RNS primes the carried residues span.
     fn level(self) -> u8 {
         match self {
-            Kind::PublicKey | Kind::Upload => 2,
+            Kind::PublicKey | Kind::Upload => PRIMES as u8,
             Kind::Reply => 1,
         }
     }
@@ -42,7 +44,7 @@ impl Kind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicKeyMsg {
     pub(crate) seed: [u8; 32],
-    /// b residues, prime-major: [p0 coefficients, p1 coefficients].
+    /// b residues, prime-major: [p0 coefficients, p1 coefficients, ...].
     pub(crate) b: Vec<u64>,
 }
 
@@ -116,13 +118,13 @@ fn open<'a>(bytes: &'a [u8], params: &HeParams, kind: Kind, body_len: usize) -> 
     Ok(&bytes[HEADER..])
 }
 
-/// Reads residues of both primes for `cts` ciphertexts.
+/// Reads residues of every prime for `cts` ciphertexts.
 fn read_residues(mut body: &[u8], cts: usize, out: &mut Vec<u64>) -> Result<()> {
     out.clear();
-    out.reserve(cts * 2 * POLY_DEGREE);
+    out.reserve(cts * PRIMES * POLY_DEGREE);
     let mut tmp = Vec::new();
     for _ in 0..cts {
-        for i in 0..2 {
+        for i in 0..PRIMES {
             let len = packed_len(POLY_DEGREE, residue_bits(i));
             unpack_bits(
                 &body[..len],
@@ -139,12 +141,14 @@ fn read_residues(mut body: &[u8], cts: usize, out: &mut Vec<u64>) -> Result<()> 
 }
 
 fn residues_len(cts: usize) -> usize {
-    cts * (packed_len(POLY_DEGREE, residue_bits(0)) + packed_len(POLY_DEGREE, residue_bits(1)))
+    cts * (0..PRIMES)
+        .map(|i| packed_len(POLY_DEGREE, residue_bits(i)))
+        .sum::<usize>()
 }
 
 fn write_residues(b: &[u64], out: &mut Vec<u8>) {
     for (k, chunk) in b.chunks(POLY_DEGREE).enumerate() {
-        pack_bits(chunk, residue_bits(k % 2), out);
+        pack_bits(chunk, residue_bits(k % PRIMES), out);
     }
 }
 
@@ -182,7 +186,7 @@ impl ClientUpload {
 
     /// Number of ciphertexts carried.
     pub fn len(&self) -> usize {
-        self.b.len() / (2 * POLY_DEGREE)
+        self.b.len() / (PRIMES * POLY_DEGREE)
     }
 
     /// Whether the upload carries no ciphertext.
