@@ -2,11 +2,11 @@
 //! truncation, and of truncation alone, a whole layer at a time.
 //!
 //! Schemes ([`Scheme`], fixed per [`Circuit`]): three-halves (Rosulek and
-//! Roy, "Three Halves Make a Whole?", CRYPTO 2021: 24 bytes and 5 control
-//! bits per AND gate, see `three_halves.rs` for the construction, its hash
-//! and tweaks and the security argument) or half-gates (Zahur, Rosulek and
-//! Evans, "Two halves make a whole", EUROCRYPT 2015; the default: 32 bytes
-//! per AND gate), both with free-XOR (Kolesnikov and Schneider, ICALP 2008) and
+//! Roy, "Three Halves Make a Whole?", CRYPTO 2021; the default: 24 bytes and
+//! 5 control bits per AND gate, see `three_halves.rs` for the construction,
+//! its hash and tweaks and the security argument) or half-gates (Zahur,
+//! Rosulek and Evans, "Two halves make a whole", EUROCRYPT 2015: 32 bytes per
+//! AND gate), both with free-XOR (Kolesnikov and Schneider, ICALP 2008) and
 //! point-and-permute, hashing with fixed-key AES through the tweakable
 //! circular correlation-robust hash of Guo, Katz, Wang and Yu (IEEE S&P 2020)
 //! with a tweak unique to every (garbler nonce, layer, instance, hash) under
@@ -133,18 +133,18 @@ pub const CHUNK: usize = 256;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Scheme {
     /// Half-gates (Zahur, Rosulek and Evans, EUROCRYPT 2015): two ciphertexts
-    /// (32 bytes) per AND gate; 4 hashes to garble, 2 to evaluate. The default.
-    #[default]
+    /// (32 bytes) per AND gate; 4 hashes to garble, 2 to evaluate.
     HalfGates,
     /// Three-halves (Rosulek and Roy, CRYPTO 2021; see `gc/three_halves.rs`):
     /// three half-ciphertexts and 5 control bits (24.625 bytes) per AND
-    /// gate; 6 hashes to garble, 3 to evaluate.
+    /// gate; 6 hashes to garble, 3 to evaluate. The default.
+    #[default]
     ThreeHalves,
 }
 
 impl Scheme {
     /// The scheme sessions use.
-    pub const DEFAULT: Self = Self::HalfGates;
+    pub const DEFAULT: Self = Self::ThreeHalves;
 
     /// Both schemes.
     pub const ALL: [Self; 2] = [Self::HalfGates, Self::ThreeHalves];
