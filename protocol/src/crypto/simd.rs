@@ -265,6 +265,15 @@ fn encrypt<const N: usize>(k: &[__m512i; 11], v: &mut [__m512i; N]) {
     }
 }
 
+/// Masks of the colors of two runs of labels, lane by lane: all-ones in
+/// lane m where the label of `a` (first) or `b` (second) has lsb 1.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn lsb_masks(a: __m512i, b: __m512i) -> (__m512i, __m512i) {
+    let m = _mm512_srai_epi64::<63>(_mm512_slli_epi64::<63>(_mm512_unpacklo_epi64(a, b)));
+    (_mm512_unpacklo_epi64(m, m), _mm512_unpackhi_epi64(m, m))
+}
+
 /// All-ones in the lanes whose label has lsb 1 (the point-and-permute bit).
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -556,11 +565,6 @@ unsafe fn garble_and3_impl(
     let bit = _mm512_set1_epi64(1);
     // The 2 random bits of instance m in bit 0 of lane m's qwords 0 and 1.
     let u_shifts = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-    // (y0, y1), (y2, y3) and (·, y4) to their places in a 5-bit field.
-    let place01 = _mm512_set_epi64(1, 0, 1, 0, 1, 0, 1, 0);
-    let place23 = _mm512_set_epi64(3, 2, 3, 2, 3, 2, 3, 2);
-    let place4 = _mm512_set_epi64(4, 64, 4, 64, 4, 64, 4, 64);
-    let field = _mm512_set_epi64(15, 15, 10, 10, 5, 5, 0, 0);
     // Table records K0, K1, K2 of four instances from P = (K0, K1) and
     // Q = (K1, K2) (qword 8 and above pick from Q).
     let rec_lo = _mm512_set_epi64(5, 4, 11, 3, 2, 9, 1, 0);
@@ -587,7 +591,7 @@ unsafe fn garble_and3_impl(
             };
             // The color-0 labels A* = A0 ⊕ pa Δ, B* = B0 ⊕ pb Δ (pa, pb:
             // colors of the zero labels).
-            (pa[g], pb[g]) = (lsb_mask(a0), lsb_mask(b0));
+            (pa[g], pb[g]) = lsb_masks(a0, b0);
             a[g] = and_xor(pa[g], dz, a0);
             b[g] = and_xor(pb[g], dz, b0);
             let xab = _mm512_xor_si512(a[g], b[g]);
@@ -661,21 +665,27 @@ unsafe fn garble_and3_impl(
             qv = andn_xor(pa, s2v, qv);
             qv = and_xor(_mm512_xor_si512(u0, pb), dz, qv);
             qv = andn_xor(_mm512_xor_si512(u1, pa), s2d, qv);
-            // Control bits: bit 0 of (qword 0, qword 1) of each lane holds
-            // (y0, y1), (y2, y3) and (y3, y4) before placing.
-            let y01 = _mm512_xor_si512(_mm512_unpackhi_epi64(ua, ub), uv);
-            let y23 = _mm512_xor_si512(
-                _mm512_unpackhi_epi64(pl, dx),
-                _mm512_mask_blend_epi64(0xaa, _mm512_ternarylogic_epi64::<0x55>(pb, pb, pb), pab),
-            );
-            let y4 = _mm512_xor_si512(_mm512_unpackhi_epi64(dx, qr), pa);
-            let mut yv = _mm512_sllv_epi64(_mm512_and_si512(y01, bit), place01);
-            yv = _mm512_or_si512(yv, _mm512_sllv_epi64(_mm512_and_si512(y23, bit), place23));
-            // ¬pa: flip with the bit mask; a shift count of 64 clears qword 0.
-            let y4 = _mm512_andnot_si512(y4, bit);
-            yv = _mm512_or_si512(yv, _mm512_sllv_epi64(y4, place4));
-            fields |= (_mm512_reduce_or_epi64(_mm512_sllv_epi64(yv, field)) as u64)
-                << (4 * CONTROL_BITS * g);
+            // Control bits, bit 2m (qword 0) and 2m + 1 (qword 1) of lane m
+            // of the test masks: (y0, y1) = c(U, W) ⊕ u, (y2, y3) =
+            // c(dA ⊕ dX, dX) ⊕ (¬pb, pa ⊕ pb), y4 = c(dB ⊕ dX) ⊕ ¬pa at 2m + 1.
+            let y01 =
+                _mm512_test_epi64_mask(_mm512_xor_si512(_mm512_unpackhi_epi64(ua, ub), uv), bit);
+            let y23 = _mm512_test_epi64_mask(
+                _mm512_xor_si512(
+                    _mm512_unpackhi_epi64(pl, dx),
+                    _mm512_mask_blend_epi64(0xaa, pb, pab),
+                ),
+                bit,
+            ) ^ 0x55;
+            let y4 =
+                !_mm512_test_epi64_mask(_mm512_xor_si512(_mm512_unpackhi_epi64(dx, qr), pa), bit);
+            let (y01, y23, y4) = (y01 as u64, y23 as u64, y4 as u64);
+            for m in 0..LANES {
+                let f = ((y01 >> (2 * m)) & 3)
+                    | ((y23 >> (2 * m)) & 3) << 2
+                    | ((y4 >> (2 * m + 1)) & 1) << 4;
+                fields |= f << (CONTROL_BITS * (LANES * g + m));
+            }
             let lo = _mm512_permutex2var_epi64(pv, rec_lo, qv);
             let hi = _mm512_permutex2var_epi64(pv, rec_hi, qv);
             // SAFETY: instances i + 4g .. i + 4g + 4 are within out (n blocks)
@@ -773,7 +783,7 @@ unsafe fn eval_and3_impl(
                 _mm512_permutex2var_epi64(l0, idx_p, l1),
                 _mm512_permutex2var_epi64(l0, idx_q, l1),
             );
-            let (ci, cj) = (lsb_mask(a), lsb_mask(b));
+            let (ci, cj) = lsb_masks(a, b);
             let mut c = _mm512_unpacklo_epi64(ua, ub);
             c = and_xor(ci, pv, c);
             c = and_xor(cj, qv, c);

@@ -39,8 +39,8 @@
 //! `h`, `B*`, `B* ⊕ Δ` under `h + 1` and `A* ⊕ B*`, `A* ⊕ B* ⊕ Δ` under
 //! `h + 2`. Row (i, j) must yield `C0 ⊕ ((i ⊕ pa)(j ⊕ pb))·Δ`; the eight
 //! half-equations of the four rows fix `C0` and `K0..K2` once the matrices
-//! satisfy three consistency constraints (RR21's "the evaluator's linear
-//! system is consistent"). The garbler draws `u` (2 bits, fresh per gate and
+//! satisfy three linear consistency constraints (the four rows' `V_ij·G`
+//! span only three of the eight half-dimensions). The garbler draws `u` (2 bits, fresh per gate and
 //! instance from its CSPRNG) and sets `(r0, r1) = u` in row (0, 0) and
 //! `u ⊕ o_ij(pa, pb)` in the others: for every (pa, pb) these are exactly the
 //! four consistent choices, and each row's control bits are uniform whatever
@@ -62,7 +62,8 @@
 //! `H(X, t)` is the project's tweakable circular correlation-robust hash
 //! (Guo, Katz, Wang and Yu, IEEE S&P 2020) `π(π(X) ⊕ t) ⊕ π(X)` on fixed-key
 //! AES, the one half-gates uses; its low 64 bits mask label halves and bit 64
-//! masks control bits (RR21 needs κ/2 + 1 output bits per hash). An AND gate
+//! masks control bits (the scheme needs κ/2 output bits per hash for the
+//! halves and one more for the control bits). An AND gate
 //! with hash index `h` uses `h`, `h + 1`, `h + 2` (the circuit builder
 //! reserves three indices per AND gate for this scheme), and instance `i` of
 //! a run adds `i << INSTANCE_SHIFT`, so every (garbler nonce, layer,
@@ -71,11 +72,12 @@
 //! garbled gate, 3 (6 AES calls) per evaluated gate.
 //!
 //! # Security
-//! RR21 prove privacy, obliviousness and authenticity of this gate when `H`
-//! is a tweakable circular correlation-robust hash for the leakage slicing
-//! creates: outputs `H(X ⊕ Δ, t)` XORed with GF(2)-linear functions of the
-//! halves of Δ (such as `Δ_R` or `Δ_L ⊕ Δ_R` in `K0..K2`) instead of Δ
-//! itself. In the ideal-permutation model the GKWY20 argument for the
+//! RR21 prove the scheme secure (privacy and obliviousness against a
+//! semi-honest evaluator) when `H` is a tweakable circular correlation-robust
+//! hash in the form slicing needs: outputs `H(X ⊕ Δ, t)` may be XORed with
+//! GF(2)-linear functions of the halves of Δ (such as `Δ_R` or `Δ_L ⊕ Δ_R`
+//! in `K0..K2`) instead of Δ itself. In the ideal-permutation model the
+//! GKWY20 argument for the
 //! TCCR carries over unchanged: its hybrid needs only that π is never
 //! queried at a point `X ⊕ Δ` and that the inner inputs `π(X ⊕ Δ) ⊕ t`
 //! never collide, whatever function of Δ the output is then XORed with, so
