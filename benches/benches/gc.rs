@@ -1,10 +1,11 @@
 //! Criterion benchmarks of the garbled circuits: garbling and evaluating a
-//! layer of activations, and the TCCR hash at several batch sizes.
+//! layer of activations with each garbling scheme, and the TCCR hash at
+//! several batch sizes.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pi_bench::gc::transfer_client_labels;
 use pi_protocol::crypto::{Block, FixedKeyAes, to_aes};
-use pi_protocol::gc::{ActivationKind, ActivationParams, Circuit, Evaluator, Garbler};
+use pi_protocol::gc::{ActivationKind, ActivationParams, Circuit, Evaluator, Garbler, Scheme};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -14,14 +15,21 @@ fn layer(c: &mut Criterion) {
     let params = ActivationParams::DEFAULT;
     let mut group = c.benchmark_group("gc_layer");
     group.sample_size(10);
-    for kind in [ActivationKind::Relu, ActivationKind::Truncate] {
-        let circuit = Circuit::new(kind, params);
+    for (kind, scheme) in [ActivationKind::Relu, ActivationKind::Truncate]
+        .into_iter()
+        .flat_map(|k| Scheme::ALL.map(|s| (k, s)))
+    {
+        let circuit = Circuit::with_scheme(kind, params, scheme);
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let mask = params.mask();
         let a: Vec<u64> = (0..LAYER).map(|_| rng.random::<u64>() & mask).collect();
         let b: Vec<u64> = (0..LAYER).map(|_| rng.random::<u64>() & mask).collect();
         let p: Vec<u64> = (0..LAYER).map(|_| rng.random::<u64>() & mask).collect();
-        let id = format!("{kind:?}/l={}/f={}/n={LAYER}", params.l(), params.f());
+        let id = format!(
+            "{kind:?}/{scheme}/l={}/f={}/n={LAYER}",
+            params.l(),
+            params.f()
+        );
         group.throughput(Throughput::Elements(LAYER as u64));
         let mut garbler = Garbler::from_rng(ChaCha20Rng::seed_from_u64(2));
         group.bench_function(BenchmarkId::new("garble", &id), |bench| {

@@ -1,12 +1,13 @@
-//! Garbled-circuit primitives: half-gates garbling and evaluation speed per
-//! AND gate and per activation, and table sizes, for a layer of activations
-//! on one thread.
+//! Garbled-circuit primitives: garbling and evaluation speed per AND gate and
+//! per activation, and table sizes, for a layer of activations on one
+//! thread, for either garbling scheme (half-gates or three-halves).
 
 use std::time::Instant;
 
 use pi_protocol::crypto::{FixedKeyAes, to_aes};
 use pi_protocol::gc::{
     ActivationKind, ActivationParams, Circuit, ClientInputLabels, ClientLabels, Evaluator, Garbler,
+    Scheme,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -15,6 +16,8 @@ use serde::Serialize;
 /// Measured garbled-circuit figures for one layer (single-threaded).
 #[derive(Clone, Debug, Serialize)]
 pub struct GcReport {
+    /// Garbling scheme: `half-gates` or `three-halves`.
+    pub scheme: String,
     /// Ring bits l.
     pub l: u32,
     /// Fractional bits f.
@@ -39,11 +42,12 @@ pub struct GcReport {
     /// Evaluation CPU time per AND gate, nanoseconds.
     pub eval_cpu_ns_per_and: Option<f64>,
     /// Calibration: TCCR hashes per second of CPU time at batches of 1024
-    /// (two AES blocks each); garbling needs 4 per AND gate, evaluation 2.
+    /// (two AES blocks each); garbling needs 4 per AND gate, evaluation 2
+    /// (three-halves: 6 and 3).
     pub tccr_per_cpu_sec: Option<f64>,
     /// AND gates per ReLU (two-ciphertext gates plus one-ciphertext half-gates).
     pub relu_and_gates: usize,
-    /// Garbled-table bytes per ReLU (ciphertexts and decoding bits).
+    /// Garbled-table bytes per ReLU (ciphertexts, control and decoding bits).
     pub relu_bytes: usize,
     /// Client storage per ReLU: table plus the client's l input labels.
     pub relu_client_storage_bytes: usize,
@@ -162,16 +166,18 @@ pub fn tccr_rate() -> Option<f64> {
     Some((reps * 1024) as f64 / secs)
 }
 
-/// Measures ReLU and truncation-only layers of `n` activations at `params`.
-pub fn measure(params: ActivationParams, n: usize, reps: usize) -> GcReport {
-    let relu = Circuit::new(ActivationKind::Relu, params);
-    let trunc = Circuit::new(ActivationKind::Truncate, params);
+/// Measures ReLU and truncation-only layers of `n` activations at `params`
+/// garbled with `scheme`.
+pub fn measure(params: ActivationParams, scheme: Scheme, n: usize, reps: usize) -> GcReport {
+    let relu = Circuit::with_scheme(ActivationKind::Relu, params, scheme);
+    let trunc = Circuit::with_scheme(ActivationKind::Truncate, params, scheme);
     let r = time_layer(&relu, n, reps);
     let t = time_layer(&trunc, n, reps);
     let (rg, re, tg, te) = (r.garble, r.eval, t.garble, t.eval);
     let relu_ands = relu.and_gates() + relu.half_gates();
     let per_and = |secs: f64| secs * 1e9 / (n * relu_ands) as f64;
     GcReport {
+        scheme: scheme.name().to_string(),
         l: params.l(),
         f: params.f(),
         layer_size: n,
@@ -199,13 +205,22 @@ mod tests {
 
     #[test]
     fn report_has_sizes_and_positive_times() {
-        let r = measure(ActivationParams::DEFAULT, 300, 1);
-        assert_eq!(r.relu_and_gates, 84);
-        assert_eq!(r.trunc_and_gates, 61);
-        assert!(r.relu_bytes <= 2900 && r.relu_client_storage_bytes <= 3500);
-        assert!(r.garble_ns_per_and > 0.0 && r.eval_ns_per_and > 0.0);
-        let json = serde_json::to_value(&r).expect("serialisable");
-        assert_eq!(json["relu_bytes"], r.relu_bytes);
-        assert!(json["garble_ns_per_and"].as_f64().is_some());
+        let hg = measure(ActivationParams::DEFAULT, Scheme::HalfGates, 300, 1);
+        let th = measure(ActivationParams::DEFAULT, Scheme::ThreeHalves, 300, 1);
+        for r in [&hg, &th] {
+            assert_eq!(r.relu_and_gates, 84);
+            assert_eq!(r.trunc_and_gates, 61);
+            assert!(r.garble_ns_per_and > 0.0 && r.eval_ns_per_and > 0.0);
+            let json = serde_json::to_value(r).expect("serialisable");
+            assert_eq!(json["relu_bytes"], r.relu_bytes);
+            assert!(json["garble_ns_per_and"].as_f64().is_some());
+        }
+        assert_eq!(
+            (hg.scheme.as_str(), th.scheme.as_str()),
+            ("half-gates", "three-halves")
+        );
+        assert_eq!((hg.relu_bytes, hg.trunc_bytes), (2679, 1943));
+        assert!(th.relu_bytes <= 2100 && th.trunc_bytes <= 1520);
+        assert_eq!(th.relu_client_storage_bytes, th.relu_bytes + 37 * 16);
     }
 }

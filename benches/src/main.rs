@@ -1,8 +1,8 @@
 //! `pi-bench`: measurements of the runtime's building blocks and phases.
 //!
-//! - `pi-bench primitives [--json] [--repeat N]`: garbled circuits, OT
-//!   extension, base OT and TLS bulk throughput on loopback, both parties in
-//!   one process.
+//! - `pi-bench primitives [--json] [--repeat N] [--garbling half-gates,three-halves]`:
+//!   garbled circuits (each scheme side by side), OT extension, base OT and
+//!   TLS bulk throughput on loopback, both parties in one process.
 //! - `pi-bench he SPEC [--json] [--threads N] [--verify] [--lifetime-inferences Q] [--repeat N]`:
 //!   the offline linear (HE) step for every linear layer of a network, with
 //!   the weights' hiding per inference and over Q inferences.
@@ -64,6 +64,10 @@ enum Command {
         /// MiB moved over loopback TLS (and again over TCP).
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16384))]
         tls_mib: u32,
+        /// Garbling schemes to measure, side by side: `half-gates`,
+        /// `three-halves` (the protocol's default) or both.
+        #[arg(long, value_delimiter = ',', default_value = "half-gates,three-halves")]
+        garbling: Vec<pi_protocol::gc::Scheme>,
     },
     /// Offline linear step (lattice HE) of every linear layer of a network.
     He {
@@ -301,6 +305,7 @@ fn main() -> Result<()> {
             reps,
             repeat,
             tls_mib,
+            garbling,
         } => primitives(
             json,
             gc_log2,
@@ -308,6 +313,7 @@ fn main() -> Result<()> {
             reps as usize,
             tls_mib as usize,
             repeat as usize,
+            &garbling,
         ),
         Command::He {
             spec,
@@ -430,7 +436,23 @@ fn primitives(
     reps: usize,
     tls_mib: usize,
     repeat: usize,
+    garbling: &[pi_protocol::gc::Scheme],
 ) -> Result<()> {
+    let mut schemes: Vec<pi_protocol::gc::Scheme> = Vec::new();
+    for s in garbling {
+        if !schemes.contains(s) {
+            schemes.push(*s);
+        }
+    }
+    if schemes.is_empty() {
+        bail!("--garbling needs at least one scheme");
+    }
+    // `gc`: the protocol's scheme if measured, else the first one;
+    // `garbling`: every measured scheme by name.
+    let main = schemes
+        .iter()
+        .position(|s| *s == pi_protocol::gc::Scheme::DEFAULT)
+        .unwrap_or(0);
     let mark = pi_bench::machine::Mark::now();
     let mut runs = Vec::with_capacity(repeat);
     let mut last = None;
@@ -438,45 +460,55 @@ fn primitives(
         if repeat > 1 {
             eprintln!("measurement {} of {repeat}", i + 1);
         }
-        eprintln!("garbling and evaluating 2^{gc_log2} ReLUs ...");
-        let gc = pi_bench::gc::measure(
-            pi_protocol::gc::ActivationParams::DEFAULT,
-            1 << gc_log2,
-            reps,
-        );
+        let mut gcs = Vec::new();
+        for scheme in &schemes {
+            eprintln!("garbling and evaluating 2^{gc_log2} ReLUs ({scheme}) ...");
+            gcs.push(pi_bench::gc::measure(
+                pi_protocol::gc::ActivationParams::DEFAULT,
+                *scheme,
+                1 << gc_log2,
+                reps,
+            ));
+        }
         eprintln!("running 2^{ot_log2} OT extensions ...");
         let ot = pi_bench::ot::measure(1 << ot_log2, reps).context("OT benchmark")?;
         eprintln!("moving {tls_mib} MiB over loopback TLS and TCP ...");
         let tls = pi_bench::tls::measure_loopback_throughput(tls_mib << 20, 1 << 20)
             .context("TLS benchmark")?;
-        runs.push(json!({ "gc": gc, "ot": ot, "tls": tls }));
-        last = Some((gc, ot, tls));
+        let by_name: serde_json::Map<String, serde_json::Value> = gcs
+            .iter()
+            .map(|g| Ok((g.scheme.clone(), serde_json::to_value(g)?)))
+            .collect::<Result<_>>()?;
+        let v = json!({ "gc": gcs[main], "garbling": by_name, "ot": ot, "tls": tls });
+        runs.push(v.clone());
+        last = Some((v, gcs, ot, tls));
     }
     let machine = mark.until_now();
-    let (gc, ot, tls) = last.context("no measurement")?;
+    let (mut v, gcs, ot, tls) = last.context("no measurement")?;
     if as_json {
         warn(machine.warning.as_slice());
-        let mut v = json!({ "gc": gc, "ot": ot, "tls": tls });
         with_summary(&mut v, &runs, &machine);
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
-        "garbled circuits (l = {}, f = {}, {} activations per layer, one thread)",
-        gc.l, gc.f, gc.layer_size
-    );
-    println!(
-        "  ReLU: {} AND gates, {} table bytes, {} B client storage",
-        gc.relu_and_gates, gc.relu_bytes, gc.relu_client_storage_bytes
-    );
-    println!(
-        "  truncation only: {} AND gates, {} table bytes",
-        gc.trunc_and_gates, gc.trunc_bytes
-    );
-    println!(
-        "  garble {:.1} ns/AND ({:.2} µs/ReLU), evaluate {:.1} ns/AND ({:.2} µs/ReLU)",
-        gc.garble_ns_per_and, gc.relu_garble_us, gc.eval_ns_per_and, gc.relu_eval_us
-    );
+    for gc in &gcs {
+        println!(
+            "garbled circuits, {} (l = {}, f = {}, {} activations per layer, one thread)",
+            gc.scheme, gc.l, gc.f, gc.layer_size
+        );
+        println!(
+            "  ReLU: {} AND gates, {} table bytes, {} B client storage",
+            gc.relu_and_gates, gc.relu_bytes, gc.relu_client_storage_bytes
+        );
+        println!(
+            "  truncation only: {} AND gates, {} table bytes",
+            gc.trunc_and_gates, gc.trunc_bytes
+        );
+        println!(
+            "  garble {:.1} ns/AND ({:.2} µs/ReLU), evaluate {:.1} ns/AND ({:.2} µs/ReLU)",
+            gc.garble_ns_per_and, gc.relu_garble_us, gc.eval_ns_per_and, gc.relu_eval_us
+        );
+    }
     println!(
         "oblivious transfer ({} OTs, both parties in one process)",
         ot.n

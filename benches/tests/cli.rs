@@ -57,11 +57,45 @@ fn primitives_json_has_the_documented_fields() {
         v["summary"]["gc"]["relu_and_gates"]["max"]
     );
     assert!(v["machine"]["seconds"].as_f64().unwrap() > 0.0);
+    // Both garbling schemes side by side; `gc` is the protocol's (three-halves).
+    assert_eq!(v["gc"]["scheme"], "three-halves");
+    let hg = &v["garbling"]["half-gates"];
+    let th = &v["garbling"]["three-halves"];
+    assert_eq!(hg["relu_bytes"], 2679);
+    assert!(th["relu_bytes"].as_u64().unwrap() < hg["relu_bytes"].as_u64().unwrap());
+    assert!(th["eval_ns_per_and"].as_f64().unwrap() > 0.0);
     // Gate counts are properties of the circuits, not measurements.
     assert!(v["gc"]["relu_and_gates"].as_u64().unwrap() <= 108);
     assert!(
         v["gc"]["trunc_and_gates"].as_u64().unwrap() < v["gc"]["relu_and_gates"].as_u64().unwrap()
     );
+}
+
+#[test]
+fn primitives_measures_the_chosen_garbling_scheme_only() {
+    let v = pi_bench(&[
+        "primitives",
+        "--json",
+        "--gc-log2",
+        "8",
+        "--ot-log2",
+        "10",
+        "--reps",
+        "1",
+        "--tls-mib",
+        "1",
+        "--garbling",
+        "half-gates",
+    ]);
+    assert_eq!(v["gc"]["scheme"], "half-gates");
+    assert_eq!(v["gc"]["relu_bytes"], 2679);
+    assert!(v["garbling"]["three-halves"].is_null());
+    let out = Command::new(env!("CARGO_BIN_EXE_pi-bench"))
+        .args(["primitives", "--garbling", "quarter-gates"])
+        .output()
+        .expect("run pi-bench");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("three-halves"));
 }
 
 #[test]

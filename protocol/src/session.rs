@@ -104,7 +104,8 @@ use crate::transport::Channel;
 use crate::{Error, Misbehavior, Result};
 
 /// Version of the wire protocol; both parties must run the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: garbled tables with three-halves AND gates ([`crate::gc::Scheme`]).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Default of [`ServerLimits::max_pending`].
 pub const DEFAULT_MAX_PENDING: u32 = 4;
 /// Largest architecture message accepted (pixel masks of large networks).

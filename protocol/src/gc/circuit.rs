@@ -20,7 +20,7 @@
 //! secret carry wire `c`, so they are decoded through a two-row table keyed by
 //! the label of `c` (see `garble.rs`): a few bits instead of a gate per bit.
 
-use super::ActivationParams;
+use super::{ActivationParams, Scheme};
 
 /// Index of a slot in the label working buffer.
 pub(crate) type Slot = u32;
@@ -38,7 +38,9 @@ pub(crate) enum Op {
     Not { x: Slot, out: Slot },
     /// `out = x ^ K[bit]` (free).
     XorKnown { x: Slot, bit: u8, out: Slot },
-    /// `out = x & y`: two ciphertexts; uses hash indices `h` and `h + 1`.
+    /// `out = x & y`: two ciphertexts (half-gates) or three half-ciphertexts
+    /// and 5 control bits (three-halves); uses hash indices `h .. h + k` for
+    /// the scheme's `k` ([`Scheme::hashes_per_and`]).
     And { x: Slot, y: Slot, out: Slot, h: u32 },
     /// `out = x & K[bit]`: garbler half-gate, one ciphertext; hash index `h`.
     AndKnown { x: Slot, bit: u8, out: Slot, h: u32 },
@@ -78,6 +80,7 @@ pub fn reference(kind: ActivationKind, params: ActivationParams, a: u64, b: u64,
 pub struct Circuit {
     kind: ActivationKind,
     params: ActivationParams,
+    scheme: Scheme,
     pub(crate) ops: Vec<Op>,
     pub(crate) slots: usize,
     /// Slots of output bits `0..low_out.len()`, decoded by lsb.
@@ -93,11 +96,16 @@ pub struct Circuit {
 }
 
 impl Circuit {
-    /// The circuit for `kind` at `params`.
+    /// The circuit for `kind` at `params`, garbled with [`Scheme::DEFAULT`].
     pub fn new(kind: ActivationKind, params: ActivationParams) -> Self {
+        Self::with_scheme(kind, params, Scheme::DEFAULT)
+    }
+
+    /// The circuit for `kind` at `params`, garbled with `scheme`.
+    pub fn with_scheme(kind: ActivationKind, params: ActivationParams, scheme: Scheme) -> Self {
         match kind {
-            ActivationKind::Relu => Self::relu(params),
-            ActivationKind::Truncate => Self::truncate(params),
+            ActivationKind::Relu => Self::build_relu(params, scheme),
+            ActivationKind::Truncate => Self::build_truncate(params, scheme),
         }
     }
 
@@ -110,11 +118,15 @@ impl Circuit {
     /// of the truncated result with `!sign` (a non-negative truncated value
     /// has its top `f + 1` bits zero); the pad is added with a carry chain
     /// whose pad bits are garbler-known, and the top `f + 1` output bits are
-    /// `(p >> k) + carry` read from a two-row table.
+    /// `(p >> k) + carry` read from a two-row table. [`Scheme::DEFAULT`].
     pub fn relu(params: ActivationParams) -> Self {
+        Self::build_relu(params, Scheme::DEFAULT)
+    }
+
+    fn build_relu(params: ActivationParams, scheme: Scheme) -> Self {
         let (l, f) = (params.l() as usize, params.f() as usize);
         let k = l - f - 1;
-        let mut bld = Builder::default();
+        let mut bld = Builder::new(scheme);
         let s = add_shares_high_bits(&mut bld, l, f);
         let sign = s[l - f - 1];
         let nsign = bld.not(sign);
@@ -130,10 +142,15 @@ impl Circuit {
     /// Flipping its top bit (free) gives the unsigned `U = T + 2^(l-f-1)`, so
     /// `T + p = U + K` with `K = p - 2^(l-f-1)`; U has no bits above l - f,
     /// so the top f output bits are `(K >> (l - f)) + carry`.
+    /// [`Scheme::DEFAULT`].
     pub fn truncate(params: ActivationParams) -> Self {
+        Self::build_truncate(params, Scheme::DEFAULT)
+    }
+
+    fn build_truncate(params: ActivationParams, scheme: Scheme) -> Self {
         let (l, f) = (params.l() as usize, params.f() as usize);
         let m = l - f;
-        let mut bld = Builder::default();
+        let mut bld = Builder::new(scheme);
         let mut u = add_shares_high_bits(&mut bld, l, f);
         u[m - 1] = bld.not(u[m - 1]);
         let (low, carry) = add_known(&mut bld, &u);
@@ -151,7 +168,13 @@ impl Circuit {
         self.params
     }
 
-    /// Number of AND gates with two secret inputs (two ciphertexts each).
+    /// How its AND gates are garbled.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// Number of AND gates with two secret inputs (32 bytes each with
+    /// half-gates, 24 bytes and 5 control bits with three-halves).
     pub fn and_gates(&self) -> usize {
         self.and_gates
     }
@@ -161,9 +184,16 @@ impl Circuit {
         self.half_gates
     }
 
-    /// Ciphertexts (16-byte blocks) per instance.
-    pub fn ciphertexts(&self) -> usize {
-        2 * self.and_gates + self.half_gates
+    /// Bytes of the garbled gates per instance: the AND gates' ciphertexts
+    /// and one 16-byte ciphertext per half-gate, in circuit order.
+    pub fn gate_bytes(&self) -> usize {
+        self.scheme.and_bytes() * self.and_gates + 16 * self.half_gates
+    }
+
+    /// Bytes of control bits per instance (three-halves: 5 per AND gate,
+    /// packed; half-gates: none).
+    pub fn control_bytes(&self) -> usize {
+        (self.scheme.control_bits_per_and() * self.and_gates).div_ceil(8)
     }
 
     /// Output bits decoded by label lsb.
@@ -182,9 +212,30 @@ impl Circuit {
         (self.low_bits() + 2 * self.top_bits()).div_ceil(8)
     }
 
-    /// Garbled-table bytes per instance (ciphertexts plus decoding information).
+    /// Garbled-table bytes per instance: gates, control bits and decoding
+    /// information.
     pub fn table_bytes(&self) -> usize {
-        16 * self.ciphertexts() + self.decode_bytes()
+        self.gate_bytes() + self.control_bytes() + self.decode_bytes()
+    }
+
+    /// Every hash index an instance uses, in circuit order: the scheme's
+    /// indices per AND gate, one per half-gate, one for the decoding table.
+    /// The tweak of a hash adds its index to the instance's tweak base, so
+    /// these must be distinct and below [`super::HASHES_PER_INSTANCE`].
+    #[cfg(test)]
+    pub(crate) fn hash_indices(&self) -> Vec<u32> {
+        let k = self.scheme.hashes_per_and();
+        let mut v: Vec<u32> = self
+            .ops
+            .iter()
+            .flat_map(|op| match *op {
+                Op::And { h, .. } => (h..h + k).collect(),
+                Op::AndKnown { h, .. } => vec![h],
+                _ => vec![],
+            })
+            .collect();
+        v.push(self.top_h);
+        v
     }
 
     /// The garbler-known input K for pad `p`.
@@ -289,8 +340,8 @@ fn add_known(bld: &mut Builder, y: &[Wire]) -> (Vec<Wire>, Wire) {
 struct Wire(u32);
 
 /// Gates over wires, in order; `finish` maps wires to slots.
-#[derive(Default)]
 struct Builder {
+    scheme: Scheme,
     ops: Vec<Op>,
     wires: u32,
     and_gates: usize,
@@ -299,6 +350,16 @@ struct Builder {
 }
 
 impl Builder {
+    fn new(scheme: Scheme) -> Self {
+        Self {
+            scheme,
+            ops: Vec::new(),
+            wires: 0,
+            and_gates: 0,
+            half_gates: 0,
+            hashes: 0,
+        }
+    }
     fn fresh(&mut self) -> Wire {
         self.wires += 1;
         Wire(self.wires - 1)
@@ -329,7 +390,7 @@ impl Builder {
     }
     fn and(&mut self, x: Wire, y: Wire) -> Wire {
         let h = self.hashes;
-        self.hashes += 2;
+        self.hashes += self.scheme.hashes_per_and();
         self.and_gates += 1;
         self.push(|out| Op::And {
             x: x.0,
@@ -404,6 +465,7 @@ impl Builder {
         Circuit {
             kind,
             params,
+            scheme: self.scheme,
             ops: self.ops,
             slots: slots as usize,
             low_out,

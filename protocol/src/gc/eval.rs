@@ -5,7 +5,9 @@ use zeroize::Zeroize;
 use super::circuit::Op;
 use super::kernels::{AndKernels, get};
 use super::labels::{ClientLabels, GarbledTables, ServerLabels};
-use super::{CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, low_mask, split3, tweak_base};
+use super::{
+    CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, Scheme, low_mask, split3, three_halves, tweak_base,
+};
 use crate::crypto::{Block, from_aes, to_aes, wipe_aes_blocks};
 use crate::{Error, Result};
 
@@ -76,7 +78,10 @@ impl Evaluator {
     ) -> Result<Vec<u64>> {
         let params = circuit.params();
         let n = tables.n;
-        if tables.kind != circuit.kind() || tables.params != params {
+        if tables.kind != circuit.kind()
+            || tables.params != params
+            || tables.scheme != circuit.scheme()
+        {
             return Err(Error::BadInput(
                 "garbled tables were made for another circuit".into(),
             ));
@@ -91,8 +96,8 @@ impl Evaluator {
         let l = params.l() as usize;
         let s = &mut self.scratch;
         s.labels.resize(circuit.slots * CHUNK, Block::ZERO);
-        s.hin.resize(2 * CHUNK, aes::Block::default());
-        s.hscratch.resize(2 * CHUNK, aes::Block::default());
+        s.hin.resize(3 * CHUNK, aes::Block::default());
+        s.hscratch.resize(3 * CHUNK, aes::Block::default());
         s.packed.resize(CHUNK, 0);
         let mut out = vec![0u64; n];
         let mut start = 0;
@@ -141,7 +146,12 @@ fn eval_chunk(
     } = s;
     let tw0 = tweak_base(nonce, layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
+    let scheme = c.scheme();
+    let and_bytes = scheme.and_bytes();
+    let (gates, rest) = table.split_at(c.gate_bytes() * cn);
+    let (ctrl, dtable) = rest.split_at(c.control_bytes() * cn);
     let mut ct = 0usize;
+    let mut and_index = 0usize;
     for op in &c.ops {
         match *op {
             Op::InGarbler { bit, out } => {
@@ -172,16 +182,17 @@ fn eval_chunk(
             }
             Op::And { x, y, out, h } => {
                 let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
-                kernels.eval_and(
-                    hin,
-                    hscratch,
-                    x,
-                    y,
-                    tw0 + h as u128,
-                    &table[ct..ct + 32 * cn],
-                    o,
-                );
-                ct += 32 * cn;
+                let table = &gates[ct..ct + and_bytes * cn];
+                let tw = tw0 + h as u128;
+                match scheme {
+                    Scheme::HalfGates => kernels.eval_and(hin, hscratch, x, y, tw, table, o),
+                    Scheme::ThreeHalves => {
+                        let bit0 = three_halves::CONTROL_BITS * and_index * cn;
+                        kernels.eval_and3(hin, hscratch, x, y, tw, table, ctrl, bit0, o);
+                    }
+                }
+                ct += and_bytes * cn;
+                and_index += 1;
             }
             Op::AndKnown { x, out, h, .. } => {
                 let (x, _, o) = split3(labels, CHUNK, x, x, out, cn);
@@ -193,7 +204,7 @@ fn eval_chunk(
                 aes.tccr_blocks_with(hin, &mut hscratch[..cn], |j| {
                     tw0 + ((j as u128) << INSTANCE_SHIFT) + h
                 });
-                let table = &table[ct..ct + 16 * cn];
+                let table = &gates[ct..ct + 16 * cn];
                 for (((hb, o), a), tb) in hscratch[..cn]
                     .iter()
                     .zip(o.iter_mut())
@@ -219,7 +230,7 @@ fn eval_chunk(
         tw0 + ((j as u128) << INSTANCE_SHIFT) + h
     });
     let top_mask = low_mask(top);
-    let dtable = &table[ct..ct + dec * cn];
+    debug_assert_eq!((ct, dtable.len()), (gates.len(), dec * cn));
     // Low output lsbs, gathered output by output (contiguous per slot).
     let lsbs = &mut packed[..cn];
     lsbs.fill(0);

@@ -1,4 +1,5 @@
-//! The garbler (server side, offline): half-gates garbling of a whole layer.
+//! The garbler (server side, offline): garbling of a whole layer with the
+//! circuit's scheme (half-gates or three-halves).
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -8,7 +9,8 @@ use super::circuit::Op;
 use super::kernels::AndKernels;
 use super::labels::{ClientInputLabels, GarbledTables, LabelKey, ServerInputLabels, ZeroLabels};
 use super::{
-    CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, check_layer_shape, low_mask, split3, tweak_base,
+    CHUNK, Circuit, GcNonce, INSTANCE_SHIFT, Scheme, check_layer_shape, low_mask, split3,
+    three_halves, tweak_base,
 };
 use crate::crypto::{Block, from_aes, to_aes, wipe_aes_blocks, wipe_chacha};
 use crate::ot::CorrelatedZeros;
@@ -98,6 +100,8 @@ struct Scratch {
     hscratch: Vec<aes::Block>,
     known: Vec<u64>,
     packed: Vec<u128>,
+    /// Three-halves: 2 random bits per instance of one gate (secret).
+    ubits: Vec<u8>,
 }
 
 impl Drop for Scratch {
@@ -120,16 +124,18 @@ impl Scratch {
         self.labels.zeroize();
         self.known.zeroize();
         self.packed.zeroize();
+        self.ubits.zeroize();
         wipe_aes_blocks(&mut self.hin);
         wipe_aes_blocks(&mut self.hscratch);
     }
 
     fn ensure(&mut self, slots: usize) {
         self.labels.resize(slots * CHUNK, Block::ZERO);
-        self.hin.resize(4 * CHUNK, aes::Block::default());
-        self.hscratch.resize(4 * CHUNK, aes::Block::default());
+        self.hin.resize(6 * CHUNK, aes::Block::default());
+        self.hscratch.resize(6 * CHUNK, aes::Block::default());
         self.known.resize(CHUNK, 0);
         self.packed.resize(CHUNK, 0);
+        self.ubits.resize(CHUNK.div_ceil(4), 0);
     }
 }
 
@@ -212,6 +218,7 @@ impl Garbler {
             tables: GarbledTables {
                 kind: circuit.kind(),
                 params: circuit.params(),
+                scheme: circuit.scheme(),
                 layer,
                 n: pads.len(),
                 bytes,
@@ -330,6 +337,7 @@ impl Garbler {
             let bytes = &mut self.chunk_bytes[..cn * per];
             garble_chunk(
                 &self.kernels,
+                &mut self.rng,
                 &mut self.scratch,
                 &server_key,
                 circuit,
@@ -382,6 +390,7 @@ impl GarbledInputs {
 #[allow(clippy::too_many_arguments)]
 fn garble_chunk(
     kernels: &AndKernels,
+    rng: &mut ChaCha20Rng,
     s: &mut Scratch,
     server_key: &LabelKey,
     c: &Circuit,
@@ -403,6 +412,7 @@ fn garble_chunk(
         hscratch,
         known,
         packed,
+        ubits,
     } = s;
     for (k, p) in known.iter_mut().zip(pads) {
         *k = c.known(*p);
@@ -410,7 +420,15 @@ fn garble_chunk(
     // Tweak of hash h of instance start + i: tw0 + (i << INSTANCE_SHIFT) + h.
     let tw0 = tweak_base(nonce, layer, start as u64);
     let slot = |s: u32| s as usize * CHUNK;
-    let mut ct = 0usize; // table offset of the next gate's ciphertexts
+    let scheme = c.scheme();
+    let and_bytes = scheme.and_bytes();
+    // Gates, then the control bits (zeroed: the kernels OR them in), then
+    // the decoding information.
+    let (gates, rest) = table.split_at_mut(c.gate_bytes() * cn);
+    let (ctrl, dtable) = rest.split_at_mut(c.control_bytes() * cn);
+    ctrl.fill(0);
+    let mut ct = 0usize; // offset of the next gate's ciphertexts
+    let mut and_index = 0usize; // two-input AND gates so far (control bits)
     for op in &c.ops {
         match *op {
             Op::InGarbler { bit, out } => {
@@ -449,12 +467,25 @@ fn garble_chunk(
                 }
             }
             Op::And { x, y, out, h } => {
-                // Half-gates (ZRE15, figure 2): hashes of A0, A1 under tweak h
-                // and of B0, B1 under tweak h + 1, all instances in one run.
                 let (x, y, o) = split3(labels, CHUNK, x, y, out, cn);
-                let table = &mut table[ct..ct + 32 * cn];
-                kernels.garble_and(hin, hscratch, d, x, y, tw0 + h as u128, o, table);
-                ct += 32 * cn;
+                let table = &mut gates[ct..ct + and_bytes * cn];
+                let tw = tw0 + h as u128;
+                match scheme {
+                    // Half-gates (ZRE15, figure 2): hashes of A0, A1 under
+                    // tweak h and of B0, B1 under tweak h + 1, all instances
+                    // in one run.
+                    Scheme::HalfGates => kernels.garble_and(hin, hscratch, d, x, y, tw, o, table),
+                    // Three-halves (RR21, see three_halves.rs): fresh random
+                    // control-bit choices per instance.
+                    Scheme::ThreeHalves => {
+                        let u = &mut ubits[..cn.div_ceil(4)];
+                        rng.fill_bytes(u);
+                        let bit0 = three_halves::CONTROL_BITS * and_index * cn;
+                        kernels.garble_and3(hin, hscratch, d, x, y, tw, u, o, table, ctrl, bit0);
+                    }
+                }
+                ct += and_bytes * cn;
+                and_index += 1;
             }
             Op::AndKnown { x, bit, out, h } => {
                 // Garbler half-gate for x & K[bit] (ZRE15, section 3.1).
@@ -468,7 +499,7 @@ fn garble_chunk(
                 aes.tccr_blocks_with(hin, &mut hscratch[..2 * cn], |j| {
                     tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h
                 });
-                let table = &mut table[ct..ct + 16 * cn];
+                let table = &mut gates[ct..ct + 16 * cn];
                 for ((((hb, o), a0), k), tb) in hscratch[..2 * cn]
                     .chunks_exact(2)
                     .zip(o.iter_mut())
@@ -503,7 +534,7 @@ fn garble_chunk(
         tw0 + (((j >> 1) as u128) << INSTANCE_SHIFT) + h
     });
     let top_mask = low_mask(top);
-    let dtable = &mut table[ct..ct + dec * cn];
+    debug_assert_eq!((ct, dtable.len()), (gates.len(), dec * cn));
     // Low output lsbs, gathered output by output (contiguous per slot).
     let bits = &mut packed[..cn];
     bits.fill(0);

@@ -5,7 +5,7 @@
 
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::{ActivationKind, ActivationParams, Circuit, Delta, check_layer_shape};
+use super::{ActivationKind, ActivationParams, Circuit, Delta, Scheme, check_layer_shape};
 use rand::RngCore;
 
 use crate::crypto::{Block, FixedKeyAes};
@@ -18,6 +18,7 @@ use crate::{Error, Result};
 pub struct GarbledTables {
     pub(crate) kind: ActivationKind,
     pub(crate) params: ActivationParams,
+    pub(crate) scheme: Scheme,
     pub(crate) layer: u32,
     pub(crate) n: usize,
     pub(crate) bytes: Vec<u8>,
@@ -56,8 +57,8 @@ impl GarbledTables {
     /// [`Error::BadInput`] if `layer` exceeds [`super::MAX_LAYER`] or `n`
     /// exceeds [`super::MAX_INSTANCES`] (both come from the caller's session
     /// state); [`Error::PeerMisbehaved`] if the length is not
-    /// `n * circuit.table_bytes()` or a padding bit of the decoding
-    /// information is set.
+    /// `n * circuit.table_bytes()` or a padding bit of the control bits or
+    /// of the decoding information is set.
     pub fn from_bytes(circuit: &Circuit, layer: u32, n: usize, bytes: Vec<u8>) -> Result<Self> {
         check_layer_shape(layer, n)?;
         let per = circuit.table_bytes();
@@ -77,17 +78,33 @@ impl GarbledTables {
         } else {
             0xff << (used % 8)
         };
-        let cts = 16 * circuit.ciphertexts();
+        let gates = circuit.gate_bytes();
+        let ctrl = circuit.control_bytes();
+        let ctrl_used = circuit.scheme().control_bits_per_and() * circuit.and_gates();
+        let padding = |what: &str| {
+            Error::malformed(format!(
+                "garbled tables of layer {layer}: non-zero padding bits in the {what}"
+            ))
+        };
         let mut start = 0;
         while start < n {
             let cn = super::CHUNK.min(n - start);
-            let base = start * per + cts * cn;
+            // Control bits of the chunk: the first ctrl_used * cn bits of
+            // its ctrl * cn bytes; the rest must be zero.
+            let base = start * per + gates * cn;
+            let area = &bytes[base..base + ctrl * cn];
+            let first = ctrl_used * cn;
+            if first < 8 * area.len() {
+                let byte = first / 8;
+                if area[byte] >> (first % 8) != 0 || area[byte + 1..].iter().any(|b| *b != 0) {
+                    return Err(padding("control bits"));
+                }
+            }
+            let base = base + ctrl * cn;
             for i in 0..cn {
                 let last = bytes[base + (i + 1) * dec - 1];
                 if last & pad_mask != 0 {
-                    return Err(Error::malformed(format!(
-                        "garbled tables of layer {layer}: non-zero padding bits"
-                    )));
+                    return Err(padding("decoding information"));
                 }
             }
             start += cn;
@@ -95,6 +112,7 @@ impl GarbledTables {
         Ok(Self {
             kind: circuit.kind(),
             params: circuit.params(),
+            scheme: circuit.scheme(),
             layer,
             n,
             bytes,

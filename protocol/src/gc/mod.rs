@@ -1,12 +1,18 @@
-//! Garbled circuits for the activations: half-gates garbling of ReLU with
-//! exact truncation, and of truncation alone, a whole layer at a time.
+//! Garbled circuits for the activations: garbling of ReLU with exact
+//! truncation, and of truncation alone, a whole layer at a time.
 //!
-//! Scheme: half-gates (Zahur, Rosulek and Evans, "Two halves make a whole",
-//! EUROCRYPT 2015) with free-XOR (Kolesnikov and Schneider, ICALP 2008) and
+//! Schemes ([`Scheme`], fixed per [`Circuit`]): three-halves (Rosulek and
+//! Roy, "Three Halves Make a Whole?", CRYPTO 2021; the default: 24 bytes and
+//! 5 control bits per AND gate, see `three_halves.rs` for the construction,
+//! its hash and tweaks and the security argument) or half-gates (Zahur,
+//! Rosulek and Evans, "Two halves make a whole", EUROCRYPT 2015: 32 bytes per
+//! AND gate), both with free-XOR (Kolesnikov and Schneider, ICALP 2008) and
 //! point-and-permute, hashing with fixed-key AES through the tweakable
 //! circular correlation-robust hash of Guo, Katz, Wang and Yu (IEEE S&P 2020)
 //! with a tweak unique to every (garbler nonce, layer, instance, hash) under
 //! one Δ (see [`GcNonce`] and the layer-index rule of [`Garbler::with_delta`]).
+//! Garbler-known pad bits cost a free XOR or one garbler half-gate (16 bytes)
+//! in both schemes, and the top output bits come from a two-row table.
 //!
 //! - [`circuit`]: the circuits, their gate counts and sizes, and the cleartext
 //!   twin ([`Circuit::eval_clear`]) checked against the formula [`reference()`].
@@ -15,6 +21,9 @@
 //! - [`eval`]: the [`Evaluator`] (client).
 //! - [`labels`]: the messages and their byte encodings, checked against the
 //!   expected shape on decode.
+//! - `kernels.rs`, `three_halves.rs`: the AND gate over a run of instances
+//!   for each scheme, portable, dispatching to the AVX-512 + VAES kernels of
+//!   `crypto/simd.rs` when the CPU has them.
 //!
 //! Flow for one layer of n activations (DESIGN.md section 3.3): offline the
 //! server garbles ([`Garbler::garble_layer`]) and streams
@@ -92,11 +101,13 @@ pub mod eval;
 pub mod garble;
 mod kernels;
 pub mod labels;
+pub(crate) mod three_halves;
 
 #[cfg(test)]
 mod tests;
 
 pub use circuit::{ActivationKind, Circuit, reference};
+// `Scheme` is defined below.
 pub use eval::Evaluator;
 pub use garble::{Delta, GarbledInputs, GarbledLayer, Garbler};
 // `GcNonce`, `MAX_LAYER`, `MAX_INSTANCES` are defined below.
@@ -110,8 +121,88 @@ use crate::{Error, Result};
 
 /// Instances garbled together gate by gate. Part of the table layout: the
 /// tables of chunk c are contiguous and hold, gate by gate, the ciphertexts
-/// of its instances, followed by their decoding bytes.
+/// of its instances, then (three-halves) their control bits, then their
+/// decoding bytes.
 pub const CHUNK: usize = 256;
+
+/// How AND gates with two secret inputs are garbled. Both schemes share
+/// labels, free XOR, the garbler half-gate for garbler-known bits, the hash
+/// and its tweak layout, and the decoding table; they differ in the bytes and
+/// hashes per AND gate. Part of the wire format: a circuit fixes its scheme
+/// ([`Circuit::with_scheme`]) and tables decode only for that circuit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// Half-gates (Zahur, Rosulek and Evans, EUROCRYPT 2015): two ciphertexts
+    /// (32 bytes) per AND gate; 4 hashes to garble, 2 to evaluate.
+    HalfGates,
+    /// Three-halves (Rosulek and Roy, CRYPTO 2021; see `gc/three_halves.rs`):
+    /// three half-ciphertexts and 5 control bits (24.625 bytes) per AND
+    /// gate; 6 hashes to garble, 3 to evaluate. The default.
+    #[default]
+    ThreeHalves,
+}
+
+impl Scheme {
+    /// The scheme sessions use.
+    pub const DEFAULT: Self = Self::ThreeHalves;
+
+    /// Both schemes.
+    pub const ALL: [Self; 2] = [Self::HalfGates, Self::ThreeHalves];
+
+    /// The name on the command line and in reports: `half-gates` or `three-halves`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HalfGates => "half-gates",
+            Self::ThreeHalves => "three-halves",
+        }
+    }
+
+    /// Hash indices (tweaks) one AND gate instance uses.
+    pub(crate) fn hashes_per_and(self) -> u32 {
+        match self {
+            Self::HalfGates => 2,
+            Self::ThreeHalves => 3,
+        }
+    }
+
+    /// Table bytes of one AND gate instance, control bits excluded.
+    pub(crate) fn and_bytes(self) -> usize {
+        match self {
+            Self::HalfGates => 32,
+            Self::ThreeHalves => three_halves::AND_BYTES,
+        }
+    }
+
+    /// Control bits of one AND gate instance (packed after the gates).
+    pub(crate) fn control_bits_per_and(self) -> usize {
+        match self {
+            Self::HalfGates => 0,
+            Self::ThreeHalves => three_halves::CONTROL_BITS,
+        }
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Scheme {
+    type Err = Error;
+
+    /// Parses [`Scheme::name`].
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                Error::BadInput(format!(
+                    "garbling scheme {s:?}: expected half-gates or three-halves"
+                ))
+            })
+    }
+}
 
 /// Ring parameters of an activation circuit: l value bits, f fractional bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -49,18 +49,98 @@ fn run(c: &Circuit, seed: u64, a: &[u64], b: &[u64], p: &[u64]) -> Vec<u64> {
 
 #[test]
 fn gate_counts_and_sizes_at_default_parameters() {
-    let relu = Circuit::relu(ActivationParams::DEFAULT);
-    let trunc = Circuit::truncate(ActivationParams::DEFAULT);
-    // (l-1) + (l-f-1) + (l-f-2) AND gates plus one half-gate.
-    assert_eq!((relu.and_gates(), relu.half_gates()), (36 + 24 + 23, 1));
-    assert_eq!((trunc.and_gates(), trunc.half_gates()), (36 + 24, 1));
-    assert_eq!(relu.table_bytes(), 167 * 16 + 7);
-    assert_eq!(trunc.table_bytes(), 121 * 16 + 7);
-    assert!(relu.and_gates() + relu.half_gates() <= 3 * 36);
-    // Client storage: tables plus l labels of 16 bytes within 3.5 KB.
-    assert!(relu.table_bytes() + 37 * 16 <= 3500);
-    // Slot reuse keeps the working set small.
-    assert!(relu.slots < 64, "{} slots", relu.slots);
+    let prm = ActivationParams::DEFAULT;
+    let circuits = |scheme| {
+        (
+            Circuit::with_scheme(ActivationKind::Relu, prm, scheme),
+            Circuit::with_scheme(ActivationKind::Truncate, prm, scheme),
+        )
+    };
+    for scheme in Scheme::ALL {
+        let (relu, trunc) = circuits(scheme);
+        assert_eq!((relu.scheme(), trunc.scheme()), (scheme, scheme));
+        // (l-1) + (l-f-1) + (l-f-2) AND gates plus one half-gate.
+        assert_eq!((relu.and_gates(), relu.half_gates()), (36 + 24 + 23, 1));
+        assert_eq!((trunc.and_gates(), trunc.half_gates()), (36 + 24, 1));
+        assert!(relu.and_gates() + relu.half_gates() <= 3 * 36);
+        // Slot reuse keeps the working set small.
+        assert!(relu.slots < 64, "{} slots", relu.slots);
+        // Decoding: 24 low bits and two rows of 13 (ReLU), 25 and 2 x 12.
+        assert_eq!((relu.decode_bytes(), trunc.decode_bytes()), (7, 7));
+    }
+    // Half-gates: 32 bytes per AND gate, 16 per half-gate.
+    let (relu, trunc) = circuits(Scheme::HalfGates);
+    assert_eq!(relu.table_bytes(), 167 * 16 + 7); // 2,679
+    assert_eq!(trunc.table_bytes(), 121 * 16 + 7); // 1,943
+    // Three-halves: 24 bytes and 5 control bits per AND gate.
+    let (relu, trunc) = circuits(Scheme::ThreeHalves);
+    assert_eq!(relu.control_bytes(), (83 * 5usize).div_ceil(8));
+    assert_eq!(relu.table_bytes(), 83 * 24 + 16 + 52 + 7); // 2,067
+    assert_eq!(trunc.table_bytes(), 60 * 24 + 16 + 38 + 7); // 1,501
+    assert!(relu.table_bytes() <= 2100 && trunc.table_bytes() <= 1520);
+    // Client storage: tables plus l labels of 16 bytes within 2.7 KB.
+    assert!(relu.table_bytes() + 37 * 16 <= 2700);
+    // The default constructors use the default scheme.
+    assert_eq!(Circuit::relu(prm).scheme(), Scheme::DEFAULT);
+    assert_eq!(
+        Circuit::new(ActivationKind::Truncate, prm).scheme(),
+        Scheme::DEFAULT
+    );
+    assert_eq!(
+        "three-halves".parse::<Scheme>().unwrap(),
+        Scheme::ThreeHalves
+    );
+    assert_eq!(
+        Scheme::HalfGates.to_string().parse::<Scheme>().unwrap(),
+        Scheme::HalfGates
+    );
+    assert!(matches!(
+        "thirds".parse::<Scheme>(),
+        Err(Error::BadInput(_))
+    ));
+}
+
+/// Tweak uniqueness: every hash of every instance of a layer (two chunks
+/// and a tail) gets its own tweak, for both schemes and several circuits.
+/// The indices come from the circuit's gates as the garbler reads them; a
+/// builder that handed two gates overlapping indices, or a scheme that used
+/// more hashes per gate than it reserves, would repeat a tweak here.
+#[test]
+fn every_hash_of_a_layer_has_its_own_tweak() {
+    let nonce = GcNonce((1 << 48) - 3);
+    for scheme in Scheme::ALL {
+        for (l, f) in PARAMS {
+            for kind in [ActivationKind::Relu, ActivationKind::Truncate] {
+                let c = Circuit::with_scheme(kind, params(l, f), scheme);
+                let idx = c.hash_indices();
+                let per_and = scheme.hashes_per_and() as usize;
+                assert_eq!(
+                    idx.len(),
+                    per_and * c.and_gates() + c.half_gates() + 1,
+                    "{scheme} {kind:?} l={l}"
+                );
+                assert!(idx.iter().all(|h| *h < HASHES_PER_INSTANCE));
+                let n = 2 * CHUNK + 5;
+                let mut seen = std::collections::HashSet::new();
+                for layer in [0u32, 1, MAX_LAYER] {
+                    for start in (0..n).step_by(CHUNK) {
+                        let tw0 = tweak_base(nonce, layer, start as u64);
+                        for i in 0..CHUNK.min(n - start) {
+                            for h in &idx {
+                                let t = tw0 + ((i as u128) << INSTANCE_SHIFT) + *h as u128;
+                                assert!(t >> 127 == 1, "domain bit");
+                                assert!(
+                                    seen.insert(t),
+                                    "tweak repeated: {scheme} {kind:?} layer {layer} instance {} hash {h}",
+                                    start + i
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -68,8 +148,11 @@ fn garbled_equals_cleartext_and_reference_on_edges_and_random() {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     for (l, f) in PARAMS {
         let prm = params(l, f);
-        for kind in [ActivationKind::Relu, ActivationKind::Truncate] {
-            let c = Circuit::new(kind, prm);
+        for (kind, scheme) in [ActivationKind::Relu, ActivationKind::Truncate]
+            .into_iter()
+            .flat_map(|k| Scheme::ALL.map(|s| (k, s)))
+        {
+            let c = Circuit::with_scheme(kind, prm, scheme);
             let edges = edge_values(prm);
             let (mut a, mut b, mut p) = (vec![], vec![], vec![]);
             // Edge values of z = a + b, split randomly and with one share zero.
@@ -105,7 +188,7 @@ fn garbled_equals_cleartext_and_reference_on_edges_and_random() {
                 );
                 assert_eq!(
                     got[i], want,
-                    "{kind:?} l={l} f={f} garbled i={i} a={:#x} b={:#x}",
+                    "{kind:?} {scheme} l={l} f={f} garbled i={i} a={:#x} b={:#x}",
                     a[i], b[i]
                 );
             }
@@ -176,8 +259,14 @@ fn wrong_input_label_gives_wrong_output() {
 
 #[test]
 fn tampered_tables_give_wrong_results_or_errors() {
+    for scheme in Scheme::ALL {
+        tampered_tables(scheme);
+    }
+}
+
+fn tampered_tables(scheme: Scheme) {
     let prm = params(20, 5);
-    let c = Circuit::relu(prm);
+    let c = Circuit::with_scheme(ActivationKind::Relu, prm, scheme);
     let n = CHUNK + 10;
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let a: Vec<u64> = (0..n)
@@ -211,6 +300,19 @@ fn tampered_tables_give_wrong_results_or_errors() {
         GarbledTables::from_bytes(&c, 9, n + 1, bytes.clone()),
         Err(Error::PeerMisbehaved(_))
     ));
+    // Tables of the other scheme (or kind) are refused by the evaluator.
+    let other = Scheme::ALL.into_iter().find(|s| *s != scheme).unwrap();
+    let c_other = Circuit::with_scheme(ActivationKind::Relu, prm, other);
+    let mut g2 = Garbler::from_rng(ChaCha20Rng::seed_from_u64(3));
+    let l2 = g2.garble_layer(&c_other, 0, &p[..2]).unwrap();
+    let (cl, sv) = (
+        l2.client_inputs.ideal_transfer(&b[..2]).unwrap(),
+        l2.server_inputs.encode_share(&a[..2]).unwrap(),
+    );
+    assert!(matches!(
+        Evaluator::new(g2.nonce()).evaluate_layer(&c, l2.tables, cl, sv),
+        Err(Error::BadInput(_))
+    ));
     // Padding bits of the decoding information must be zero.
     let used = c.low_bits() + 2 * c.top_bits();
     if !used.is_multiple_of(8) {
@@ -222,14 +324,30 @@ fn tampered_tables_give_wrong_results_or_errors() {
             Err(Error::PeerMisbehaved(_))
         ));
     }
-    // Flip a bit in both ciphertexts of the first AND gate of instance 3
-    // (chunk 0 holds, gate by gate, [TG, TE] per instance): the evaluator uses
-    // them only when the permute bits of its labels are 1, so instance 3 may
-    // or may not change. Flip a decoding bit of instance 4: that always shows.
+    // So must the unused control bits after the last gate's (both chunks).
+    let ctrl_used = scheme.control_bits_per_and() * c.and_gates();
+    for (start, cn) in [(0, CHUNK), (CHUNK, n - CHUNK)] {
+        let area = start * per + c.gate_bytes() * cn;
+        let end = area + c.control_bytes() * cn;
+        if ctrl_used * cn < 8 * (end - area) {
+            let mut bad = bytes.clone();
+            bad[end - 1] |= 0x80;
+            assert!(matches!(
+                GarbledTables::from_bytes(&c, 9, n, bad),
+                Err(Error::PeerMisbehaved(_))
+            ));
+        }
+    }
+    // Flip a bit in two table entries of the first AND gate of instance 3
+    // (chunk 0 holds, gate by gate, the AND gate bytes per instance): the
+    // evaluator uses them only for some colors of its labels, so instance 3
+    // may or may not change. Flip a decoding bit of instance 4: that always
+    // shows.
+    let and_bytes = scheme.and_bytes();
     let mut bad = bytes.clone();
-    bad[32 * 3 + 16 + 5] ^= 0x10;
-    bad[32 * 3 + 5] ^= 0x10;
-    let dec_base = 16 * c.ciphertexts() * CHUNK;
+    bad[and_bytes * 3 + 5] ^= 0x10;
+    bad[and_bytes * 3 + and_bytes - 16 + 5] ^= 0x10;
+    let dec_base = (c.gate_bytes() + c.control_bytes()) * CHUNK;
     bad[dec_base + c.decode_bytes() * 4] ^= 1; // low output bit 0 of instance 4
     let tables = GarbledTables::from_bytes(&c, 9, n, bad).unwrap();
     let got = Evaluator::new(g.nonce())
@@ -241,6 +359,26 @@ fn tampered_tables_give_wrong_results_or_errors() {
         ok += (got[i] == want[i]) as usize;
     }
     assert_eq!(ok, n - 2, "untouched instances must still decode");
+
+    // Three-halves: the control bits of the first AND gate of instance 5
+    // (bits 25..30 of the control area): whatever the colors, flipping y0
+    // and y1 changes the matrix the evaluator applies, hence its output
+    // label, and the ReLU's output.
+    if scheme == Scheme::ThreeHalves {
+        let mut g = Garbler::from_rng(ChaCha20Rng::seed_from_u64(2));
+        let layer = g.garble_layer(&c, 9, &p).unwrap();
+        let client = layer.client_inputs.ideal_transfer(&b).unwrap();
+        let server = layer.server_inputs.encode_share(&a).unwrap();
+        let mut bad = layer.tables.into_bytes();
+        let ctrl = c.gate_bytes() * CHUNK;
+        bad[ctrl + 3] ^= 0b110; // bits 25 and 26
+        let tables = GarbledTables::from_bytes(&c, 9, n, bad).unwrap();
+        let got = Evaluator::new(g.nonce())
+            .evaluate_layer(&c, tables, client, server)
+            .unwrap();
+        assert_ne!(got[5], want[5]);
+        assert!((0..n).filter(|&i| i != 5).all(|i| got[i] == want[i]));
+    }
 
     // Tables evaluated under the wrong layer index or the wrong garbler
     // nonce (tweaks differ) are garbage; the right ones decode.
