@@ -47,6 +47,10 @@ enum Command {
         /// OTs per extension run, as a power of two.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(10..=24))]
         ot_log2: u32,
+        /// Silent COTs per run (and the batch its bytes are amortised over),
+        /// as a power of two.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(16..=26))]
+        silent_log2: u32,
         /// Repetitions (the median is reported).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
         reps: u32,
@@ -245,9 +249,17 @@ fn main() -> Result<()> {
             json,
             gc_log2,
             ot_log2,
+            silent_log2,
             reps,
             tls_mib,
-        } => primitives(json, gc_log2, ot_log2, reps as usize, tls_mib as usize),
+        } => primitives(
+            json,
+            gc_log2,
+            ot_log2,
+            silent_log2,
+            reps as usize,
+            tls_mib as usize,
+        ),
         Command::He {
             spec,
             json,
@@ -347,6 +359,7 @@ fn primitives(
     as_json: bool,
     gc_log2: u32,
     ot_log2: u32,
+    silent_log2: u32,
     reps: usize,
     tls_mib: usize,
 ) -> Result<()> {
@@ -356,8 +369,8 @@ fn primitives(
         1 << gc_log2,
         reps,
     );
-    eprintln!("running 2^{ot_log2} OT extensions ...");
-    let ot = pi_bench::ot::measure(1 << ot_log2, reps).context("OT benchmark")?;
+    eprintln!("running 2^{ot_log2} IKNP and 2^{silent_log2} silent OT extensions ...");
+    let ot = pi_bench::ot::measure(1 << ot_log2, 1 << silent_log2, reps).context("OT benchmark")?;
     eprintln!("moving {tls_mib} MiB over loopback TLS and TCP ...");
     let tls = pi_bench::tls::measure_loopback_throughput(tls_mib << 20, 1 << 20)
         .context("TLS benchmark")?;
@@ -394,6 +407,13 @@ fn primitives(
         ot.iknp_ots_per_second / 1e6,
         ot.iknp_correlated_ots_per_second / 1e6,
         ot.iknp_chosen_ots_per_second / 1e6
+    );
+    println!(
+        "  silent random-choice COT {:.2} M OT/s, {:.4} B/OT at 2^{silent_log2} (setup {:.0} ms, {} B)",
+        ot.silent_ots_per_second / 1e6,
+        ot.silent_bytes_per_ot,
+        ot.silent_setup_ms,
+        ot.silent_setup_bytes
     );
     println!("transport (loopback, 1 MiB frames)");
     println!(

@@ -163,7 +163,7 @@ impl ChoiceMsg {
                 bytes.len()
             )));
         }
-        if n % 8 != 0 && bytes[n / 8] >> (n % 8) != 0 {
+        if !n.is_multiple_of(8) && bytes[n / 8] >> (n % 8) != 0 {
             return Err(Error::PeerMisbehaved(
                 "choice corrections: padding bits set".into(),
             ));
