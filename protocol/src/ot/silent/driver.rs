@@ -144,7 +144,7 @@ async fn send_chosen_cots<C: Channel>(ch: &mut C, s: &mut Sender, n: usize) -> R
 }
 
 /// Correlated OT with chosen choices, sender side: the zero messages m0_j
-/// (move-only; the receiver learns m0_j ⊕ choices[j]·Δ).
+/// (move-only; the receiver learns m0_j ⊕ c_j·Δ for its choices c).
 pub async fn send_correlated<C: Channel>(
     ch: &mut C,
     s: &mut Sender,
@@ -153,7 +153,7 @@ pub async fn send_correlated<C: Channel>(
     Ok(send_chosen_cots(ch, s, n).await?.into_correlated())
 }
 
-/// Correlated OT with chosen choices, receiver side: m0_j ⊕ choices[j]·Δ.
+/// Correlated OT with chosen choices, receiver side: m0_j ⊕ c_j·Δ for the choices c.
 pub async fn receive_correlated<C: Channel>(
     ch: &mut C,
     r: &mut Receiver,
@@ -177,7 +177,7 @@ pub async fn send_random<C: Channel>(
 }
 
 /// Random OT with chosen choices, receiver side: message number
-/// choices[j] of pair j.
+// c_j of pair j for the choices c.
 pub async fn receive_random<C: Channel>(
     ch: &mut C,
     r: &mut Receiver,

@@ -8,12 +8,12 @@
 //! # What one round does
 //! A round with parameters (k, t, depth) ([`params`]) consumes k + t·depth
 //! COTs under the sender's Δ (its *base*) and makes n = t·2^depth new ones:
-//! - t single-point COTs ([`tree`]): for tree j the receiver's random
+//! - t single-point COTs (module `tree`): for tree j the receiver's random
 //!   choice bits of depth base COTs are its punctured path, so it gets every
 //!   leaf of the sender's tree but one, at a uniform α_j; there the two
 //!   differ by Δ. The sender sends one correction block per tree level
 //!   ([`RoundMsg`]), the receiver sends nothing;
-//! - the local linear code ([`lpn`]) applied by both to the other k base
+//! - the local linear code (module `lpn`) applied by both to the other k base
 //!   COTs, added to the leaves: output i is a COT whose choice bit is
 //!   u_i = e_i ⊕ ⟨a_i, x⟩ (e the regular noise, x the receiver's choice
 //!   bits of the secret part), pseudorandom under primal LPN.

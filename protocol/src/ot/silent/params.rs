@@ -8,20 +8,23 @@
 //! plus the local code applied to the k-OT secret.
 //!
 //! Provenance. Both sets are the 128-bit sets of Table 2 of Weng, Yang,
-//! Katz and Wang, "Wolverine", IEEE S&P 2021 (ePrint 2020/925), which
-//! Yang, Weng, Lan, Zhang and Wang also use for the main iteration of
-//! Ferret (CCS 2020, ePrint 2020/924, section 6): (n, k, t) =
-//! (10,805,248, 589,760, 1,319) with trees of 2^13 leaves, bootstrapped by
-//! (642,048, 19,870, 2,508) with trees of 2^8 leaves. Their analysis covers
-//! Gaussian elimination, information-set decoding (Prange, SD, BJMM) and
-//! low-weight parity-check attacks adapted to regular noise, all at ≥ 128
-//! bits. The later hybrid attack on regular LPN (Liu, Wang, Yang, Yu,
-//! EUROCRYPT 2024) is not in that table; the regular-LPN estimator the
-//! emp-ot maintainers used in 2026 (ePrint 2025, covering it) gives
-//! 138.5 bits for a *smaller* instance than our main set (k = 2^19,
-//! t = 1,280, n = t·2^13), and a larger k at an equal or higher noise rate
-//! only makes every one of those attacks harder. The setup set has not been
-//! re-estimated that way that we know of; it is used once per session.
+//! Katz and Wang, "Wolverine", IEEE S&P 2021 (ePrint 2020/925); Yang,
+//! Weng, Lan, Zhang and Wang use the same main set for Ferret (CCS 2020,
+//! ePrint 2020/924, section 6): (n, k, t) = (10,805,248, 589,760, 1,319)
+//! with trees of 2^13 leaves, bootstrapped by (642,048, 19,870, 2,508) with
+//! trees of 2^8 leaves. Their analysis covers Gaussian elimination,
+//! information-set decoding and low-weight parity-check attacks, adapted to
+//! regular noise, each at ≥ 128 bits.
+//!
+//! Later attacks. The hybrid attack on regular LPN (Liu, Wang, Yang and Yu,
+//! EUROCRYPT 2024) postdates that table. When the emp-ot maintainers
+//! re-tuned Ferret in 2026 with a regular-LPN estimator that includes it,
+//! they reported 138.5 bits for k = 2^19, t = 1,280, n = t·2^13: the
+//! noise rate of our main set (2^-13), with n 3% and k 11% smaller. In
+//! their same table raising n by 17% at that k costs 3.9 bits, and a
+//! larger k only makes the attacks harder, so the main set stays well above
+//! 128 bits. The setup set was not part of that re-estimation as far as we
+//! know; it runs once per session.
 //!
 //! Code locality d = 10 is the value of both papers (their analysis
 //! assumes a uniformly random d-sparse row per output).
