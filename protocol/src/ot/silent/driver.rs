@@ -311,6 +311,31 @@ mod tests {
         ));
     }
 
+    /// The same over loopback TCP + TLS: setup, a main round, chosen
+    /// choices.
+    #[tokio::test]
+    async fn over_loopback_tls() {
+        let (mut cc, mut cs) = crate::transport::tls_loopback_pair(Default::default())
+            .await
+            .unwrap();
+        let mut rs = ChaCha20Rng::seed_from_u64(7);
+        let mut rr = ChaCha20Rng::seed_from_u64(8);
+        let (s, r) = tokio::join!(
+            setup_sender(&mut cs, &mut rs, None),
+            setup_receiver(&mut cc, &mut rr)
+        );
+        let (mut s, mut r) = (s.unwrap(), r.unwrap());
+        let n = s.available() + 10;
+        let c = choices(9, n);
+        let (pairs, got) = tokio::join!(
+            send_random(&mut cs, &mut s, n),
+            receive_random(&mut cc, &mut r, &c)
+        );
+        let (pairs, got) = (pairs.unwrap(), got.unwrap());
+        assert!((0..n).all(|j| got[j] == pairs[j][c[j] as usize]));
+        assert_eq!((s.rounds(), r.rounds()), (2, 2));
+    }
+
     /// A cut round message and hostile choice corrections are the peer's
     /// fault: errors, no panic.
     #[tokio::test]
