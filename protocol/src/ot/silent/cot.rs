@@ -785,16 +785,56 @@ impl SenderCots {
         }
     }
 
+    /// Appends the batch that follows this one (the next outputs handed out).
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if `next` does not follow on.
+    pub fn append(&mut self, mut next: SenderCots) -> Result<()> {
+        if next.first != self.first + self.len() as u64 || next.delta != self.delta {
+            return Err(Error::BadInput(
+                "silent OT batches appended out of order".into(),
+            ));
+        }
+        self.blocks.extend_from_slice(&next.blocks);
+        next.blocks.zeroize();
+        Ok(())
+    }
+
     /// Random OT: (H(j, q_j), H(j, q_j ⊕ Δ)) with the session-wide index j.
-    pub fn into_random(mut self) -> Vec<[Block; 2]> {
-        let mut zero = std::mem::take(&mut self.blocks);
-        let mut one: Vec<Block> = zero.iter().map(|&q| q ^ self.delta).collect();
-        hash_in_place(self.nonce, self.first, &mut zero);
-        hash_in_place(self.nonce, self.first, &mut one);
-        let out = zero.iter().zip(&one).map(|(&a, &b)| [a, b]).collect();
-        zero.zeroize();
-        one.zeroize();
+    pub fn into_random(self) -> Vec<[Block; 2]> {
+        let mut out = Vec::with_capacity(self.len());
+        self.random_into(&mut out);
         out
+    }
+
+    /// [`Self::into_random`], appending to `out`.
+    pub fn random_into(self, out: &mut Vec<[Block; 2]>) {
+        // Both messages of 128 OTs per AES call, straight into the output
+        // (no second n-block temporary).
+        const HALF: usize = AES_BATCH / 2;
+        let h = FixedKeyAes::new();
+        out.reserve(self.len());
+        let mut p = [Block::ZERO; AES_BATCH];
+        let mut x = [Block::ZERO; AES_BATCH];
+        for (c, chunk) in self.blocks.chunks(HALF).enumerate() {
+            let m = chunk.len();
+            let (p, x) = (&mut p[..2 * m], &mut x[..2 * m]);
+            for (k, &q) in chunk.iter().enumerate() {
+                p[k] = q;
+                p[m + k] = q ^ self.delta;
+            }
+            h.permute_many(p);
+            let first = self.first + (c * HALF) as u64;
+            for k in 0..m {
+                let t = tweak(self.nonce, first + k as u64);
+                x[k] = p[k] ^ t;
+                x[m + k] = p[m + k] ^ t;
+            }
+            h.permute_many(x);
+            out.extend((0..m).map(|k| [x[k] ^ p[k], x[m + k] ^ p[m + k]]));
+        }
+        p.zeroize();
+        x.zeroize();
     }
 }
 
@@ -836,6 +876,21 @@ impl ReceiverCots {
     /// The messages t_j, read-only (for checks).
     pub fn as_slice(&self) -> &[Block] {
         &self.blocks
+    }
+
+    /// Appends the batch that follows this one.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if `next` does not follow on.
+    pub fn append(&mut self, mut next: ReceiverCots) -> Result<()> {
+        if next.first != self.first + self.len() as u64 {
+            return Err(Error::BadInput(
+                "silent OT batches appended out of order".into(),
+            ));
+        }
+        self.blocks.extend_from_slice(&next.blocks);
+        next.blocks.zeroize();
+        Ok(())
     }
 
     /// Correlated OT with the random choices: t_j = m_{b_j}.
@@ -1143,6 +1198,18 @@ mod tests {
         ));
         let t = r.take(5).unwrap();
         assert!(matches!(t.choose(&[true; 4]), Err(Error::BadInput(_))));
+        // Batches appended out of order.
+        let (mut q1, _) = (s.take(3).unwrap(), s.take(3).unwrap());
+        assert!(matches!(
+            q1.append(s.take(3).unwrap()),
+            Err(Error::BadInput(_))
+        ));
+        let (mut t1, _) = (r.take(3).unwrap(), r.take(3).unwrap());
+        assert!(matches!(
+            t1.append(r.take(3).unwrap()),
+            Err(Error::BadInput(_))
+        ));
+        assert!(t1.append(r.take(0).unwrap()).is_err());
         let q = s.take(5).unwrap();
         let eight = ChoiceMsg::from_vec(vec![0], 8).unwrap();
         assert!(matches!(q.apply_choices(&eight), Err(Error::BadInput(_))));

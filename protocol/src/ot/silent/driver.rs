@@ -1,10 +1,10 @@
 //! Async drivers: the silent COT state machines over a [`Channel`].
 //!
 //! Each function is one party's side; the other party calls its
-//! counterpart with the same size (`send_x` ↔ `receive_x`). Rounds run when
-//! the pool runs short, both parties deciding alike
-//! ([`Sender::rounds_needed`]); their crypto runs on tokio's blocking pool
-//! (and inside it on rayon), off the async executor.
+//! counterpart with the same size (`send_x` ↔ `receive_x`). Batches are
+//! handed out in pieces of [`PIECE`] OTs and rounds run when the pool runs
+//! short, both parties deciding alike; the crypto runs on tokio's blocking
+//! pool (and inside it on rayon), off the async executor.
 //!
 //! Messages, in order:
 //! - setup: IKNP's base OTs (receiver → sender 32 B, sender → receiver
@@ -12,13 +12,13 @@
 //!   16 B per OT), then the setup round;
 //! - per round: sender → receiver the corrections ([`RoundMsg`], 16 B per
 //!   tree level: 321 KB for the setup round, 274 KB for a main round);
-//! - per batch with chosen choices: receiver → sender one bit per OT
-//!   ([`ChoiceMsg`]).
+//! - per piece with chosen choices: receiver → sender one bit per OT
+//!   ([`ChoiceMsg`]), sent without waiting for a reply.
 
 use rand_core::CryptoRng;
 use zeroize::Zeroize;
 
-use super::cot::{ChoiceMsg, Receiver, ReceiverCots, RoundMsg, Sender, SenderCots};
+use super::cot::{ChoiceMsg, Receiver, ReceiverChosen, ReceiverCots, RoundMsg, Sender, SenderCots};
 use super::params::SETUP;
 use crate::crypto::{Block, WipingRng};
 use crate::ot::driver::{self as iknp_driver, off_executor};
@@ -113,13 +113,46 @@ async fn receiver_round<C: Channel>(ch: &mut C, r: &mut Receiver) -> Result<()> 
     r.finish_round(out)
 }
 
-/// `n` random-choice COTs, sender side: runs rounds as needed and returns
-/// q_j (the receiver holds q_j ⊕ b_j·Δ for its random b_j).
-pub async fn send_cots<C: Channel>(ch: &mut C, s: &mut Sender, n: usize) -> Result<SenderCots> {
-    for _ in 0..s.rounds_needed(n) {
+/// OTs per piece: a batch is handed out and converted piece by piece, with
+/// rounds run as the pool empties, so at most one round's outputs wait in
+/// the pool whatever the batch size.
+pub const PIECE: usize = 1 << 20;
+
+/// `(start, len)` of each piece of a batch of `n`.
+fn pieces(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).step_by(PIECE).map(move |s| (s, PIECE.min(n - s)))
+}
+
+/// The next `len` (≤ [`PIECE`]) outputs, sender side, after the rounds
+/// that makes necessary.
+async fn sender_take<C: Channel>(ch: &mut C, s: &mut Sender, len: usize) -> Result<SenderCots> {
+    while s.available() < len {
         sender_round(ch, s).await?;
     }
-    s.take(n)
+    s.take(len)
+}
+
+/// The next `len` outputs, receiver side.
+async fn receiver_take<C: Channel>(
+    ch: &mut C,
+    r: &mut Receiver,
+    len: usize,
+) -> Result<ReceiverCots> {
+    while r.available() < len {
+        receiver_round(ch, r).await?;
+    }
+    r.take(len)
+}
+
+/// `n` random-choice COTs, sender side: q_j (the receiver holds
+/// q_j ⊕ b_j·Δ for its random b_j).
+pub async fn send_cots<C: Channel>(ch: &mut C, s: &mut Sender, n: usize) -> Result<SenderCots> {
+    let mut out = sender_take(ch, s, n.min(PIECE)).await?;
+    for (_, len) in pieces(n).skip(1) {
+        let piece = sender_take(ch, s, len).await?;
+        out.append(piece)?;
+    }
+    Ok(out)
 }
 
 /// `n` random-choice COTs, receiver side.
@@ -128,19 +161,39 @@ pub async fn receive_cots<C: Channel>(
     r: &mut Receiver,
     n: usize,
 ) -> Result<ReceiverCots> {
-    for _ in 0..r.rounds_needed(n) {
-        receiver_round(ch, r).await?;
+    let mut out = receiver_take(ch, r, n.min(PIECE)).await?;
+    for (_, len) in pieces(n).skip(1) {
+        let piece = receiver_take(ch, r, len).await?;
+        out.append(piece)?;
     }
-    r.take(n)
+    Ok(out)
 }
 
-/// `n` COTs whose choices the receiver picks, sender side: after the
-/// receiver's corrections, q_j ⊕ d_j·Δ.
-async fn send_chosen_cots<C: Channel>(ch: &mut C, s: &mut Sender, n: usize) -> Result<SenderCots> {
-    let cots = send_cots(ch, s, n).await?;
-    let mut bytes = vec![0u8; ChoiceMsg::byte_len(n)];
+/// The next piece of `len` COTs with the receiver's choices, sender side:
+/// q_j ⊕ d_j·Δ after its corrections.
+async fn sender_chosen_piece<C: Channel>(
+    ch: &mut C,
+    s: &mut Sender,
+    len: usize,
+) -> Result<SenderCots> {
+    let cots = sender_take(ch, s, len).await?;
+    let mut bytes = vec![0u8; ChoiceMsg::byte_len(len)];
     ch.recv_into(&mut bytes).await?;
-    cots.apply_choices(&ChoiceMsg::from_vec(bytes, n)?)
+    cots.apply_choices(&ChoiceMsg::from_vec(bytes, len)?)
+}
+
+/// The next piece with chosen choices, receiver side: sends the
+/// corrections (no reply is awaited, so pieces cost no round trip).
+async fn receiver_chosen_piece<C: Channel>(
+    ch: &mut C,
+    r: &mut Receiver,
+    choices: &[bool],
+) -> Result<ReceiverChosen> {
+    let cots = receiver_take(ch, r, choices.len()).await?;
+    let (chosen, msg) = cots.choose(choices)?;
+    ch.send(msg.as_bytes()).await?;
+    ch.flush().await?;
+    Ok(chosen)
 }
 
 /// Correlated OT with chosen choices, sender side: the zero messages m0_j
@@ -150,20 +203,31 @@ pub async fn send_correlated<C: Channel>(
     s: &mut Sender,
     n: usize,
 ) -> Result<CorrelatedZeros> {
-    Ok(send_chosen_cots(ch, s, n).await?.into_correlated())
+    let mut out = CorrelatedZeros {
+        blocks: Vec::with_capacity(n),
+    };
+    for (_, len) in pieces(n) {
+        let piece = sender_chosen_piece(ch, s, len).await?;
+        out.append(piece.into_correlated());
+    }
+    Ok(out)
 }
 
-/// Correlated OT with chosen choices, receiver side: m0_j ⊕ c_j·Δ for the choices c.
+/// Correlated OT with chosen choices, receiver side: m0_j ⊕ c_j·Δ for the
+/// choices c.
 pub async fn receive_correlated<C: Channel>(
     ch: &mut C,
     r: &mut Receiver,
     choices: &[bool],
 ) -> Result<Vec<Block>> {
-    let cots = receive_cots(ch, r, choices.len()).await?;
-    let (chosen, msg) = cots.choose(choices)?;
-    ch.send(msg.as_bytes()).await?;
-    ch.flush().await?;
-    Ok(chosen.into_correlated())
+    let mut out = Vec::with_capacity(choices.len());
+    for (start, len) in pieces(choices.len()) {
+        let piece = receiver_chosen_piece(ch, r, &choices[start..start + len]).await?;
+        let mut blocks = piece.into_correlated();
+        out.extend_from_slice(&blocks);
+        blocks.zeroize();
+    }
+    Ok(out)
 }
 
 /// Random OT with chosen choices, sender side: n random pairs.
@@ -172,22 +236,34 @@ pub async fn send_random<C: Channel>(
     s: &mut Sender,
     n: usize,
 ) -> Result<Vec<[Block; 2]>> {
-    let cots = send_chosen_cots(ch, s, n).await?;
-    off_executor(move || Ok(cots.into_random())).await
+    let mut out = Vec::with_capacity(n);
+    for (_, len) in pieces(n) {
+        let piece = sender_chosen_piece(ch, s, len).await?;
+        let mut acc = std::mem::take(&mut out);
+        out = off_executor(move || {
+            piece.random_into(&mut acc);
+            Ok(acc)
+        })
+        .await?;
+    }
+    Ok(out)
 }
 
-/// Random OT with chosen choices, receiver side: message number
-// c_j of pair j for the choices c.
+/// Random OT with chosen choices, receiver side: message number c_j of
+/// pair j for the choices c.
 pub async fn receive_random<C: Channel>(
     ch: &mut C,
     r: &mut Receiver,
     choices: &[bool],
 ) -> Result<Vec<Block>> {
-    let cots = receive_cots(ch, r, choices.len()).await?;
-    let (chosen, msg) = cots.choose(choices)?;
-    ch.send(msg.as_bytes()).await?;
-    ch.flush().await?;
-    off_executor(move || Ok(chosen.into_random())).await
+    let mut out = Vec::with_capacity(choices.len());
+    for (start, len) in pieces(choices.len()) {
+        let piece = receiver_chosen_piece(ch, r, &choices[start..start + len]).await?;
+        let mut hashed = off_executor(move || Ok(piece.into_random())).await?;
+        out.extend_from_slice(&hashed);
+        hashed.zeroize();
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -253,7 +329,8 @@ mod tests {
         let (mut s, mut r, mut cs, mut cr) = setup(2).await;
         let delta = s.delta();
         let before = cr.meter().total("").sent;
-        for n in [1usize, 9, 5000, 40_000] {
+        let sizes = [1usize, 9, 5000, 40_000, PIECE + 9];
+        for n in sizes {
             let c = choices(n as u64, n);
             let (zeros, got) = tokio::join!(
                 send_correlated(&mut cs, &mut s, n),
@@ -274,9 +351,11 @@ mod tests {
             }
         }
         // One bit per OT from the receiver, nothing else.
-        let bits: usize = [1usize, 9, 5000, 40_000]
+        // (a message per piece)
+        let bits: usize = sizes
             .iter()
-            .map(|n| 2 * n.div_ceil(8))
+            .flat_map(|&n| pieces(n))
+            .map(|(_, len)| 2 * len.div_ceil(8))
             .sum();
         assert_eq!((cr.meter().total("").sent - before) as usize, bits);
     }
