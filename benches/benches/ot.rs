@@ -1,8 +1,8 @@
-//! Criterion benchmarks of OT: setup (128 base OTs) and IKNP extension,
-//! both parties per iteration over the in-memory duplex.
+//! Criterion benchmarks of OT: setup (128 base OTs), IKNP extension and
+//! silent (LPN) COT, both parties per iteration over the in-memory duplex.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pi_bench::ot::OtPair;
+use pi_bench::ot::{OtPair, SilentPair};
 use pi_protocol::ot::{KAPPA, ReceiverSetup, Sender, base};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -48,5 +48,32 @@ fn iknp(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, base_ot, iknp);
+fn silent(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ot/silent_setup");
+    g.sample_size(10);
+    // Base OTs, IKNP for the setup round's base, the setup round.
+    g.bench_function(BenchmarkId::from_parameter("ferret_setup"), |b| {
+        let mut seed = 0;
+        b.iter(|| {
+            seed += 1;
+            SilentPair::new(seed).expect("setup")
+        });
+    });
+    g.finish();
+    let (mut pair, _) = SilentPair::new(1).expect("setup");
+    let mut g = c.benchmark_group("ot/silent_random_choice_cot");
+    g.sample_size(10);
+    for n in [1usize << 20, 1 << 24] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter(|| {
+                let (q, t) = pair.cots(n).expect("silent COT");
+                assert_eq!(pair.consistent(&q, &t), n);
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, base_ot, iknp, silent);
 criterion_main!(benches);

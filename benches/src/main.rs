@@ -45,30 +45,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Primitive throughput: garbling, evaluation, OT extension, base OT.
-    Primitives {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Activations per garbled layer, as a power of two.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(8..=22))]
-        gc_log2: u32,
-        /// OTs per extension run, as a power of two.
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(10..=24))]
-        ot_log2: u32,
-        /// Repetitions inside one measurement (the best or median is reported).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
-        reps: u32,
-        /// Independent measurements; above 1, JSON adds a `summary` per figure.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        repeat: u32,
-        /// MiB moved over loopback TLS (and again over TCP).
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16384))]
-        tls_mib: u32,
-        /// Garbling schemes to measure, side by side: `half-gates`,
-        /// `three-halves` (the protocol's default) or both.
-        #[arg(long, value_delimiter = ',', default_value = "half-gates,three-halves")]
-        garbling: Vec<pi_protocol::gc::Scheme>,
-    },
+    Primitives(PrimitivesArgs),
     /// Offline linear step (lattice HE) of every linear layer of a network.
     He {
         /// Network spec (preset, `AxBxCx(...)` or a model file).
@@ -153,6 +130,37 @@ enum Command {
     /// ([`pi_bench::server_process`]).
     #[command(hide = true)]
     Server(Box<ServerChild>),
+}
+
+/// Options of `pi-bench primitives`.
+#[derive(clap::Args)]
+struct PrimitivesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Activations per garbled layer, as a power of two.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(8..=22))]
+    gc_log2: u32,
+    /// OTs per extension run, as a power of two.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(10..=24))]
+    ot_log2: u32,
+    /// Silent COTs per run (and the batch its bytes are amortised over),
+    /// as a power of two.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(16..=26))]
+    silent_log2: u32,
+    /// Repetitions inside one measurement (the best or median is reported).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    reps: u32,
+    /// Independent measurements; above 1, JSON adds a `summary` per figure.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
+    /// MiB moved over loopback TLS (and again over TCP).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    tls_mib: u32,
+    /// Garbling schemes to measure, side by side: `half-gates`,
+    /// `three-halves` (the protocol's default) or both.
+    #[arg(long, value_delimiter = ',', default_value = "half-gates,three-halves")]
+    garbling: Vec<pi_protocol::gc::Scheme>,
 }
 
 #[derive(clap::Args)]
@@ -298,23 +306,7 @@ impl pi_bench::load::Progress for Bar {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Primitives {
-            json,
-            gc_log2,
-            ot_log2,
-            reps,
-            repeat,
-            tls_mib,
-            garbling,
-        } => primitives(
-            json,
-            gc_log2,
-            ot_log2,
-            reps as usize,
-            tls_mib as usize,
-            repeat as usize,
-            &garbling,
-        ),
+        Command::Primitives(args) => primitives(&args),
         Command::He {
             spec,
             json,
@@ -429,15 +421,18 @@ fn main() -> Result<()> {
     }
 }
 
-fn primitives(
-    as_json: bool,
-    gc_log2: u32,
-    ot_log2: u32,
-    reps: usize,
-    tls_mib: usize,
-    repeat: usize,
-    garbling: &[pi_protocol::gc::Scheme],
-) -> Result<()> {
+fn primitives(args: &PrimitivesArgs) -> Result<()> {
+    let PrimitivesArgs {
+        json: as_json,
+        gc_log2,
+        ot_log2,
+        silent_log2,
+        reps,
+        repeat,
+        tls_mib,
+        ref garbling,
+    } = *args;
+    let (reps, repeat, tls_mib) = (reps as usize, repeat as usize, tls_mib as usize);
     let mut schemes: Vec<pi_protocol::gc::Scheme> = Vec::new();
     for s in garbling {
         if !schemes.contains(s) {
@@ -470,8 +465,9 @@ fn primitives(
                 reps,
             ));
         }
-        eprintln!("running 2^{ot_log2} OT extensions ...");
-        let ot = pi_bench::ot::measure(1 << ot_log2, reps).context("OT benchmark")?;
+        eprintln!("running 2^{ot_log2} IKNP and 2^{silent_log2} silent OT extensions ...");
+        let ot =
+            pi_bench::ot::measure(1 << ot_log2, 1 << silent_log2, reps).context("OT benchmark")?;
         eprintln!("moving {tls_mib} MiB over loopback TLS and TCP ...");
         let tls = pi_bench::tls::measure_loopback_throughput(tls_mib << 20, 1 << 20)
             .context("TLS benchmark")?;
@@ -519,6 +515,13 @@ fn primitives(
         ot.iknp_ots_per_second / 1e6,
         ot.iknp_correlated_ots_per_second / 1e6,
         ot.iknp_chosen_ots_per_second / 1e6
+    );
+    println!(
+        "  silent random-choice COT {:.2} M OT/s, {:.4} B/OT at 2^{silent_log2} (setup {:.0} ms, {} B)",
+        ot.silent_ots_per_second / 1e6,
+        ot.silent_bytes_per_ot,
+        ot.silent_setup_ms,
+        ot.silent_setup_bytes
     );
     println!("transport (loopback, 1 MiB frames)");
     println!(

@@ -1,12 +1,12 @@
-//! OT benchmarks: base OT latency and IKNP throughput, both parties in one
-//! process over the in-memory duplex (each party's crypto runs on tokio's
-//! blocking pool, so on two cores the parties work in parallel, as they would
-//! on two machines minus the network).
+//! OT benchmarks: base OT latency, IKNP and silent (LPN) COT throughput,
+//! both parties in one process over the in-memory duplex (each party's
+//! crypto runs on tokio's blocking pool, so on two cores the parties work in
+//! parallel, as they would on two machines minus the network).
 
 use std::time::Instant;
 
 use pi_protocol::crypto::Block;
-use pi_protocol::ot::{Receiver, Sender, driver};
+use pi_protocol::ot::{Receiver, Sender, driver, silent};
 use pi_protocol::transport::{Channel, MemoryChannel, memory_pair};
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
@@ -30,6 +30,20 @@ pub struct OtReport {
     pub bytes_per_ot: f64,
     /// Bytes on the wire per chosen-message OT (both directions).
     pub chosen_bytes_per_ot: f64,
+    /// Random-choice COTs per silent run (and the batch the bytes are
+    /// amortised over).
+    pub silent_n: usize,
+    /// Wall time of one silent setup (base OTs, IKNP for the setup round's
+    /// base, the setup round), both parties, ms.
+    pub silent_setup_ms: f64,
+    /// Bytes of one silent setup, both directions.
+    pub silent_setup_bytes: u64,
+    /// Silent random-choice COTs per second after setup (sender and
+    /// receiver work, rounds included; checked outside the timing).
+    pub silent_ots_per_second: f64,
+    /// All bytes, both directions, of a fresh session making `silent_n`
+    /// COTs (setup included), per COT.
+    pub silent_bytes_per_ot: f64,
 }
 
 /// An IKNP session between two in-process parties.
@@ -174,6 +188,113 @@ impl OtPair {
     }
 }
 
+/// A silent COT session between two in-process parties.
+pub struct SilentPair {
+    rt: tokio::runtime::Runtime,
+    sender: silent::Sender,
+    receiver: silent::Receiver,
+    sender_ch: MemoryChannel,
+    receiver_ch: MemoryChannel,
+}
+
+impl SilentPair {
+    /// Runs the silent setup and returns the pair and the setup time (ms).
+    pub fn new(seed: u64) -> Result<(Self, f64), pi_protocol::Error> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (mut sender_ch, mut receiver_ch) = memory_pair();
+        let mut rs = ChaCha20Rng::seed_from_u64(seed);
+        let mut rr = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
+        let start = Instant::now();
+        let (s, r) = rt.block_on(async {
+            tokio::join!(
+                silent::driver::setup_sender(&mut sender_ch, &mut rs, None),
+                silent::driver::setup_receiver(&mut receiver_ch, &mut rr)
+            )
+        });
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let pair = Self {
+            rt,
+            sender: s?,
+            receiver: r?,
+            sender_ch,
+            receiver_ch,
+        };
+        Ok((pair, ms))
+    }
+
+    /// `n` random-choice COTs, unchecked: (sender's q_j, receiver's t_j).
+    pub fn cots(
+        &mut self,
+        n: usize,
+    ) -> Result<(silent::SenderCots, silent::ReceiverCots), pi_protocol::Error> {
+        let Self {
+            rt,
+            sender,
+            receiver,
+            sender_ch,
+            receiver_ch,
+        } = self;
+        let (a, b) = rt.block_on(async {
+            tokio::join!(
+                silent::driver::send_cots(sender_ch, sender, n),
+                silent::driver::receive_cots(receiver_ch, receiver, n)
+            )
+        });
+        Ok((a?, b?))
+    }
+
+    /// Number of outputs with t_j = q_j ⊕ lsb(t_j)·Δ.
+    pub fn consistent(&self, q: &silent::SenderCots, t: &silent::ReceiverCots) -> usize {
+        let delta = self.sender.delta();
+        q.as_slice()
+            .iter()
+            .zip(t.as_slice())
+            .filter(|&(&a, &b)| a ^ delta.select(b.lsb()) == b)
+            .count()
+    }
+
+    /// Bytes sent so far by both parties.
+    pub fn bytes(&self) -> u64 {
+        self.sender_ch.meter().total("").sent + self.receiver_ch.meter().total("").sent
+    }
+}
+
+/// Silent figures for batches of `n`: setup (median over `reps` sessions),
+/// bytes of a fresh session making `n` COTs, and the median time of `reps`
+/// further batches of `n` (every output checked, outside the timing).
+fn measure_silent(n: usize, reps: usize) -> Result<(f64, u64, f64, f64), pi_protocol::Error> {
+    let mut setups = Vec::new();
+    let mut setup_bytes = 0;
+    for seed in 0..reps.max(1) as u64 {
+        let (pair, ms) = SilentPair::new(100 + seed)?;
+        setups.push(ms);
+        setup_bytes = pair.bytes();
+    }
+    setups.sort_by(f64::total_cmp);
+    let (mut pair, _) = SilentPair::new(7)?;
+    let (q, t) = pair.cots(n)?;
+    check(pair.consistent(&q, &t), n, "silent COT")?;
+    drop((q, t));
+    let bytes_per_ot = pair.bytes() as f64 / n as f64;
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) {
+        let start = Instant::now();
+        let (q, t) = pair.cots(n)?;
+        times.push(start.elapsed().as_secs_f64());
+        check(pair.consistent(&q, &t), n, "silent COT")?;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((
+        setups[setups.len() / 2],
+        setup_bytes,
+        n as f64 / times[times.len() / 2],
+        bytes_per_ot,
+    ))
+}
+
 fn check(ok: usize, n: usize, what: &str) -> Result<(), pi_protocol::Error> {
     if ok != n {
         return Err(pi_protocol::Error::BadInput(format!(
@@ -199,8 +320,9 @@ fn median_secs(
 }
 
 /// Measures setup and IKNP throughput for batches of `n` OTs (median of
-/// `reps` runs each, after one warm-up). Every run's outputs are checked.
-pub fn measure(n: usize, reps: usize) -> Result<OtReport, pi_protocol::Error> {
+/// `reps` runs each, after one warm-up), and silent COT for batches of
+/// `silent_n`. Every run's outputs are checked.
+pub fn measure(n: usize, silent_n: usize, reps: usize) -> Result<OtReport, pi_protocol::Error> {
     let mut setups = Vec::new();
     for seed in 0..reps.max(1) as u64 {
         setups.push(OtPair::new(seed)?.1);
@@ -223,6 +345,10 @@ pub fn measure(n: usize, reps: usize) -> Result<OtReport, pi_protocol::Error> {
     let after = pair.bytes_sent();
     let chosen_bytes_per_ot =
         (after.0 + after.1 - before.0 - before.1) as f64 / (reps.max(1) * n) as f64;
+    drop(pair);
+
+    let (silent_setup_ms, silent_setup_bytes, silent_ots_per_second, silent_bytes_per_ot) =
+        measure_silent(silent_n, reps)?;
 
     Ok(OtReport {
         n,
@@ -232,6 +358,11 @@ pub fn measure(n: usize, reps: usize) -> Result<OtReport, pi_protocol::Error> {
         iknp_chosen_ots_per_second: n as f64 / chosen,
         bytes_per_ot,
         chosen_bytes_per_ot,
+        silent_n,
+        silent_setup_ms,
+        silent_setup_bytes,
+        silent_ots_per_second,
+        silent_bytes_per_ot,
     })
 }
 
@@ -241,7 +372,7 @@ mod tests {
 
     #[test]
     fn small_measurement_is_consistent() {
-        let r = measure(3000, 1).unwrap();
+        let r = measure(3000, 50_000, 1).unwrap();
         assert_eq!(r.n, 3000);
         // U carries 16 bytes per OT padded to 128: 3072 / 3000 * 16.
         assert!(
@@ -251,5 +382,14 @@ mod tests {
         );
         assert!((r.chosen_bytes_per_ot - (16.0 * 3072.0 / 3000.0 + 32.0)).abs() < 1e-9);
         assert!(r.iknp_ots_per_second > 0.0 && r.base_ot_ms > 0.0);
+        // Silent setup: base OTs (32 B + 128 points), IKNP's U for the setup
+        // base padded to 128 OTs, the setup round's corrections.
+        let base = silent::SETUP.base_cots().div_ceil(128) * 128;
+        let setup = 32 + 128 * 32 + 16 * base + 16 * silent::SETUP.msg_blocks();
+        assert_eq!(r.silent_setup_bytes, setup as u64);
+        // 50,000 outputs need one main round after the setup round's yield.
+        let total = setup + 16 * silent::MAIN.msg_blocks();
+        assert!((r.silent_bytes_per_ot - total as f64 / 50_000.0).abs() < 1e-9);
+        assert!(r.silent_ots_per_second > 0.0 && r.silent_setup_ms > 0.0);
     }
 }

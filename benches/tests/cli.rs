@@ -24,6 +24,8 @@ fn primitives_json_has_the_documented_fields() {
         "8",
         "--ot-log2",
         "10",
+        "--silent-log2",
+        "16",
         "--reps",
         "1",
         "--tls-mib",
@@ -39,6 +41,8 @@ fn primitives_json_has_the_documented_fields() {
         ("gc", "trunc_and_gates"),
         ("ot", "iknp_ots_per_second"),
         ("ot", "base_ot_ms"),
+        ("ot", "silent_ots_per_second"),
+        ("ot", "silent_bytes_per_ot"),
         ("tls", "bulk_bytes_per_second"),
     ] {
         let x = v[group][key]

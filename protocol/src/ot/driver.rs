@@ -52,7 +52,7 @@ async fn join_work<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
 }
 
 /// Runs CPU-heavy work on the blocking pool, off the async executor.
-async fn off_executor<T, F>(f: F) -> Result<T>
+pub(super) async fn off_executor<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,

@@ -9,6 +9,8 @@
 //!   tweaks carry a session nonce both parties derive from the base OT
 //!   messages ([`Sender::session_nonce`]).
 //! - [`driver`]: the same over a [`crate::transport::Channel`], chunked.
+//! - [`silent`]: LPN-based ("silent") correlated OT in the style of Ferret,
+//!   bootstrapped by IKNP: a fraction of a byte per OT, for all bulk OT.
 //!
 //! Roles are types: [`iknp::Sender`] (the garbler/server side for
 //! garbled-circuit input labels) and [`iknp::Receiver`] (the evaluator/client
@@ -45,6 +47,7 @@
 pub mod base;
 pub mod driver;
 pub mod iknp;
+pub mod silent;
 mod transpose;
 
 pub use iknp::{CorrelatedZeros, KAPPA, Receiver, ReceiverSetup, Sender};

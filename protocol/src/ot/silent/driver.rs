@@ -1,0 +1,443 @@
+//! Async drivers: the silent COT state machines over a [`Channel`].
+//!
+//! Each function is one party's side; the other party calls its
+//! counterpart with the same size (`send_x` ↔ `receive_x`). Batches are
+//! handed out in pieces of [`PIECE`] OTs and rounds run when the pool runs
+//! short, both parties deciding alike; the crypto runs on tokio's blocking
+//! pool (and inside it on rayon), off the async executor.
+//!
+//! Messages, in order:
+//! - setup: IKNP's base OTs (receiver → sender 32 B, sender → receiver
+//!   4 KiB), IKNP's U for the [`SETUP`] base (receiver → sender,
+//!   16 B per OT), then the setup round;
+//! - per round: sender → receiver the corrections ([`RoundMsg`], 16 B per
+//!   tree level: 321 KB for the setup round, 274 KB for a main round);
+//! - per piece with chosen choices: receiver → sender one bit per OT
+//!   ([`ChoiceMsg`]), sent without waiting for a reply.
+
+use rand_core::CryptoRng;
+use zeroize::Zeroize;
+
+use super::cot::{ChoiceMsg, Receiver, ReceiverChosen, ReceiverCots, RoundMsg, Sender, SenderCots};
+use super::params::SETUP;
+use crate::crypto::{Block, WipingRng};
+use crate::ot::driver::{self as iknp_driver, off_executor};
+use crate::ot::{CorrelatedZeros, iknp};
+use crate::transport::Channel;
+use crate::{Error, Result};
+
+/// Sender setup: IKNP (base OTs and the [`SETUP`] base under Δ) and the
+/// setup round. `delta` (lsb 1, for instance the garbler's free-XOR Δ)
+/// fixes the correlation; `None` draws it.
+///
+/// # Errors
+/// [`Error::BadInput`] for a Δ with lsb 0; channel and peer errors.
+pub async fn setup_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
+    ch: &mut C,
+    rng: &mut R,
+    delta: Option<Block>,
+) -> Result<Sender> {
+    let delta = delta.unwrap_or_else(|| Block(Block::random(rng).0 | 1));
+    if !delta.lsb() {
+        return Err(Error::BadInput("silent OT needs Δ with lsb 1".into()));
+    }
+    let mut iknp = iknp_driver::setup_sender(ch, rng, Some(delta)).await?;
+    bootstrap_sender(ch, &mut iknp, rng).await
+}
+
+/// Receiver setup: IKNP and the setup round.
+pub async fn setup_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(
+    ch: &mut C,
+    rng: &mut R,
+) -> Result<Receiver> {
+    let mut iknp = iknp_driver::setup_receiver(ch, rng).await?;
+    bootstrap_receiver(ch, &mut iknp, rng).await
+}
+
+/// Sender setup on an IKNP session already set up (its Δ, lsb 1, becomes
+/// the silent Δ): the [`SETUP`] base by IKNP, then the setup round.
+pub async fn bootstrap_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
+    ch: &mut C,
+    iknp: &mut iknp::Sender,
+    rng: &mut R,
+) -> Result<Sender> {
+    if !iknp.delta().lsb() {
+        return Err(Error::BadInput("silent OT needs Δ with lsb 1".into()));
+    }
+    let zeros = iknp_driver::send_correlated(ch, iknp, SETUP.base_cots()).await?;
+    let mut s = Sender::bootstrap(
+        iknp.delta(),
+        iknp.session_nonce(),
+        zeros,
+        WipingRng::fork(rng),
+    )?;
+    sender_round(ch, &mut s).await?;
+    Ok(s)
+}
+
+/// Receiver setup on an IKNP session already set up.
+pub async fn bootstrap_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(
+    ch: &mut C,
+    iknp: &mut iknp::Receiver,
+    rng: &mut R,
+) -> Result<Receiver> {
+    let mut choices: Vec<bool> = (0..SETUP.base_cots())
+        .map(|_| rng.next_u32() & 1 == 1)
+        .collect();
+    let got = iknp_driver::receive_correlated(ch, iknp, &choices).await;
+    let r = got.and_then(|t| Receiver::bootstrap(iknp.session_nonce(), &choices, t));
+    choices.zeroize();
+    let mut r = r?;
+    receiver_round(ch, &mut r).await?;
+    Ok(r)
+}
+
+/// One round, sender side: the trees, the message, then the code (which
+/// overlaps the receiver's work).
+async fn sender_round<C: Channel>(ch: &mut C, s: &mut Sender) -> Result<()> {
+    let job = s.begin_round()?;
+    let (expanded, msg) = off_executor(move || Ok(job.expand())).await?;
+    ch.send(msg.as_bytes()).await?;
+    ch.flush().await?;
+    let out = off_executor(move || Ok(expanded.encode())).await?;
+    s.finish_round(out)
+}
+
+/// One round, receiver side.
+async fn receiver_round<C: Channel>(ch: &mut C, r: &mut Receiver) -> Result<()> {
+    let job = r.begin_round()?;
+    let p = job.params();
+    let mut bytes = vec![0u8; RoundMsg::byte_len(&p)];
+    ch.recv_into(&mut bytes).await?;
+    let out = off_executor(move || job.run(&RoundMsg::from_vec(bytes, p)?)).await?;
+    r.finish_round(out)
+}
+
+/// OTs per piece: a batch is handed out and converted piece by piece, with
+/// rounds run as the pool empties, so at most one round's outputs wait in
+/// the pool whatever the batch size.
+pub const PIECE: usize = 1 << 20;
+
+/// `(start, len)` of each piece of a batch of `n`.
+fn pieces(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).step_by(PIECE).map(move |s| (s, PIECE.min(n - s)))
+}
+
+/// The next `len` (≤ [`PIECE`]) outputs, sender side, after the rounds
+/// that makes necessary.
+async fn sender_take<C: Channel>(ch: &mut C, s: &mut Sender, len: usize) -> Result<SenderCots> {
+    while s.available() < len {
+        sender_round(ch, s).await?;
+    }
+    s.take(len)
+}
+
+/// The next `len` outputs, receiver side.
+async fn receiver_take<C: Channel>(
+    ch: &mut C,
+    r: &mut Receiver,
+    len: usize,
+) -> Result<ReceiverCots> {
+    while r.available() < len {
+        receiver_round(ch, r).await?;
+    }
+    r.take(len)
+}
+
+/// `n` random-choice COTs, sender side: q_j (the receiver holds
+/// q_j ⊕ b_j·Δ for its random b_j).
+pub async fn send_cots<C: Channel>(ch: &mut C, s: &mut Sender, n: usize) -> Result<SenderCots> {
+    let mut out = sender_take(ch, s, n.min(PIECE)).await?;
+    for (_, len) in pieces(n).skip(1) {
+        let piece = sender_take(ch, s, len).await?;
+        out.append(piece)?;
+    }
+    Ok(out)
+}
+
+/// `n` random-choice COTs, receiver side.
+pub async fn receive_cots<C: Channel>(
+    ch: &mut C,
+    r: &mut Receiver,
+    n: usize,
+) -> Result<ReceiverCots> {
+    let mut out = receiver_take(ch, r, n.min(PIECE)).await?;
+    for (_, len) in pieces(n).skip(1) {
+        let piece = receiver_take(ch, r, len).await?;
+        out.append(piece)?;
+    }
+    Ok(out)
+}
+
+/// The next piece of `len` COTs with the receiver's choices, sender side:
+/// q_j ⊕ d_j·Δ after its corrections.
+async fn sender_chosen_piece<C: Channel>(
+    ch: &mut C,
+    s: &mut Sender,
+    len: usize,
+) -> Result<SenderCots> {
+    let cots = sender_take(ch, s, len).await?;
+    let mut bytes = vec![0u8; ChoiceMsg::byte_len(len)];
+    ch.recv_into(&mut bytes).await?;
+    cots.apply_choices(&ChoiceMsg::from_vec(bytes, len)?)
+}
+
+/// The next piece with chosen choices, receiver side: sends the
+/// corrections (no reply is awaited, so pieces cost no round trip).
+async fn receiver_chosen_piece<C: Channel>(
+    ch: &mut C,
+    r: &mut Receiver,
+    choices: &[bool],
+) -> Result<ReceiverChosen> {
+    let cots = receiver_take(ch, r, choices.len()).await?;
+    let (chosen, msg) = cots.choose(choices)?;
+    ch.send(msg.as_bytes()).await?;
+    ch.flush().await?;
+    Ok(chosen)
+}
+
+/// Correlated OT with chosen choices, sender side: the zero messages m0_j
+/// (move-only; the receiver learns m0_j ⊕ c_j·Δ for its choices c).
+pub async fn send_correlated<C: Channel>(
+    ch: &mut C,
+    s: &mut Sender,
+    n: usize,
+) -> Result<CorrelatedZeros> {
+    let mut out = CorrelatedZeros {
+        blocks: Vec::with_capacity(n),
+    };
+    for (_, len) in pieces(n) {
+        let piece = sender_chosen_piece(ch, s, len).await?;
+        out.append(piece.into_correlated());
+    }
+    Ok(out)
+}
+
+/// Correlated OT with chosen choices, receiver side: m0_j ⊕ c_j·Δ for the
+/// choices c.
+pub async fn receive_correlated<C: Channel>(
+    ch: &mut C,
+    r: &mut Receiver,
+    choices: &[bool],
+) -> Result<Vec<Block>> {
+    let mut out = Vec::with_capacity(choices.len());
+    for (start, len) in pieces(choices.len()) {
+        let piece = receiver_chosen_piece(ch, r, &choices[start..start + len]).await?;
+        let mut blocks = piece.into_correlated();
+        out.extend_from_slice(&blocks);
+        blocks.zeroize();
+    }
+    Ok(out)
+}
+
+/// Random OT with chosen choices, sender side: n random pairs.
+pub async fn send_random<C: Channel>(
+    ch: &mut C,
+    s: &mut Sender,
+    n: usize,
+) -> Result<Vec<[Block; 2]>> {
+    let mut out = Vec::with_capacity(n);
+    for (_, len) in pieces(n) {
+        let piece = sender_chosen_piece(ch, s, len).await?;
+        let mut acc = std::mem::take(&mut out);
+        out = off_executor(move || {
+            piece.random_into(&mut acc);
+            Ok(acc)
+        })
+        .await?;
+    }
+    Ok(out)
+}
+
+/// Random OT with chosen choices, receiver side: message number c_j of
+/// pair j for the choices c.
+pub async fn receive_random<C: Channel>(
+    ch: &mut C,
+    r: &mut Receiver,
+    choices: &[bool],
+) -> Result<Vec<Block>> {
+    let mut out = Vec::with_capacity(choices.len());
+    for (start, len) in pieces(choices.len()) {
+        let piece = receiver_chosen_piece(ch, r, &choices[start..start + len]).await?;
+        let mut hashed = off_executor(move || Ok(piece.into_random())).await?;
+        out.extend_from_slice(&hashed);
+        hashed.zeroize();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ot::silent::params::MAIN;
+    use crate::transport::{MemoryChannel, memory_pair};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{RngCore, SeedableRng};
+
+    async fn setup(seed: u64) -> (Sender, Receiver, MemoryChannel, MemoryChannel) {
+        let (mut cs, mut cr) = memory_pair();
+        let mut rs = ChaCha20Rng::seed_from_u64(seed);
+        let mut rr = ChaCha20Rng::seed_from_u64(seed + 1000);
+        let (s, r) = tokio::join!(
+            setup_sender(&mut cs, &mut rs, None),
+            setup_receiver(&mut cr, &mut rr)
+        );
+        (s.unwrap(), r.unwrap(), cs, cr)
+    }
+
+    fn choices(seed: u64, n: usize) -> Vec<bool> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.next_u32() & 1 == 1).collect()
+    }
+
+    /// IKNP bootstrap, setup round, then batches that use up the setup
+    /// round's yield and start a main round: every output is a COT, and the
+    /// traffic is exactly what the module docs say.
+    #[tokio::test]
+    async fn cots_over_memory_pair_with_exact_traffic() {
+        let (mut s, mut r, mut cs, mut cr) = setup(1).await;
+        let delta = s.delta();
+        assert!(delta.lsb());
+        assert_eq!(s.session_nonce(), r.session_nonce());
+        let setup_yield = s.available();
+        assert_eq!(setup_yield, SETUP.n() - MAIN.base_cots());
+        for n in [1, 1000, setup_yield - 1001, 1, 200_000] {
+            let (q, t) = tokio::join!(
+                send_cots(&mut cs, &mut s, n),
+                receive_cots(&mut cr, &mut r, n)
+            );
+            let (q, t) = (q.unwrap(), t.unwrap());
+            assert_eq!((q.len(), t.len()), (n, n));
+            for j in 0..n {
+                let (a, b) = (q.as_slice()[j], t.as_slice()[j]);
+                assert_eq!(a ^ b, delta.select(t.choice(j)), "n = {n}, j = {j}");
+            }
+        }
+        assert_eq!((s.rounds(), r.rounds()), (2, 2));
+        // Receiver: base OT point, IKNP's U (padded to 128 OTs). Sender:
+        // 128 base OT points, one correction message per round.
+        let padded = SETUP.base_cots().div_ceil(128) * 128;
+        assert_eq!(cr.meter().total("").sent as usize, 32 + 16 * padded);
+        assert_eq!(
+            cs.meter().total("").sent as usize,
+            128 * 32 + 16 * (SETUP.msg_blocks() + MAIN.msg_blocks())
+        );
+    }
+
+    #[tokio::test]
+    async fn chosen_choices_over_memory_pair() {
+        let (mut s, mut r, mut cs, mut cr) = setup(2).await;
+        let delta = s.delta();
+        let before = cr.meter().total("").sent;
+        let sizes = [1usize, 9, 5000, 40_000, PIECE + 9];
+        for n in sizes {
+            let c = choices(n as u64, n);
+            let (zeros, got) = tokio::join!(
+                send_correlated(&mut cs, &mut s, n),
+                receive_correlated(&mut cr, &mut r, &c)
+            );
+            let (zeros, got) = (zeros.unwrap(), got.unwrap());
+            for j in 0..n {
+                assert_eq!(got[j], zeros.as_slice()[j] ^ delta.select(c[j]));
+            }
+            let (pairs, got) = tokio::join!(
+                send_random(&mut cs, &mut s, n),
+                receive_random(&mut cr, &mut r, &c)
+            );
+            let (pairs, got) = (pairs.unwrap(), got.unwrap());
+            for j in 0..n {
+                assert_eq!(got[j], pairs[j][c[j] as usize], "n = {n}, j = {j}");
+                assert_ne!(got[j], pairs[j][1 - c[j] as usize]);
+            }
+        }
+        // One bit per OT from the receiver, nothing else.
+        // (a message per piece)
+        let bits: usize = sizes
+            .iter()
+            .flat_map(|&n| pieces(n))
+            .map(|(_, len)| 2 * len.div_ceil(8))
+            .sum();
+        assert_eq!((cr.meter().total("").sent - before) as usize, bits);
+    }
+
+    /// On an IKNP session set up with the garbler's Δ, the silent outputs
+    /// are correlated under that same Δ; a Δ with lsb 0 is refused.
+    #[tokio::test]
+    async fn bootstrap_keeps_a_given_delta() {
+        let (mut cs, mut cr) = memory_pair();
+        let mut rs = ChaCha20Rng::seed_from_u64(3);
+        let mut rr = ChaCha20Rng::seed_from_u64(4);
+        let delta = Block(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        let (mut s, mut r) = tokio::join!(
+            setup_sender(&mut cs, &mut rs, Some(delta)),
+            setup_receiver(&mut cr, &mut rr)
+        );
+        let (s, r) = (s.as_mut().unwrap(), r.as_mut().unwrap());
+        assert_eq!(s.delta(), delta);
+        let c = choices(5, 300);
+        let (zeros, got) = tokio::join!(
+            send_correlated(&mut cs, s, 300),
+            receive_correlated(&mut cr, r, &c)
+        );
+        let zeros = zeros.unwrap();
+        for (j, g) in got.unwrap().iter().enumerate() {
+            assert_eq!(*g, zeros.as_slice()[j] ^ delta.select(c[j]));
+        }
+        let even = Block(delta.0 ^ 1);
+        assert!(matches!(
+            setup_sender(&mut cs, &mut rs, Some(even)).await,
+            Err(Error::BadInput(_))
+        ));
+    }
+
+    /// The same over loopback TCP + TLS: setup, a main round, chosen
+    /// choices.
+    #[tokio::test]
+    async fn over_loopback_tls() {
+        let (mut cc, mut cs) = crate::transport::tls_loopback_pair(Default::default())
+            .await
+            .unwrap();
+        let mut rs = ChaCha20Rng::seed_from_u64(7);
+        let mut rr = ChaCha20Rng::seed_from_u64(8);
+        let (s, r) = tokio::join!(
+            setup_sender(&mut cs, &mut rs, None),
+            setup_receiver(&mut cc, &mut rr)
+        );
+        let (mut s, mut r) = (s.unwrap(), r.unwrap());
+        let n = s.available() + 10;
+        let c = choices(9, n);
+        let (pairs, got) = tokio::join!(
+            send_random(&mut cs, &mut s, n),
+            receive_random(&mut cc, &mut r, &c)
+        );
+        let (pairs, got) = (pairs.unwrap(), got.unwrap());
+        assert!((0..n).all(|j| got[j] == pairs[j][c[j] as usize]));
+        assert_eq!((s.rounds(), r.rounds()), (2, 2));
+    }
+
+    /// A cut round message and hostile choice corrections are the peer's
+    /// fault: errors, no panic.
+    #[tokio::test]
+    async fn hostile_messages_are_peer_errors() {
+        let (mut s, mut r, mut cs, mut cr) = setup(6).await;
+        // The receiver needs a main round; the "sender" sends one byte short.
+        let n = r.available() + 1;
+        cs.send(&vec![0u8; 16 * MAIN.msg_blocks() - 1])
+            .await
+            .unwrap();
+        assert!(matches!(
+            receive_cots(&mut cr, &mut r, n).await,
+            Err(Error::PeerMisbehaved(_))
+        ));
+        // A "receiver" whose corrections have a padding bit set, or the
+        // wrong length.
+        for bad in [vec![0u8, 0x80], vec![0u8; 3]] {
+            cr.send(&bad).await.unwrap();
+            assert!(matches!(
+                send_correlated(&mut cs, &mut s, 9).await,
+                Err(Error::PeerMisbehaved(_))
+            ));
+        }
+        let _ = r;
+    }
+}
