@@ -11,7 +11,8 @@
 //! (16 B each, both directions) offline and its online round trips.
 
 use crate::he::{ClientUpload, ServerReply};
-use crate::session::{ReluMode, ServerModel};
+use crate::mode::ReluMode;
+use crate::session::ServerModel;
 
 /// Expected bytes of one inference, both directions together.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use rand_core::{RngCore, SeedableRng};
 use crate::report::{ClientReport, ServerReport};
 use crate::session::{ClientConfig, ClientSession, ReluMode, ServerModel, ServerSession};
 use crate::transport::{Channel, Meter, memory_pair};
-use crate::{Error, Misbehavior, Result, offline, online};
+use crate::{Error, Misbehavior, Result};
 
 fn model_for(spec: &str, seed: u64, tweak: impl FnOnce(&mut Network)) -> ServerModel {
     let mut net = Network::new(&NetSpec::parse(spec).unwrap());
@@ -302,11 +302,11 @@ async fn offline_phases_can_run_ahead_of_online_phases() {
             let mut s =
                 ServerSession::handshake_with_rng(&mut cs, &model, ChaCha20Rng::seed_from_u64(5))
                     .await?;
-            let p0 = offline::server(&mut cs, &mut s).await?;
-            let p1 = offline::server(&mut cs, &mut s).await?;
+            let p0 = s.preprocess(&mut cs).await?;
+            let p1 = s.preprocess(&mut cs).await?;
             assert_eq!((p0.inference(), p1.inference()), (0, 1));
-            online::server(&mut cs, &s, p0).await?;
-            online::server(&mut cs, &s, p1).await?;
+            s.online(&mut cs, p0).await?;
+            s.online(&mut cs, p1).await?;
             Ok::<_, Error>(())
         },
         async {
@@ -316,11 +316,11 @@ async fn offline_phases_can_run_ahead_of_online_phases() {
                 ChaCha20Rng::seed_from_u64(6),
             )
             .await?;
-            let p0 = offline::client(&mut cc, &mut c).await?;
-            let p1 = offline::client(&mut cc, &mut c).await?;
+            let p0 = c.preprocess(&mut cc).await?;
+            let p1 = c.preprocess(&mut cc).await?;
             assert!(p0.storage_bytes() > 0);
-            let r0 = online::client(&mut cc, &c, p0, &xs[0]).await?;
-            let r1 = online::client(&mut cc, &c, p1, &xs[1]).await?;
+            let r0 = c.online(&mut cc, p0, &xs[0]).await?;
+            let r1 = c.online(&mut cc, p1, &xs[1]).await?;
             Ok::<_, Error>((r0, r1))
         }
     );
@@ -340,11 +340,11 @@ async fn material_of_another_inference_is_refused() {
             let mut s =
                 ServerSession::handshake_with_rng(&mut cs, &model, ChaCha20Rng::seed_from_u64(7))
                     .await?;
-            let p0 = offline::server(&mut cs, &mut s).await?;
-            let p1 = offline::server(&mut cs, &mut s).await?;
+            let p0 = s.preprocess(&mut cs).await?;
+            let p1 = s.preprocess(&mut cs).await?;
             drop(p0);
             // The client runs online with inference 0's material.
-            online::server(&mut cs, &s, p1).await
+            s.online(&mut cs, p1).await
         },
         async move {
             let mut c = ClientSession::handshake_with_rng(
@@ -353,9 +353,9 @@ async fn material_of_another_inference_is_refused() {
                 ChaCha20Rng::seed_from_u64(8),
             )
             .await?;
-            let p0 = offline::client(&mut cc, &mut c).await?;
-            let _p1 = offline::client(&mut cc, &mut c).await?;
-            online::client(&mut cc, &c, p0, &x).await
+            let p0 = c.preprocess(&mut cc).await?;
+            let _p1 = c.preprocess(&mut cc).await?;
+            c.online(&mut cc, p0, &x).await
         }
     );
     assert!(

@@ -34,15 +34,20 @@
 pub mod budget;
 pub mod crypto;
 pub mod error;
+mod exec;
+mod framing;
 pub mod gc;
 pub mod he;
+pub mod mode;
 pub mod offline;
 pub mod online;
 pub mod ot;
+mod plan;
 pub mod relu_ot;
 pub mod report;
 pub mod ring;
 pub mod session;
+mod shares;
 pub mod transport;
 
 #[cfg(test)]

@@ -9,10 +9,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use crate::e2e_tests::{oracle, random_input};
-use crate::session::{
-    ClientConfig, ClientSession, ServerLimits, ServerModel, ServerSession, TAG_OFFLINE, TAG_ONLINE,
-    send_request,
-};
+use crate::framing::{TAG_OFFLINE, TAG_ONLINE, send_request};
+use crate::session::{ClientConfig, ClientSession, ServerLimits, ServerModel, ServerSession};
 use crate::transport::{Channel, memory_pair};
 use crate::{Error, Misbehavior, Result};
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::session::ReluMode;
+use crate::mode::ReluMode;
 use crate::transport::{Meter, Traffic};
 
 /// Seconds and payload bytes of one phase (or of one layer in one phase).

@@ -23,6 +23,8 @@ use super::iknp::{
     SenderBatch,
 };
 use crate::crypto::{Block, WipingRng};
+use crate::exec::join;
+pub(super) use crate::exec::off_executor;
 use crate::transport::Channel;
 use crate::{Error, Result};
 
@@ -36,28 +38,6 @@ where
     F: FnOnce() -> Result<T> + Send + 'static,
 {
     tokio::task::spawn_blocking(f)
-}
-
-/// Waits for work started by [`spawn_work`]; a panic there is re-raised here.
-async fn join_work<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
-    match handle.await {
-        Ok(r) => r,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => Err(Error::Io(std::io::Error::other(format!(
-                "OT worker cancelled: {e}"
-            )))),
-        },
-    }
-}
-
-/// Runs CPU-heavy work on the blocking pool, off the async executor.
-pub(super) async fn off_executor<T, F>(f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    join_work(spawn_work(f)).await
 }
 
 /// A fresh ChaCha20 stream seeded from `rng`, movable to a worker thread,
@@ -331,7 +311,7 @@ pub async fn receive_chosen<C: Channel>(
                            next: &mut Option<_>,
                            spare: Vec<Block>| {
         let handle = next.take().expect("a job is started for every chunk");
-        let (batch, msg): (ReceiverBatch, ExtendMsg) = join_work(handle).await?;
+        let (batch, msg): (ReceiverBatch, ExtendMsg) = join(handle).await?;
         ch.send(msg.as_bytes()).await?;
         ch.flush().await?;
         if let Some(&span) = spans.get(k + 1) {
@@ -363,7 +343,7 @@ pub async fn receive_chosen<C: Channel>(
         } else {
             None
         };
-        let (mut rows, y) = join_work(unmask).await?;
+        let (mut rows, y) = join(unmask).await?;
         out.extend_from_slice(&rows);
         rows.zeroize();
         spare_rows = rows;

@@ -1,0 +1,41 @@
+//! Running CPU-heavy work off the async executor, and forking the session's
+//! CSPRNG into streams a worker thread can own.
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use zeroize::Zeroize;
+
+use crate::{Error, Result};
+
+/// A fresh ChaCha20 stream from `rng`, movable to a worker thread.
+pub(crate) fn fork_rng(rng: &mut ChaCha20Rng) -> ChaCha20Rng {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let child = ChaCha20Rng::from_seed(seed);
+    seed.zeroize();
+    child
+}
+
+/// Runs CPU-heavy work on tokio's blocking pool, off the async executor; a
+/// panic in `f` is re-raised in the caller.
+pub(crate) async fn off_executor<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    join(tokio::task::spawn_blocking(f)).await
+}
+
+/// Waits for work started on the blocking pool; a panic there is re-raised
+/// here, a cancelled task is an I/O error.
+pub(crate) async fn join<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    match handle.await {
+        Ok(r) => r,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(Error::Io(std::io::Error::other(format!(
+                "worker cancelled: {e}"
+            )))),
+        },
+    }
+}

@@ -1,0 +1,81 @@
+//! Online activations in GC mode, both parties: the server sends the labels
+//! of its share per sub-layer; the client evaluates, learns act(z) + p per
+//! position and returns act(z) + p − r'; the server subtracts p.
+
+use std::sync::Arc;
+
+use zeroize::Zeroize;
+
+use super::packed;
+use crate::exec::off_executor;
+use crate::framing::{recv_bulk, send_bulk};
+use crate::gc::{Evaluator, ServerLabels};
+use crate::offline::{ClientGcActivation, ServerGcActivation};
+use crate::plan::{SessionPlan, Sub};
+use crate::ring;
+use crate::transport::Channel;
+use crate::{Error, Result};
+
+/// Server side of activation `k` on its share `z`: returns its share of
+/// the output, act(z) − r'.
+pub(super) async fn server<C: Channel>(
+    ch: &mut C,
+    plan: &SessionPlan,
+    k: usize,
+    mut mat: ServerGcActivation,
+    z: &[u64],
+) -> Result<Vec<u64>> {
+    let ring = plan.ring;
+    for which in [Sub::Relu, Sub::Trunc] {
+        if let Some(labels) = mat.take(which) {
+            let sub: Vec<u64> = which.positions(plan, k).iter().map(|&p| z[p]).collect();
+            let encoded = labels.encode_share(&sub)?;
+            send_bulk(ch, &encoded.to_bytes()).await?;
+        }
+    }
+    ch.flush().await?;
+    let n = z.len();
+    let bytes = recv_bulk(ch, packed(n, ring)?).await?;
+    let y = ring::unpack(&bytes, n, ring, "masked activation output")?;
+    Ok(ring::sub(&y, &mat.pads, ring))
+}
+
+/// Client side of activation `k`: evaluates its sub-layers with the
+/// evaluator of this inference and returns act(z) + p − r' (`out_mask` is r').
+pub(super) async fn client<C: Channel>(
+    ch: &mut C,
+    plan: &Arc<SessionPlan>,
+    k: usize,
+    mut mat: ClientGcActivation,
+    out_mask: &[u64],
+    evaluator: &mut Option<Evaluator>,
+) -> Result<()> {
+    let ring = plan.ring;
+    let l = ring.bits() as usize;
+    let mut out = vec![0u64; out_mask.len()];
+    for which in [Sub::Relu, Sub::Trunc] {
+        let Some((tables, labels)) = mat.take(which) else {
+            continue;
+        };
+        let n = labels.len();
+        let bytes = recv_bulk(ch, 16 * n * l).await?;
+        let mut ev = evaluator
+            .take()
+            .ok_or(Error::Internal("garbled material without a garbler nonce"))?;
+        let plan2 = plan.clone();
+        let (ev, vals) = off_executor(move || {
+            let server = ServerLabels::from_bytes(plan2.act, n, &bytes)?;
+            let vals = ev.evaluate_layer(which.circuit(&plan2), tables, labels, server)?;
+            Ok((ev, vals))
+        })
+        .await?;
+        *evaluator = Some(ev);
+        for (&p, v) in which.positions(plan, k).iter().zip(vals) {
+            out[p] = v;
+        }
+    }
+    let y = ring::sub(&out, out_mask, ring);
+    out.zeroize();
+    send_bulk(ch, &ring::pack(&y, ring)).await?;
+    ch.flush().await
+}
