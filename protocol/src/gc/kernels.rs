@@ -474,7 +474,7 @@ mod tests {
             assert_eq!(t1, t2, "tables, n = {n}");
             assert_eq!(c1, c2, "control bits, n = {n}");
             // Nothing outside the run's control bits is touched.
-            assert_eq!(three_halves::get_bits(&c1, 0, bit0), 0);
+            assert_eq!(crate::crypto::bits::get_bits(&c1, 0, bit0), 0);
             assert!(c1[(bit0 + 5 * n).div_ceil(8)..].iter().all(|b| *b == 0));
             let bits: Vec<(bool, bool)> = (0..n).map(|_| (rng.random(), rng.random())).collect();
             let xa: Vec<Block> = x

@@ -321,11 +321,12 @@ pub(crate) fn check_layer_shape(layer: u32, n: usize) -> Result<()> {
 
 /// Tweak domain bit: every garbling tweak has bit 127 set, so that other users
 /// of the TCCR hash under the same Δ (a correlated OT whose correlation is
-/// the garbling Δ) stay apart by keeping bit 127 clear.
-pub const TWEAK_DOMAIN_GC: u128 = 1 << 127;
+/// the garbling Δ) stay apart by keeping bit 127 clear
+/// ([`crate::crypto::tweak`]).
+pub const TWEAK_DOMAIN_GC: u128 = crate::crypto::tweak::GC;
 
 /// Shift of the instance field: instance `i` of a chunk adds `i << INSTANCE_SHIFT`.
-pub(crate) const INSTANCE_SHIFT: u32 = 16;
+pub(crate) const INSTANCE_SHIFT: u32 = crate::crypto::tweak::GC_INSTANCE_SHIFT;
 
 /// Tweak of hash 0 of instance `instance` in layer `layer` of the garbler
 /// with nonce `nonce`; hash `h` adds `h`. Layout: domain bit 127, layer in

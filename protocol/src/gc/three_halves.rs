@@ -98,6 +98,7 @@
 //! `n * ceil(5 a / 8)`-byte area for `a` AND gates; unused bits are zero.
 
 use super::INSTANCE_SHIFT;
+use crate::crypto::bits::{get_bits, or_bits};
 use crate::crypto::{Block, FixedKeyAes, from_aes, to_aes};
 
 /// Control bits per AND gate instance.
@@ -152,35 +153,6 @@ pub(crate) fn s2(a: u128, b: u128) -> u128 {
 fn u_bits(u: &[u8], k: usize) -> (u64, u64) {
     let v = (u[k / 4] >> (2 * (k % 4))) as u64;
     (v & 1, (v >> 1) & 1)
-}
-
-/// ORs the low `n` bits of `v` into `bytes` at bit `pos` (LSB first).
-///
-/// # Panics
-/// If the bits do not fit (a programming error).
-#[inline]
-pub(crate) fn or_bits(bytes: &mut [u8], pos: usize, v: u64, n: usize) {
-    debug_assert!(n <= 57 && v >> n == 0);
-    let start = pos / 8;
-    let end = (pos + n).div_ceil(8);
-    let w = v << (pos % 8);
-    for (k, b) in bytes[start..end].iter_mut().enumerate() {
-        *b |= (w >> (8 * k)) as u8;
-    }
-}
-
-/// The `n` bits of `bytes` at bit `pos` (LSB first), `n <= 57`.
-///
-/// # Panics
-/// If the bits lie outside `bytes` (a programming error).
-#[inline]
-pub(crate) fn get_bits(bytes: &[u8], pos: usize, n: usize) -> u64 {
-    debug_assert!(n <= 57);
-    let start = pos / 8;
-    let end = (pos + n).div_ceil(8);
-    let mut buf = [0u8; 8];
-    buf[..end - start].copy_from_slice(&bytes[start..end]);
-    (u64::from_le_bytes(buf) >> (pos % 8)) & ((1u64 << n) - 1)
 }
 
 /// Garbler side of `n` AND gates. `x`, `y`: the zero labels of the inputs;

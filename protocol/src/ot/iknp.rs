@@ -56,8 +56,8 @@ pub const MAX_BATCH: usize = 1 << 20;
 
 /// Domain tag in the top 16 bits of every OT hash tweak ("OT"). Its bit 127
 /// is clear, so OT hashes never share a tweak with garbled-gate hashes under
-/// the same Δ: those set bit 127 ([`crate::gc::TWEAK_DOMAIN_GC`]).
-const TWEAK_DOMAIN: u128 = 0x4f54 << 112;
+/// the same Δ: those set bit 127 ([`crate::crypto::tweak`]).
+const TWEAK_DOMAIN: u128 = crate::crypto::tweak::IKNP;
 
 /// Bits of the session nonce, held in tweak bits 64..112.
 const NONCE_BITS: u32 = 48;

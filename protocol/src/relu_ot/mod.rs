@@ -441,7 +441,7 @@ impl PadHasher {
     }
     /// The tweak of entry `entry` under random OT number `rot` of the batch.
     fn tweak(rot: usize, entry: usize) -> Block {
-        Block(((rot as u128) << 16) | entry as u128 | (0x5245_4c55u128 << 96))
+        Block(((rot as u128) << 16) | entry as u128 | crate::crypto::tweak::RELU_OT)
     }
     fn push(&mut self, key: Block, rot: usize, entry: usize) {
         self.xs.push(key);

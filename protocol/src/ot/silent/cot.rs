@@ -21,8 +21,8 @@ pub const MAX_BATCH: usize = 1 << 28;
 
 /// Domain tag in the top 16 bits of the random-OT hash tweaks ("SO"). Bit
 /// 127 is clear, so these tweaks never meet a garbled gate's
-/// ([`crate::gc::TWEAK_DOMAIN_GC`]), and the tag differs from IKNP's.
-const TWEAK_DOMAIN: u128 = 0x534f << 112;
+/// ([`crate::crypto::tweak`]), and the tag differs from IKNP's.
+const TWEAK_DOMAIN: u128 = crate::crypto::tweak::SILENT_OT;
 
 /// Rows per parallel task of the code (2 MiB of outputs).
 const ENCODE_CHUNK: usize = 1 << 17;
