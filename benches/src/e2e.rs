@@ -1,5 +1,5 @@
 //! `pi-bench e2e`: private inference end to end over real loopback TCP +
-//! TLS 1.3 (DESIGN.md section 5), repeated on fresh sessions.
+//! TLS 1.3, repeated on fresh sessions.
 //!
 //! The server is a `pi-server` child process ([`crate::server_process`]),
 //! the client the `pi-client` library ([`pi_client::run_inference`]) in this

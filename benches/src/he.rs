@@ -171,7 +171,7 @@ mod tests {
         // 1 stem + 16 block convs + 3 shortcuts + FC.
         assert_eq!(layers.len(), 21);
         let macs: usize = layers.iter().map(|(_, s)| s.macs()).sum();
-        // DESIGN.md §4: about 555M MACs (plus the pool-folded FC, 819,200).
+        // ResNet18 (m = 64) has about 555M MACs (plus the pool-folded FC, 819,200).
         assert!((550_000_000..560_000_000).contains(&macs), "{macs}");
     }
 

@@ -1,6 +1,6 @@
 //! Two-party private inference protocol (Delphi-style offline/online hybrid).
 //!
-//! The crate follows `DESIGN.md`: every tensor is additively shared over the
+//! The crate follows `docs/ARCHITECTURE.md`: every tensor is additively shared over the
 //! ring Z_2^l; linear layers are local for the server and precomputed for the
 //! client with lattice HE offline; ReLUs (with the exact truncation of the
 //! linear layer before them) run as garbled circuits or, in the second mode

@@ -1,5 +1,5 @@
 //! The model owner's side of private inference: a TCP + TLS server that runs
-//! one protocol session per connection (DESIGN.md section 5).
+//! one protocol session per connection.
 //!
 //! Shaped like mini-redis's `server.rs`: [`Listener`] accepts TCP
 //! connections and spawns one handler per connection. What a connection may

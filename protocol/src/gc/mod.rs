@@ -25,7 +25,7 @@
 //!   for each scheme, portable, dispatching to the AVX-512 + VAES kernels of
 //!   `crypto/simd.rs` when the CPU has them.
 //!
-//! Flow for one layer of n activations (DESIGN.md section 3.3): offline the
+//! Flow for one layer of n activations (docs/ARCHITECTURE.md §3): offline the
 //! server garbles ([`Garbler::garble_layer`]) and streams
 //! [`GarbledTables`] to the client; the client's input labels go through
 //! correlated OT (the OT's output [`crate::ot::CorrelatedZeros`] goes into
@@ -212,7 +212,7 @@ pub struct ActivationParams {
 }
 
 impl ActivationParams {
-    /// The project default: l = 37, f = 12 (DESIGN.md section 1).
+    /// The project default: l = 37, f = 12 (docs/ARCHITECTURE.md §1).
     pub const DEFAULT: Self = Self { l: 37, f: 12 };
 
     /// Checks `2 <= l <= 64` and `1 <= f <= l - 2` (ReLU needs one value bit

@@ -146,7 +146,7 @@ impl HeClient {
     /// as the plan's input polynomials: b = −a·s + e + Δ·c with c lifted
     /// centred and Δ = (q − 1)/t. The share is a [`UniformShare`], which is
     /// what the default noise analysis ([`ShareDistribution::Uniform`])
-    /// assumes and what the protocol uses (DESIGN.md §3.1).
+    /// assumes and what the protocol uses (docs/ARCHITECTURE.md §5).
     pub fn encrypt<R: RngCore + CryptoRng>(
         &self,
         plan: &LayerPlan,

@@ -1,5 +1,5 @@
 //! How well the replies hide the weights, per inference and over the
-//! lifetime of one weight set (DESIGN.md §3.6; the argument is in the
+//! lifetime of one weight set (docs/ARCHITECTURE.md §4; the argument is in the
 //! module docs of [`crate::he`], *Noise flooding*).
 //!
 //! Every sent c0 coefficient of layer l carries a flood that hides it at
@@ -27,7 +27,7 @@ use super::params::{TAIL_EVENTS_PER_COEFFICIENT, TAIL_FAILURE_LOG2};
 use crate::{Error, Result};
 
 /// Statistical security the weights must keep over their lifetime, in bits
-/// (DESIGN.md §3.6: 40-bit statistical security).
+/// (docs/ARCHITECTURE.md §4: 40-bit statistical security).
 pub const STATISTICAL_SECURITY_BITS: u32 = 40;
 
 /// Default lifetime budget: inferences served with one weight set, over

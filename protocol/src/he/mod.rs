@@ -3,12 +3,12 @@
 //! For every linear layer the client holds an input-independent share c and
 //! the server holds the weights W and a random mask s. This module gives the
 //! client W·c − s mod 2^l and nothing else about W; the server learns nothing
-//! about c (DESIGN.md §3.2). It follows Cheetah (Huang, Lu, Hong, Liu,
+//! about c (docs/ARCHITECTURE.md §3). It follows Cheetah (Huang, Lu, Hong, Liu,
 //! USENIX Security 2022): convolutions and FC layers are polynomial products
 //! with no rotations and no relinearisation ([`layout`] explains the packing).
 //!
 //! # Security scope
-//! Semi-honest parties only (DESIGN.md §3.6): both follow the protocol and
+//! Semi-honest parties only (docs/ARCHITECTURE.md §5): both follow the protocol and
 //! try to learn more from what they see. A malicious client could upload
 //! ill-formed ciphertexts (huge noise, a non-ternary key, a key that differs
 //! from the public key) and learn more about W from the replies; a malicious

@@ -160,7 +160,7 @@ pub struct HeParams {
 /// at most ‖W‖₁/2 for arbitrary c but only about ‖W‖₂/2 per standard
 /// deviation when c is uniform on Z_2^l, which it is in the protocol: the
 /// client's share of every linear layer's input is a fresh uniform mask
-/// (DESIGN.md §3.1, semi-honest client). The tighter bound lets more output
+/// (docs/ARCHITECTURE.md §5, semi-honest client). The tighter bound lets more output
 /// channels share one reply ciphertext in wide layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShareDistribution {

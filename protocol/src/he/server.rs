@@ -133,7 +133,7 @@ impl HeServer {
     ///
     /// The mask is drawn here, uniform on Z_2^l from `rng` (a CSPRNG), so that
     /// it can be neither biased nor reused: a known or repeated s would reveal
-    /// W·c to the client (DESIGN.md §3.2, §3.5).
+    /// W·c to the client (docs/ARCHITECTURE.md §3, §4).
     ///
     /// `weights` are signed, |w| < 2^WEIGHT_BITS, in PyTorch layout.
     pub fn evaluate<R: RngCore + CryptoRng>(

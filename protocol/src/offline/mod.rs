@@ -1,5 +1,5 @@
 //! The offline phase of one inference: everything that does not depend on
-//! the client's input (DESIGN.md section 3; Mishra et al., "Delphi",
+//! the client's input (docs/ARCHITECTURE.md §3; Mishra et al., "Delphi",
 //! USENIX Security 2020, section 4, with Cheetah-style HE and ring GCs).
 //!
 //! Walking the network in order:

@@ -1,6 +1,6 @@
 //! The online phase of one inference: consumes the offline material.
 //!
-//! (DESIGN.md section 3; Delphi, Mishra et al. 2020, section 4.) The client
+//! (docs/ARCHITECTURE.md §3; Delphi, Mishra et al. 2020, section 4.) The client
 //! sends its input minus its offline mask r_0, which is the server's share.
 //! The server then walks the network on its shares alone:
 //! - linear layer: W·x_s + b + s (s its offline mask), since the client's

@@ -46,7 +46,7 @@ use crate::crypto::{AES_BATCH, Block, FixedKeyAes};
 use crate::{Error, Result};
 
 /// Computational security parameter κ: the number of base OTs and the width
-/// of the IKNP matrix (128-bit security, DESIGN.md section 3.6).
+/// of the IKNP matrix (128-bit security, docs/ARCHITECTURE.md §4).
 pub const KAPPA: usize = 128;
 
 /// Largest number of OTs in one extension message (U is 16 bytes per OT, so

@@ -17,7 +17,7 @@
 //! side). Setup runs once per session; every extension consumes fresh OT
 //! indices and PRG blocks, and each batch converts into one kind of OT by
 //! value, so no output can be derived twice. Security: semi-honest,
-//! 128-bit computational (DESIGN.md section 3.6).
+//! 128-bit computational (docs/ARCHITECTURE.md §4).
 //!
 //! ```
 //! # use pi_protocol::{crypto::Block, ot::driver, transport::memory_pair};

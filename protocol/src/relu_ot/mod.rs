@@ -10,7 +10,7 @@
 //! is act(z) = ReLU(trunc(z)) or trunc(z) (identity positions of a ReLU
 //! mask), trunc(z) = signed(z) >> f, exactly as
 //! [`pi_models::fixed::trunc_relu`]. The client's share of the output is its
-//! offline mask r; the server ends with act(z) − r (DESIGN.md section 3).
+//! offline mask r; the server ends with act(z) − r (docs/ARCHITECTURE.md §3).
 //!
 //! With a' = a + 2^(l−1) (the server's share of z' = z + 2^(l−1), which makes
 //! the signed shift a logical one) and X = a' >> f, b' = b >> f:

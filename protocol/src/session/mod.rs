@@ -25,8 +25,8 @@
 //! Each inference is an offline phase ([`crate::offline`]) then an online
 //! phase ([`crate::online`]). The client opens each offline phase with a
 //! request carrying the inference number; the server checks it counts up.
-//! Preprocessed material is a value that the online phase consumes (DESIGN.md
-//! section 3.5), tagged with its inference number, which the client repeats
+//! Preprocessed material is a value that the online phase consumes
+//! (docs/ARCHITECTURE.md §4), tagged with its inference number, which the client repeats
 //! when it sends its masked input so both sides pair the same material.
 //! The client ends a session with [`ClientSession::close`].
 //!

@@ -3,7 +3,7 @@
 //! half-gates AND over a run of instances (twins in `gc/kernels.rs`:
 //! `garble_and_portable`, `eval_and_portable`) and the three-halves AND
 //! (twins in `gc/three_halves.rs`, same names). The crate's one `unsafe`
-//! module (STYLE.md habit 8); tests compare every kernel with its twin.
+//! module (docs/ARCHITECTURE.md §2); tests compare every kernel with its twin.
 //!
 //! Why: the hash is the GKWY20 TCCR `π(π(x) ⊕ t) ⊕ π(x)` (four per garbled
 //! half-gates AND and two per evaluated one; six and three for

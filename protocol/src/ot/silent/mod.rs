@@ -1,8 +1,8 @@
 //! Silent correlated OT: LPN-based COT extension in the style of Ferret
 //! (Yang, Weng, Lan, Zhang and Wang, CCS 2020), with the half-tree GGM
 //! expansion of Guo et al. (EUROCRYPT 2023). Semi-honest: there is no
-//! consistency check, which matches the project's threat model (DESIGN.md
-//! section 3.7); a malicious sender could make outputs inconsistent
+//! consistency check, which matches the project's threat model
+//! (docs/ARCHITECTURE.md §5); a malicious sender could make outputs inconsistent
 //! (never learn choices), a malicious receiver learns nothing more.
 //!
 //! # What one round does
