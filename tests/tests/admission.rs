@@ -239,8 +239,13 @@ async fn a_trickling_client_is_dropped_at_its_phase_deadline() {
         .await
         .expect("the trickler was never dropped")
         .unwrap_err();
+    // The server sends an abort record with the reason; a client caught
+    // writing its next (trickled) frame when the server hangs up sees the
+    // connection closed instead of reading that record. Either way the
+    // server's log below names the deadline.
     assert!(
-        matches!(&err, Error::Aborted(m) if m.contains("offline phase ran past its deadline of 30 s")),
+        matches!(&err, Error::Aborted(m) if m.contains("offline phase ran past its deadline of 30 s"))
+            || matches!(err, Error::Closed),
         "{err:?}"
     );
     // The server goes on serving.
