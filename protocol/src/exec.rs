@@ -1,20 +1,7 @@
-//! Running CPU-heavy work off the async executor, and forking the session's
-//! CSPRNG into streams a worker thread can own.
-
-use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
-use zeroize::Zeroize;
+//! Running CPU-heavy work off the async executor. (A worker that needs
+//! randomness takes a [`crate::crypto::WipingRng::fork`] of the session's.)
 
 use crate::{Error, Result};
-
-/// A fresh ChaCha20 stream from `rng`, movable to a worker thread.
-pub(crate) fn fork_rng(rng: &mut ChaCha20Rng) -> ChaCha20Rng {
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
-    let child = ChaCha20Rng::from_seed(seed);
-    seed.zeroize();
-    child
-}
 
 /// Runs CPU-heavy work on tokio's blocking pool, off the async executor; a
 /// panic in `f` is re-raised in the caller.

@@ -14,4 +14,4 @@ pub mod tweak;
 pub(crate) use aes_hash::FIXED_KEY;
 pub use aes_hash::{AES_BATCH, FixedKeyAes, from_aes, to_aes, wipe_aes_blocks};
 pub use block::Block;
-pub use rng::{WipingRng, wipe_chacha};
+pub use rng::{WipingRng, fork_chacha, wipe_chacha};

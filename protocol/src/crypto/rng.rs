@@ -12,17 +12,24 @@ pub struct WipingRng(ChaCha20Rng);
 impl WipingRng {
     /// A fresh stream seeded from 32 bytes of `rng` (the seed copy is wiped).
     pub fn fork<R: RngCore + ?Sized>(rng: &mut R) -> Self {
-        let mut seed = [0u8; 32];
-        rng.fill_bytes(&mut seed);
-        let child = ChaCha20Rng::from_seed(seed);
-        seed.zeroize();
-        Self(child)
+        Self(fork_chacha(rng))
     }
 
     /// Wraps a generator.
     pub fn new(rng: ChaCha20Rng) -> Self {
         Self(rng)
     }
+}
+
+/// A fresh ChaCha20 stream seeded from 32 bytes of `rng`, the seed copy
+/// wiped; for an owner that wipes the state itself ([`wipe_chacha`]),
+/// otherwise use [`WipingRng::fork`].
+pub fn fork_chacha<R: RngCore + ?Sized>(rng: &mut R) -> ChaCha20Rng {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let child = ChaCha20Rng::from_seed(seed);
+    seed.zeroize();
+    child
 }
 
 /// Overwrites a ChaCha20 state in place (see [`WipingRng`]).

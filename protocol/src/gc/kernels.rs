@@ -374,6 +374,25 @@ mod tests {
 
     use super::*;
 
+    /// The active labels of inputs with bits `(a, b)` per instance, from the
+    /// zero labels `x`, `y` under Δ = `d`.
+    fn active_labels(
+        x: &[Block],
+        y: &[Block],
+        bits: &[(bool, bool)],
+        d: u128,
+    ) -> (Vec<Block>, Vec<Block>) {
+        let xa = x
+            .iter()
+            .zip(bits)
+            .map(|(z, (a, _))| *z ^ Block(d).select(*a));
+        let ya = y
+            .iter()
+            .zip(bits)
+            .map(|(z, (_, b))| *z ^ Block(d).select(*b));
+        (xa.collect(), ya.collect())
+    }
+
     fn random_blocks(rng: &mut ChaCha20Rng, n: usize) -> Vec<Block> {
         (0..n).map(|_| Block(rng.random())).collect()
     }
@@ -407,16 +426,7 @@ mod tests {
             // Evaluate on random active labels: the output is the zero label
             // XOR (a & b) Δ, for both kernels.
             let bits: Vec<(bool, bool)> = (0..n).map(|_| (rng.random(), rng.random())).collect();
-            let xa: Vec<Block> = x
-                .iter()
-                .zip(&bits)
-                .map(|(z, (a, _))| *z ^ Block(d).select(*a))
-                .collect();
-            let ya: Vec<Block> = y
-                .iter()
-                .zip(&bits)
-                .map(|(z, (_, b))| *z ^ Block(d).select(*b))
-                .collect();
+            let (xa, ya) = active_labels(&x, &y, &bits, d);
             let (mut e1, mut e2) = (vec![Block::ZERO; n], vec![Block::ZERO; n]);
             fast.eval_and(&mut hin, &mut hout, &xa, &ya, tw, &t1, &mut e1);
             slow.eval_and(&mut hin, &mut hout, &xa, &ya, tw, &t1, &mut e2);
@@ -477,16 +487,7 @@ mod tests {
             assert_eq!(crate::crypto::bits::get_bits(&c1, 0, bit0), 0);
             assert!(c1[(bit0 + 5 * n).div_ceil(8)..].iter().all(|b| *b == 0));
             let bits: Vec<(bool, bool)> = (0..n).map(|_| (rng.random(), rng.random())).collect();
-            let xa: Vec<Block> = x
-                .iter()
-                .zip(&bits)
-                .map(|(z, (a, _))| *z ^ Block(d).select(*a))
-                .collect();
-            let ya: Vec<Block> = y
-                .iter()
-                .zip(&bits)
-                .map(|(z, (_, b))| *z ^ Block(d).select(*b))
-                .collect();
+            let (xa, ya) = active_labels(&x, &y, &bits, d);
             let (mut e1, mut e2) = (vec![Block::ZERO; n], vec![Block::ZERO; n]);
             fast.eval_and3(&mut hin, &mut hout, &xa, &ya, tw, &t1, &c1, bit0, &mut e1);
             slow.eval_and3(&mut hin, &mut hout, &xa, &ya, tw, &t1, &c1, bit0, &mut e2);

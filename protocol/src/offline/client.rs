@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 use super::gc::ClientGc;
 use super::ot::ClientOt;
 use super::{ClientActMaterial, ClientActivation, ClientPreprocessed};
-use crate::exec::{fork_rng, off_executor};
+use crate::crypto::WipingRng;
+use crate::exec::off_executor;
 use crate::framing::{TAG_OFFLINE, recv_bulk, send_bulk, send_request};
 use crate::he::{HeClient, ServerReply, UniformShare};
 use crate::mode::ReluMode;
@@ -85,7 +86,7 @@ pub(crate) async fn run<C: Channel>(
                 let share = uniform[lin.input]
                     .clone()
                     .ok_or(Error::Internal("a uniform share is missing"))?;
-                let (he2, plan2, mut rng2) = (he.clone(), plan.clone(), fork_rng(rng));
+                let (he2, plan2, mut rng2) = (he.clone(), plan.clone(), WipingRng::fork(rng));
                 let upload = off_executor(move || {
                     let hp = &plan2.he_plans[idx];
                     he2.encrypt(hp, &share, &mut rng2).map(|u| u.encode(hp))

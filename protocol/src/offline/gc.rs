@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::TABLE_FRAME;
-use crate::exec::{fork_rng, join};
+use crate::crypto::fork_chacha;
+use crate::exec::join;
 use crate::gc::{
     ClientLabels, Delta, GarbledTables, Garbler, GcNonce, ServerInputLabels, TablesAssembler,
 };
@@ -76,7 +77,7 @@ impl ServerGc {
     pub(super) async fn setup<C: Channel>(ch: &mut C, rng: &mut ChaCha20Rng) -> Result<Self> {
         let delta = Delta::random(rng);
         let sender = ot::setup_sender(ch, rng, Some(delta.block())).await?;
-        let g = Garbler::with_delta(delta, fork_rng(rng));
+        let g = Garbler::with_delta(delta, fork_chacha(rng));
         // The garbler's public random nonce separates its hash tweaks from those
         // of every other garbler under any Δ; the evaluator needs it online.
         ch.send(&g.nonce().to_bytes()).await?;

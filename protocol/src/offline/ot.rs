@@ -13,7 +13,8 @@ use rand_core::RngCore;
 use zeroize::Zeroize;
 
 use crate::Result;
-use crate::exec::{fork_rng, off_executor};
+use crate::crypto::WipingRng;
+use crate::exec::off_executor;
 use crate::ot::driver as ot;
 use crate::ot::{Receiver, Sender};
 use crate::plan::{SessionPlan, no_ot};
@@ -65,7 +66,7 @@ impl ServerOt {
             Some(r) if n_relu > 0 => ot::receive_random(ch, r, &rev_choice).await?,
             _ => Vec::new(),
         };
-        let mut rng2 = fork_rng(rng);
+        let mut rng2 = WipingRng::fork(rng);
         off_executor(move || {
             let m = ServerMaterial::new(&sched, relu, &pairs, &rev_choice, &rev_got, &mut rng2);
             pairs.zeroize();

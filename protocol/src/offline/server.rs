@@ -11,7 +11,8 @@ use super::gc::ServerGc;
 use super::ot::ServerOt;
 use super::{ServerActivation, ServerPreprocessed};
 use crate::Result;
-use crate::exec::{fork_rng, off_executor};
+use crate::crypto::WipingRng;
+use crate::exec::off_executor;
 use crate::framing::{recv_bulk, send_bulk};
 use crate::he::{ClientUpload, HeServer};
 use crate::mode::ReluMode;
@@ -67,7 +68,7 @@ pub(crate) async fn run<C: Channel>(
                 let idx = lin.index;
                 let hp = &plan.he_plans[idx];
                 let upload = recv_bulk(ch, ClientUpload::encoded_len(hp)).await?;
-                let (he, model2, mut rng2) = (he.clone(), model.clone(), fork_rng(rng));
+                let (he, model2, mut rng2) = (he.clone(), model.clone(), WipingRng::fork(rng));
                 let (reply, mask) = off_executor(move || {
                     let hp = &model2.plan.he_plans[idx];
                     let up = ClientUpload::decode(&upload, hp)?;

@@ -40,12 +40,6 @@ where
     tokio::task::spawn_blocking(f)
 }
 
-/// A fresh ChaCha20 stream seeded from `rng`, movable to a worker thread,
-/// its state overwritten when dropped.
-fn fork_rng<R: CryptoRng + ?Sized>(rng: &mut R) -> WipingRng {
-    WipingRng::fork(rng)
-}
-
 /// `(start, len)` of each chunk of a batch of `n`.
 fn chunks(n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n).step_by(CHUNK).map(move |s| (s, CHUNK.min(n - s)))
@@ -58,7 +52,7 @@ pub async fn setup_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
     rng: &mut R,
     delta: Option<Block>,
 ) -> Result<Sender> {
-    let mut rng = fork_rng(rng);
+    let mut rng = WipingRng::fork(rng);
     let bytes = ch.recv(base::POINT_BYTES).await?;
     let (sender, reply) = off_executor(move || {
         let a = base::SenderMsg::from_bytes(&bytes)?;
@@ -78,7 +72,7 @@ pub async fn setup_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(
     ch: &mut C,
     rng: &mut R,
 ) -> Result<Receiver> {
-    let mut rng = fork_rng(rng);
+    let mut rng = WipingRng::fork(rng);
     let (setup, a) = ReceiverSetup::new(&mut rng)?;
     ch.send(&a.to_bytes()).await?;
     ch.flush().await?;
