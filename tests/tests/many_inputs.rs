@@ -2,35 +2,27 @@
 //! all, one line per input in order, a bad file reported and skipped, the
 //! others bit-exact with the fixed-point oracle, a summary at the end.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 
-use pi_tests::{TestModel, digits_dir, digits_image, write_npy};
+use pi_tests::{TestModel, digits_dir, digits_image, server_process, write_npy};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_pi-test-client");
 const SERVER: &str = env!("CARGO_BIN_EXE_pi-test-server");
 
 fn start_server(keys: &Path) -> (Child, String) {
-    let mut server = Command::new(SERVER)
-        .arg("--model")
-        .arg(digits_dir().join("model.toml"))
-        .args(["--listen", "127.0.0.1:0", "--pool-max", "2", "--tls"])
-        .arg(keys)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line {first:?}"))
-        .trim()
-        .to_string();
-    (server, addr)
+    let model = digits_dir().join("model.toml");
+    let args: [&OsStr; 5] = [
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--pool-max".as_ref(),
+        "2".as_ref(),
+        "--tls".as_ref(),
+    ];
+    let mut args = args.to_vec();
+    args.push(keys.as_os_str());
+    server_process(SERVER, &args)
 }
 
 fn client(addr: &str, keys: &Path, extra: &[&str], inputs: &[&Path]) -> Output {
