@@ -176,6 +176,9 @@ pub fn load_table(r: &LoadResult) -> String {
                     mib(peak)
                 ));
             }
+            for e in &x.close_errors {
+                s.push_str(&format!("  {:>9} {e}\n", ""));
+            }
             for c in &x.per_client {
                 s.push_str(&format!(
                     "  {:>9} {} {:>8} {:>6.0}% {:>8.3} {:>11} {:>3}/{:<2} {:>6}\n",

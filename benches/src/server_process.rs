@@ -37,6 +37,9 @@ pub struct ServerSpec {
     pub reports: bool,
     /// Session slots (`pi-server --max-clients`); one per client certificate is allowed two.
     pub max_clients: usize,
+    /// Seconds a session may stay silent (`pi-server --timeout`): with several
+    /// clients, one may wait long for its next request.
+    pub idle_timeout: u64,
 }
 
 /// What the child printed after its first line.
@@ -71,7 +74,8 @@ impl ServerProcess {
             .arg(&s.keys)
             .args(["--pool-max", &s.pool_max.to_string()])
             .args(["--relu", "gc,ot"])
-            .args(["--max-clients", &s.max_clients.to_string()]);
+            .args(["--max-clients", &s.max_clients.to_string()])
+            .args(["--timeout", &s.idle_timeout.to_string()]);
         if s.reports {
             cmd.arg("--reports");
         }

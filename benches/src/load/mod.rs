@@ -182,6 +182,9 @@ pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult
                 pool_max: opts.server_pool_max,
                 reports: false,
                 max_clients: opts.clients.max(8),
+                // A client may wait for requests while the others are
+                // served, longer than the default 300 s on a slow network.
+                idle_timeout: 24 * 3600,
             })?;
             let target = Target {
                 connectors: connectors(&keys, &names, &channel)?,

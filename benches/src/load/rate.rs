@@ -81,13 +81,23 @@ pub(crate) async fn run_rate(
         progress.step();
         answers.push(a);
     }
+    // Every answer is in: a session that fails to close (a remote server's
+    // idle timeout may have dropped a client that had nothing to do) is
+    // recorded, and its pool's last state kept.
     let mut ends = Vec::with_capacity(k);
+    let mut close_errors = Vec::new();
     for (c, p) in pools.into_iter().enumerate() {
-        ends.push(
-            p.close()
-                .await
-                .with_context(|| format!("closing client {}'s pool", target.names[c]))?,
-        );
+        let last = p.state();
+        match p.close().await {
+            Ok(end) => ends.push(end),
+            Err(e) => {
+                close_errors.push(format!(
+                    "client {}: closing its session: {e}",
+                    target.names[c]
+                ));
+                ends.push(last);
+            }
+        }
     }
     let cpu1 = target.cpu();
     let mut r = summarise(
@@ -101,6 +111,7 @@ pub(crate) async fn run_rate(
         &ends,
         &target.names,
     );
+    r.close_errors = close_errors;
     r.client_cpu = Cpu::between(cpu0.0, cpu1.0);
     r.server_cpu = Cpu::between(cpu0.1, cpu1.1);
     r.server_peak_rss_bytes = if peak_reset {
@@ -246,6 +257,7 @@ fn summarise(
         pool_at_start,
         pool: combined(ends),
         per_client,
+        close_errors: Vec::new(),
     }
 }
 

@@ -131,6 +131,10 @@ pub struct RateResult {
     /// Per client, with several clients.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_client: Vec<ClientRate>,
+    /// Sessions that failed to close after every answer was in (the
+    /// answers count; the pool's state is its last before closing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub close_errors: Vec<String>,
 }
 
 /// One client's share of a rate's run (several clients).
@@ -564,6 +568,7 @@ mod tests {
             pool_at_start: 0,
             pool: PoolState::default(),
             per_client: Vec::new(),
+            close_errors: Vec::new(),
         }
     }
 
