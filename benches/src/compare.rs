@@ -93,6 +93,16 @@ pub fn load_table(r: &LoadResult) -> String {
         r.link.as_deref().unwrap_or("loopback, not shaped"),
         r.seed
     );
+    s.push_str(&format!(
+        "{} client session(s) at once per rate (rates are their aggregate); server {}; oracle {}\n",
+        r.clients,
+        r.server
+            .as_deref()
+            .map_or("a child process on loopback".into(), |a| format!(
+                "{a} (remote)"
+            )),
+        r.oracle
+    ));
     for m in &r.models {
         let u = &m.unloaded;
         let show = |x: &Option<Summary>| x.as_ref().map_or("-".into(), |x| x.show(3));
@@ -115,11 +125,12 @@ pub fn load_table(r: &LoadResult) -> String {
             show(&u.summary.server_online_cpu_seconds),
         ));
         s.push_str(&format!(
-            "  {} online round trips; pool: {} entries of {:.1} MiB; bit exact {}\n",
+            "  {} online round trips; pool: {} entries of {:.1} MiB{}; bit exact {}\n",
             u.online_round_trips,
             m.pool_capacity,
             mib(u.client_storage_bytes),
-            u.bit_exact
+            if r.clients > 1 { " per client" } else { "" },
+            u.bit_exact.map_or("not checked".into(), |b| b.to_string())
         ));
         s.push_str(&format!(
             "  {:>9} {:>8} {:>18} {:>8} {:>8} {:>11} {:>8} {:>7} {:>8} {:>11} {:>6} {:>6}\n",
@@ -155,8 +166,33 @@ pub fn load_table(r: &LoadResult) -> String {
                 cpu,
                 x.completed,
                 x.requests,
-                x.bit_exact
+                x.bit_exact.map_or("-".into(), |b| b.to_string())
             ));
+            if let Some(peak) = x.server_peak_rss_bytes {
+                s.push_str(&format!(
+                    "  {:>9} server: {:.2} CPU s, peak memory {:.0} MiB\n",
+                    "",
+                    x.server_cpu.map_or(f64::NAN, |c| c.total()),
+                    mib(peak)
+                ));
+            }
+            for e in &x.close_errors {
+                s.push_str(&format!("  {:>9} {e}\n", ""));
+            }
+            for c in &x.per_client {
+                s.push_str(&format!(
+                    "  {:>9} {} {:>8} {:>6.0}% {:>8.3} {:>11} {:>3}/{:<2} {:>6}\n",
+                    format!("client {}", c.name),
+                    latency_cells(&c.latency),
+                    "",
+                    100.0 * c.waited_fraction,
+                    c.throughput,
+                    "",
+                    c.completed,
+                    c.requests,
+                    c.bit_exact.map_or("-".into(), |b| b.to_string())
+                ));
+            }
         }
         s.push_str(&format!(
             "  sustainable rate (mean latency within 2x of unloaded): {}\n",
@@ -344,7 +380,7 @@ pub fn json(r: &LoadResult) -> serde_json::Value {
                 "online_bytes": u.online_bytes,
                 "client_storage_bytes": u.client_storage_bytes,
                 "sustainable_rate": m.sustainable_rate,
-                "bit_exact": u.bit_exact && m.rates.iter().all(|x| x.bit_exact == x.completed),
+                "bit_exact": u.bit_exact.map(|b| b && m.rates.iter().all(|x| x.bit_exact == Some(x.completed))),
                 "summary": u.summary,
                 "rank": { "offline": off_rank[i], "online": on_rank[i] },
                 "machine_busy": m.machine.as_ref().is_some_and(|x| x.busy),

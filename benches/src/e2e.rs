@@ -481,6 +481,8 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
         keys,
         pool_max: pi_protocol::session::DEFAULT_MAX_PENDING,
         reports: true,
+        max_clients: 8,
+        idle_timeout: 300,
     })?;
     let client = ClientOptions {
         addr: server.addr().to_string(),

@@ -92,6 +92,28 @@ pub fn process_cpu(pid: u32) -> Option<Cpu> {
     Some(cpu_of_ticks(u, s))
 }
 
+/// Peak resident memory of process `pid` in bytes (`VmHWM` of
+/// `/proc/PID/status`): since it started, or since [`reset_peak_rss`].
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    parse_vm_hwm(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// Resets the peak resident memory of process `pid` to its current
+/// resident memory (writes `5` to `/proc/PID/clear_refs`, Linux 4.0 and
+/// later; needs the right to write there, as for one's own children).
+/// Returns whether it worked.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), b"5").is_ok()
+}
+
+/// `VmHWM` in bytes from the text of `/proc/PID/status`.
+fn parse_vm_hwm(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let mut it = line["VmHWM:".len()..].split_whitespace();
+    let kib: u64 = it.next()?.parse().ok()?;
+    (it.next()? == "kB").then_some(kib * 1024)
+}
+
 /// CPU time of this process so far (all its threads).
 pub fn self_cpu() -> Option<Cpu> {
     let [u, s, _, _] = read_pid_stat("self")?;
@@ -291,6 +313,26 @@ mod tests {
             Some([1.29, 2.75, 2.82])
         );
         assert_eq!(parse_loadavg("1.0 x"), None);
+        let status = "Name:\tpi-bench\nVmPeak:\t  900 kB\nVmHWM:\t    1796 kB\nVmRSS:\t 1500 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(1796 * 1024));
+        assert_eq!(parse_vm_hwm("VmHWM:\t12 MB\n"), None);
+        assert_eq!(parse_vm_hwm("Name: x\n"), None);
+    }
+
+    #[test]
+    fn a_child_process_peak_memory_is_read_and_reset() {
+        let Ok(mut child) = std::process::Command::new("sleep").arg("30").spawn() else {
+            return; // no `sleep` here
+        };
+        let pid = child.id();
+        if std::fs::metadata(format!("/proc/{pid}/status")).is_ok() {
+            assert!(peak_rss_bytes(pid).unwrap() > 0);
+            assert!(reset_peak_rss(pid));
+            assert!(peak_rss_bytes(pid).unwrap() > 0);
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(peak_rss_bytes(u32::MAX).is_none() && !reset_peak_rss(u32::MAX));
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //!   private inferences on fresh sessions, a pi-server process and the
 //!   pi-client library over loopback TLS, checked against the fixed-point
 //!   oracle ([`pi_bench::e2e`]).
-//! - `pi-bench load SPEC... --rate R[,R...] --requests N [--repeat N] [--pool-bytes B] [--link L] [--seed S] [--json] [--plot FILE]`:
-//!   latency under Poisson arrivals, a pi-server process and a pooled client ([`pi_bench::load`]).
+//! - `pi-bench load SPEC... --rate R[,R...] --requests N [--repeat N] [--clients K] [--pool-bytes B] [--link L] [--seed S] [--json] [--plot FILE]`:
+//!   latency under Poisson arrivals, a pi-server process and K pooled
+//!   clients, or a running server with `--connect ADDR --tls DIR` ([`pi_bench::load`]).
 //! - `pi-bench compare SPEC SPEC... [--repeat N] [--json] [--plot-dir DIR]`: ReLUs, MACs,
 //!   offline/online cost and sustainable rate of several networks, ranked
 //!   only where intervals separate, with plots ([`pi_bench::compare`]).
@@ -20,13 +21,11 @@
 //! measurements with a 95% interval ([`pi_bench::stats`]); CPU time and the
 //! machine's load are reported beside wall time ([`pi_bench::machine`]).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use pi_bench::load::Rate;
-use pi_protocol::transport::Link;
+use pi_bench::load::args::{Bar, LoadArgs};
 use serde_json::json;
 
 #[global_allocator]
@@ -102,7 +101,8 @@ enum Command {
     /// Latency under load: Poisson arrivals, a pi-server process, a pooled client.
     Load {
         /// Networks (presets, `AxBxCx(...)` or model files); one curve each.
-        #[arg(required = true)]
+        /// With --connect: none (the server's), or the one it must serve.
+        #[arg(required_unless_present = "connect")]
         specs: Vec<String>,
         #[command(flatten)]
         load: LoadArgs,
@@ -172,70 +172,6 @@ struct ServerChild {
     reports: bool,
 }
 
-#[derive(clap::Args)]
-struct LoadArgs {
-    /// Arrival rates: requests per second (`2.5`) or multiples of the model's
-    /// unloaded capacity, 1 / unloaded latency (`0.5x`).
-    #[arg(long, value_delimiter = ',')]
-    rate: Vec<Rate>,
-    /// Requests per rate (p95 needs 20, p99 100).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    requests: u32,
-    /// Unloaded measurements per model, each on a fresh session.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    repeat: u32,
-    /// Unloaded measurements run first and discarded (default: 1 with --repeat above 1, else 0).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
-    warmup: Option<u32>,
-    /// Client pool budget: bytes of preprocessed material (suffixes K, M, G,
-    /// KiB, MiB, GiB).
-    #[arg(long, default_value = "16GiB", value_parser = parse_bytes)]
-    pool_bytes: u64,
-    /// Client pool entries at most (the server's --server-pool-max applies too).
-    #[arg(long)]
-    pool_count: Option<usize>,
-    /// The server's per-session limit of preprocessed inferences (pi-server --pool-max).
-    #[arg(long, default_value_t = pi_protocol::session::DEFAULT_MAX_PENDING,
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
-    server_pool_max: u32,
-    /// Fill the pool before each rate's first arrival (default: start empty).
-    #[arg(long)]
-    prefill: bool,
-    /// Emulated link on the client's connection, both directions (`1gbit,0.5ms`, `100mbit,20ms`).
-    #[arg(long, value_name = "RATE,DELAY")]
-    link: Option<Link>,
-    /// Seed of weights, inputs and arrival times.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Activation protocols: `gc`, `ot` or `gc,ot` (each model in each mode, side by side).
-    #[arg(long, value_delimiter = ',', default_value = "gc")]
-    relu: Vec<pi_protocol::ReluMode>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-impl LoadArgs {
-    fn options(&self, specs: Vec<String>) -> pi_bench::load::LoadOptions {
-        pi_bench::load::LoadOptions {
-            specs,
-            rates: self.rate.clone(),
-            requests: self.requests as usize,
-            repeat: self.repeat as usize,
-            warmup: warmup(self.warmup, self.repeat),
-            pool_bytes: self.pool_bytes,
-            pool_count: self.pool_count.unwrap_or(usize::MAX),
-            server_pool_max: self.server_pool_max,
-            prefill: self.prefill,
-            seed: self.seed,
-            link: self.link,
-            relu: self.relu.clone(),
-            server_exe: None,
-            progress: std::io::stderr().is_terminal(),
-        }
-    }
-}
-
 /// Warm-up runs: as given, else one when there are several measurements.
 fn warmup(given: Option<u32>, repeat: u32) -> usize {
     given.map_or(usize::from(repeat > 1), |w| w as usize)
@@ -245,62 +181,6 @@ fn warmup(given: Option<u32>, repeat: u32) -> usize {
 fn warn(warnings: &[String]) {
     for w in warnings {
         eprintln!("{w}");
-    }
-}
-
-/// Bytes with an optional decimal (K, M, G) or binary (KiB, MiB, GiB) suffix.
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        u => return Err(format!("unknown unit {u:?} in {s:?}")),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte count"))?;
-    let bytes = v * mult as f64;
-    if !(bytes.is_finite() && (0.0..1.8e19).contains(&bytes)) {
-        return Err(format!("{s:?} is out of range"));
-    }
-    Ok(bytes as u64)
-}
-
-/// The progress bar of `load` and `compare` (stderr, only on a terminal).
-struct Bar(indicatif::ProgressBar);
-
-impl Bar {
-    fn new(show: bool) -> Self {
-        let pb = if show {
-            indicatif::ProgressBar::new(0)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{msg:<40} [{bar:30}] {pos}/{len} ({elapsed})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        Self(pb)
-    }
-}
-
-impl pi_bench::load::Progress for Bar {
-    fn stage(&mut self, name: &str, len: u64) {
-        self.0.set_length(len);
-        self.0.set_position(0);
-        self.0.set_message(name.to_string());
-    }
-    fn step(&mut self) {
-        self.0.inc(1);
     }
 }
 

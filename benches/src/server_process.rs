@@ -35,6 +35,11 @@ pub struct ServerSpec {
     pub pool_max: u32,
     /// Have the child print its inference reports.
     pub reports: bool,
+    /// Session slots (`pi-server --max-clients`); one per client certificate is allowed two.
+    pub max_clients: usize,
+    /// Seconds a session may stay silent (`pi-server --timeout`): with several
+    /// clients, one may wait long for its next request.
+    pub idle_timeout: u64,
 }
 
 /// What the child printed after its first line.
@@ -68,7 +73,9 @@ impl ServerProcess {
         cmd.args(["--listen", "127.0.0.1:0", "--tls"])
             .arg(&s.keys)
             .args(["--pool-max", &s.pool_max.to_string()])
-            .args(["--relu", "gc,ot"]);
+            .args(["--relu", "gc,ot"])
+            .args(["--max-clients", &s.max_clients.to_string()])
+            .args(["--timeout", &s.idle_timeout.to_string()]);
         if s.reports {
             cmd.arg("--reports");
         }
@@ -218,8 +225,17 @@ pub async fn serve_child(args: pi_server::cli::ServeArgs, reports: bool) -> Resu
 /// # Errors
 /// If the files cannot be written.
 pub fn throwaway_keys(dir: &Path) -> Result<PathBuf> {
+    throwaway_keys_for(dir, 1)
+}
+
+/// A key directory with a server and `clients` client certificates
+/// (`"1"`, `"2"`, ...), in `dir`.
+///
+/// # Errors
+/// If the files cannot be written.
+pub fn throwaway_keys_for(dir: &Path, clients: usize) -> Result<PathBuf> {
     let keys = dir.join("keys");
-    pi_protocol::transport::pki::keygen(&keys, &[], &["1".into()])
-        .context("throwaway certificates")?;
+    let names: Vec<String> = (1..=clients.max(1)).map(|i| i.to_string()).collect();
+    pi_protocol::transport::pki::keygen(&keys, &[], &names).context("throwaway certificates")?;
     Ok(keys)
 }

@@ -67,6 +67,27 @@ impl Workload {
         })
     }
 
+    /// The model a remote server announced in its handshake (network,
+    /// masks, normalisation) with the weight file `weights` (the server's
+    /// own, to compute the oracle), quantised with the session's `ring`.
+    ///
+    /// # Errors
+    /// If the weight file does not fit the network or cannot be quantised.
+    pub fn announced(model: Model, weights: &Path, ring: RingParams) -> Result<Self> {
+        let folded = model
+            .load_weights(Some(weights))
+            .with_context(|| format!("weights {} for the server's network", weights.display()))?;
+        let quant = model
+            .quantize(&folded, ring)
+            .context("quantising the weights")?;
+        Ok(Self {
+            model,
+            weights: Some(weights.to_path_buf()),
+            weights_source: weights.display().to_string(),
+            quant,
+        })
+    }
+
     /// The network's input shape (C, H, W).
     pub fn input_shape(&self) -> [usize; 3] {
         let s = self.model.network.tensors[self.model.network.input].shape;

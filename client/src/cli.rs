@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! pi-client --connect ADDR --tls DIR --input X.npy [--name N] [--model SPEC] [--json] [-v]
+//! pi-client --connect ADDR --tls DIR --input A.npy B.npy DIR... [--pool N] [--pool-bytes B] [--json]
 //! pi-client demo [-v]
 //! ```
 
@@ -18,8 +19,10 @@ use pi_protocol::transport::pki::TlsFiles;
 use pi_protocol::transport::{ChannelConfig, Link};
 use pi_server::cli::{error_chain, init_logging, runtime};
 
-use crate::console::infer_with_progress;
+use crate::batch::expand_inputs;
+use crate::console::{batch_with_progress, infer_with_progress};
 pub use crate::console::{report_json, summary};
+use crate::pool::PoolConfig;
 use crate::{ClientOptions, host_of, read_input};
 
 /// Run a private inference: the server learns nothing about the input, the
@@ -43,9 +46,18 @@ struct InferArgs {
     #[arg(long, required = true)]
     tls: Option<PathBuf>,
     /// Input tensor: .npy float32 (C, H, W), before normalisation (the
-    /// server's model says how to normalise).
-    #[arg(long, required = true)]
-    input: Option<PathBuf>,
+    /// server's model says how to normalise). Several files or a directory
+    /// (its .npy files, by name) run in one session, one result line each.
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// With several inputs: preprocessed inferences the pool may hold ahead
+    /// (0: none; the server's --pool-max applies too).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pool: u32,
+    /// With several inputs: most client storage the pool may hold (suffixes
+    /// K, M, G, KiB, MiB, GiB).
+    #[arg(long, default_value = "16GiB", value_parser = crate::pool::parse_bytes)]
+    pool_bytes: u64,
     /// Which client bundle of a whole key directory to use (`client-NAME`);
     /// ignored when --tls is a bundle.
     #[arg(long, default_value = "1")]
@@ -66,7 +78,8 @@ struct InferArgs {
     /// way. Set it on the client or on the server, not both.
     #[arg(long, value_name = "RATE,DELAY")]
     link: Option<Link>,
-    /// Print the report as JSON.
+    /// Print the report as JSON (with several inputs: one JSON line per
+    /// input, then `{"summary": ...}`).
     #[arg(long)]
     json: bool,
     /// Activation protocol to ask for: `gc` (garbled circuits) or `ot`
@@ -129,17 +142,31 @@ pub fn main() -> ExitCode {
 }
 
 async fn infer(args: InferArgs) -> anyhow::Result<()> {
-    let (Some(addr), Some(tls), Some(input)) = (&args.connect, &args.tls, &args.input) else {
+    let (Some(addr), Some(tls)) = (&args.connect, &args.tls) else {
         anyhow::bail!("--connect, --tls and --input are required");
     };
-    // Everything local is checked before connecting.
-    let raw = read_input(input)?;
+    let batch = args.input.len() > 1 || args.input.iter().any(|p| p.is_dir());
+    let (raw, inputs) = if batch {
+        (None, expand_inputs(&args.input)?)
+    } else {
+        let Some(input) = args.input.first() else {
+            anyhow::bail!("--connect, --tls and --input are required");
+        };
+        // Everything local is checked before connecting.
+        (Some(read_input(input)?), Vec::new())
+    };
     let mut session = ClientConfig {
         relu: args.relu,
         ..ClientConfig::default()
     };
     if let Some(spec) = &args.model {
-        session.expect = Some(crate::check_against_model(spec, &raw)?);
+        session.expect = Some(match &raw {
+            Some(raw) => crate::check_against_model(spec, raw)?,
+            None => pi_models::Model::resolve(spec)
+                .map_err(|e| anyhow::anyhow!("model {spec}: {e}"))?
+                .network
+                .describe(),
+        });
     }
     let files = TlsFiles::client(tls, &args.name);
     let identity = files.load().with_context(|| {
@@ -167,6 +194,14 @@ async fn infer(args: InferArgs) -> anyhow::Result<()> {
             ..ChannelConfig::default()
         },
         session,
+    };
+    let Some(raw) = raw else {
+        let config = PoolConfig {
+            max_bytes: args.pool_bytes,
+            max_count: args.pool as usize,
+            background: args.pool > 0,
+        };
+        return batch_with_progress(&opts, &inputs, config, args.json).await;
     };
     let outcome = infer_with_progress(&opts, &raw, !args.json).await?;
     if args.json {

@@ -5,11 +5,14 @@
 //! (`cli` -> `demo` -> `console`).
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use pi_protocol::ClientReport;
 
+use crate::batch::{ItemResult, result_json, result_line, run_batch, summary_text};
+use crate::pool::PoolConfig;
 use crate::{ClientOptions, Outcome, Progress, RawInput, run_inference};
 
 /// Runs [`run_inference`] with a progress bar on the offline phase (when
@@ -69,16 +72,81 @@ pub async fn infer_with_progress(
 /// The report as JSON: the protocol's [`ClientReport`] plus `spec`, `relus`
 /// and `identity` at the top level.
 pub fn report_json(outcome: &Outcome) -> serde_json::Value {
-    let mut v = serde_json::to_value(&outcome.report).unwrap_or_default();
+    report_value(&outcome.spec, &outcome.report)
+}
+
+/// [`report_json`] from its parts.
+pub fn report_value(spec: &str, report: &ClientReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        o.insert("spec".into(), outcome.spec.clone().into());
-        o.insert("relus".into(), outcome.report.activations.relus.into());
-        o.insert(
-            "identity".into(),
-            outcome.report.activations.identity.into(),
-        );
+        o.insert("spec".into(), spec.into());
+        o.insert("relus".into(), report.activations.relus.into());
+        o.insert("identity".into(), report.activations.identity.into());
     }
     v
+}
+
+/// Runs [`run_batch`] printing one line per input on stdout (text, or JSON
+/// lines with `json`) and then the summary (text, or a last JSON line
+/// `{"summary": ...}`), with a progress bar over the inputs on stderr when
+/// it is a terminal.
+///
+/// # Errors
+/// If the batch could not start (connection, handshake, pool), or if any
+/// input failed (after every line and the summary are printed).
+pub async fn batch_with_progress(
+    opts: &ClientOptions,
+    inputs: &[PathBuf],
+    config: PoolConfig,
+    json: bool,
+) -> anyhow::Result<()> {
+    let pb = if std::io::stderr().is_terminal() {
+        ProgressBar::new(inputs.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_prefix("inputs");
+    let mut on_result = |spec: &str, path: &Path, r: &ItemResult| {
+        let line = if json {
+            result_json(spec, path, r).to_string()
+        } else {
+            result_line(path, r)
+        };
+        pb.suspend(|| println!("{line}"));
+        pb.inc(1);
+        pb.set_message(
+            path.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+        );
+    };
+    let summary = run_batch(opts, inputs, config, &mut on_result)
+        .await
+        .with_context(|| format!("private inference with {}", opts.addr));
+    pb.finish_and_clear();
+    let summary = summary?;
+    if json {
+        println!("{}", serde_json::json!({ "summary": summary }));
+    } else {
+        print!("{}", summary_text(&summary));
+    }
+    if let Some(e) = &summary.session_error {
+        anyhow::bail!(
+            "the session ended after {} of {} inputs: {e}",
+            summary.completed,
+            summary.inputs
+        );
+    }
+    if summary.failed > 0 {
+        anyhow::bail!("{} of {} inputs failed", summary.failed, summary.inputs);
+    }
+    Ok(())
 }
 
 fn bytes(n: u64) -> String {

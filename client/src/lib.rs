@@ -12,6 +12,8 @@
 //!   (`offline/<layer>`, `online/<layer>`), so the protocol needs no hook.
 //! - [`pool`]: a pool of preprocessed inferences filled in the background,
 //!   serving a stream of requests over one session (used by `pi-bench load`).
+//! - [`batch`]: many inputs in one session through a pool
+//!   (`pi-client --input A.npy B.npy DIR`).
 //! - [`cli`]: the `pi-client` command line; [`demo`]: the one-command demo;
 //!   [`console`]: the progress bar, summary and JSON report both print.
 
@@ -23,6 +25,7 @@ use pi_protocol::transport::pki::TlsIdentity;
 use pi_protocol::transport::{Channel, ChannelConfig, Meter, TlsConnector};
 use pi_protocol::{ClientConfig, ClientReport, ClientSession};
 
+pub mod batch;
 pub mod cli;
 pub mod console;
 pub mod demo;

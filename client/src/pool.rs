@@ -269,6 +269,38 @@ impl Pool {
     }
 }
 
+/// A byte count as given on a command line: a number with an optional
+/// decimal (`K`, `M`, `G`) or binary (`KiB`, `MiB`, `GiB`) suffix
+/// (`--pool-bytes` of `pi-client` and `pi-bench`).
+///
+/// # Errors
+/// A message naming the text, for an unknown unit, a non-number or a value
+/// out of range.
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        u => return Err(format!("unknown unit {u:?} in {s:?}")),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count"))?;
+    let bytes = v * mult as f64;
+    if !(bytes.is_finite() && (0.0..1.8e19).contains(&bytes)) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
 /// Awaits an answer from [`Pool::submit_at`].
 ///
 /// # Errors
@@ -472,5 +504,34 @@ impl<C: Channel + Send> Driver<C> {
             "pool"
         );
         self.state_tx.send_replace(self.state.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_parse_with_units() {
+        assert_eq!(parse_bytes("16GiB"), Ok(16 << 30));
+        assert_eq!(parse_bytes("1.5 K"), Ok(1500));
+        assert_eq!(parse_bytes("300"), Ok(300));
+        assert_eq!(parse_bytes("2mib"), Ok(2 << 20));
+        for bad in ["", "x", "1 parsec", "-1", "1e30G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn capacity_is_the_tightest_of_count_server_and_bytes() {
+        let c = |max_bytes, max_count| PoolConfig {
+            max_bytes,
+            max_count,
+            background: true,
+        };
+        assert_eq!(capacity(&c(1000, 10), 4, 300), 3);
+        assert_eq!(capacity(&c(1000, 2), 4, 300), 2);
+        assert_eq!(capacity(&c(1000, 10), 1, 300), 1);
+        assert_eq!(capacity(&c(100, 10), 4, 300), 0);
     }
 }

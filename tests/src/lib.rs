@@ -105,9 +105,13 @@ impl TestModel {
 
     /// The digits fixture model with its trained weights.
     pub fn digits() -> Self {
-        let model = Model::resolve(digits_dir().join("model.toml").to_str().expect("utf-8"))
-            .expect("digits model");
-        let folded = model.load_weights(None).expect("digits weights");
+        Self::file(&digits_dir().join("model.toml"))
+    }
+
+    /// A model file with the weight file it names.
+    pub fn file(path: &Path) -> Self {
+        let model = Model::resolve(path.to_str().expect("utf-8")).expect("model file");
+        let folded = model.load_weights(None).expect("the model file's weights");
         Self::from_folded(model, &folded)
     }
 
@@ -182,6 +186,29 @@ pub fn write_npy(path: &Path, data: &[f32], shape: &[usize]) {
         out.extend_from_slice(&v.to_le_bytes());
     }
     std::fs::write(path, out).expect("write npy");
+}
+
+/// Starts the server command line `exe` (`pi-test-server`) with `args`
+/// plus `--listen 127.0.0.1:0`, and reads its `listening on ADDR` line.
+pub fn server_process(exe: &str, args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut server = std::process::Command::new(exe)
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the server");
+    let mut first = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("first line");
+    let addr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line {first:?}"))
+        .trim()
+        .to_string();
+    (server, addr)
 }
 
 /// A [`Listener`] running in this process on `127.0.0.1:0`.

@@ -81,6 +81,18 @@ impl Poisson {
     }
 }
 
+/// Which of `clients` clients each of `n` requests arrives at: uniformly at
+/// random, seeded. Splitting a Poisson process at random this way (thinning)
+/// gives each client a Poisson process at rate / clients, independent of the
+/// others, and keeps the aggregate the given process.
+pub fn assign(n: usize, clients: usize, seed: u64) -> Vec<usize> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let k = clients.max(1) as u128;
+    (0..n)
+        .map(|_| ((u128::from(rng.next_u64()) * k) >> 64) as usize)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +119,24 @@ mod tests {
             .collect();
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
         assert!((var.sqrt() - 0.25).abs() < 0.01, "sd {}", var.sqrt());
+    }
+
+    #[test]
+    fn requests_are_spread_evenly_over_the_clients() {
+        let a = assign(30_000, 3, 5);
+        assert_eq!(a, assign(30_000, 3, 5));
+        assert_ne!(a[..20], assign(20, 3, 6)[..]);
+        let mut counts = [0usize; 3];
+        for &c in &a {
+            counts[c] += 1;
+        }
+        // 10 000 expected each; the standard deviation is about 82, so 500
+        // (six of them) fails only on a bug.
+        assert!(
+            counts.iter().all(|&c| c.abs_diff(10_000) < 500),
+            "{counts:?}"
+        );
+        assert!(assign(100, 1, 5).iter().all(|&c| c == 0));
     }
 
     #[test]

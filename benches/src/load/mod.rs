@@ -2,9 +2,13 @@
 //!
 //! For each model, a real `pi-server` process ([`crate::server_process`])
 //! and this process as the client talk over loopback TCP + TLS 1.3 with
-//! throwaway certificates. The client is the `pi-client` library: one
-//! session driven by a [`Pool`] of preprocessed inferences
-//! ([`pi_client::pool`]).
+//! throwaway certificates; or, with [`LoadOptions::remote`], this process
+//! loads a `pi-server` it did not start ([`remote`]: the network comes from
+//! the server's handshake, the oracle from `--weights` if given). The client
+//! is the `pi-client` library: each session driven by a [`Pool`] of
+//! preprocessed inferences ([`pi_client::pool`]); with `clients` above one,
+//! that many sessions at once, each with its own connection, pool and
+//! certificate ([`rate`]).
 //!
 //! Measured per model:
 //! - *unloaded*, `repeat` times (after `warmup` discarded times), each on a
@@ -25,7 +29,8 @@
 //!   online phase), the fraction of requests that found the pool empty and
 //!   waited for an offline phase of their own, achieved throughput
 //!   (completed requests over first arrival to last result), both parties'
-//!   CPU time and the pool's state at the end.
+//!   CPU time and the pool's state at the end; with several clients the
+//!   same per client; for a local server its peak resident memory.
 //! - *sustainable rate*: the highest tested rate whose mean latency is at
 //!   most twice the (median) unloaded latency.
 //! - the machine's load while the model was measured ([`crate::machine`]).
@@ -33,27 +38,44 @@
 //! A rate is requests per second, or a multiple of the model's unloaded
 //! capacity with an `x` suffix (`0.5x` = half of 1 / unloaded latency).
 
+pub mod args;
 mod arrivals;
+mod rate;
+mod remote;
 mod result;
+mod target;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use pi_client::pool::{Pool, PoolConfig, PoolState, Served, answer};
-use pi_protocol::transport::pki::TlsFiles;
-use pi_protocol::transport::{ChannelConfig, Link, TlsConnector};
-use pi_protocol::{ClientConfig, ClientReport, ClientSession, ReluMode};
+use pi_protocol::ReluMode;
+use pi_protocol::transport::{ChannelConfig, Link};
 
-pub use arrivals::{Poisson, Rate};
+pub use arrivals::{Poisson, Rate, assign};
 pub use result::{
-    Latency, LoadResult, ModelResult, RateResult, Traffic, Unloaded, UnloadedSample,
-    UnloadedSummary, sustainable_rate,
+    ClientRate, Latency, LoadResult, ModelResult, ORACLE_CHECKED, ORACLE_SKIPPED, RateResult,
+    Traffic, Unloaded, UnloadedSample, UnloadedSummary, sustainable_rate,
 };
 
-use crate::machine::{self, Cpu, Mark};
-use crate::server_process::{ServerProcess, ServerSpec, throwaway_keys};
+use crate::machine::{Cpu, Mark};
+use crate::server_process::{ServerProcess, ServerSpec, throwaway_keys_for};
 use crate::workload::{Workload, random_input};
+use target::{Inputs, Target, connectors};
+
+/// A server this run did not start (`--connect`).
+#[derive(Clone, Debug)]
+pub struct Remote {
+    /// `host:port`.
+    pub addr: String,
+    /// A client bundle or a key directory from `pi-server keygen`.
+    pub tls: PathBuf,
+    /// Certificate names of the clients in a key directory (`client-NAME`);
+    /// empty: `1`, `2`, ... one per client.
+    pub names: Vec<String>,
+    /// Name to check the server certificate against (default: the host of `addr`).
+    pub server_name: Option<String>,
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -87,18 +109,14 @@ pub struct LoadOptions {
     pub server_exe: Option<PathBuf>,
     /// Show a progress bar on stderr.
     pub progress: bool,
-}
-
-/// Inputs (quantised) and their oracle logits.
-struct Inputs {
-    xs: Vec<Vec<u64>>,
-    oracle: Vec<Vec<i64>>,
-}
-
-impl Inputs {
-    fn check(&self, i: usize, r: &ClientReport) -> bool {
-        r.logits_fixed == self.oracle[i % self.xs.len()]
-    }
+    /// Client sessions at once per rate (each its own connection, pool and
+    /// certificate); the rate is their aggregate.
+    pub clients: usize,
+    /// Weight file: the server's (local: given to it; remote: for the oracle).
+    pub weights: Option<PathBuf>,
+    /// Load this server instead of starting one (`specs` is then empty, or
+    /// one spec the server's network must equal).
+    pub remote: Option<Remote>,
 }
 
 /// What a progress display is told.
@@ -116,43 +134,98 @@ impl Progress for NoProgress {
     fn step(&mut self) {}
 }
 
-struct Connection {
-    connector: TlsConnector,
-    addr: String,
-    relu: ReluMode,
-    server_pid: u32,
-}
-
-impl Connection {
-    async fn session(&self) -> Result<(pi_protocol::transport::TlsChannel, ClientSession)> {
-        let mut ch = self
-            .connector
-            .connect(self.addr.as_str(), "localhost")
-            .await
-            .context("connecting to the server")?;
-        let config = ClientConfig {
-            relu: self.relu,
-            ..ClientConfig::default()
-        };
-        let session = ClientSession::handshake(&mut ch, &config)
-            .await
-            .context("session handshake")?;
-        Ok((ch, session))
-    }
-
-    /// CPU time of (this process, the server process) so far.
-    fn cpu(&self) -> (Option<Cpu>, Option<Cpu>) {
-        (machine::self_cpu(), machine::process_cpu(self.server_pid))
-    }
-}
-
 /// Runs the benchmark for every model.
 ///
 /// # Errors
 /// On bad options or specs, or a failed model run.
 pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult> {
-    if opts.specs.is_empty() || opts.rates.is_empty() {
-        bail!("give at least one model and one rate (--rate R[,R...])");
+    check(opts)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    if let Some(r) = &opts.remote {
+        return remote::run(opts, r, &rt, progress);
+    }
+    let exe = match &opts.server_exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("cannot locate this executable")?,
+    };
+    let tmp = tempfile::tempdir().context("temporary directory")?;
+    let keys = throwaway_keys_for(tmp.path(), opts.clients)?;
+    let names: Vec<String> = (1..=opts.clients).map(|i| i.to_string()).collect();
+    let channel = ChannelConfig {
+        link: opts.link,
+        ..ChannelConfig::default()
+    };
+    let whole = Mark::now();
+    let mut models = Vec::new();
+    for (mi, spec) in opts.specs.iter().enumerate() {
+        let seed = opts.seed.wrapping_add(1000 * mi as u64);
+        let work = Workload::new(
+            spec,
+            opts.weights.as_deref(),
+            seed,
+            tmp.path(),
+            &format!("weights-{mi}.safetensors"),
+        )?;
+        // Oracle on four inputs, from the same weight file the server loads.
+        let inputs = oracle_inputs(&work, seed)?;
+        for &relu in &opts.relu {
+            let mark = Mark::now();
+            let server = ServerProcess::start(&ServerSpec {
+                exe: exe.clone(),
+                spec: spec.clone(),
+                weights: work.weights.clone(),
+                keys: keys.clone(),
+                pool_max: opts.server_pool_max,
+                reports: false,
+                max_clients: opts.clients.max(8),
+                // A client may wait for requests while the others are
+                // served, longer than the default 300 s on a slow network.
+                idle_timeout: 24 * 3600,
+            })?;
+            let target = Target {
+                connectors: connectors(&keys, &names, &channel)?,
+                names: names.clone(),
+                addr: server.addr().to_string(),
+                server_name: "localhost".into(),
+                relu,
+                expect: None,
+                server_pid: Some(server.pid()),
+            };
+            let name = run_name(opts, spec, relu);
+            let result = rt.block_on(run_model(opts, &name, &target, &inputs, seed, progress));
+            server.stop()?;
+            let machine = mark.until_now();
+            let (unloaded, capacity, rates) =
+                result.with_context(|| format!("load on {spec}, ReLU mode {relu}"))?;
+            models.push(model_result(
+                spec,
+                &work.model,
+                relu,
+                unloaded,
+                capacity,
+                rates,
+                machine,
+            ));
+        }
+    }
+    Ok(load_result(opts, models, whole, None, ORACLE_CHECKED))
+}
+
+/// The options a run cannot do without.
+fn check(opts: &LoadOptions) -> Result<()> {
+    if opts.rates.is_empty() {
+        bail!("give at least one rate (--rate R[,R...])");
+    }
+    match &opts.remote {
+        None if opts.specs.is_empty() => bail!("give at least one model, or --connect ADDR"),
+        Some(_) if opts.specs.len() > 1 => {
+            bail!("a remote server serves one network: give at most one SPEC with --connect")
+        }
+        _ => {}
     }
     if opts.requests == 0 {
         bail!("--requests must be at least 1");
@@ -166,89 +239,72 @@ pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult
     if opts.server_pool_max == 0 || opts.pool_count == 0 {
         bail!("pool limits must be at least 1");
     }
-    let exe = match &opts.server_exe {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot locate this executable")?,
+    if opts.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    Ok(())
+}
+
+/// The name of one model's run in one mode (the mode only if several).
+fn run_name(opts: &LoadOptions, spec: &str, relu: ReluMode) -> String {
+    if opts.relu.len() > 1 {
+        format!("{spec} [{relu}]")
+    } else {
+        spec.to_string()
+    }
+}
+
+/// Four seeded random inputs of the workload's network and their oracle logits.
+fn oracle_inputs(work: &Workload, seed: u64) -> Result<Inputs> {
+    let shape = work.input_shape();
+    let mut inputs = Inputs {
+        xs: Vec::new(),
+        oracle: Some(Vec::new()),
     };
-    let tmp = tempfile::tempdir().context("temporary directory")?;
-    let keys = throwaway_keys(tmp.path())?;
-    let client_tls = TlsFiles::client(&keys, "1").load().context("client keys")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    let whole = Mark::now();
-    let mut models = Vec::new();
-    for (mi, spec) in opts.specs.iter().enumerate() {
-        let seed = opts.seed.wrapping_add(1000 * mi as u64);
-        let work = Workload::new(
-            spec,
-            None,
-            seed,
-            tmp.path(),
-            &format!("weights-{mi}.safetensors"),
-        )?;
-        // Oracle on four inputs, from the same weight file the server loads.
-        let shape = work.input_shape();
-        let mut inputs = Inputs {
-            xs: Vec::new(),
-            oracle: Vec::new(),
-        };
-        for k in 0..4u64 {
-            let (x, oracle) = work.case(random_input(&shape, seed.wrapping_add(k + 1)), &shape)?;
-            inputs.xs.push(x);
-            inputs.oracle.push(oracle);
-        }
-        let stats = work.model.network.stats();
-        for &relu in &opts.relu {
-            let mark = Mark::now();
-            let server = ServerProcess::start(&ServerSpec {
-                exe: exe.clone(),
-                spec: spec.clone(),
-                weights: work.weights.clone(),
-                keys: keys.clone(),
-                pool_max: opts.server_pool_max,
-                reports: false,
-            })?;
-            let conn = Connection {
-                connector: TlsConnector::new(
-                    &client_tls,
-                    ChannelConfig {
-                        link: opts.link,
-                        ..ChannelConfig::default()
-                    },
-                )?,
-                addr: server.addr().to_string(),
-                relu,
-                server_pid: server.pid(),
-            };
-            let name = if opts.relu.len() > 1 {
-                format!("{spec} [{relu}]")
-            } else {
-                spec.clone()
-            };
-            let result = rt.block_on(run_model(opts, &name, &conn, &inputs, seed, progress));
-            server.stop()?;
-            let machine = mark.until_now();
-            let (unloaded, capacity, rates) =
-                result.with_context(|| format!("load on {spec}, ReLU mode {relu}"))?;
-            models.push(ModelResult {
-                spec: spec.clone(),
-                canonical: work.model.network.spec.canonical(),
-                relu_mode: relu,
-                relus: stats.relus,
-                identity: stats.identity,
-                macs: stats.macs,
-                sustainable_rate: sustainable_rate(&rates, unloaded.latency_seconds),
-                unloaded,
-                pool_capacity: capacity,
-                rates,
-                machine: Some(machine),
-            });
+    for k in 0..4u64 {
+        let (x, oracle) = work.case(random_input(&shape, seed.wrapping_add(k + 1)), &shape)?;
+        inputs.xs.push(x);
+        if let Some(o) = inputs.oracle.as_mut() {
+            o.push(oracle);
         }
     }
-    Ok(LoadResult {
+    Ok(inputs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn model_result(
+    spec: &str,
+    model: &pi_models::Model,
+    relu: ReluMode,
+    unloaded: Unloaded,
+    capacity: usize,
+    rates: Vec<RateResult>,
+    machine: crate::machine::MachineLoad,
+) -> ModelResult {
+    let stats = model.network.stats();
+    ModelResult {
+        spec: spec.to_string(),
+        canonical: model.network.spec.canonical(),
+        relu_mode: relu,
+        relus: stats.relus,
+        identity: stats.identity,
+        macs: stats.macs,
+        sustainable_rate: sustainable_rate(&rates, unloaded.latency_seconds),
+        unloaded,
+        pool_capacity: capacity,
+        rates,
+        machine: Some(machine),
+    }
+}
+
+fn load_result(
+    opts: &LoadOptions,
+    models: Vec<ModelResult>,
+    whole: Mark,
+    server: Option<String>,
+    oracle: &str,
+) -> LoadResult {
+    LoadResult {
         requests: opts.requests,
         repeat: opts.repeat,
         warmup: opts.warmup,
@@ -258,16 +314,19 @@ pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult
         server_pool_max: opts.server_pool_max,
         prefill: opts.prefill,
         link: opts.link.map(|l| l.to_string()),
+        clients: opts.clients,
+        server,
+        oracle: oracle.to_string(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         models,
         machine: Some(whole.until_now()),
-    })
+    }
 }
 
 /// One unloaded measurement on a fresh session: a cold request (offline
 /// then online) and one served from a pool entry made beforehand.
-async fn unloaded_once(conn: &Connection, inputs: &Inputs) -> Result<(UnloadedSample, Traffic)> {
-    let (mut ch, mut session) = conn.session().await?;
+async fn unloaded_once(conn: &Target, inputs: &Inputs) -> Result<(UnloadedSample, Traffic)> {
+    let (mut ch, mut session) = conn.session(0).await?;
     let c0 = conn.cpu();
     let t = Instant::now();
     let pre = session.preprocess(&mut ch).await?;
@@ -291,7 +350,9 @@ async fn unloaded_once(conn: &Connection, inputs: &Inputs) -> Result<(UnloadedSa
         server_offline_cpu: Cpu::between(c0.1, c1.1),
         client_online_cpu: Cpu::between(c2.0, c3.0),
         server_online_cpu: Cpu::between(c2.1, c3.1),
-        bit_exact: inputs.check(0, &cold) && inputs.check(1, &warm),
+        bit_exact: inputs
+            .check(0, &cold)
+            .and_then(|a| inputs.check(1, &warm).map(|b| a && b)),
     };
     let traffic = Traffic {
         offline_sent: cold.offline.bytes_sent,
@@ -307,7 +368,7 @@ async fn unloaded_once(conn: &Connection, inputs: &Inputs) -> Result<(UnloadedSa
 async fn run_model(
     opts: &LoadOptions,
     spec: &str,
-    conn: &Connection,
+    conn: &Target,
     inputs: &Inputs,
     seed: u64,
     progress: &mut dyn Progress,
@@ -329,132 +390,19 @@ async fn run_model(
     }
     let unloaded = Unloaded::new(samples, warmup, traffic);
     let mut rates = Vec::new();
-    let mut capacity = 0;
     for (ri, rate) in opts.rates.iter().enumerate() {
         let per_second = match *rate {
             Rate::PerSecond(r) => r,
             Rate::Relative(m) => m / unloaded.latency_seconds.max(1e-9),
         };
         progress.stage(&format!("{spec} @ {per_second:.3}/s"), opts.requests as u64);
-        let (ch, session) = conn.session().await?;
-        let mut pool = Pool::start(
-            ch,
-            session,
-            PoolConfig {
-                max_bytes: opts.pool_bytes,
-                max_count: opts.pool_count,
-                background: true,
-            },
-        )?;
-        capacity = pool.state().capacity;
-        if opts.prefill {
-            pool.wait_for(capacity).await?;
-        }
-        let pool_at_start = pool.state().size;
-        let arrivals =
-            Poisson::new(per_second, seed.wrapping_add(7 * ri as u64 + 1)).arrivals(opts.requests);
-        let cpu0 = conn.cpu();
-        let start = tokio::time::Instant::now();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut answers: Vec<(usize, pi_protocol::Result<Served>)> = Vec::new();
-        for (i, &at) in arrivals.iter().enumerate() {
-            let when = start + Duration::from_secs_f64(at);
-            // Until the arrival time, take the answers that come in.
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(when) => break,
-                    Some(a) = rx.recv() => {
-                        progress.step();
-                        answers.push(a);
-                    }
-                }
-            }
-            let reply = pool
-                .submit_at(inputs.xs[i % inputs.xs.len()].clone(), when.into_std())
-                .await;
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send((i, answer(reply).await));
-            });
-        }
-        drop(tx);
-        while let Some(a) = rx.recv().await {
-            progress.step();
-            answers.push(a);
-        }
-        let end_state = pool.close().await.context("closing the pool")?;
-        let cpu1 = conn.cpu();
-        let mut r = summarise(
-            rate,
-            per_second,
-            opts.requests,
-            pool_at_start,
-            &answers,
-            inputs,
-            start.into_std(),
-            end_state,
-        );
-        r.client_cpu = Cpu::between(cpu0.0, cpu1.0);
-        r.server_cpu = Cpu::between(cpu0.1, cpu1.1);
-        rates.push(r);
+        let seed = seed.wrapping_add(7 * ri as u64 + 1);
+        rates.push(rate::run_rate(opts, conn, inputs, rate, per_second, seed, progress).await?);
     }
+    let capacity = rates.first().map_or(0, |r| {
+        r.per_client
+            .first()
+            .map_or(r.pool.capacity, |c| c.pool.capacity)
+    });
     Ok((unloaded, capacity, rates))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn summarise(
-    rate: &Rate,
-    per_second: f64,
-    requests: usize,
-    pool_at_start: usize,
-    answers: &[(usize, pi_protocol::Result<Served>)],
-    inputs: &Inputs,
-    start: Instant,
-    pool: PoolState,
-) -> RateResult {
-    let ok: Vec<(usize, &Served)> = answers
-        .iter()
-        .filter_map(|(i, a)| a.as_ref().ok().map(|s| (*i, s)))
-        .collect();
-    let failed = answers.len() - ok.len() + (requests - answers.len());
-    let lat: Vec<f64> = ok.iter().map(|(_, s)| s.latency()).collect();
-    let queue: Vec<f64> = ok.iter().map(|(_, s)| s.queueing_delay()).collect();
-    let waited = ok.iter().filter(|(_, s)| s.waited_for_offline).count();
-    let first = ok.iter().map(|(_, s)| s.arrived).min().unwrap_or(start);
-    let last = ok.iter().map(|(_, s)| s.finished).max().unwrap_or(start);
-    let seconds = last.saturating_duration_since(first).as_secs_f64();
-    RateResult {
-        rate: rate.to_string(),
-        rate_per_second: per_second,
-        requests,
-        completed: ok.len(),
-        failed,
-        waited_for_offline: waited,
-        waited_fraction: if ok.is_empty() {
-            0.0
-        } else {
-            waited as f64 / ok.len() as f64
-        },
-        bit_exact: ok
-            .iter()
-            .filter(|(i, s)| inputs.check(*i, &s.report))
-            .count(),
-        latency: Latency::of(&lat),
-        queueing_delay: Latency::of(&queue),
-        mean_online_seconds: if ok.is_empty() {
-            0.0
-        } else {
-            ok.iter().map(|(_, s)| s.report.online.seconds).sum::<f64>() / ok.len() as f64
-        },
-        throughput: if seconds > 0.0 {
-            ok.len() as f64 / seconds
-        } else {
-            0.0
-        },
-        seconds,
-        client_cpu: None,
-        server_cpu: None,
-        pool_at_start,
-        pool,
-    }
 }

@@ -101,8 +101,9 @@ pub struct RateResult {
     pub waited_for_offline: usize,
     /// `waited_for_offline / completed`.
     pub waited_fraction: f64,
-    /// Completed requests whose logits equal the oracle's.
-    pub bit_exact: usize,
+    /// Completed requests whose logits equal the oracle's (`None`: not
+    /// checked, the weights were not known).
+    pub bit_exact: Option<usize>,
     /// Arrival to result.
     pub latency: Latency,
     /// Arrival to the start of the online phase.
@@ -119,9 +120,45 @@ pub struct RateResult {
     /// The server's CPU time over the run (its process).
     #[serde(default)]
     pub server_cpu: Option<Cpu>,
-    /// Pool size when the first request arrived.
+    /// Peak resident memory of the server process during this rate
+    /// (sessions, pools and requests), when the server runs on this machine.
+    #[serde(default)]
+    pub server_peak_rss_bytes: Option<u64>,
+    /// Pool size when the first request arrived (all clients).
     pub pool_at_start: usize,
-    /// The pool at the end of the run.
+    /// The pool at the end of the run (all clients' pools added up).
+    pub pool: PoolState,
+    /// Per client, with several clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_client: Vec<ClientRate>,
+    /// Sessions that failed to close after every answer was in (the
+    /// answers count; the pool's state is its last before closing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub close_errors: Vec<String>,
+}
+
+/// One client's share of a rate's run (several clients).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientRate {
+    /// Its certificate name.
+    pub name: String,
+    /// Requests that arrived at this client.
+    pub requests: usize,
+    /// Answered with a result.
+    pub completed: usize,
+    /// Answered with an error, or not at all.
+    pub failed: usize,
+    /// Completed requests that found its pool empty.
+    pub waited_for_offline: usize,
+    /// `waited_for_offline / completed`.
+    pub waited_fraction: f64,
+    /// Completed requests equal to the oracle (`None`: not checked).
+    pub bit_exact: Option<usize>,
+    /// Arrival to result.
+    pub latency: Latency,
+    /// Completed requests per second, its first arrival to its last result.
+    pub throughput: f64,
+    /// Its pool at the end.
     pub pool: PoolState,
 }
 
@@ -144,8 +181,8 @@ pub struct UnloadedSample {
     pub client_online_cpu: Option<Cpu>,
     /// The server's CPU time in it.
     pub server_online_cpu: Option<Cpu>,
-    /// Both requests equal the oracle.
-    pub bit_exact: bool,
+    /// Both requests equal the oracle (`None`: not checked).
+    pub bit_exact: Option<bool>,
 }
 
 /// Summaries over the unloaded measurements (see [`crate::stats`]).
@@ -236,8 +273,8 @@ pub struct Unloaded {
     /// Online round trips of one inference.
     #[serde(default)]
     pub online_round_trips: u64,
-    /// Every request equals the oracle.
-    pub bit_exact: bool,
+    /// Every request equals the oracle (`None`: not checked).
+    pub bit_exact: Option<bool>,
     /// The measurements, in order.
     #[serde(default)]
     pub samples: Vec<UnloadedSample>,
@@ -267,7 +304,12 @@ impl Unloaded {
             online_bytes_received: t.online_received,
             client_storage_bytes: t.client_storage_bytes,
             online_round_trips: t.online_round_trips,
-            bit_exact: samples.iter().chain(&warmup).all(|s| s.bit_exact),
+            bit_exact: samples
+                .iter()
+                .chain(&warmup)
+                .map(|s| s.bit_exact)
+                .collect::<Option<Vec<bool>>>()
+                .map(|v| v.iter().all(|&b| b)),
             samples,
             warmup,
             summary,
@@ -345,6 +387,18 @@ pub struct LoadResult {
     pub prefill: bool,
     /// The emulated link, if any.
     pub link: Option<String>,
+    /// Client sessions at once per rate, each with its own connection,
+    /// pool and certificate.
+    #[serde(default = "one")]
+    pub clients: usize,
+    /// The address of a server this run did not start (`--connect`);
+    /// `None`: a server process started by the run on loopback.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// Whether answers were checked against the fixed-point oracle
+    /// (`checked`) or not (`skipped: ...`, a remote server without `--weights`).
+    #[serde(default = "checked")]
+    pub oracle: String,
     /// Logical CPUs of this machine.
     pub cpus: usize,
     /// Per model.
@@ -357,6 +411,17 @@ pub struct LoadResult {
 fn one() -> usize {
     1
 }
+
+fn checked() -> String {
+    ORACLE_CHECKED.into()
+}
+
+/// [`LoadResult::oracle`] when every answer was checked.
+pub const ORACLE_CHECKED: &str = "checked";
+
+/// [`LoadResult::oracle`] for a remote server without `--weights`.
+pub const ORACLE_SKIPPED: &str =
+    "skipped: the server's weights were not given (--weights), answers are not checked";
 
 impl LoadResult {
     /// Several runs' JSON (`pi-bench load --json`) as one result: the
@@ -470,6 +535,13 @@ mod tests {
         let l = &r.models[0].rates[0].latency;
         assert_eq!((l.n, l.p95, l.p99), (2, None, None));
         assert!(r.models[0].machine.is_none() && r.warnings().is_empty());
+        // Written before several clients and remote servers: one client,
+        // a local server, every answer checked.
+        assert_eq!((r.clients, r.server.as_deref()), (1, None));
+        assert_eq!(r.oracle, ORACLE_CHECKED);
+        assert_eq!(r.models[0].unloaded.bit_exact, Some(true));
+        assert_eq!(r.models[0].rates[0].bit_exact, Some(2));
+        assert!(r.models[0].rates[0].per_client.is_empty());
     }
 
     fn rate(per_second: f64, mean: f64, failed: usize) -> RateResult {
@@ -481,7 +553,7 @@ mod tests {
             failed,
             waited_for_offline: 0,
             waited_fraction: 0.0,
-            bit_exact: 2 - failed,
+            bit_exact: Some(2 - failed),
             latency: Latency {
                 mean,
                 ..Latency::default()
@@ -492,8 +564,11 @@ mod tests {
             seconds: 0.0,
             client_cpu: None,
             server_cpu: None,
+            server_peak_rss_bytes: None,
             pool_at_start: 0,
             pool: PoolState::default(),
+            per_client: Vec::new(),
+            close_errors: Vec::new(),
         }
     }
 
@@ -520,7 +595,7 @@ mod tests {
                 user: x,
                 system: 0.1,
             }),
-            bit_exact: true,
+            bit_exact: Some(true),
             ..UnloadedSample::default()
         };
         let u = Unloaded::new(
@@ -542,6 +617,12 @@ mod tests {
             2.1
         );
         assert!(u.summary.server_offline_cpu_seconds.is_none());
-        assert!(u.bit_exact);
+        assert_eq!(u.bit_exact, Some(true));
+        let unchecked = UnloadedSample {
+            bit_exact: None,
+            ..s(1.0)
+        };
+        let u = Unloaded::new(vec![s(1.0), unchecked], vec![], Traffic::default());
+        assert_eq!(u.bit_exact, None);
     }
 }
