@@ -191,8 +191,8 @@ impl OtPair {
 /// A silent COT session between two in-process parties.
 pub struct SilentPair {
     rt: tokio::runtime::Runtime,
-    sender: silent::Sender,
-    receiver: silent::Receiver,
+    sender: silent::driver::DrivenSender,
+    receiver: silent::driver::DrivenReceiver,
     sender_ch: MemoryChannel,
     receiver_ch: MemoryChannel,
 }

@@ -1,4 +1,5 @@
-//! Oblivious transfer: base OT on ristretto255 and IKNP extension.
+//! Oblivious transfer: base OT on ristretto255, IKNP extension and silent
+//! (LPN-based) correlated OT, the bulk of every session's OTs.
 //!
 //! - [`base`]: Chou-Orlandi "simplest OT" (LATINCRYPT 2015), κ = 128 random
 //!   OTs in one round trip, points validated on decoding.
@@ -11,6 +12,9 @@
 //! - [`driver`]: the same over a [`crate::transport::Channel`], chunked.
 //! - [`silent`]: LPN-based ("silent") correlated OT in the style of Ferret,
 //!   bootstrapped by IKNP: a fraction of a byte per OT, for all bulk OT.
+//! - [`bulk`]: the session's bulk OT, [`BulkSender`] and [`BulkReceiver`]
+//!   in front of either extension ([`Extension`]: silent by default, IKNP
+//!   for comparison), so the phases never branch on it.
 //!
 //! Roles are types: [`iknp::Sender`] (the garbler/server side for
 //! garbled-circuit input labels) and [`iknp::Receiver`] (the evaluator/client
@@ -45,9 +49,11 @@
 //! ```
 
 pub mod base;
+pub mod bulk;
 pub mod driver;
 pub mod iknp;
 pub mod silent;
 mod transpose;
 
+pub use bulk::{BulkReceiver, BulkSender, Extension, SessionOts};
 pub use iknp::{CorrelatedZeros, KAPPA, Receiver, ReceiverSetup, Sender};

@@ -45,14 +45,31 @@ fn public_key(purpose: u8, nonce: u64, round: u64, tree: u64) -> [u8; 16] {
     full[..16].try_into().expect("16 of 32 bytes")
 }
 
-/// Parameters of round `round`: the first runs on IKNP outputs.
-fn round_params(round: u64) -> LpnParams {
-    if round == 0 { SETUP } else { MAIN }
+/// Outputs a small round hands out: a [`SETUP`]-size round after the
+/// first, which refills the part of the reserve it used.
+pub const SMALL_YIELD: usize = SETUP.n() - SETUP.base_cots();
+
+/// Parameters of round `round` when `need` more outputs are planned than
+/// are pooled: the first round ([`SETUP`]) runs on IKNP outputs; later a
+/// [`MAIN`] round, unless one small round ([`SETUP`] again, 1/17 of the
+/// work) covers the need.
+fn round_params(round: u64, need: usize) -> LpnParams {
+    if round == 0 || need <= SMALL_YIELD {
+        SETUP
+    } else {
+        MAIN
+    }
 }
 
-/// Outputs round `round` hands out (the rest is the next round's base).
-fn round_yield(round: u64) -> usize {
-    round_params(round).n() - MAIN.base_cots()
+/// Outputs round `round` with parameters `p` hands out: the first keeps
+/// [`MAIN`]`.base_cots()` of its outputs as the reserve, every later one
+/// refills the `p.base_cots()` it used.
+fn round_yield(round: u64, p: LpnParams) -> usize {
+    if round == 0 {
+        p.n() - MAIN.base_cots()
+    } else {
+        p.n() - p.base_cots()
+    }
 }
 
 fn check_batch(n: usize) -> Result<()> {
@@ -185,6 +202,12 @@ struct Pool {
 }
 
 impl Pool {
+    /// Bytes of memory held: round buffers and the spare.
+    fn held_bytes(&self) -> usize {
+        let bufs: usize = self.bufs.iter().map(|(b, _)| b.capacity()).sum();
+        16 * (bufs + self.spare.capacity())
+    }
+
     fn push(&mut self, buf: Vec<Block>) {
         self.len += buf.len();
         self.bufs.push_back((buf, 0));
@@ -234,11 +257,14 @@ pub struct Sender {
     delta: Block,
     nonce: u64,
     round: u64,
-    /// The next round's base (sender's q, lsb clear); `None` while a round
-    /// is running.
+    /// The reserve the next round's base comes from (sender's q, lsb
+    /// clear): the setup round's base, later [`MAIN`]`.base_cots()` COTs;
+    /// `None` while a round is running.
     base: Option<Vec<Block>>,
     pool: Pool,
     next_index: u64,
+    /// Outputs announced ([`Self::plan`]) and not yet handed out.
+    planned: usize,
     /// Draws the tree seeds of every round.
     rng: WipingRng,
 }
@@ -287,6 +313,7 @@ impl Sender {
             base: Some(base),
             pool: Pool::default(),
             next_index: 0,
+            planned: 0,
             rng,
         })
     }
@@ -311,10 +338,35 @@ impl Sender {
         self.pool.len
     }
 
+    /// Frees the memory kept for the next round's outputs (wiped already):
+    /// between bursts of use, an idle instance then holds only its base and
+    /// the outputs not yet handed out.
+    pub fn release_spare(&mut self) {
+        self.pool.spare = Vec::new();
+    }
+
+    /// Bytes of memory the instance holds (base, pooled outputs, spare).
+    pub fn held_bytes(&self) -> usize {
+        16 * self.base.as_ref().map_or(0, |b| b.capacity()) + self.pool.held_bytes()
+    }
+
+    /// Announces that `n` outputs will be handed out soon (counted from
+    /// now, taking the larger of this and what was announced before), so
+    /// that rounds are sized for the whole demand: a [`MAIN`] round unless
+    /// one small round covers it. The receiver must make the same calls.
+    pub fn plan(&mut self, n: usize) {
+        self.planned = self.planned.max(n);
+    }
+
+    /// True if the announced demand exceeds the pool (a round is due).
+    pub fn wants_round(&self) -> bool {
+        self.planned > self.pool.len
+    }
+
     /// Rounds to run before `n` outputs are available (the receiver
     /// computes the same number).
     pub fn rounds_needed(&self, n: usize) -> u64 {
-        rounds_needed(self.round, self.pool.len, n)
+        rounds_needed(self.round, self.pool.len, self.planned, n)
     }
 
     /// Starts the next round: takes its base and draws its tree seeds.
@@ -323,8 +375,9 @@ impl Sender {
     /// [`Error::BadInput`] if a round is running (or one failed: the base
     /// is gone with it and the instance is spent).
     pub fn begin_round(&mut self) -> Result<SenderRound> {
+        let params = round_params(self.round, self.planned.saturating_sub(self.pool.len));
+        check_base(self.base.as_deref().ok_or_else(round_running)?, params)?;
         let base = self.base.take().ok_or_else(round_running)?;
-        let params = round_params(self.round);
         let seeds = (0..params.t)
             .map(|_| Block::random(&mut self.rng))
             .collect();
@@ -339,8 +392,9 @@ impl Sender {
         })
     }
 
-    /// Ends the round whose output this is: keeps the last
-    /// [`MAIN`]`.base_cots()` outputs as the next base, pools the rest.
+    /// Ends the round whose output this is: refills the reserve from its
+    /// last outputs (all of it after the first round, the part it used
+    /// after a later one) and pools the rest.
     ///
     /// # Errors
     /// [`Error::BadInput`] for the output of another round.
@@ -367,6 +421,7 @@ impl Sender {
         if n > self.pool.len {
             return Err(not_available(n, self.pool.len));
         }
+        self.planned = self.planned.saturating_sub(n);
         let first = self.next_index;
         self.next_index += n as u64;
         Ok(SenderCots {
@@ -388,27 +443,70 @@ fn not_available(n: usize, have: usize) -> Error {
     ))
 }
 
-fn rounds_needed(mut round: u64, mut have: usize, n: usize) -> u64 {
+fn rounds_needed(mut round: u64, mut have: usize, planned: usize, n: usize) -> u64 {
+    let planned = planned.max(n);
     let mut rounds = 0;
     while have < n {
-        have += round_yield(round);
+        have += round_yield(round, round_params(round, planned - have));
         round += 1;
         rounds += 1;
     }
     rounds
 }
 
-/// Splits a round's outputs into the pooled part and the next base (the
-/// last [`MAIN`]`.base_cots()`, copied into the used base's memory).
+/// The parameters of the rounds an instance runs when, after `rounds`
+/// rounds and with `available` outputs pooled, `demand` outputs are
+/// announced and then taken: what both parties will run, for estimates of
+/// traffic and work.
+pub fn rounds_for(rounds: u64, available: usize, demand: usize) -> Vec<LpnParams> {
+    let (mut round, mut have, mut out) = (rounds, available, Vec::new());
+    while have < demand {
+        let p = round_params(round, demand - have);
+        have += round_yield(round, p);
+        out.push(p);
+        round += 1;
+    }
+    out
+}
+
+/// Splits a round's outputs into the pooled part and the next reserve:
+/// after the first round the last [`MAIN`]`.base_cots()` outputs (copied
+/// into the used base's memory); after a later one the reserve with the
+/// `p.base_cots()` COTs the round used replaced by its last outputs.
 fn split_round(out: &mut RoundOutput) -> (Vec<Block>, Vec<Block>) {
     let mut blocks = std::mem::take(&mut out.blocks);
-    let keep = blocks.len() - MAIN.base_cots();
     let mut base = std::mem::take(&mut out.old_base);
-    base.clear();
-    base.extend_from_slice(&blocks[keep..]);
+    let keep = if out.round == 0 {
+        let keep = blocks.len() - MAIN.base_cots();
+        base.clear();
+        base.extend_from_slice(&blocks[keep..]);
+        keep
+    } else {
+        let used = out.params.base_cots();
+        let keep = blocks.len() - used;
+        base[..used].copy_from_slice(&blocks[keep..]);
+        keep
+    };
     blocks[keep..].zeroize();
     blocks.truncate(keep);
     (blocks, base)
+}
+
+/// The used head of a round's base wiped, the unused rest of the reserve
+/// kept (`buf` is the whole reserve the round took).
+fn wipe_used(mut buf: Vec<Block>, p: LpnParams) -> Vec<Block> {
+    buf[..p.base_cots()].zeroize();
+    buf
+}
+
+/// Checks that a reserve holds a round's base.
+fn check_base(base: &[Block], p: LpnParams) -> Result<()> {
+    if base.len() < p.base_cots() {
+        return Err(Error::Internal(
+            "silent OT reserve shorter than a round's base",
+        ));
+    }
+    Ok(())
 }
 
 /// The sender's work of one round (`Send + 'static`): the base, the tree
@@ -494,12 +592,13 @@ impl SenderExpanded {
     /// outputs, for [`Sender::finish_round`].
     pub fn encode(mut self) -> RoundOutput {
         let p = self.params;
-        let secret = &self.base[p.msg_blocks()..];
+        let secret = &self.base[p.msg_blocks()..p.base_cots()];
         encode(self.nonce, self.round, p, secret, &mut self.out);
         RoundOutput {
             round: self.round,
+            params: p,
             blocks: std::mem::take(&mut self.out),
-            old_base: wiped(std::mem::take(&mut self.base)),
+            old_base: wipe_used(std::mem::take(&mut self.base), p),
         }
     }
 }
@@ -516,6 +615,7 @@ fn encode(nonce: u64, round: u64, p: LpnParams, secret: &[Block], out: &mut [Blo
 /// (with the memory of the base it used up, wiped, for the next one).
 pub struct RoundOutput {
     round: u64,
+    params: LpnParams,
     blocks: Vec<Block>,
     old_base: Vec<Block>,
 }
@@ -523,14 +623,8 @@ pub struct RoundOutput {
 impl Drop for RoundOutput {
     fn drop(&mut self) {
         self.blocks.zeroize();
+        self.old_base.zeroize();
     }
-}
-
-/// `buf` wiped and emptied, its memory kept.
-fn wiped(mut buf: Vec<Block>) -> Vec<Block> {
-    buf.zeroize();
-    buf.clear();
-    buf
 }
 
 /// The silent COT receiver. The lsb of each of its outputs is that OT's
@@ -538,9 +632,12 @@ fn wiped(mut buf: Vec<Block>) -> Vec<Block> {
 pub struct Receiver {
     nonce: u64,
     round: u64,
+    /// The reserve (see [`Sender`]); `None` while a round is running.
     base: Option<Vec<Block>>,
     pool: Pool,
     next_index: u64,
+    /// Outputs announced ([`Self::plan`]) and not yet handed out.
+    planned: usize,
 }
 
 impl Drop for Receiver {
@@ -578,6 +675,7 @@ impl Receiver {
             base: Some(blocks),
             pool: Pool::default(),
             next_index: 0,
+            planned: 0,
         })
     }
 
@@ -596,14 +694,35 @@ impl Receiver {
         self.pool.len
     }
 
+    /// Frees the memory kept for the next round's outputs (see
+    /// [`Sender::release_spare`]).
+    pub fn release_spare(&mut self) {
+        self.pool.spare = Vec::new();
+    }
+
+    /// Bytes of memory the instance holds (base, pooled outputs, spare).
+    pub fn held_bytes(&self) -> usize {
+        16 * self.base.as_ref().map_or(0, |b| b.capacity()) + self.pool.held_bytes()
+    }
+
+    /// Announces `n` outputs to be handed out soon (see [`Sender::plan`]).
+    pub fn plan(&mut self, n: usize) {
+        self.planned = self.planned.max(n);
+    }
+
+    /// True if the announced demand exceeds the pool (a round is due).
+    pub fn wants_round(&self) -> bool {
+        self.planned > self.pool.len
+    }
+
     /// Rounds to run before `n` outputs are available.
     pub fn rounds_needed(&self, n: usize) -> u64 {
-        rounds_needed(self.round, self.pool.len, n)
+        rounds_needed(self.round, self.pool.len, self.planned, n)
     }
 
     /// Parameters of the next round (the size of its message).
     pub fn next_params(&self) -> LpnParams {
-        round_params(self.round)
+        round_params(self.round, self.planned.saturating_sub(self.pool.len))
     }
 
     /// Starts the next round.
@@ -611,11 +730,12 @@ impl Receiver {
     /// # Errors
     /// [`Error::BadInput`] if a round is already running.
     pub fn begin_round(&mut self) -> Result<ReceiverRound> {
+        let params = self.next_params();
         let base = self.base.take().ok_or_else(round_running)?;
         Ok(ReceiverRound {
             nonce: self.nonce,
             round: self.round,
-            params: round_params(self.round),
+            params,
             base,
             out: std::mem::take(&mut self.pool.spare),
         })
@@ -648,6 +768,7 @@ impl Receiver {
         if n > self.pool.len {
             return Err(not_available(n, self.pool.len));
         }
+        self.planned = self.planned.saturating_sub(n);
         let first = self.next_index;
         self.next_index += n as u64;
         Ok(ReceiverCots {
@@ -694,9 +815,10 @@ impl ReceiverRound {
                 "silent OT round message decoded for other parameters".into(),
             ));
         }
+        check_base(&self.base, p)?;
         let depth = p.depth as usize;
         let mut out = zeroed(std::mem::take(&mut self.out), p.n());
-        let (trees, secret) = self.base.split_at(p.msg_blocks());
+        let (trees, secret) = self.base[..p.base_cots()].split_at(p.msg_blocks());
         let (nonce, round) = (self.nonce, self.round);
         out.par_chunks_mut(p.leaves())
             .zip(trees.par_chunks(depth))
@@ -717,8 +839,9 @@ impl ReceiverRound {
         encode(nonce, round, p, secret, &mut out);
         Ok(RoundOutput {
             round: self.round,
+            params: p,
             blocks: out,
-            old_base: wiped(std::mem::take(&mut self.base)),
+            old_base: wipe_used(std::mem::take(&mut self.base), p),
         })
     }
 }
@@ -1037,6 +1160,8 @@ mod tests {
         // Everything the setup round and two main rounds yield, in batches
         // of 3 M (not aligned with the rounds).
         let total = setup_yield + 2 * main_yield;
+        s.plan(total);
+        r.plan(total);
         let (mut taken, mut ones) = (0, 0);
         while taken < total {
             let n = (3 << 20).min(total - taken);
@@ -1057,6 +1182,40 @@ mod tests {
         assert!(
             dev < 10.0 * (total as f64 / 4.0).sqrt(),
             "{ones} of {total}"
+        );
+    }
+
+    /// Small rounds: a demand that one small round covers runs the
+    /// [`SETUP`] parameters on the reserve's front and refills it, whatever
+    /// came before; a larger one runs a main round on the whole reserve.
+    /// Every output is a COT, and both parties pick the same parameters.
+    #[test]
+    fn small_and_main_rounds_mix_on_one_reserve() {
+        let (mut s, mut r) = pair(13);
+        let delta = s.delta();
+        round(&mut s, &mut r);
+        // Announced beyond the pool → parameters of the round that follows,
+        // then outputs taken: small, small, main (over one small round's
+        // yield), small again on the refilled reserve.
+        for (beyond, kind) in [
+            (1000, SETUP),
+            (SMALL_YIELD, SETUP),
+            (SMALL_YIELD + 1, MAIN),
+            (10, SETUP),
+        ] {
+            let want = s.available() + beyond;
+            s.plan(want);
+            r.plan(want);
+            assert_eq!(r.next_params(), kind);
+            assert_eq!((s.rounds_needed(want), r.rounds_needed(want)), (1, 1));
+            round(&mut s, &mut r);
+            let (q, t) = (s.take(want).unwrap(), r.take(want).unwrap());
+            check_cots(delta, &q, &t);
+        }
+        assert_eq!((s.rounds(), r.rounds()), (5, 5));
+        assert_eq!(
+            (s.available(), r.available()),
+            (SMALL_YIELD - 10, SMALL_YIELD - 10)
         );
     }
 

@@ -1,30 +1,200 @@
 //! Async drivers: the silent COT state machines over a [`Channel`].
 //!
-//! Each function is one party's side; the other party calls its
-//! counterpart with the same size (`send_x` ↔ `receive_x`). Batches are
-//! handed out in pieces of [`PIECE`] OTs and rounds run when the pool runs
-//! short, both parties deciding alike; the crypto runs on tokio's blocking
-//! pool (and inside it on rayon), off the async executor.
+//! [`Driven`] wraps a [`Sender`] or [`Receiver`] with at most one round
+//! computing ahead. Each function is one party's side; the other party
+//! calls its counterpart with the same size (`send_x` ↔ `receive_x`).
+//! Batches are handed out in pieces of [`PIECE`] OTs; the crypto runs on
+//! tokio's blocking pool (and inside it on rayon), off the async executor.
+//!
+//! # Rounds ahead
+//! A round starts as soon as the demand announced ([`Driven::plan`]: a
+//! phase announces a whole inference, each batch call its own size)
+//! exceeds what the pool holds and none is running, at the same point of
+//! the message stream for both parties: at the announcement or right after
+//! a piece is handed out. The sender builds its trees and sends the
+//! corrections there, then both parties finish the round in the background
+//! while the caller goes on (with other OTs from the pool, or, in a phase,
+//! with the layers before the next activation); it is awaited only when
+//! the pool runs short. Which rounds run (their number and parameters) is
+//! the same as without running ahead.
 //!
 //! Messages, in order:
 //! - setup: IKNP's base OTs (receiver → sender 32 B, sender → receiver
 //!   4 KiB), IKNP's U for the [`SETUP`] base (receiver → sender,
 //!   16 B per OT), then the setup round;
 //! - per round: sender → receiver the corrections ([`RoundMsg`], 16 B per
-//!   tree level: 321 KB for the setup round, 274 KB for a main round);
+//!   tree level: 321 KB for the setup round and a small one, 274 KB for a
+//!   main round);
 //! - per piece with chosen choices: receiver → sender one bit per OT
 //!   ([`ChoiceMsg`]), sent without waiting for a reply.
 
+use std::ops::{Deref, DerefMut};
+
 use rand_core::CryptoRng;
+use tokio::task::JoinHandle;
 use zeroize::Zeroize;
 
-use super::cot::{ChoiceMsg, Receiver, ReceiverChosen, ReceiverCots, RoundMsg, Sender, SenderCots};
+use super::cot::{
+    ChoiceMsg, Receiver, ReceiverChosen, ReceiverCots, RoundMsg, RoundOutput, Sender, SenderCots,
+};
 use super::params::SETUP;
 use crate::crypto::{Block, WipingRng};
-use crate::ot::driver::{self as iknp_driver, off_executor};
+use crate::exec::{join, off_executor};
+use crate::ot::driver as iknp_driver;
 use crate::ot::{CorrelatedZeros, iknp};
 use crate::transport::Channel;
 use crate::{Error, Result};
+
+/// A silent COT party ([`Sender`] or [`Receiver`]) with at most one round
+/// computing in the background (see *Rounds ahead*). Reads through to the
+/// state machine ([`Deref`]).
+pub struct Driven<T> {
+    core: T,
+    ahead: Option<JoinHandle<Result<RoundOutput>>>,
+}
+
+/// The sender with its driver.
+pub type DrivenSender = Driven<Sender>;
+/// The receiver with its driver.
+pub type DrivenReceiver = Driven<Receiver>;
+
+impl<T> Driven<T> {
+    /// Wraps a state machine with no round running.
+    pub fn new(core: T) -> Self {
+        Self { core, ahead: None }
+    }
+
+    /// True while a round computes in the background.
+    pub fn round_running(&self) -> bool {
+        self.ahead.is_some()
+    }
+}
+
+impl<T> Deref for Driven<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.core
+    }
+}
+
+impl<T> DerefMut for Driven<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.core
+    }
+}
+
+impl Driven<Sender> {
+    /// Announces `n` outputs to be handed out soon ([`Sender::plan`]) and
+    /// starts a round if they exceed the pool; the receiver makes the same
+    /// call at the same point.
+    pub async fn plan<C: Channel>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.core.plan(n);
+        self.start_if_wanted(ch).await
+    }
+
+    async fn start_if_wanted<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
+        if self.ahead.is_none() && self.core.wants_round() {
+            self.start(ch).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the next round: the trees and their corrections now (sent),
+    /// the code in the background.
+    async fn start<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
+        let job = self.core.begin_round()?;
+        let (expanded, msg) = off_executor(move || Ok(job.expand())).await?;
+        ch.send(msg.as_bytes()).await?;
+        ch.flush().await?;
+        self.ahead = Some(tokio::task::spawn_blocking(move || Ok(expanded.encode())));
+        Ok(())
+    }
+
+    /// Waits for the running round and pools its outputs.
+    async fn finish(&mut self) -> Result<()> {
+        if let Some(job) = self.ahead.take() {
+            let out = join(job).await?;
+            self.core.finish_round(out)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the setup round (the first) to its end.
+    async fn run_round<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
+        self.start(ch).await?;
+        self.finish().await
+    }
+
+    /// The next `len` (≤ [`PIECE`]) outputs, after the rounds that makes
+    /// necessary; then starts the next round if the announced demand
+    /// exceeds the pool.
+    async fn take<C: Channel>(&mut self, ch: &mut C, len: usize) -> Result<SenderCots> {
+        while self.core.available() < len {
+            if self.ahead.is_none() {
+                self.start(ch).await?;
+            }
+            self.finish().await?;
+        }
+        let out = self.core.take(len)?;
+        self.start_if_wanted(ch).await?;
+        Ok(out)
+    }
+}
+
+impl Driven<Receiver> {
+    /// Announces `n` outputs to be handed out soon ([`Receiver::plan`]);
+    /// the counterpart of [`Driven::<Sender>::plan`].
+    pub async fn plan<C: Channel>(&mut self, ch: &mut C, n: usize) -> Result<()> {
+        self.core.plan(n);
+        self.start_if_wanted(ch).await
+    }
+
+    async fn start_if_wanted<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
+        if self.ahead.is_none() && self.core.wants_round() {
+            self.start(ch).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the next round: receives the corrections now, rebuilds the
+    /// trees and applies the code in the background.
+    async fn start<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
+        let job = self.core.begin_round()?;
+        let p = job.params();
+        let mut bytes = vec![0u8; RoundMsg::byte_len(&p)];
+        ch.recv_into(&mut bytes).await?;
+        self.ahead = Some(tokio::task::spawn_blocking(move || {
+            job.run(&RoundMsg::from_vec(bytes, p)?)
+        }));
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        if let Some(job) = self.ahead.take() {
+            let out = join(job).await?;
+            self.core.finish_round(out)?;
+        }
+        Ok(())
+    }
+
+    async fn run_round<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
+        self.start(ch).await?;
+        self.finish().await
+    }
+
+    /// The next `len` outputs, receiver side.
+    async fn take<C: Channel>(&mut self, ch: &mut C, len: usize) -> Result<ReceiverCots> {
+        while self.core.available() < len {
+            if self.ahead.is_none() {
+                self.start(ch).await?;
+            }
+            self.finish().await?;
+        }
+        let out = self.core.take(len)?;
+        self.start_if_wanted(ch).await?;
+        Ok(out)
+    }
+}
 
 /// Sender setup: IKNP (base OTs and the [`SETUP`] base under Δ) and the
 /// setup round. `delta` (lsb 1, for instance the garbler's free-XOR Δ)
@@ -36,7 +206,7 @@ pub async fn setup_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
     ch: &mut C,
     rng: &mut R,
     delta: Option<Block>,
-) -> Result<Sender> {
+) -> Result<DrivenSender> {
     let delta = delta.unwrap_or_else(|| Block(Block::random(rng).0 | 1));
     if !delta.lsb() {
         return Err(Error::BadInput("silent OT needs Δ with lsb 1".into()));
@@ -49,7 +219,7 @@ pub async fn setup_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
 pub async fn setup_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(
     ch: &mut C,
     rng: &mut R,
-) -> Result<Receiver> {
+) -> Result<DrivenReceiver> {
     let mut iknp = iknp_driver::setup_receiver(ch, rng).await?;
     bootstrap_receiver(ch, &mut iknp, rng).await
 }
@@ -60,18 +230,19 @@ pub async fn bootstrap_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
     ch: &mut C,
     iknp: &mut iknp::Sender,
     rng: &mut R,
-) -> Result<Sender> {
+) -> Result<DrivenSender> {
     if !iknp.delta().lsb() {
         return Err(Error::BadInput("silent OT needs Δ with lsb 1".into()));
     }
     let zeros = iknp_driver::send_correlated(ch, iknp, SETUP.base_cots()).await?;
-    let mut s = Sender::bootstrap(
+    let s = Sender::bootstrap(
         iknp.delta(),
         iknp.session_nonce(),
         zeros,
         WipingRng::fork(rng),
     )?;
-    sender_round(ch, &mut s).await?;
+    let mut s = Driven::new(s);
+    s.run_round(ch).await?;
     Ok(s)
 }
 
@@ -80,42 +251,21 @@ pub async fn bootstrap_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(
     ch: &mut C,
     iknp: &mut iknp::Receiver,
     rng: &mut R,
-) -> Result<Receiver> {
+) -> Result<DrivenReceiver> {
     let mut choices: Vec<bool> = (0..SETUP.base_cots())
         .map(|_| rng.next_u32() & 1 == 1)
         .collect();
     let got = iknp_driver::receive_correlated(ch, iknp, &choices).await;
     let r = got.and_then(|t| Receiver::bootstrap(iknp.session_nonce(), &choices, t));
     choices.zeroize();
-    let mut r = r?;
-    receiver_round(ch, &mut r).await?;
+    let mut r = Driven::new(r?);
+    r.run_round(ch).await?;
     Ok(r)
 }
 
-/// One round, sender side: the trees, the message, then the code (which
-/// overlaps the receiver's work).
-async fn sender_round<C: Channel>(ch: &mut C, s: &mut Sender) -> Result<()> {
-    let job = s.begin_round()?;
-    let (expanded, msg) = off_executor(move || Ok(job.expand())).await?;
-    ch.send(msg.as_bytes()).await?;
-    ch.flush().await?;
-    let out = off_executor(move || Ok(expanded.encode())).await?;
-    s.finish_round(out)
-}
-
-/// One round, receiver side.
-async fn receiver_round<C: Channel>(ch: &mut C, r: &mut Receiver) -> Result<()> {
-    let job = r.begin_round()?;
-    let p = job.params();
-    let mut bytes = vec![0u8; RoundMsg::byte_len(&p)];
-    ch.recv_into(&mut bytes).await?;
-    let out = off_executor(move || job.run(&RoundMsg::from_vec(bytes, p)?)).await?;
-    r.finish_round(out)
-}
-
 /// OTs per piece: a batch is handed out and converted piece by piece, with
-/// rounds run as the pool empties, so at most one round's outputs wait in
-/// the pool whatever the batch size.
+/// rounds run as the pool empties, so at most two rounds' outputs (the
+/// pool's and the one running ahead) wait whatever the batch size.
 pub const PIECE: usize = 1 << 20;
 
 /// `(start, len)` of each piece of a batch of `n`.
@@ -123,33 +273,17 @@ fn pieces(n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n).step_by(PIECE).map(move |s| (s, PIECE.min(n - s)))
 }
 
-/// The next `len` (≤ [`PIECE`]) outputs, sender side, after the rounds
-/// that makes necessary.
-async fn sender_take<C: Channel>(ch: &mut C, s: &mut Sender, len: usize) -> Result<SenderCots> {
-    while s.available() < len {
-        sender_round(ch, s).await?;
-    }
-    s.take(len)
-}
-
-/// The next `len` outputs, receiver side.
-async fn receiver_take<C: Channel>(
-    ch: &mut C,
-    r: &mut Receiver,
-    len: usize,
-) -> Result<ReceiverCots> {
-    while r.available() < len {
-        receiver_round(ch, r).await?;
-    }
-    r.take(len)
-}
-
 /// `n` random-choice COTs, sender side: q_j (the receiver holds
 /// q_j ⊕ b_j·Δ for its random b_j).
-pub async fn send_cots<C: Channel>(ch: &mut C, s: &mut Sender, n: usize) -> Result<SenderCots> {
-    let mut out = sender_take(ch, s, n.min(PIECE)).await?;
+pub async fn send_cots<C: Channel>(
+    ch: &mut C,
+    s: &mut DrivenSender,
+    n: usize,
+) -> Result<SenderCots> {
+    s.plan(ch, n).await?;
+    let mut out = s.take(ch, n.min(PIECE)).await?;
     for (_, len) in pieces(n).skip(1) {
-        let piece = sender_take(ch, s, len).await?;
+        let piece = s.take(ch, len).await?;
         out.append(piece)?;
     }
     Ok(out)
@@ -158,12 +292,13 @@ pub async fn send_cots<C: Channel>(ch: &mut C, s: &mut Sender, n: usize) -> Resu
 /// `n` random-choice COTs, receiver side.
 pub async fn receive_cots<C: Channel>(
     ch: &mut C,
-    r: &mut Receiver,
+    r: &mut DrivenReceiver,
     n: usize,
 ) -> Result<ReceiverCots> {
-    let mut out = receiver_take(ch, r, n.min(PIECE)).await?;
+    r.plan(ch, n).await?;
+    let mut out = r.take(ch, n.min(PIECE)).await?;
     for (_, len) in pieces(n).skip(1) {
-        let piece = receiver_take(ch, r, len).await?;
+        let piece = r.take(ch, len).await?;
         out.append(piece)?;
     }
     Ok(out)
@@ -173,10 +308,10 @@ pub async fn receive_cots<C: Channel>(
 /// q_j ⊕ d_j·Δ after its corrections.
 async fn sender_chosen_piece<C: Channel>(
     ch: &mut C,
-    s: &mut Sender,
+    s: &mut DrivenSender,
     len: usize,
 ) -> Result<SenderCots> {
-    let cots = sender_take(ch, s, len).await?;
+    let cots = s.take(ch, len).await?;
     let mut bytes = vec![0u8; ChoiceMsg::byte_len(len)];
     ch.recv_into(&mut bytes).await?;
     cots.apply_choices(&ChoiceMsg::from_vec(bytes, len)?)
@@ -186,10 +321,10 @@ async fn sender_chosen_piece<C: Channel>(
 /// corrections (no reply is awaited, so pieces cost no round trip).
 async fn receiver_chosen_piece<C: Channel>(
     ch: &mut C,
-    r: &mut Receiver,
+    r: &mut DrivenReceiver,
     choices: &[bool],
 ) -> Result<ReceiverChosen> {
-    let cots = receiver_take(ch, r, choices.len()).await?;
+    let cots = r.take(ch, choices.len()).await?;
     let (chosen, msg) = cots.choose(choices)?;
     ch.send(msg.as_bytes()).await?;
     ch.flush().await?;
@@ -200,9 +335,10 @@ async fn receiver_chosen_piece<C: Channel>(
 /// (move-only; the receiver learns m0_j ⊕ c_j·Δ for its choices c).
 pub async fn send_correlated<C: Channel>(
     ch: &mut C,
-    s: &mut Sender,
+    s: &mut DrivenSender,
     n: usize,
 ) -> Result<CorrelatedZeros> {
+    s.plan(ch, n).await?;
     let mut out = CorrelatedZeros {
         blocks: Vec::with_capacity(n),
     };
@@ -217,9 +353,10 @@ pub async fn send_correlated<C: Channel>(
 /// choices c.
 pub async fn receive_correlated<C: Channel>(
     ch: &mut C,
-    r: &mut Receiver,
+    r: &mut DrivenReceiver,
     choices: &[bool],
 ) -> Result<Vec<Block>> {
+    r.plan(ch, choices.len()).await?;
     let mut out = Vec::with_capacity(choices.len());
     for (start, len) in pieces(choices.len()) {
         let piece = receiver_chosen_piece(ch, r, &choices[start..start + len]).await?;
@@ -233,9 +370,10 @@ pub async fn receive_correlated<C: Channel>(
 /// Random OT with chosen choices, sender side: n random pairs.
 pub async fn send_random<C: Channel>(
     ch: &mut C,
-    s: &mut Sender,
+    s: &mut DrivenSender,
     n: usize,
 ) -> Result<Vec<[Block; 2]>> {
+    s.plan(ch, n).await?;
     let mut out = Vec::with_capacity(n);
     for (_, len) in pieces(n) {
         let piece = sender_chosen_piece(ch, s, len).await?;
@@ -253,9 +391,10 @@ pub async fn send_random<C: Channel>(
 /// pair j for the choices c.
 pub async fn receive_random<C: Channel>(
     ch: &mut C,
-    r: &mut Receiver,
+    r: &mut DrivenReceiver,
     choices: &[bool],
 ) -> Result<Vec<Block>> {
+    r.plan(ch, choices.len()).await?;
     let mut out = Vec::with_capacity(choices.len());
     for (start, len) in pieces(choices.len()) {
         let piece = receiver_chosen_piece(ch, r, &choices[start..start + len]).await?;
@@ -266,15 +405,57 @@ pub async fn receive_random<C: Channel>(
     Ok(out)
 }
 
+/// Random OT with the receiver's random choices, sender side: n random
+/// pairs and no message at all (the choices stay the COTs' own).
+pub async fn send_rot<C: Channel>(
+    ch: &mut C,
+    s: &mut DrivenSender,
+    n: usize,
+) -> Result<Vec<[Block; 2]>> {
+    s.plan(ch, n).await?;
+    let mut out = Vec::with_capacity(n);
+    for (_, len) in pieces(n) {
+        let piece = s.take(ch, len).await?;
+        let mut acc = std::mem::take(&mut out);
+        out = off_executor(move || {
+            piece.random_into(&mut acc);
+            Ok(acc)
+        })
+        .await?;
+    }
+    Ok(out)
+}
+
+/// Random OT with random choices, receiver side: the choices b_j (each
+/// uniform, from the COTs) and message number b_j of pair j.
+pub async fn receive_rot<C: Channel>(
+    ch: &mut C,
+    r: &mut DrivenReceiver,
+    n: usize,
+) -> Result<(Vec<bool>, Vec<Block>)> {
+    r.plan(ch, n).await?;
+    let (mut choices, mut out) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (_, len) in pieces(n) {
+        let piece = r.take(ch, len).await?;
+        let (mut c, mut hashed) = off_executor(move || Ok(piece.into_random())).await?;
+        choices.extend_from_slice(&c);
+        out.extend_from_slice(&hashed);
+        c.zeroize();
+        hashed.zeroize();
+    }
+    Ok((choices, out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ot::silent::SMALL_YIELD;
     use crate::ot::silent::params::MAIN;
     use crate::transport::{MemoryChannel, memory_pair};
     use rand_chacha::ChaCha20Rng;
     use rand_core::{RngCore, SeedableRng};
 
-    async fn setup(seed: u64) -> (Sender, Receiver, MemoryChannel, MemoryChannel) {
+    async fn setup(seed: u64) -> (DrivenSender, DrivenReceiver, MemoryChannel, MemoryChannel) {
         let (mut cs, mut cr) = memory_pair();
         let mut rs = ChaCha20Rng::seed_from_u64(seed);
         let mut rr = ChaCha20Rng::seed_from_u64(seed + 1000);
@@ -313,14 +494,23 @@ mod tests {
                 assert_eq!(a ^ b, delta.select(t.choice(j)), "n = {n}, j = {j}");
             }
         }
-        assert_eq!((s.rounds(), r.rounds()), (2, 2));
+        // The 1 above ran a small round (the 200,000 came from its pool);
+        // a batch beyond what one small round adds runs a main one.
+        let n = 2 * SMALL_YIELD;
+        let (q, t) = tokio::join!(
+            send_cots(&mut cs, &mut s, n),
+            receive_cots(&mut cr, &mut r, n)
+        );
+        let (q, t) = (q.unwrap(), t.unwrap());
+        assert!((0..n).all(|j| q.as_slice()[j] ^ t.as_slice()[j] == delta.select(t.choice(j))));
+        assert_eq!((s.rounds(), r.rounds()), (3, 3));
         // Receiver: base OT point, IKNP's U (padded to 128 OTs). Sender:
         // 128 base OT points, one correction message per round.
         let padded = SETUP.base_cots().div_ceil(128) * 128;
         assert_eq!(cr.meter().total("").sent as usize, 32 + 16 * padded);
         assert_eq!(
             cs.meter().total("").sent as usize,
-            128 * 32 + 16 * (SETUP.msg_blocks() + MAIN.msg_blocks())
+            128 * 32 + 16 * (2 * SETUP.msg_blocks() + MAIN.msg_blocks())
         );
     }
 
@@ -358,6 +548,61 @@ mod tests {
             .map(|(_, len)| 2 * len.div_ceil(8))
             .sum();
         assert_eq!((cr.meter().total("").sent - before) as usize, bits);
+    }
+
+    /// A demand announced beyond the pool starts a round at once: its
+    /// message is on the wire before any OT is asked for, the round
+    /// finishes in the background, and the OTs then need no further round.
+    #[tokio::test]
+    async fn announced_demand_starts_a_round_ahead() {
+        let (mut s, mut r, mut cs, mut cr) = setup(12).await;
+        let sent = cs.meter().total("").sent;
+        let n = s.available() + 5000;
+        let (a, b) = tokio::join!(s.plan(&mut cs, n), r.plan(&mut cr, n));
+        a.unwrap();
+        b.unwrap();
+        assert!(s.round_running() && r.round_running());
+        assert_eq!(
+            cs.meter().total("").sent - sent,
+            16 * SETUP.msg_blocks() as u64
+        );
+        let (q, t) = tokio::join!(
+            send_cots(&mut cs, &mut s, n),
+            receive_cots(&mut cr, &mut r, n)
+        );
+        let (q, t) = (q.unwrap(), t.unwrap());
+        let delta = s.delta();
+        assert!((0..n).all(|j| q.as_slice()[j] ^ t.as_slice()[j] == delta.select(t.choice(j))));
+        assert_eq!((s.rounds(), r.rounds()), (2, 2));
+        assert!(!s.round_running() && !r.round_running());
+        assert_eq!(
+            cs.meter().total("").sent - sent,
+            16 * SETUP.msg_blocks() as u64
+        );
+    }
+
+    /// Random choices: no byte moves besides the rounds, and the pairs
+    /// and choices match.
+    #[tokio::test]
+    async fn random_choices_cost_no_bytes() {
+        let (mut s, mut r, mut cs, mut cr) = setup(11).await;
+        let (sent_s, sent_r) = (cs.meter().total("").sent, cr.meter().total("").sent);
+        let n = s.available() - 3;
+        let (pairs, got) = tokio::join!(
+            send_rot(&mut cs, &mut s, n),
+            receive_rot(&mut cr, &mut r, n)
+        );
+        let (pairs, (c, got)) = (pairs.unwrap(), got.unwrap());
+        assert_eq!((pairs.len(), c.len(), got.len()), (n, n, n));
+        for j in 0..n {
+            assert_eq!(got[j], pairs[j][c[j] as usize], "j = {j}");
+            assert_ne!(got[j], pairs[j][1 - c[j] as usize]);
+        }
+        let ones = c.iter().filter(|&&b| b).count();
+        assert!(ones > n / 3 && ones < 2 * n / 3, "{ones} of {n}");
+        assert_eq!(cs.meter().total("").sent, sent_s);
+        assert_eq!(cr.meter().total("").sent, sent_r);
+        assert_eq!(s.rounds(), 1);
     }
 
     /// On an IKNP session set up with the garbler's Δ, the silent outputs
@@ -420,9 +665,9 @@ mod tests {
     #[tokio::test]
     async fn hostile_messages_are_peer_errors() {
         let (mut s, mut r, mut cs, mut cr) = setup(6).await;
-        // The receiver needs a main round; the "sender" sends one byte short.
+        // The receiver needs a small round; the "sender" sends one byte short.
         let n = r.available() + 1;
-        cs.send(&vec![0u8; 16 * MAIN.msg_blocks() - 1])
+        cs.send(&vec![0u8; 16 * SETUP.msg_blocks() - 1])
             .await
             .unwrap();
         assert!(matches!(

@@ -24,7 +24,12 @@
 //! their same table raising n by 17% at that k costs 3.9 bits, and a
 //! larger k only makes the attacks harder, so the main set stays well above
 //! 128 bits. The setup set was not part of that re-estimation as far as we
-//! know; it runs once per session.
+//! know. It runs first in every session, and also for small rounds (a
+//! direction that needs at most [`super::SMALL_YIELD`] more OTs): that adds
+//! no assumption, since every later output already depends on the first
+//! round's security (its outputs are the reserve all later bases come
+//! from); each small round is a fresh instance (fresh secret and noise,
+//! public code keyed by the round number).
 //!
 //! Code locality d = 10 is the value of both papers (their analysis
 //! assumes a uniformly random d-sparse row per output).
@@ -77,9 +82,10 @@ pub const MAIN: LpnParams = LpnParams {
     depth: 13,
 };
 
-/// The bootstrapping round, run once per session on IKNP outputs:
-/// Wolverine Table 2, (n, k, t) = (642,048, 19,870, 2,508), trees of 2^8
-/// leaves. Its n covers the base of the first [`MAIN`] round.
+/// The bootstrapping round, run once per session on IKNP outputs, and the
+/// small rounds after it: Wolverine Table 2, (n, k, t) = (642,048, 19,870,
+/// 2,508), trees of 2^8 leaves. Its n covers the base of the first [`MAIN`]
+/// round.
 pub const SETUP: LpnParams = LpnParams {
     k: 19_870,
     t: 2_508,
