@@ -24,7 +24,8 @@ use crate::{Error, Result};
 /// labels), so copies do not spread by accident. [`Self::block`] and
 /// [`Self::from_block`] still let a caller rebuild one on purpose (to key
 /// the correlated OT with it); tweaks stay distinct across garblers sharing a
-/// Δ thanks to each garbler's random [`GcNonce`].
+/// Δ thanks to each garbler's [`GcNonce`] (random, or the inference number
+/// of a session: [`Garbler::with_delta_and_nonce`]).
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct Delta(Block);
 
@@ -153,7 +154,7 @@ impl Garbler {
 
     /// A garbler drawing its nonce, Δ and label keys from `rng` (seeded in tests).
     pub fn from_rng(rng: ChaCha20Rng) -> Self {
-        Self::make(None, rng)
+        Self::make(None, None, rng)
     }
 
     /// A garbler that uses `delta` for every layer (for example the
@@ -167,11 +168,19 @@ impl Garbler {
     /// activation layer k). Garblers made twice with the same Δ are kept
     /// apart by their random [`GcNonce`]s.
     pub fn with_delta(delta: Delta, rng: ChaCha20Rng) -> Self {
-        Self::make(Some(delta), rng)
+        Self::make(Some(delta), None, rng)
     }
 
-    fn make(shared_delta: Option<Delta>, mut rng: ChaCha20Rng) -> Self {
-        let nonce = GcNonce::random(&mut rng);
+    /// As [`Self::with_delta`], with the given public nonce instead of a
+    /// random one: the caller keeps the nonces of all garblers under `delta`
+    /// distinct (a session uses the inference number; see *One Δ per
+    /// session* in the module docs).
+    pub fn with_delta_and_nonce(delta: Delta, nonce: GcNonce, rng: ChaCha20Rng) -> Self {
+        Self::make(Some(delta), Some(nonce), rng)
+    }
+
+    fn make(shared_delta: Option<Delta>, nonce: Option<GcNonce>, mut rng: ChaCha20Rng) -> Self {
+        let nonce = nonce.unwrap_or_else(|| GcNonce::random(&mut rng));
         Self {
             kernels: AndKernels::detect(),
             rng,

@@ -10,7 +10,8 @@
 //! point-and-permute, hashing with fixed-key AES through the tweakable
 //! circular correlation-robust hash of Guo, Katz, Wang and Yu (IEEE S&P 2020)
 //! with a tweak unique to every (garbler nonce, layer, instance, hash) under
-//! one Δ (see [`GcNonce`] and the layer-index rule of [`Garbler::with_delta`]).
+//! one Δ (see [`GcNonce`], the layer-index rule of [`Garbler::with_delta`]
+//! and *One Δ per session* below).
 //! Garbler-known pad bits cost a free XOR or one garbler half-gate (16 bytes)
 //! in both schemes, and the top output bits come from a two-row table.
 //!
@@ -68,6 +69,38 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # One Δ per session
+//! A session draws one Δ (lsb 1) as the correlation of its silent COT
+//! instance ([`crate::ot::bulk`]), whose outputs are the client's input
+//! labels, so the garbled layers of all the session's inferences share that
+//! Δ: together they are one large circuit garbled with free XOR. That is as
+//! secure as garbling one circuit (Zahur, Rosulek and Evans for half-gates;
+//! Rosulek and Roy for three-halves) provided the hash, the TCCR of Guo,
+//! Katz, Wang and Yu, never sees the same tweak twice under that Δ
+//! (their security game allows any number of queries with distinct
+//! tweaks). Every tweak ([`tweak_base`]) is (domain bit, layer index,
+//! garbler nonce, instance, hash index), and in a session:
+//! - inference i garbles with its own garbler, whose nonce *is* i
+//!   ([`GcNonce::new`]): the server checks that inference numbers count up
+//!   from 0, so no two inferences of the session share a nonce;
+//! - within one garbler each garbled sub-layer takes its own layer index,
+//!   strictly increasing ([`Garbler::with_delta`] refuses anything else), and
+//!   within a layer instances and hash indices are distinct.
+//!
+//! So no two hash calls under the session's Δ share a tweak. Nothing else
+//! hashes under Δ with the garbling hash: the silent COT's tree expansion
+//! uses AES under its own public keys (one per round and tree), its IKNP
+//! bootstrap only correlated OTs, and its random-OT hash (tweaks with bit 127
+//! clear) is not used in a GC session. Sessions draw independent Δs, so
+//! tweaks may repeat across sessions. Other inputs of the proofs hold as
+//! before: the evaluator sees one label per wire; the colour (lsb) of the
+//! client's own input labels tells it nothing new (it knows its bits, as
+//! under any OT), and every other wire's colour is uniform to it (the
+//! server's input labels are drawn per layer, AND outputs are hashes).
+//! Preprocessed inferences may be evaluated in any order: each keeps its
+//! tables, labels and nonce. A session's Δ lives as long as the session; a
+//! new session draws a new one.
 //!
 //! Offline material is used once; reuse does not compile:
 //! ```compile_fail
@@ -260,12 +293,15 @@ pub(crate) const HASHES_PER_INSTANCE: u32 = 1 << 16;
 /// Bits of a garbler nonce.
 const NONCE_BITS: u32 = 48;
 
-/// A garbler's public tweak nonce: 48 random bits drawn when the
-/// [`Garbler`] is made, part of every tweak it uses, so that two garblers
-/// under the same Δ (say [`Garbler::with_delta`] called twice with one Δ)
-/// repeat no tweak except with probability about k²/2^49 for k garblers.
-/// Within one garbler the layer-index rule keeps tweaks distinct. The
-/// evaluator needs the same value ([`Evaluator::new`]); it is not secret.
+/// A garbler's public tweak nonce (48 bits), part of every tweak it uses,
+/// so that garblers under the same Δ repeat no tweak: either drawn at
+/// random when the [`Garbler`] is made (two garblers then collide with
+/// probability about k²/2^49 for k garblers), or given, distinct by
+/// construction, as the inference number of a session whose inferences
+/// share one Δ ([`GcNonce::new`], [`Garbler::with_delta_and_nonce`]; see
+/// *One Δ per session* in the module docs). Within one garbler the
+/// layer-index rule keeps tweaks distinct. The evaluator needs the same
+/// value ([`Evaluator::new`]); it is not secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GcNonce(u64);
 
@@ -276,6 +312,19 @@ impl GcNonce {
     /// A uniformly random nonce.
     pub fn random<R: rand::RngCore + ?Sized>(rng: &mut R) -> Self {
         Self(rng.next_u64() >> (64 - NONCE_BITS))
+    }
+
+    /// The nonce `value`, for example an inference number.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] unless `value` < 2^48.
+    pub fn new(value: u64) -> Result<Self> {
+        if value >> NONCE_BITS != 0 {
+            return Err(Error::BadInput(format!(
+                "garbler nonce {value}: at most 2^48 - 1"
+            )));
+        }
+        Ok(Self(value))
     }
 
     /// The value (< 2^48).

@@ -834,3 +834,80 @@ async fn iknp_correlated_ot_output_feeds_the_garbler() {
         }
     }
 }
+
+/// A session's silent COT labels the client's inputs of every inference's
+/// garbled layers under one Δ (the COT's): inference i garbles with nonce
+/// i, both schemes evaluate correctly with the silent labels (their colour
+/// bits are the receiver's random choice bits), and tables of one inference
+/// evaluate to garbage under the other inference's nonce, though the layer
+/// indices are the same.
+#[tokio::test]
+async fn silent_cot_labels_garblers_of_a_session_under_one_delta() {
+    use crate::ot::silent::driver;
+    use crate::transport::memory_pair;
+
+    let prm = ActivationParams::DEFAULT;
+    let l = prm.l() as usize;
+    let (mut server_ch, mut client_ch) = memory_pair();
+    let mut rs = ChaCha20Rng::seed_from_u64(50);
+    let mut rc = ChaCha20Rng::seed_from_u64(51);
+    let (sender, receiver) = tokio::join!(
+        driver::setup_sender(&mut server_ch, &mut rs, None),
+        driver::setup_receiver(&mut client_ch, &mut rc),
+    );
+    let (mut sender, mut receiver) = (sender.unwrap(), receiver.unwrap());
+    let mut rng = ChaCha20Rng::seed_from_u64(52);
+    let n = 300;
+    for scheme in Scheme::ALL {
+        for inference in 0..2u64 {
+            let delta = Delta::from_block(sender.delta()).unwrap();
+            let mut garbler = Garbler::with_delta_and_nonce(
+                delta,
+                GcNonce::new(inference).unwrap(),
+                ChaCha20Rng::seed_from_u64(53 + inference),
+            );
+            for kind in [ActivationKind::Relu, ActivationKind::Truncate] {
+                let c = Circuit::with_scheme(kind, prm, scheme);
+                let layer = (kind == ActivationKind::Truncate) as u32;
+                let z: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
+                let b: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
+                let a: Vec<u64> = z
+                    .iter()
+                    .zip(&b)
+                    .map(|(z, b)| z.wrapping_sub(*b) & prm.mask())
+                    .collect();
+                let p: Vec<u64> = (0..n).map(|_| rng.random::<u64>() & prm.mask()).collect();
+                let bits: Vec<bool> = b
+                    .iter()
+                    .flat_map(|v| (0..l).map(move |j| (v >> j) & 1 == 1))
+                    .collect();
+                let (zero, labels) = tokio::join!(
+                    driver::send_correlated(&mut server_ch, &mut sender, n * l),
+                    driver::receive_correlated(&mut client_ch, &mut receiver, &bits),
+                );
+                let (zero, labels) = (zero.unwrap(), labels.unwrap());
+                let want: Vec<u64> = (0..n)
+                    .map(|i| reference(kind, prm, a[i], b[i], p[i]))
+                    .collect();
+                let mut bytes = Vec::new();
+                let inputs = garbler
+                    .garble_layer_streaming_with_client_labels(&c, layer, &p, zero, |chunk| {
+                        bytes.extend_from_slice(chunk)
+                    })
+                    .unwrap();
+                let server = inputs.into_parts().1.encode_share(&a).unwrap().to_bytes();
+                for (nonce, ok) in [(inference, true), (1 - inference, false)] {
+                    let mut asm = TablesAssembler::new(&c, layer, n).unwrap();
+                    asm.push(&bytes).unwrap();
+                    let tables = asm.finish().unwrap();
+                    let client = ClientLabels::from_blocks(prm, n, labels.clone()).unwrap();
+                    let server = ServerLabels::from_bytes(prm, n, &server).unwrap();
+                    let got = Evaluator::new(GcNonce::new(nonce).unwrap())
+                        .evaluate_layer(&c, tables, client, server)
+                        .unwrap();
+                    assert_eq!(got == want, ok, "{scheme} {kind:?} inference {inference}");
+                }
+            }
+        }
+    }
+}
