@@ -3,15 +3,20 @@
 //! ([`crate::transport::PhaseDeadlines`]), so that a trickling peer is cut
 //! off while an honest one on a slow link is not.
 //!
-//! The figures are estimates within a few percent (framing, OT setup and
-//! the HE public key are left out): HE uploads and replies per linear layer
-//! are exact ([`crate::he`] wire sizes); per activation position, garbled
-//! circuits cost the IKNP correlation (16 B per input bit) and the table
-//! offline, the server's labels online; OT mode costs its random OTs
-//! (16 B each, both directions) offline and its online round trips.
+//! The figures are estimates within a few percent (framing and the HE
+//! public key are left out): HE uploads and replies per linear layer are
+//! exact ([`crate::he`] wire sizes). Activations take their OTs from the
+//! session's silent OT ([`crate::ot::bulk`]): offline, one choice bit per
+//! OT whose choice the client fixes (l per position in GC mode, l − 1 in
+//! OT mode), the round messages of the main rounds the inference needs, and
+//! in the session's first offline phase the setup of each instance (IKNP
+//! and the setup round, about 1 MB); GC mode adds the garbled tables. The
+//! estimate is the larger of the first phase and any later one. Online, GC
+//! mode costs the server's labels, OT mode its round trips' messages.
 
 use crate::he::{ClientUpload, ServerReply};
 use crate::mode::ReluMode;
+use crate::ot::silent::{MAIN, SETUP, rounds_for};
 use crate::session::ServerModel;
 
 /// Expected bytes of one inference, both directions together.
@@ -26,6 +31,33 @@ pub struct PhaseBytes {
 /// Online bytes per OT-mode activation position (leaf tables, tree and
 /// multiplexer messages; 121 B measured at l = 37, rounded up).
 const OT_ONLINE_PER_POSITION: u64 = 128;
+
+/// Bytes both parties send to set up one silent OT instance: IKNP's base
+/// OTs (32 B and 128 points) and its U for the setup round's base (padded
+/// to 128 OTs), then the setup round's corrections.
+fn silent_setup_bytes() -> u64 {
+    let iknp = 32 + 128 * 32 + 16 * SETUP.base_cots().div_ceil(128) * 128;
+    (iknp + 16 * SETUP.msg_blocks()) as u64
+}
+
+/// Offline bytes of `ots` OTs from one silent instance with `chosen` choice
+/// bits: the larger of the session's first phase (setup, then the rounds
+/// beyond the setup round's yield) and a later one (the rounds for all of
+/// them from an empty pool, plus a small round's worth of slack for a pool
+/// that holds a few).
+fn silent_bytes(ots: u64, chosen: u64) -> u64 {
+    if ots == 0 {
+        return 0;
+    }
+    let ots = ots as usize;
+    let bytes = |ps: Vec<crate::ot::silent::LpnParams>| -> u64 {
+        ps.iter().map(|p| 16 * p.msg_blocks() as u64).sum()
+    };
+    let setup_yield = SETUP.n() - MAIN.base_cots();
+    let first = silent_setup_bytes() + bytes(rounds_for(1, setup_yield, ots));
+    let later = bytes(rounds_for(1, 0, ots)) + 16 * SETUP.msg_blocks() as u64;
+    first.max(later) + chosen.div_ceil(8)
+}
 
 impl ServerModel {
     /// Expected traffic of one inference in `mode` (see the module docs).
@@ -43,15 +75,22 @@ impl ServerModel {
         match mode {
             ReluMode::Gc => PhaseBytes {
                 offline: he
-                    + positions * 16 * l
+                    + silent_bytes(positions * l, positions * l)
                     + relus * plan.relu.table_bytes() as u64
                     + identity * plan.trunc.table_bytes() as u64,
                 online: 8 * input + positions * (16 * l + 16),
             },
             ReluMode::Ot => {
-                let rots = plan.ot.as_ref().map_or(0, |s| s.rots_per_position() as u64);
+                let (leaves, random) = plan.ot.as_ref().map_or((0, 0), |s| {
+                    (
+                        s.leaf_rots_per_position() as u64,
+                        s.random_rots_per_position() as u64,
+                    )
+                });
                 PhaseBytes {
-                    offline: he + positions * 16 * rots + relus * 16,
+                    offline: he
+                        + silent_bytes(positions * (leaves + random), positions * leaves)
+                        + silent_bytes(relus, 0),
                     online: 8 * input + positions * OT_ONLINE_PER_POSITION,
                 }
             }

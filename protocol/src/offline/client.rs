@@ -10,14 +10,14 @@ use rand_chacha::ChaCha20Rng;
 use zeroize::Zeroizing;
 
 use super::gc::ClientGc;
-use super::ot::ClientOt;
+use super::ot;
 use super::{ClientActMaterial, ClientActivation, ClientPreprocessed};
 use crate::crypto::WipingRng;
 use crate::exec::off_executor;
 use crate::framing::{TAG_OFFLINE, recv_bulk, send_bulk, send_request};
 use crate::he::{HeClient, ServerReply, UniformShare};
 use crate::mode::ReluMode;
-use crate::ot::driver as ot;
+use crate::ot::SessionOts;
 use crate::plan::SessionPlan;
 use crate::report::Recorder;
 use crate::shares::Shares;
@@ -30,12 +30,14 @@ pub(crate) struct ClientParty<'a> {
     pub he: &'a Arc<HeClient>,
     pub rng: &'a mut ChaCha20Rng,
     pub mode: ReluMode,
+    /// The session's bulk OT.
+    pub ots: &'a mut SessionOts,
 }
 
 /// The client's activation protocol for one offline phase.
 enum Relu {
     Gc(ClientGc),
-    Ot(ClientOt),
+    Ot,
 }
 
 /// Requests and preprocesses inference `id`.
@@ -49,6 +51,7 @@ pub(crate) async fn run<C: Channel>(
         he,
         rng,
         mode,
+        ots,
     } = party;
     let ring = plan.ring;
     let net = &plan.network;
@@ -58,10 +61,10 @@ pub(crate) async fn run<C: Channel>(
     send_request(ch, TAG_OFFLINE, id).await?;
     ch.set_label("offline/setup");
     ch.flush().await?;
-    let mut receiver = ot::setup_receiver(ch, rng).await?;
+    super::client_ots(ch, ots, plan, mode, rng).await?;
     let mut relu = match mode {
-        ReluMode::Ot => Relu::Ot(ClientOt::setup(ch, plan, rng).await?),
-        ReluMode::Gc => Relu::Gc(ClientGc::setup(ch).await?),
+        ReluMode::Ot => Relu::Ot,
+        ReluMode::Gc => Relu::Gc(ClientGc::new(id)?),
     };
 
     let mut shares = Shares::new(plan);
@@ -117,14 +120,13 @@ pub(crate) async fn run<C: Channel>(
                 uniform[a.output] = Some(Arc::new(out_share));
                 let b = shares.get(a.input)?;
                 let material = match &mut relu {
-                    Relu::Ot(o) => {
-                        let mat = o.activation(ch, &mut receiver, plan, a, b, rng).await?;
+                    Relu::Ot => {
+                        let mat = ot::client_activation(ch, ots, plan, a, b, rng).await?;
                         storage += mat.storage_bytes();
                         ClientActMaterial::Ot(mat)
                     }
                     Relu::Gc(g) => {
-                        let (mat, bytes, tables) =
-                            g.activation(ch, &mut receiver, plan, k, b).await?;
+                        let (mat, bytes, tables) = g.activation(ch, ots, plan, k, b).await?;
                         storage += bytes;
                         table_bytes += tables;
                         ClientActMaterial::Gc(mat)
@@ -139,12 +141,13 @@ pub(crate) async fn run<C: Channel>(
         shares.release(plan, i, &reads);
         layers[i].offline = rec.finish_step(ch.meter(), step.name());
     }
+    ots.release_spare();
     let logits_share = Zeroizing::new(shares.take(net.output)?);
     storage += 8 * (input_mask.len() + logits_share.len()) as u64;
     let phase = rec.finish(ch.meter());
     let gc_nonce = match relu {
         Relu::Gc(g) => Some(g.nonce),
-        Relu::Ot(_) => None,
+        Relu::Ot => None,
     };
     Ok(ClientPreprocessed {
         id,

@@ -1,12 +1,14 @@
 //! Offline activations in GC mode, both parties.
 //!
-//! The server draws a fresh Δ per inference: it is the IKNP correlation and
-//! the free-XOR offset of every garbled sub-layer of the inference. For each
-//! non-empty sub-layer (ReLU, truncation only) the client obtains the labels
-//! of the bits of its share b by correlated OT (the OT outputs are the input
-//! labels, nothing else is sent), and the server garbles the sub-layer with
-//! those zero labels and fresh pads p, streaming the tables chunk by chunk
-//! as they are made.
+//! The session's Δ, the correlation of its bulk OT (server → client), is the
+//! free-XOR offset of every garbled sub-layer of every inference of the
+//! session; inference i garbles with its own garbler whose nonce is i, so
+//! no hash tweak repeats under Δ (the `gc` module docs, *One Δ per session*,
+//! give the argument). For each non-empty sub-layer (ReLU, truncation only)
+//! the client obtains the labels of the bits of its share b by correlated OT
+//! (the OT outputs are the input labels; one choice bit per label is sent),
+//! and the server garbles the sub-layer with those zero labels and fresh
+//! pads p, streaming the tables chunk by chunk as they are made.
 
 use std::sync::Arc;
 
@@ -20,8 +22,7 @@ use crate::exec::join;
 use crate::gc::{
     ClientLabels, Delta, GarbledTables, Garbler, GcNonce, ServerInputLabels, TablesAssembler,
 };
-use crate::ot::driver as ot;
-use crate::ot::{CorrelatedZeros, Receiver, Sender};
+use crate::ot::{CorrelatedZeros, SessionOts};
 use crate::plan::{SessionPlan, Sub};
 use crate::ring;
 use crate::transport::Channel;
@@ -67,24 +68,24 @@ impl ClientGcActivation {
 
 /// The server's GC state through one offline phase.
 pub(super) struct ServerGc {
-    sender: Sender,
     /// Returned by the garbling worker after every sub-layer.
     garbler: Option<Garbler>,
 }
 
 impl ServerGc {
-    /// Fresh Δ and base OTs; sends the garbler's public nonce.
-    pub(super) async fn setup<C: Channel>(ch: &mut C, rng: &mut ChaCha20Rng) -> Result<Self> {
-        let delta = Delta::random(rng);
-        let sender = ot::setup_sender(ch, rng, Some(delta.block())).await?;
-        let g = Garbler::with_delta(delta, fork_chacha(rng));
-        // The garbler's public random nonce separates its hash tweaks from those
-        // of every other garbler under any Δ; the evaluator needs it online.
-        ch.send(&g.nonce().to_bytes()).await?;
-        Ok(Self {
-            sender,
-            garbler: Some(g),
-        })
+    /// The garbler of inference `id`: the session's Δ (the bulk OT's
+    /// correlation, set up before) and nonce `id`. Nothing is sent: the
+    /// client knows the nonce.
+    pub(super) fn new(ots: &SessionOts, id: u64, rng: &mut ChaCha20Rng) -> Result<Self> {
+        let delta = ots
+            .delta()
+            .ok_or(Error::Internal("GC offline phase before the bulk OT setup"))?;
+        let g = Garbler::with_delta_and_nonce(
+            Delta::from_block(delta)?,
+            GcNonce::new(id)?,
+            fork_chacha(rng),
+        );
+        Ok(Self { garbler: Some(g) })
     }
 
     /// Garbles activation `k` (of `numel` positions) and streams its tables.
@@ -92,6 +93,7 @@ impl ServerGc {
     pub(super) async fn activation<C: Channel>(
         &mut self,
         ch: &mut C,
+        ots: &mut SessionOts,
         plan: &Arc<SessionPlan>,
         k: usize,
         numel: usize,
@@ -105,7 +107,7 @@ impl ServerGc {
             if idx.is_empty() {
                 continue;
             }
-            let zero = ot::send_correlated(ch, &mut self.sender, idx.len() * l).await?;
+            let zero = ots.sender()?.send_correlated(ch, idx.len() * l).await?;
             let sub_pads: Vec<u64> = idx.iter().map(|&p| pads[p]).collect();
             let g = self
                 .garbler
@@ -178,10 +180,11 @@ pub(super) struct ClientGc {
 }
 
 impl ClientGc {
-    /// Receives the garbler's nonce (after the base OTs).
-    pub(super) async fn setup<C: Channel>(ch: &mut C) -> Result<Self> {
-        let nonce = GcNonce::from_bytes(&ch.recv(GcNonce::BYTES).await?)?;
-        Ok(Self { nonce })
+    /// The state of inference `id`: the garbler's nonce is `id`.
+    pub(super) fn new(id: u64) -> Result<Self> {
+        Ok(Self {
+            nonce: GcNonce::new(id)?,
+        })
     }
 
     /// Obtains the input labels of activation `k` for the client's share `b`
@@ -190,7 +193,7 @@ impl ClientGc {
     pub(super) async fn activation<C: Channel>(
         &mut self,
         ch: &mut C,
-        receiver: &mut Receiver,
+        ots: &mut SessionOts,
         plan: &SessionPlan,
         k: usize,
         b: &[u64],
@@ -211,7 +214,7 @@ impl ClientGc {
             for &p in idx {
                 bits.extend((0..l).map(|j| (b[p] >> j) & 1 == 1));
             }
-            let got = ot::receive_correlated(ch, receiver, &bits).await;
+            let got = ots.receiver()?.receive_correlated(ch, &bits).await;
             bits.zeroize();
             let labels = ClientLabels::from_blocks(plan.act, n, got?)?;
             let mut asm = TablesAssembler::new(which.circuit(plan), which.layer(k), n)?;

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha20Rng;
 use zeroize::Zeroizing;
 
 use super::gc::ServerGc;
-use super::ot::ServerOt;
+use super::ot;
 use super::{ServerActivation, ServerPreprocessed};
 use crate::Result;
 use crate::crypto::WipingRng;
@@ -16,6 +16,7 @@ use crate::exec::off_executor;
 use crate::framing::{recv_bulk, send_bulk};
 use crate::he::{ClientUpload, HeServer};
 use crate::mode::ReluMode;
+use crate::ot::SessionOts;
 use crate::plan::SecretModel;
 use crate::report::Recorder;
 use crate::transport::Channel;
@@ -26,12 +27,14 @@ pub(crate) struct ServerParty<'a> {
     pub he: &'a Arc<HeServer>,
     pub rng: &'a mut ChaCha20Rng,
     pub mode: ReluMode,
+    /// The session's bulk OT.
+    pub ots: &'a mut SessionOts,
 }
 
 /// The server's activation protocol for one offline phase.
 enum Relu {
     Gc(Box<ServerGc>),
-    Ot(ServerOt),
+    Ot,
 }
 
 /// Preprocesses inference `id` (its request already read and checked).
@@ -47,14 +50,16 @@ pub(crate) async fn run<C: Channel>(
         he,
         rng,
         mode,
+        ots,
     } = party;
     let plan = model.plan.clone();
     let mut layers = plan.template.clone();
 
     ch.set_label("offline/setup");
+    super::server_ots(ch, ots, &plan, mode, rng).await?;
     let mut relu = match mode {
-        ReluMode::Ot => Relu::Ot(ServerOt::setup(ch, &plan, rng).await?),
-        ReluMode::Gc => Relu::Gc(Box::new(ServerGc::setup(ch, rng).await?)),
+        ReluMode::Ot => Relu::Ot,
+        ReluMode::Gc => Relu::Gc(Box::new(ServerGc::new(ots, id, rng)?)),
     };
 
     let mut masks = vec![Zeroizing::new(Vec::new()); plan.he_plans.len()];
@@ -85,14 +90,16 @@ pub(crate) async fn run<C: Channel>(
             Step::Add(_) => {}
             Step::Activation(a) => {
                 let act = match &mut relu {
-                    Relu::Ot(o) => {
-                        let mat = o.activation(ch, &plan, a, rng).await?;
+                    Relu::Ot => {
+                        let mat = ot::server_activation(ch, ots, &plan, a, rng).await?;
                         storage += mat.storage_bytes();
                         ServerActivation::Ot(mat)
                     }
                     Relu::Gc(g) => {
                         let k = acts.len();
-                        let (mat, bytes) = g.activation(ch, &plan, k, a.shape.numel(), rng).await?;
+                        let (mat, bytes) = g
+                            .activation(ch, ots, &plan, k, a.shape.numel(), rng)
+                            .await?;
                         storage += bytes;
                         ServerActivation::Gc(Box::new(mat))
                     }
@@ -104,6 +111,7 @@ pub(crate) async fn run<C: Channel>(
         layers[i].offline = rec.finish_step(ch.meter(), step.name());
     }
     ch.flush().await?;
+    ots.release_spare();
     let phase = rec.finish(ch.meter());
     Ok(ServerPreprocessed {
         id,

@@ -28,9 +28,13 @@
 //! Since b is fixed offline, every OT in which the client is the receiver
 //! has its choice either known offline (the leaves: the bits of y) or
 //! random and corrected online (Beaver, "Precomputing oblivious transfer",
-//! CRYPTO 1995). Offline, per position, from IKNP random OTs with the
-//! server as sender ([`Schedule::rots_per_position`], 49 at l = 37, f = 12,
-//! m = 4):
+//! CRYPTO 1995). Offline, per position, from the session's bulk OT
+//! ([`crate::ot::bulk`]: silent COT by default) with the server as sender,
+//! [`Schedule::rots_per_position`] random OTs (49 at l = 37, f = 12,
+//! m = 4), in two batches per layer: the leaves' with the client's chosen
+//! choices ([`Schedule::leaf_rots_per_position`], 36), then the others
+//! with random choices ([`Schedule::random_rots_per_position`], 13), which
+//! silent OT delivers without a byte of its own:
 //! - leaves: one 1-out-of-2^m OT per m-bit chunk, built from m random
 //!   1-out-of-2 OTs (Naor-Pinkas style: the pad of entry i is the XOR
 //!   over t of entry i's 4-bit slot of H(K_t^(i_t), tweak(t)), H the TCCR
@@ -38,17 +42,19 @@
 //!   of its own under a key the receiver lacks, see `leaf_pad_bits`).
 //!   The client's choice is its chunk of y, so
 //!   these OTs are fully done offline; online only the server's table moves.
-//!   We chose log N 1-of-2 OTs over KK13 to reuse the existing IKNP: it costs
-//!   m·κ bits per leaf instead of 2κ, i.e. (l − 1)·16 B per position.
+//!   We chose log N 1-of-2 OTs over KK13 to reuse the 1-of-2 OT extension:
+//!   with silent OT each costs its choice bit, (l − 1) bits per position
+//!   (with IKNP m·κ bits per leaf instead of KK13's 2κ).
 //! - AND tree: per AND gate two random OTs (one per cross term; the gates
 //!   of one node that share an operand share one OT), choice random. The
 //!   first level is free: its operands are leaves, so each cross term is a
 //!   function of one chunk of y times a bit the server knows, and the server
 //!   puts it into that chunk's table (4 bits per entry instead of 2). At
-//!   l = 37 this saves 12 of 22 tree OTs (192 B per position) and a round trip.
+//!   l = 37 this saves 12 of 22 tree OTs and a round trip.
 //! - final: one 1-out-of-8 OT (3 random OTs) for the output conversion.
-//! - one random OT in the other direction (client sender) per ReLU position
-//!   for the multiplexer's client-side term.
+//! - one random OT in the other direction (client sender, the server's
+//!   choice random) per ReLU position for the multiplexer's client-side
+//!   term, from the session's second bulk OT instance.
 //!
 //! The server's own shares of every tree node never depend on a: they are
 //! its random bits and products of them, so it draws them from a seed fixed
@@ -71,22 +77,26 @@
 //! Round trips per activation layer: levels + 2 (levels = 3 at l = 37,
 //! f = 12, m = 4), against 1 for a garbled-circuit layer.
 //!
-//! Traffic per ReLU position at l = 37, f = 12: offline 49 + 1 random OTs
-//! at 16 B (IKNP's κ bits per OT) = 800 B; online 68 B of tables, about 6 B
-//! of tree messages, 37 B of final messages, 9 B back: about 0.92 KB in all
-//! (CrypTFlow2 reports 0.5-0.6 KB with KK13 1-of-16 OT, which costs 2κ bits
-//! per leaf instead of our 4κ).
+//! Traffic per ReLU position at l = 37, f = 12: offline the 36 leaf choice
+//! bits (4.5 B) and the silent rounds' share of 49 + 1 OTs (0.027 B each,
+//! 1.3 B), about 6 B (with IKNP: 50 random OTs at 16 B = 800 B); online
+//! 68 B of tables, about 6 B of tree messages, 37 B of final messages, 9 B
+//! back: about 0.13 KB in all (CrypTFlow2 on Ferret about 0.16 KB at
+//! l = 32, SecONNds' figure).
 //!
 //! # Identity positions
 //! They need the same two carries (the exact truncation needs e), so they
 //! run the same comparison, but no multiplexer: D = 1, no reverse OT, and
 //! their final message is one value.
 //!
-//! Security: semi-honest, 128-bit computational (IKNP, TCCR); every
+//! Security: semi-honest, 128-bit computational (silent OT under LPN, IKNP,
+//! TCCR); every
 //! message the client sees is masked by a one-time pad (an OT pad or a
 //! fresh server share), every bit the server sees is a choice corrected by a
 //! uniform secret choice or a value masked by r. All material is fresh per
-//! inference and consumed by value.
+//! inference and consumed by value: the bulk OT instances live as long as
+//! the session but hand out each OT once, and the random OTs are hashed
+//! under their session-wide index.
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -285,9 +295,23 @@ impl Schedule {
         self.ring
     }
 
-    /// Random OTs (server sender, client receiver) per position.
+    /// Random OTs (server sender, client receiver) per position: the
+    /// leaves' ([`Self::leaf_rots_per_position`]) and the others
+    /// ([`Self::random_rots_per_position`]).
     pub fn rots_per_position(&self) -> usize {
         self.leaf_rots + self.tree_rots + FINAL_ROTS
+    }
+
+    /// Random OTs per position whose choices the client fixes offline (the
+    /// bits of y: l − 1).
+    pub fn leaf_rots_per_position(&self) -> usize {
+        self.leaf_rots
+    }
+
+    /// Random OTs per position with uniformly random choices (the AND tree's
+    /// and the final 1-of-8 OT's).
+    pub fn random_rots_per_position(&self) -> usize {
+        self.tree_rots + FINAL_ROTS
     }
 
     /// Levels of the AND tree (online round trips per layer are this + 2).
@@ -308,18 +332,16 @@ impl Schedule {
         self.leaf_rots + self.tree_rots
     }
 
-    /// The client's choice bits for the random OTs of its positions with
-    /// shares `b`: the bits of y (leaves), then uniform bits from `rng`.
-    pub fn client_choices<R: RngCore + ?Sized>(&self, b: &[u64], rng: &mut R) -> Vec<bool> {
-        let per = self.rots_per_position();
-        let mut out = Vec::with_capacity(b.len() * per);
-        let mut bits = RandBits::default();
+    /// The client's choice bits for the leaf OTs of its positions with
+    /// shares `b`: the bits of y, [`Self::leaf_rots_per_position`] per
+    /// position (the other OTs take random choices).
+    pub fn client_leaf_choices(&self, b: &[u64]) -> Vec<bool> {
+        let mut out = Vec::with_capacity(b.len() * self.leaf_rots);
         for &bv in b {
             let y = self.y(bv);
             for &(lo, w) in &self.chunks {
                 out.extend((0..w).map(|t| (y >> (lo + t)) & 1 == 1));
             }
-            out.extend((0..self.tree_rots + FINAL_ROTS).map(|_| bits.next(rng) == 1));
         }
         out
     }
@@ -515,24 +537,33 @@ impl Drop for ServerMaterial {
 }
 
 impl ServerMaterial {
-    /// Builds the material from the random OTs: `pairs` (this side as sender,
-    /// [`Schedule::rots_per_position`] per position), and per ReLU position
-    /// the reverse OT's random choice and received message.
+    /// Builds the material from the random OTs (this side as sender):
+    /// `leaves` with the client's chosen choices
+    /// ([`Schedule::leaf_rots_per_position`] per position), `random` with
+    /// random choices ([`Schedule::random_rots_per_position`] per
+    /// position), and per ReLU position the reverse OT's random choice and
+    /// received message.
     ///
     /// # Errors
     /// [`Error::BadInput`] if the lengths do not fit the schedule.
     pub fn new<R: RngCore + ?Sized>(
         sched: &Schedule,
         relu: Vec<bool>,
-        pairs: &[[Block; 2]],
+        leaves: &[[Block; 2]],
+        random: &[[Block; 2]],
         rev_choice: &[bool],
         rev_got: &[Block],
         rng: &mut R,
     ) -> Result<Self> {
         let n = relu.len();
         let per = sched.rots_per_position();
+        let (nl, nr) = (sched.leaf_rots, sched.random_rots_per_position());
         let n_relu = relu.iter().filter(|&&r| r).count();
-        if pairs.len() != n * per || rev_choice.len() != n_relu || rev_got.len() != n_relu {
+        if leaves.len() != n * nl
+            || random.len() != n * nr
+            || rev_choice.len() != n_relu
+            || rev_got.len() != n_relu
+        {
             return Err(Error::BadInput(
                 "OT ReLU: random OTs do not fit the layer".into(),
             ));
@@ -543,19 +574,21 @@ impl ServerMaterial {
         let mut h = PadHasher::new();
         for start in (0..n).step_by(PAD_BATCH) {
             let end = (start + PAD_BATCH).min(n);
+            // Tweaks number the OTs position-major, leaves then tree then
+            // final, as if all came in one batch.
             for p in start..end {
                 let base = p * per;
                 for &(lo, w) in &sched.chunks {
-                    let g = base + (lo as usize);
+                    let (g, k) = (base + lo as usize, p * nl + lo as usize);
                     for t in 0..w as usize {
-                        h.push(pairs[g + t][0], g + t, 0);
-                        h.push(pairs[g + t][1], g + t, 0);
+                        h.push(leaves[k + t][0], g + t, 0);
+                        h.push(leaves[k + t][1], g + t, 0);
                     }
                 }
-                let g = base + sched.final_off();
+                let (g, k) = (base + sched.final_off(), p * nr + sched.tree_rots);
                 for s in 0..8 {
                     for t in 0..FINAL_ROTS {
-                        h.push(pairs[g + t][(s >> t) & 1], g + t, s);
+                        h.push(random[k + t][(s >> t) & 1], g + t, s);
                     }
                 }
             }
@@ -585,8 +618,8 @@ impl ServerMaterial {
         }
         let mut tree_pads = Vec::with_capacity(n * sched.tree_rots);
         for p in 0..n {
-            let g = p * per + sched.leaf_rots;
-            for pair in &pairs[g..g + sched.tree_rots] {
+            let g = p * nr;
+            for pair in &random[g..g + sched.tree_rots] {
                 tree_pads.push((pair[0].0 & 3) as u8 | (((pair[1].0 & 3) as u8) << 2));
             }
         }
@@ -646,9 +679,11 @@ impl Drop for ClientMaterial {
 }
 
 impl ClientMaterial {
-    /// Builds the material from the random OTs: `choices` from
-    /// [`Schedule::client_choices`] on `b`, `got` the received messages, and
-    /// per ReLU position the pairs of the reverse OT (this side as sender).
+    /// Builds the material from the random OTs (this side as receiver):
+    /// `leaves`, the messages chosen by [`Schedule::client_leaf_choices`] on
+    /// `b`; `choices` and `random`, the random choices and messages of the
+    /// other OTs; and per ReLU position the pairs of the reverse OT (this
+    /// side as sender).
     ///
     /// # Errors
     /// [`Error::BadInput`] if the lengths do not fit the schedule.
@@ -656,16 +691,19 @@ impl ClientMaterial {
         sched: &Schedule,
         relu: Vec<bool>,
         b: Vec<u64>,
+        leaves: &[Block],
         choices: &[bool],
-        got: &[Block],
+        random: &[Block],
         rev_pairs: &[[Block; 2]],
     ) -> Result<Self> {
         let n = relu.len();
         let per = sched.rots_per_position();
+        let (nl, nr) = (sched.leaf_rots, sched.random_rots_per_position());
         let n_relu = relu.iter().filter(|&&r| r).count();
         if b.len() != n
-            || choices.len() != n * per
-            || got.len() != n * per
+            || leaves.len() != n * nl
+            || choices.len() != n * nr
+            || random.len() != n * nr
             || rev_pairs.len() != n_relu
         {
             return Err(Error::BadInput(
@@ -683,16 +721,16 @@ impl ClientMaterial {
             for (p, fc) in final_choice.iter_mut().enumerate().take(end).skip(start) {
                 let base = p * per;
                 for &(lo, w) in &sched.chunks {
-                    let g = base + lo as usize;
+                    let (g, k) = (base + lo as usize, p * nl + lo as usize);
                     for t in 0..w as usize {
-                        h.push(got[g + t], g + t, 0);
+                        h.push(leaves[k + t], g + t, 0);
                     }
                 }
-                let g = base + sched.final_off();
-                let s = (0..FINAL_ROTS).fold(0usize, |s, t| s | (usize::from(choices[g + t]) << t));
+                let (g, k) = (base + sched.final_off(), p * nr + sched.tree_rots);
+                let s = (0..FINAL_ROTS).fold(0usize, |s, t| s | (usize::from(choices[k + t]) << t));
                 *fc = s as u8;
                 for t in 0..FINAL_ROTS {
-                    h.push(got[g + t], g + t, s);
+                    h.push(random[k + t], g + t, s);
                 }
             }
             let out = h.run();
@@ -718,9 +756,9 @@ impl ClientMaterial {
         }
         let mut tree = Vec::with_capacity(n * sched.tree_rots);
         for p in 0..n {
-            let g = p * per + sched.leaf_rots;
+            let g = p * nr;
             for j in g..g + sched.tree_rots {
-                tree.push((got[j].0 & 3) as u8 | (u8::from(choices[j]) << 2));
+                tree.push((random[j].0 & 3) as u8 | (u8::from(choices[j]) << 2));
             }
         }
         Ok(Self {

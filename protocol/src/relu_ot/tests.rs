@@ -1,6 +1,7 @@
 //! Both parties of the OT ReLU driven in one test, with an ideal random-OT
-//! functionality standing in for IKNP (the IKNP drivers have their own tests;
-//! the offline/online drivers and the end-to-end tests run the real thing).
+//! functionality standing in for the bulk OT (the OT drivers have their own
+//! tests; the offline/online drivers and the end-to-end tests run the real
+//! thing).
 
 use std::sync::Arc;
 
@@ -25,6 +26,26 @@ fn ideal_rot(rng: &mut ChaCha20Rng, choices: &[bool]) -> (Vec<[Block; 2]>, Vec<B
     (pairs, got)
 }
 
+/// The random OTs of one layer from the ideal functionality: (server's
+/// leaf pairs, random pairs), (client's leaf messages, random choices,
+/// random messages).
+#[allow(clippy::type_complexity)]
+fn layer_ots(
+    sched: &Schedule,
+    b: &[u64],
+    rng: &mut ChaCha20Rng,
+) -> (
+    (Vec<[Block; 2]>, Vec<[Block; 2]>),
+    (Vec<Block>, Vec<bool>, Vec<Block>),
+) {
+    let (leaf_pairs, leaves) = ideal_rot(rng, &sched.client_leaf_choices(b));
+    let choices: Vec<bool> = (0..b.len() * sched.random_rots_per_position())
+        .map(|_| rng.next_u32() & 1 == 1)
+        .collect();
+    let (rand_pairs, random) = ideal_rot(rng, &choices);
+    ((leaf_pairs, rand_pairs), (leaves, choices, random))
+}
+
 /// Runs one layer on shares (a, b) of z; returns (server shares, client r,
 /// bytes server→client, bytes client→server, round trips).
 fn run(ring: RingParams, z: &[u64], relu: &[bool], seed: u64) -> (Vec<u64>, Vec<u64>) {
@@ -39,21 +60,21 @@ fn run(ring: RingParams, z: &[u64], relu: &[bool], seed: u64) -> (Vec<u64>, Vec<
         .collect();
     let r: Vec<u64> = (0..n).map(|_| rng.next_u64() & ring.mask()).collect();
     // Offline.
-    let choices = sched.client_choices(&b, &mut rng);
-    let (pairs, got) = ideal_rot(&mut rng, &choices);
+    let ((lp, rp), (lg, rc, rg)) = layer_ots(&sched, &b, &mut rng);
     let n_relu = relu.iter().filter(|&&x| x).count();
     let rev_choice: Vec<bool> = (0..n_relu).map(|_| rng.next_u32() & 1 == 1).collect();
     let (rev_pairs, rev_got) = ideal_rot(&mut rng, &rev_choice);
     let smat = ServerMaterial::new(
         &sched,
         relu.to_vec(),
-        &pairs,
+        &lp,
+        &rp,
         &rev_choice,
         &rev_got,
         &mut rng,
     )
     .unwrap();
-    let cmat = ClientMaterial::new(&sched, relu.to_vec(), b, &choices, &got, &rev_pairs).unwrap();
+    let cmat = ClientMaterial::new(&sched, relu.to_vec(), b, &lg, &rc, &rg, &rev_pairs).unwrap();
     // Online.
     let (mut server, mut msg) = ServerRun::start(sched.clone(), smat, &a).unwrap();
     let mut client = ClientRun::new(sched.clone(), cmat, r.clone()).unwrap();
@@ -167,6 +188,10 @@ fn schedule_at_default_parameters() {
     // 36 leaf OTs; tree: the first level (pairs of leaves) is free, then
     // low 2 (gt only), high 3 + 3, root 2; final 3.
     assert_eq!(s.rots_per_position(), 36 + 2 + 6 + 2 + 3);
+    assert_eq!(
+        (s.leaf_rots_per_position(), s.random_rots_per_position()),
+        (36, 13)
+    );
     assert_eq!(s.levels(), 3);
     assert_eq!(s.round_trips(), 5);
     // Tables: 8 paired chunks at 4 bits per entry, the lowest at 2.
@@ -181,12 +206,12 @@ fn malformed_messages_are_peer_errors() {
     let n = 5;
     let relu = vec![true; n];
     let b: Vec<u64> = (0..n).map(|_| rng.next_u64() & ring.mask()).collect();
-    let choices = sched.client_choices(&b, &mut rng);
-    let (pairs, got) = ideal_rot(&mut rng, &choices);
-    let rc: Vec<bool> = vec![false; n];
-    let (rp, rg) = ideal_rot(&mut rng, &rc);
-    let smat = ServerMaterial::new(&sched, relu.clone(), &pairs, &rc, &rg, &mut rng).unwrap();
-    let cmat = ClientMaterial::new(&sched, relu, b, &choices, &got, &rp).unwrap();
+    let ((lp, rp), (lg, rc, rg)) = layer_ots(&sched, &b, &mut rng);
+    let rev_c: Vec<bool> = vec![false; n];
+    let (rev_p, rev_g) = ideal_rot(&mut rng, &rev_c);
+    let smat =
+        ServerMaterial::new(&sched, relu.clone(), &lp, &rp, &rev_c, &rev_g, &mut rng).unwrap();
+    let cmat = ClientMaterial::new(&sched, relu, b, &lg, &rc, &rg, &rev_p).unwrap();
     let (mut server, msg) = ServerRun::start(sched.clone(), smat, &[0; 5]).unwrap();
     let mut client = ClientRun::new(sched.clone(), cmat, vec![0; n]).unwrap();
     // Short leaf message.
@@ -205,20 +230,34 @@ fn malformed_messages_are_peer_errors() {
     ));
     // Shares that do not fit the material.
     let smat2 = {
-        let (p, _) = ideal_rot(&mut rng, &vec![false; sched.rots_per_position()]);
+        let ((lp, rp), _) = layer_ots(&sched, &[0], &mut rng);
         let (_, rg) = ideal_rot(&mut rng, &[false]);
-        ServerMaterial::new(&sched, vec![true], &p, &[false], &rg, &mut rng).unwrap()
+        ServerMaterial::new(&sched, vec![true], &lp, &rp, &[false], &rg, &mut rng).unwrap()
     };
     assert!(matches!(
         ServerRun::start(sched.clone(), smat2, &[0, 0]),
         Err(Error::BadInput(_))
     ));
-    // Random OTs that do not fit the layer.
+    // Random OTs that do not fit the layer: too few, or the two batches
+    // swapped.
+    let ((lp, rp), (lg, rc, rg)) = layer_ots(&sched, &[0], &mut rng);
     let (p, _) = ideal_rot(&mut rng, &[false; 3]);
+    let one = [false];
+    let zero = [Block::ZERO];
     assert!(matches!(
-        ServerMaterial::new(&sched, vec![true], &p, &[false], &[Block::ZERO], &mut rng),
+        ServerMaterial::new(&sched, vec![true], &p, &rp, &one, &zero, &mut rng),
         Err(Error::BadInput(_))
     ));
+    assert!(matches!(
+        ServerMaterial::new(&sched, vec![true], &rp, &lp, &one, &zero, &mut rng),
+        Err(Error::BadInput(_))
+    ));
+    let pair = [[Block::ZERO; 2]];
+    assert!(matches!(
+        ClientMaterial::new(&sched, vec![true], vec![0], &rg, &rc, &lg, &pair),
+        Err(Error::BadInput(_))
+    ));
+    assert!(ClientMaterial::new(&sched, vec![true], vec![0], &lg, &rc, &rg, &pair).is_ok());
 }
 
 /// The millionaires' part alone: after the last tree level the XOR of the
@@ -266,13 +305,12 @@ fn comparison_shares_are_the_plaintext_carries() {
             .iter()
             .map(|&(a1, _)| a1.wrapping_sub(half) & m)
             .collect();
-        let choices = sched.client_choices(&b, &mut rng);
-        let (ot_pairs, got) = ideal_rot(&mut rng, &choices);
-        let rc: Vec<bool> = vec![true; n];
-        let (rp, rg) = ideal_rot(&mut rng, &rc);
+        let ((lp, rp), (lg, rc, rg)) = layer_ots(&sched, &b, &mut rng);
+        let rev_c: Vec<bool> = vec![true; n];
+        let (rev_p, rev_g) = ideal_rot(&mut rng, &rev_c);
         let smat =
-            ServerMaterial::new(&sched, relu.clone(), &ot_pairs, &rc, &rg, &mut rng).unwrap();
-        let cmat = ClientMaterial::new(&sched, relu, b, &choices, &got, &rp).unwrap();
+            ServerMaterial::new(&sched, relu.clone(), &lp, &rp, &rev_c, &rev_g, &mut rng).unwrap();
+        let cmat = ClientMaterial::new(&sched, relu, b, &lg, &rc, &rg, &rev_p).unwrap();
         let (mut server, mut msg) = ServerRun::start(sched.clone(), smat, &a).unwrap();
         let mut client = ClientRun::new(sched.clone(), cmat, vec![0; n]).unwrap();
         // Leaves and every tree level, until the client asks for the final OT.

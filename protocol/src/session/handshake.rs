@@ -26,7 +26,10 @@ use crate::{Error, Misbehavior, Result};
 
 /// Version of the wire protocol; both parties must run the same.
 /// 2: garbled tables with three-halves AND gates ([`crate::gc::Scheme`]).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: silent OT for all bulk OT, set up once per session
+/// ([`crate::ot::bulk`]); GC mode under one Δ per session, no garbler nonce
+/// on the wire.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest architecture message accepted (pixel masks of large networks).
 pub const MAX_HELLO_BYTES: usize = 32 << 20;
 
@@ -160,6 +163,7 @@ impl ServerSession {
                     relu_mode,
                     max_pending: limits.max_pending as usize,
                     pending: BTreeMap::new(),
+                    ots: Default::default(),
                 })
             }
             Some((&TAG_REFUSE, reason)) => Err(Error::Incompatible(format!(
@@ -228,6 +232,7 @@ impl ClientSession {
             next_id: 0,
             relu_mode: config.relu,
             consumed: AtomicU64::new(0),
+            ots: Default::default(),
         })
     }
 }

@@ -94,6 +94,7 @@ use rand_chacha::ChaCha20Rng;
 use crate::framing::{Request, recv_request, send_close};
 use crate::he::{HeClient, HeServer};
 use crate::offline::{ClientPreprocessed, ServerPreprocessed};
+use crate::ot::SessionOts;
 use crate::plan::SessionPlan;
 use crate::report::{ClientReport, Recorder, ServerReport};
 use crate::transport::Channel;
@@ -119,6 +120,8 @@ pub struct ServerSession {
     max_pending: usize,
     /// Preprocessed inferences waiting for their online phase, by number.
     pending: BTreeMap<u64, ServerPreprocessed>,
+    /// The session's bulk OT (set up by the first offline phase).
+    ots: SessionOts,
 }
 
 /// The client's side of an established session.
@@ -132,6 +135,8 @@ pub struct ClientSession {
     relu_mode: ReluMode,
     /// Online phases started (each consumes one preprocessed inference).
     consumed: AtomicU64,
+    /// The session's bulk OT (set up by the first offline phase).
+    ots: SessionOts,
 }
 
 impl ServerSession {
@@ -266,8 +271,16 @@ impl ServerSession {
             he: &self.he,
             rng: &mut self.rng,
             mode: self.relu_mode,
+            ots: &mut self.ots,
         };
         crate::offline::server::run(ch, party, id, rec).await
+    }
+
+    /// The correlation Δ of the session's bulk OT (server → client), once
+    /// the first offline phase has set it up.
+    #[cfg(test)]
+    pub(crate) fn ot_delta(&self) -> Option<crate::crypto::Block> {
+        self.ots.delta()
     }
 
     /// Checks the requested inference number and counts it.
@@ -325,6 +338,7 @@ impl ClientSession {
             he: &self.he,
             rng: &mut self.rng,
             mode: self.relu_mode,
+            ots: &mut self.ots,
         };
         crate::offline::client::run(ch, party, id).await
     }
