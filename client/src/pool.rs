@@ -269,37 +269,9 @@ impl Pool {
     }
 }
 
-/// A byte count as given on a command line: a number with an optional
-/// decimal (`K`, `M`, `G`) or binary (`KiB`, `MiB`, `GiB`) suffix
-/// (`--pool-bytes` of `pi-client` and `pi-bench`).
-///
-/// # Errors
-/// A message naming the text, for an unknown unit, a non-number or a value
-/// out of range.
-pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        u => return Err(format!("unknown unit {u:?} in {s:?}")),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte count"))?;
-    let bytes = v * mult as f64;
-    if !(bytes.is_finite() && (0.0..1.8e19).contains(&bytes)) {
-        return Err(format!("{s:?} is out of range"));
-    }
-    Ok(bytes as u64)
-}
+/// A byte count as given on a command line (`--pool-bytes`); the same
+/// parser as `pi-server --pending-bytes`.
+pub use pi_server::cli::parse_bytes;
 
 /// Awaits an answer from [`Pool::submit_at`].
 ///

@@ -29,6 +29,11 @@ pub enum Error {
     /// characters and cut to [`crate::transport::MAX_ABORT_REASON`] bytes.
     #[error("the peer ended the session: {0}")]
     Aborted(String),
+    /// This side cannot take the request now: a resource budget is used up
+    /// (the server's memory budget for preprocessed material). Retrying
+    /// after pending work completes may succeed.
+    #[error("busy: {0}")]
+    Busy(String),
     /// A phase of the session (handshake, waiting for a request, offline,
     /// online) ran past its absolute deadline, however steadily bytes arrived.
     #[error("the {phase} phase ran past its deadline of {} s", .limit.as_secs_f64())]

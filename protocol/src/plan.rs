@@ -191,6 +191,44 @@ pub(crate) fn client_storage_bytes(plan: &SessionPlan) -> u64 {
     storage
 }
 
+/// Bytes the server holds per preprocessed inference in `mode`, as
+/// [`ServerPreprocessed::storage_bytes`] will count them, from the plan
+/// alone: the mask s of every linear layer's output, and per activation
+/// position in GC mode its pad and its input labels (l per position), in
+/// OT mode [`ServerMaterial::planned_storage_bytes`]. The server reserves
+/// this in its pending-material budget before each offline phase.
+///
+/// [`ServerPreprocessed::storage_bytes`]: crate::offline::ServerPreprocessed::storage_bytes
+/// [`ServerMaterial::planned_storage_bytes`]: crate::relu_ot::ServerMaterial::planned_storage_bytes
+///
+/// # Errors
+/// [`Error::Incompatible`] for OT mode under ring parameters it does not
+/// support.
+pub(crate) fn server_storage_bytes(plan: &SessionPlan, mode: crate::mode::ReluMode) -> Result<u64> {
+    let l = plan.ring.bits() as u64;
+    let mut storage: u64 = plan
+        .he_plans
+        .iter()
+        .map(|hp| 8 * hp.shape().output_len() as u64)
+        .sum();
+    let ot = match mode {
+        crate::mode::ReluMode::Gc => None,
+        crate::mode::ReluMode::Ot => Some(plan.ot.as_deref().ok_or_else(no_ot)?),
+    };
+    for split in &plan.splits {
+        let positions = split.relu.len() + split.trunc.len();
+        storage += match ot {
+            Some(sched) => crate::relu_ot::ServerMaterial::planned_storage_bytes(
+                sched,
+                positions,
+                split.relu.len(),
+            ),
+            None => (8 + 16 * l) * positions as u64,
+        };
+    }
+    Ok(storage)
+}
+
 /// The HE layer shape of one linear step of a `pi_models` network. Global
 /// average pooling is folded into the FC (models crate docs), so the FC reads
 /// the whole C·H·W feature map.

@@ -53,7 +53,10 @@ async fn preprocessed_inferences_are_spent_in_any_order_and_bit_exact() {
     let model = model(3);
     let xs: Vec<Vec<u64>> = (0..3).map(|i| random_input(&model, 30 + i)).collect();
     let (cs, mut cc) = memory_pair();
-    let limits = ServerLimits { max_pending: 3 };
+    let limits = ServerLimits {
+        max_pending: 3,
+        ..ServerLimits::default()
+    };
     let ((reports, served), client) = tokio::join!(serve(cs, &model, limits), async {
         let mut c = ClientSession::handshake_with_rng(
             &mut cc,
@@ -153,8 +156,16 @@ async fn a_second_online_request_for_the_same_inference_is_refused() {
 async fn the_server_enforces_its_pending_bound() {
     let model = model(5);
     let (cs, mut cc) = memory_pair();
-    let ((reports, served), _) =
-        tokio::join!(serve(cs, &model, ServerLimits { max_pending: 1 }), async {
+    let ((reports, served), _) = tokio::join!(
+        serve(
+            cs,
+            &model,
+            ServerLimits {
+                max_pending: 1,
+                ..ServerLimits::default()
+            }
+        ),
+        async {
             let mut c = ClientSession::handshake_with_rng(
                 &mut cc,
                 &ClientConfig::default(),
@@ -166,7 +177,8 @@ async fn the_server_enforces_its_pending_bound() {
             send_request(&mut cc, TAG_OFFLINE, 1).await?;
             cc.flush().await?;
             cc.recv(1 << 20).await
-        });
+        }
+    );
     assert!(reports.is_empty());
     assert!(
         matches!(
@@ -188,7 +200,10 @@ async fn a_zero_bound_is_refused_before_the_handshake() {
     let r = ServerSession::handshake_with(
         &mut cs,
         &model,
-        &ServerLimits { max_pending: 0 },
+        &ServerLimits {
+            max_pending: 0,
+            ..ServerLimits::default()
+        },
         ChaCha20Rng::seed_from_u64(1),
     )
     .await;

@@ -46,7 +46,10 @@ async fn a_burst_drains_the_pool_which_then_refills_and_no_material_is_used_twic
     let model = TestModel::random(TINY, 21);
     let keys = Keys::new();
     let mut config = serve_config(1, Duration::from_secs(60));
-    config.limits = ServerLimits { max_pending: 4 };
+    config.limits = ServerLimits {
+        max_pending: 4,
+        ..ServerLimits::default()
+    };
     let server = RunningServer::start(&model, &keys, config).await;
     let mut pool = pool(
         &server,
@@ -115,7 +118,10 @@ async fn the_pool_respects_its_byte_budget() {
     let model = TestModel::random(TINY, 22);
     let keys = Keys::new();
     let mut config = serve_config(2, Duration::from_secs(60));
-    config.limits = ServerLimits { max_pending: 8 };
+    config.limits = ServerLimits {
+        max_pending: 8,
+        ..ServerLimits::default()
+    };
     let server = RunningServer::start(&model, &keys, config).await;
 
     // Too small for one entry: refused up front.

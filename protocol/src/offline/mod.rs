@@ -65,6 +65,8 @@ pub struct ServerPreprocessed {
     pub(crate) layers: Vec<LayerReport>,
     pub(crate) phase: PhaseReport,
     pub(crate) storage: u64,
+    /// Its bytes in the server's pending-material budget, released on drop.
+    pub(crate) reservation: Option<crate::session::memory::Reservation>,
 }
 
 /// The server's material for one activation layer.
@@ -91,6 +93,11 @@ impl ServerPreprocessed {
     /// The offline phase as the server saw it.
     pub fn offline_report(&self) -> &PhaseReport {
         &self.phase
+    }
+    /// Bytes held until the online phase (masks, pads, labels), as
+    /// [`crate::session::ServerModel::pending_bytes_per_inference`] plans them.
+    pub fn storage_bytes(&self) -> u64 {
+        self.storage
     }
 }
 

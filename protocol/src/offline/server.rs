@@ -112,5 +112,6 @@ pub(crate) async fn run<C: Channel>(
         layers,
         phase,
         storage,
+        reservation: None,
     })
 }

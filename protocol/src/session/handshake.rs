@@ -159,6 +159,7 @@ impl ServerSession {
                     next_id: 0,
                     relu_mode,
                     max_pending: limits.max_pending as usize,
+                    budget: limits.pending_bytes.clone(),
                     pending: BTreeMap::new(),
                 })
             }

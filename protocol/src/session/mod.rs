@@ -100,6 +100,7 @@ use crate::transport::Channel;
 use crate::{Error, Misbehavior, Result};
 
 mod handshake;
+pub(crate) mod memory;
 mod model;
 
 pub use crate::mode::ReluMode;
@@ -107,6 +108,7 @@ pub use crate::plan::layer_shape;
 #[cfg(test)]
 pub(crate) use handshake::TAG_REFUSE;
 pub use handshake::{Architecture, MAX_HELLO_BYTES, PROTOCOL_VERSION};
+pub use memory::PendingBudget;
 pub use model::{ClientConfig, DEFAULT_MAX_PENDING, NormalizationMsg, ServerLimits, ServerModel};
 
 /// The server's side of an established session.
@@ -117,6 +119,8 @@ pub struct ServerSession {
     next_id: u64,
     relu_mode: ReluMode,
     max_pending: usize,
+    /// The server-wide byte budget each offline phase reserves its material in.
+    budget: Option<PendingBudget>,
     /// Preprocessed inferences waiting for their online phase, by number.
     pending: BTreeMap<u64, ServerPreprocessed>,
 }
@@ -261,13 +265,22 @@ impl ServerSession {
         rec: Recorder,
     ) -> Result<ServerPreprocessed> {
         let id = self.take_id(id)?;
+        let reservation = match &self.budget {
+            Some(budget) => Some(budget.reserve(crate::plan::server_storage_bytes(
+                &self.model.inner.plan,
+                self.relu_mode,
+            )?)?),
+            None => None,
+        };
         let party = crate::offline::server::ServerParty {
             model: &self.model.inner,
             he: &self.he,
             rng: &mut self.rng,
             mode: self.relu_mode,
         };
-        crate::offline::server::run(ch, party, id, rec).await
+        let mut pre = crate::offline::server::run(ch, party, id, rec).await?;
+        pre.reservation = reservation;
+        Ok(pre)
     }
 
     /// Checks the requested inference number and counts it.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::he;
 use crate::mode::ReluMode;
 use crate::plan::{SecretModel, SessionPlan};
+use crate::session::PendingBudget;
 use crate::{Error, Result};
 
 /// Default of [`ServerLimits::max_pending`].
@@ -186,22 +187,41 @@ impl ServerModel {
     pub fn network(&self) -> &Network {
         &self.inner.plan.network
     }
+
+    /// Bytes of server memory one preprocessed inference holds until its
+    /// online phase in `mode`, from the plan: the mask s of every linear
+    /// layer's output (8 B per value) and per activation position, in GC
+    /// mode its pad (8 B) and its input labels (16 B per bit, l bits), in
+    /// OT mode its OT-derived pads ([`crate::relu_ot::ServerMaterial::planned_storage_bytes`]).
+    /// This is what [`ServerLimits::pending_bytes`] reserves per offline phase.
+    ///
+    /// # Errors
+    /// [`Error::Incompatible`] for OT mode under a ring it does not support.
+    pub fn pending_bytes_per_inference(&self, mode: ReluMode) -> Result<u64> {
+        crate::plan::server_storage_bytes(&self.inner.plan, mode)
+    }
 }
 
 /// What the server grants one session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerLimits {
     /// Most preprocessed inferences held for the session at once (offline
-    /// done, online not yet). Each costs server memory of roughly 600 B per
-    /// activation (masks, pads and the server's input labels); an offline
-    /// request beyond it is [`Error::PeerMisbehaved`].
+    /// done, online not yet); an offline request beyond it is
+    /// [`Error::PeerMisbehaved`]. Each costs the server
+    /// [`ServerModel::pending_bytes_per_inference`] of memory.
     pub max_pending: u32,
+    /// A byte budget for the preprocessed material of every session that
+    /// shares it (clone one budget into each session's limits): an offline
+    /// request whose material does not fit is refused with [`Error::Busy`].
+    /// `None`: only `max_pending` bounds it.
+    pub pending_bytes: Option<PendingBudget>,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_pending: DEFAULT_MAX_PENDING,
+            pending_bytes: None,
         }
     }
 }
