@@ -194,8 +194,9 @@ pub(crate) fn client_storage_bytes(plan: &SessionPlan) -> u64 {
 /// Bytes the server holds per preprocessed inference in `mode`, as
 /// [`ServerPreprocessed::storage_bytes`] will count them, from the plan
 /// alone: the mask s of every linear layer's output, and per activation
-/// position in GC mode its pad and its input labels (l per position), in
-/// OT mode [`ServerMaterial::planned_storage_bytes`]. The server reserves
+/// position in GC mode its pad (its input labels are derived from one key
+/// per garbled sub-layer, [`crate::gc::ServerInputLabels`]), in OT mode
+/// [`ServerMaterial::planned_storage_bytes`]. The server reserves
 /// this in its pending-material budget before each offline phase.
 ///
 /// [`ServerPreprocessed::storage_bytes`]: crate::offline::ServerPreprocessed::storage_bytes
@@ -205,7 +206,6 @@ pub(crate) fn client_storage_bytes(plan: &SessionPlan) -> u64 {
 /// [`Error::Incompatible`] for OT mode under ring parameters it does not
 /// support.
 pub(crate) fn server_storage_bytes(plan: &SessionPlan, mode: crate::mode::ReluMode) -> Result<u64> {
-    let l = plan.ring.bits() as u64;
     let mut storage: u64 = plan
         .he_plans
         .iter()
@@ -223,7 +223,14 @@ pub(crate) fn server_storage_bytes(plan: &SessionPlan, mode: crate::mode::ReluMo
                 positions,
                 split.relu.len(),
             ),
-            None => (8 + 16 * l) * positions as u64,
+            None => {
+                let subs = [&split.relu, &split.trunc]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .count();
+                8 * positions as u64
+                    + (subs * std::mem::size_of::<crate::gc::ServerInputLabels>()) as u64
+            }
         };
     }
     Ok(storage)

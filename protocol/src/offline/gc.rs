@@ -115,7 +115,8 @@ impl ServerGc {
                 garble_streaming(ch, g, plan.clone(), which, which.layer(k), sub_pads, zero)
                     .await?;
             self.garbler = Some(g);
-            storage += 16 * (labels.len() * l) as u64;
+            // The labels are derived from a per-layer key: the struct is all it holds.
+            storage += std::mem::size_of_val(&labels) as u64;
             match which {
                 Sub::Relu => relu = Some(labels),
                 Sub::Trunc => trunc = Some(labels),

@@ -191,8 +191,8 @@ impl ServerModel {
     /// Bytes of server memory one preprocessed inference holds until its
     /// online phase in `mode`, from the plan: the mask s of every linear
     /// layer's output (8 B per value) and per activation position, in GC
-    /// mode its pad (8 B) and its input labels (16 B per bit, l bits), in
-    /// OT mode its OT-derived pads ([`crate::relu_ot::ServerMaterial::planned_storage_bytes`]).
+    /// mode its pad (8 B; its input labels are derived from one AES key per
+    /// garbled sub-layer), in OT mode its OT-derived pads ([`crate::relu_ot::ServerMaterial::planned_storage_bytes`]).
     /// This is what [`ServerLimits::pending_bytes`] reserves per offline phase.
     ///
     /// # Errors
