@@ -755,30 +755,6 @@ async fn bad_local_input_is_bad_input() {
     assert!(matches!(short, Some(Error::BadInput(_))) && matches!(wide, Some(Error::BadInput(_))));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_limits_refuse_oversized_networks() {
-    let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 14, |_| {});
-    let acts = model.network().stats().relus;
-    let cfg = ClientConfig {
-        max_activations: acts - 1,
-        ..ClientConfig::default()
-    };
-    let (mut cs, mut cc) = memory_pair();
-    let (s, c) = tokio::join!(
-        ServerSession::handshake(&mut cs, &model),
-        ClientSession::handshake(&mut cc, &cfg)
-    );
-    assert!(
-        matches!(c, Err(Error::Incompatible(ref m)) if m.contains("limits")),
-        "{:?}",
-        c.err()
-    );
-    assert!(matches!(s, Err(Error::Incompatible(_))), "{:?}", s.err());
-    // ResNet18 itself fits the defaults.
-    let r18 = Network::new(&NetSpec::parse("resnet18").unwrap()).stats();
-    assert!(r18.relus <= ClientConfig::default().max_activations);
-}
-
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 6, ..Default::default() })]
     /// Random weights, inputs and per-pixel masks on a small network: always bit-exact.

@@ -97,6 +97,7 @@ use crate::ring;
 use crate::{Error, Result};
 use pi_models::RingParams;
 
+mod stored;
 #[cfg(test)]
 mod tests;
 
