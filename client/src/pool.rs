@@ -19,8 +19,10 @@
 //! runs waits for it to finish (its queueing delay includes that wait).
 //! Requests are served in arrival order.
 //!
-//! The byte budget ([`PoolConfig::max_bytes`], 16 GiB by default) bounds the
-//! client storage of the material held; the count is the smaller of
+//! The byte budget ([`PoolConfig::max_bytes`], 16 GiB by default, and never
+//! more than the session's [`ClientSession::material_budget`]: the storage
+//! budget with material on disk, the memory budget less an inference's
+//! working set in memory) bounds the client storage of the material held; the count is the smaller of
 //! [`PoolConfig::max_count`] and the server's per-session limit
 //! ([`ClientSession::max_pending`]). The size of one entry is known before
 //! the first offline phase ([`ClientSession::storage_per_inference`]) and
@@ -149,6 +151,9 @@ impl Pool {
     {
         let entry_bytes = session.storage_per_inference();
         let session_max = session.max_pending();
+        // The client's budgets bound the pool as they bound one inference.
+        let mut config = config;
+        config.max_bytes = config.max_bytes.min(session.material_budget());
         let capacity = capacity(&config, session.max_pending(), entry_bytes);
         if config.background && capacity == 0 {
             return Err(Error::BadInput(format!(

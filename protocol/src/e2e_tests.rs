@@ -49,7 +49,9 @@ pub(crate) fn oracle(model: &ServerModel, x: &[u64]) -> Vec<i64> {
 }
 
 /// Runs a session with one inference per input; both channel ends are
-/// dropped as soon as their party returns.
+/// dropped as soon as their party returns. Every inference's client storage
+/// must be what the session planned before the first offline phase
+/// ([`ClientSession::storage_per_inference`], what a pool budgets with).
 async fn run(
     model: &ServerModel,
     inputs: &[Vec<u64>],
@@ -79,9 +81,17 @@ async fn run(
                 ChaCha20Rng::seed_from_u64(seed + 1),
             )
             .await?;
+            let planned = c.storage_per_inference();
             let mut out = Vec::new();
             for x in inputs {
-                out.push(c.infer(&mut cc, x).await?);
+                let r = c.infer(&mut cc, x).await?;
+                assert_eq!(
+                    r.client_storage_bytes,
+                    planned,
+                    "{} in {mode} mode: stored against planned bytes",
+                    model.network().spec.canonical()
+                );
+                out.push(r);
             }
             c.close(&mut cc).await?;
             Ok(out)
@@ -743,30 +753,6 @@ async fn bad_local_input_is_bad_input() {
     assert!(s.unwrap().is_none(), "the server sees a polite close");
     let (short, wide) = c.unwrap();
     assert!(matches!(short, Some(Error::BadInput(_))) && matches!(wide, Some(Error::BadInput(_))));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_limits_refuse_oversized_networks() {
-    let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 14, |_| {});
-    let acts = model.network().stats().relus;
-    let cfg = ClientConfig {
-        max_activations: acts - 1,
-        ..ClientConfig::default()
-    };
-    let (mut cs, mut cc) = memory_pair();
-    let (s, c) = tokio::join!(
-        ServerSession::handshake(&mut cs, &model),
-        ClientSession::handshake(&mut cc, &cfg)
-    );
-    assert!(
-        matches!(c, Err(Error::Incompatible(ref m)) if m.contains("limits")),
-        "{:?}",
-        c.err()
-    );
-    assert!(matches!(s, Err(Error::Incompatible(_))), "{:?}", s.err());
-    // ResNet18 itself fits the defaults.
-    let r18 = Network::new(&NetSpec::parse("resnet18").unwrap()).stats();
-    assert!(r18.relus <= ClientConfig::default().max_activations);
 }
 
 proptest::proptest! {

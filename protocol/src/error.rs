@@ -43,6 +43,14 @@ pub enum Error {
         /// The phase's time budget.
         limit: std::time::Duration,
     },
+    /// The network does not fit one of this client's budgets
+    /// ([`crate::footprint::ClientBudget`]): what it needs, what the budget allows.
+    #[error("{0}")]
+    OverBudget(Box<crate::footprint::OverBudget>),
+    /// Preprocessed material kept on disk ([`crate::store`]) is truncated,
+    /// corrupted or not this session's: a local fault, never used.
+    #[error("stored material: {0}")]
+    Store(#[from] crate::store::StoreFault),
     /// TLS configuration or handshake failure.
     #[error("tls: {0}")]
     Tls(String),

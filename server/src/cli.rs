@@ -35,7 +35,7 @@ fn count() -> clap::builder::RangedU64ValueParser<usize> {
 }
 
 /// A byte count as given on a command line: a number with an optional
-/// decimal (`K`, `M`, `G`) or binary (`KiB`, `MiB`, `GiB`) suffix
+/// decimal (`K`, `M`, `G`, `T`) or binary (`KiB`, `MiB`, `GiB`, `TiB`) suffix
 /// (`pi-server --pending-bytes`, `--pool-bytes` of `pi-client` and
 /// `pi-bench`).
 ///
@@ -54,6 +54,8 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
         "kib" => 1 << 10,
         "mib" => 1 << 20,
         "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
         u => return Err(format!("unknown unit {u:?} in {s:?}")),
     };
     let v: f64 = num

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::gc::ClientGc;
 use super::ot::ClientOt;
-use super::{ClientActMaterial, ClientActivation, ClientPreprocessed};
+use super::{ClientActMaterial, ClientActivation, ClientPreprocessed, MaterialStore};
 use crate::crypto::WipingRng;
 use crate::exec::off_executor;
 use crate::framing::{TAG_OFFLINE, recv_bulk, send_bulk, send_request};
@@ -30,6 +30,8 @@ pub(crate) struct ClientParty<'a> {
     pub he: &'a Arc<HeClient>,
     pub rng: &'a mut ChaCha20Rng,
     pub mode: ReluMode,
+    /// Where the activation material goes (memory when `None`).
+    pub store: Option<&'a crate::store::MaterialDir>,
 }
 
 /// The client's activation protocol for one offline phase.
@@ -49,6 +51,7 @@ pub(crate) async fn run<C: Channel>(
         he,
         rng,
         mode,
+        store,
     } = party;
     let ring = plan.ring;
     let net = &plan.network;
@@ -74,8 +77,9 @@ pub(crate) async fn run<C: Channel>(
     let input_mask = Zeroizing::new(input_share.as_slice().to_vec());
     shares.set(net.input, input_mask.to_vec());
     uniform[net.input] = Some(Arc::new(input_share));
-    let mut acts: Vec<ClientActivation> = Vec::with_capacity(plan.splits.len());
+    let mut acts = MaterialStore::new(store, plan, mode)?;
     let (mut storage, mut table_bytes) = (0u64, 0u64);
+    let mut remaining_acts = plan.splits.len();
     for (i, step) in net.steps.iter().enumerate() {
         rec.step();
         ch.set_label(&rec.label(step.name()));
@@ -111,7 +115,8 @@ pub(crate) async fn run<C: Channel>(
                 vec![a.lhs, a.rhs]
             }
             Step::Activation(a) => {
-                let k = acts.len();
+                let k = plan.splits.len() - remaining_acts;
+                remaining_acts -= 1;
                 let out_share = UniformShare::random(he_params, a.shape.numel(), rng);
                 let out_mask = Zeroizing::new(out_share.as_slice().to_vec());
                 uniform[a.output] = Some(Arc::new(out_share));
@@ -132,7 +137,7 @@ pub(crate) async fn run<C: Channel>(
                 };
                 shares.set(a.output, out_mask.to_vec());
                 storage += 8 * out_mask.len() as u64;
-                acts.push(ClientActivation { out_mask, material });
+                acts.push(ClientActivation { out_mask, material }).await?;
                 vec![a.input]
             }
         };
@@ -140,6 +145,7 @@ pub(crate) async fn run<C: Channel>(
         layers[i].offline = rec.finish_step(ch.meter(), step.name());
     }
     let logits_share = Zeroizing::new(shares.take(net.output)?);
+    acts.seal()?;
     storage += 8 * (input_mask.len() + logits_share.len()) as u64;
     let phase = rec.finish(ch.meter());
     let gc_nonce = match relu {

@@ -48,8 +48,10 @@ pub(crate) mod client;
 mod gc;
 mod ot;
 pub(crate) mod server;
+mod stored;
 
 pub(crate) use gc::{ClientGcActivation, ServerGcActivation};
+pub(crate) use stored::MaterialStore;
 
 /// Bytes of garbled tables per frame while streaming (every frame but a
 /// sub-layer's last has exactly this size).
@@ -110,7 +112,8 @@ pub struct ClientPreprocessed {
     /// The garbler's public nonce for this inference's tables (GC mode).
     pub(crate) gc_nonce: Option<GcNonce>,
     pub(crate) input_mask: Zeroizing<Vec<u64>>,
-    pub(crate) acts: Vec<ClientActivation>,
+    /// Per activation, in memory or on disk.
+    pub(crate) acts: MaterialStore,
     pub(crate) logits_share: Zeroizing<Vec<u64>>,
     pub(crate) layers: Vec<LayerReport>,
     pub(crate) phase: PhaseReport,
@@ -150,6 +153,11 @@ impl ClientPreprocessed {
     /// Bytes held until the online phase (tables, labels, masks, logits share).
     pub fn storage_bytes(&self) -> u64 {
         self.storage
+    }
+    /// Whether the activation material waits on disk
+    /// ([`crate::store::MaterialDir`]) rather than in memory.
+    pub fn on_disk(&self) -> bool {
+        self.acts.on_disk()
     }
     /// The offline phase as the client saw it.
     pub fn offline_report(&self) -> &PhaseReport {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use pi_models::network::{Description, LinearKind, Network};
+use pi_models::network::{Description, Network};
 use pi_models::{Model, RingParams};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -17,6 +17,7 @@ use super::model::default_relu_modes;
 use super::{
     ClientConfig, ClientSession, NormalizationMsg, ServerLimits, ServerModel, ServerSession,
 };
+use crate::footprint::ClientFootprint;
 use crate::gc::ActivationParams;
 use crate::he::{HeClient, HeParams, HeServer, PublicKeyMsg};
 use crate::mode::ReluMode;
@@ -187,7 +188,7 @@ impl ClientSession {
         ch.set_label("session/handshake");
         let hello = ch.recv(MAX_HELLO_BYTES).await?;
         let checked = check_architecture(&hello, config);
-        let (arch, plan) = match checked {
+        let (arch, plan, footprint) = match checked {
             Ok(v) => v,
             Err(e) => {
                 let reason = e.to_string();
@@ -228,13 +229,22 @@ impl ClientSession {
             rng,
             next_id: 0,
             relu_mode: config.relu,
+            storage_per_inference: footprint.storage,
+            footprint,
+            store: config.store.clone(),
+            budget: config.budget,
             consumed: AtomicU64::new(0),
         })
     }
 }
 
 /// Decodes and checks the server's architecture against what this client supports.
-fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architecture, SessionPlan)> {
+/// Also returns the client's storage per preprocessed inference in the
+/// mode it asks for.
+fn check_architecture(
+    bytes: &[u8],
+    config: &ClientConfig,
+) -> Result<(Architecture, SessionPlan, ClientFootprint)> {
     let arch: Architecture = serde_json::from_slice(bytes)
         .map_err(|e| Error::malformed(format!("malformed architecture message: {e}")))?;
     if arch.version != PROTOCOL_VERSION {
@@ -270,20 +280,26 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
     }
     let network = Network::from_description(&arch.network)
         .map_err(|e| Misbehavior::Architecture(format!("network description: {e}")))?;
+    // Before the plan (per-position tables) is built for a network the peer
+    // announced: the activation count alone must fit the budgets.
     let stats = network.stats();
-    let acts = stats.relus + stats.identity;
-    let macs: u64 = network
-        .linears()
-        .map(|l| match l.kind {
-            LinearKind::Conv(g) => g.macs(),
-            LinearKind::Fc(g) => g.folded_macs(),
-        })
-        .sum();
-    if acts > config.max_activations || macs > config.max_macs {
-        return Err(Error::Incompatible(format!(
-            "network {} has {acts} activations and {macs} MACs, above this client's limits",
-            arch.network.spec
-        )));
+    let floor = crate::footprint::storage_lower_bound(stats.relus + stats.identity);
+    if floor > config.budget.max_storage || floor > config.budget.max_memory {
+        let (resource, allows) = if floor > config.budget.max_storage {
+            (
+                crate::footprint::Resource::Storage,
+                config.budget.max_storage,
+            )
+        } else {
+            (crate::footprint::Resource::Memory, config.budget.max_memory)
+        };
+        return Err(Error::OverBudget(Box::new(crate::footprint::OverBudget {
+            resource,
+            network: arch.network.spec.clone(),
+            mode: config.relu,
+            needs: floor,
+            allows,
+        })));
     }
     if let Some(n) = &arch.normalization {
         let c = network.spec.channels;
@@ -309,5 +325,12 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
             "OT ReLU mode does not support these ring parameters".into(),
         ));
     }
-    Ok((arch, plan))
+    let footprint = crate::footprint::client_footprint(&plan, config.relu)?;
+    footprint.check(
+        &config.budget,
+        config.store.is_some(),
+        &arch.network.spec,
+        config.relu,
+    )?;
+    Ok((arch, plan, footprint))
 }

@@ -6,7 +6,8 @@
 //!    network description (spec and ReLU masks, never weights), ring l and f,
 //!    the HE parameter digest, and the input normalisation.
 //! 2. Client: checks the version, the ring, that the digest is the one it
-//!    computes for those parameters, its size limits and (optionally) that
+//!    computes for those parameters, that one inference's material and peak
+//!    memory fit its budgets ([`crate::footprint`]) and (optionally) that
 //!    the network is the one it expects; builds every HE layer plan. Then
 //!    either refuses (a reason, and [`Error::Incompatible`] on both sides) or
 //!    accepts with its RLWE public key (HE keys live as long as the session).
@@ -134,6 +135,15 @@ pub struct ClientSession {
     rng: ChaCha20Rng,
     next_id: u64,
     relu_mode: ReluMode,
+    /// [`crate::plan::client_storage_bytes`] in the session's mode.
+    storage_per_inference: u64,
+    /// Storage and estimated peak memory of one inference (checked against
+    /// the client's budgets in the handshake).
+    footprint: crate::footprint::ClientFootprint,
+    /// Where preprocessed material waits (memory when `None`).
+    store: Option<crate::store::MaterialDir>,
+    /// The budgets the handshake checked the footprint against.
+    budget: crate::footprint::ClientBudget,
     /// Online phases started (each consumes one preprocessed inference).
     consumed: AtomicU64,
 }
@@ -338,6 +348,7 @@ impl ClientSession {
             he: &self.he,
             rng: &mut self.rng,
             mode: self.relu_mode,
+            store: self.store.as_ref(),
         };
         crate::offline::client::run(ch, party, id).await
     }
@@ -372,10 +383,42 @@ impl ClientSession {
         (self.next_id - self.consumed.load(Ordering::Relaxed)) as usize
     }
 
-    /// Bytes the client stores per preprocessed inference
-    /// ([`ClientPreprocessed::storage_bytes`]), from the plan.
+    /// Bytes the client stores per preprocessed inference in the session's
+    /// ReLU mode ([`ClientPreprocessed::storage_bytes`]), from the plan.
     pub fn storage_per_inference(&self) -> u64 {
-        crate::plan::client_storage_bytes(&self.plan)
+        self.storage_per_inference
+    }
+
+    /// Storage and estimated peak memory of one preprocessed inference in
+    /// the session's mode, from the plan ([`crate::footprint`]).
+    pub fn footprint(&self) -> crate::footprint::ClientFootprint {
+        self.footprint
+    }
+
+    /// Whether preprocessed material waits on disk ([`crate::store`]).
+    pub fn material_on_disk(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Bytes of preprocessed material this session may hold at once (a
+    /// pool's byte budget, [`Self::storage_per_inference`] per entry): the
+    /// storage budget with material on disk; with material in memory, the
+    /// least of the storage budget and the memory budget less the working
+    /// set of an inference.
+    pub fn material_budget(&self) -> u64 {
+        let b = &self.budget;
+        if self.store.is_some() {
+            b.max_storage
+        } else {
+            b.max_storage
+                .min(b.max_memory.saturating_sub(self.footprint.memory_on_disk))
+        }
+    }
+
+    /// The client's estimated peak memory for one inference, with the
+    /// material where this session keeps it.
+    pub fn memory_estimate(&self) -> u64 {
+        self.footprint.memory(self.store.is_some())
     }
 
     /// One whole inference: offline, then online on `input` (quantised at

@@ -7,10 +7,12 @@ use pi_models::network::{Description, LinearKind, Network};
 use pi_models::{Model, QuantModel};
 use serde::{Deserialize, Serialize};
 
+use crate::footprint::ClientBudget;
 use crate::he;
 use crate::mode::ReluMode;
 use crate::plan::{SecretModel, SessionPlan};
 use crate::session::PendingBudget;
+use crate::store::MaterialDir;
 use crate::{Error, Result};
 
 /// Default of [`ServerLimits::max_pending`].
@@ -229,11 +231,15 @@ impl Default for ServerLimits {
 /// What the client accepts in a handshake.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// Refuse networks with more activation positions (each costs a garbled
-    /// circuit of a few KB of client storage).
-    pub max_activations: u64,
-    /// Refuse networks with more multiply-accumulates (ring MACs, folded FC).
-    pub max_macs: u64,
+    /// Refuse a network whose preprocessed material (one inference, in the
+    /// mode asked for) does not fit this storage budget, or whose
+    /// estimated peak memory does not fit this memory budget
+    /// ([`crate::footprint`]). Defaults derived from the machine.
+    pub budget: ClientBudget,
+    /// Keep preprocessed material in this directory instead of memory
+    /// ([`crate::store`]): the client then holds one layer's material at a
+    /// time.
+    pub store: Option<MaterialDir>,
     /// If set, refuse any other network (pinning the model).
     pub expect: Option<Description>,
     /// The activation protocol to ask for; the session is refused if the
@@ -242,12 +248,12 @@ pub struct ClientConfig {
 }
 
 impl Default for ClientConfig {
+    /// Material in memory; budgets from this machine: the free disk space of
+    /// the temporary directory and the physical memory.
     fn default() -> Self {
-        // ResNet18 at m = 64 has 557 056 activations (about 1.8 GB of client
-        // storage at ~3.3 KB each) and 0.56 G ring MACs; these allow about 4x that.
         Self {
-            max_activations: 1 << 21,
-            max_macs: 1 << 32,
+            budget: ClientBudget::from_machine(None),
+            store: None,
             expect: None,
             relu: ReluMode::Gc,
         }
