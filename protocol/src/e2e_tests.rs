@@ -49,7 +49,9 @@ pub(crate) fn oracle(model: &ServerModel, x: &[u64]) -> Vec<i64> {
 }
 
 /// Runs a session with one inference per input; both channel ends are
-/// dropped as soon as their party returns.
+/// dropped as soon as their party returns. Every inference's client storage
+/// must be what the session planned before the first offline phase
+/// ([`ClientSession::storage_per_inference`], what a pool budgets with).
 async fn run(
     model: &ServerModel,
     inputs: &[Vec<u64>],
@@ -79,9 +81,17 @@ async fn run(
                 ChaCha20Rng::seed_from_u64(seed + 1),
             )
             .await?;
+            let planned = c.storage_per_inference();
             let mut out = Vec::new();
             for x in inputs {
-                out.push(c.infer(&mut cc, x).await?);
+                let r = c.infer(&mut cc, x).await?;
+                assert_eq!(
+                    r.client_storage_bytes,
+                    planned,
+                    "{} in {mode} mode: stored against planned bytes",
+                    model.network().spec.canonical()
+                );
+                out.push(r);
             }
             c.close(&mut cc).await?;
             Ok(out)

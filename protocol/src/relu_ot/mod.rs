@@ -737,6 +737,17 @@ impl ClientMaterial {
         })
     }
 
+    /// What [`Self::storage_bytes`] will count for a layer of `positions`
+    /// positions of which `relus` keep their ReLU, from the schedule alone
+    /// (a client budgets its pool with it before any offline phase): per
+    /// position its ReLU flag, its share b, one leaf pad per chunk, one byte
+    /// per tree OT, the final choice and pad; per ReLU position the two
+    /// pads of the reverse OT.
+    pub fn planned_storage_bytes(sched: &Schedule, positions: usize, relus: usize) -> u64 {
+        let per_position = 1 + 8 + sched.chunks.len() + sched.tree_rots + 1 + 8;
+        (positions * per_position + 16 * relus) as u64
+    }
+
     /// Bytes held until the online phase.
     pub fn storage_bytes(&self) -> u64 {
         (self.relu.len()

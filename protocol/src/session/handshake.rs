@@ -186,7 +186,7 @@ impl ClientSession {
         ch.set_label("session/handshake");
         let hello = ch.recv(MAX_HELLO_BYTES).await?;
         let checked = check_architecture(&hello, config);
-        let (arch, plan) = match checked {
+        let (arch, plan, storage_per_inference) = match checked {
             Ok(v) => v,
             Err(e) => {
                 let reason = e.to_string();
@@ -227,13 +227,19 @@ impl ClientSession {
             rng,
             next_id: 0,
             relu_mode: config.relu,
+            storage_per_inference,
             consumed: AtomicU64::new(0),
         })
     }
 }
 
 /// Decodes and checks the server's architecture against what this client supports.
-fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architecture, SessionPlan)> {
+/// Also returns the client's storage per preprocessed inference in the
+/// mode it asks for.
+fn check_architecture(
+    bytes: &[u8],
+    config: &ClientConfig,
+) -> Result<(Architecture, SessionPlan, u64)> {
     let arch: Architecture = serde_json::from_slice(bytes)
         .map_err(|e| Error::malformed(format!("malformed architecture message: {e}")))?;
     if arch.version != PROTOCOL_VERSION {
@@ -308,5 +314,6 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
             "OT ReLU mode does not support these ring parameters".into(),
         ));
     }
-    Ok((arch, plan))
+    let storage = crate::plan::client_storage_bytes(&plan, config.relu)?;
+    Ok((arch, plan, storage))
 }

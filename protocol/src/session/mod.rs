@@ -130,6 +130,8 @@ pub struct ClientSession {
     rng: ChaCha20Rng,
     next_id: u64,
     relu_mode: ReluMode,
+    /// [`crate::plan::client_storage_bytes`] in the session's mode.
+    storage_per_inference: u64,
     /// Online phases started (each consumes one preprocessed inference).
     consumed: AtomicU64,
 }
@@ -359,10 +361,10 @@ impl ClientSession {
         (self.next_id - self.consumed.load(Ordering::Relaxed)) as usize
     }
 
-    /// Bytes the client stores per preprocessed inference
-    /// ([`ClientPreprocessed::storage_bytes`]), from the plan.
+    /// Bytes the client stores per preprocessed inference in the session's
+    /// ReLU mode ([`ClientPreprocessed::storage_bytes`]), from the plan.
     pub fn storage_per_inference(&self) -> u64 {
-        crate::plan::client_storage_bytes(&self.plan)
+        self.storage_per_inference
     }
 
     /// One whole inference: offline, then online on `input` (quantised at
