@@ -36,6 +36,7 @@ pub mod crypto;
 pub mod error;
 mod exec;
 mod framing;
+mod freshness;
 pub mod gc;
 pub mod he;
 pub mod mode;
