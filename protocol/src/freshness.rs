@@ -30,6 +30,9 @@ pub(crate) struct Noted {
     pub what: &'static str,
     /// SHA-256 of its bytes.
     pub digest: [u8; 32],
+    /// Its length in bits: a short piece (a few choice bits of a layer
+    /// with a few ReLUs) repeats by chance, a 64-bit one does not.
+    pub bits: usize,
 }
 
 impl DigestTap {
@@ -49,7 +52,7 @@ impl DigestTap {
     #[inline(always)]
     pub(crate) fn bytes(&self, what: &'static str, bytes: &[u8]) {
         #[cfg(test)]
-        self.note(what, |h| h.update(bytes));
+        self.note(what, 8 * bytes.len(), |h| h.update(bytes));
         #[cfg(not(test))]
         let _ = (what, bytes);
     }
@@ -58,7 +61,7 @@ impl DigestTap {
     #[inline(always)]
     pub(crate) fn u64s(&self, what: &'static str, values: &[u64]) {
         #[cfg(test)]
-        self.note(what, |h| {
+        self.note(what, 64 * values.len(), |h| {
             values.iter().for_each(|v| h.update(v.to_le_bytes()))
         });
         #[cfg(not(test))]
@@ -69,7 +72,9 @@ impl DigestTap {
     #[inline(always)]
     pub(crate) fn blocks(&self, what: &'static str, blocks: &[Block]) {
         #[cfg(test)]
-        self.note(what, |h| blocks.iter().for_each(|b| h.update(b.to_bytes())));
+        self.note(what, 128 * blocks.len(), |h| {
+            blocks.iter().for_each(|b| h.update(b.to_bytes()))
+        });
         #[cfg(not(test))]
         let _ = (what, blocks);
     }
@@ -78,7 +83,7 @@ impl DigestTap {
     #[inline(always)]
     pub(crate) fn pairs(&self, what: &'static str, pairs: &[[Block; 2]]) {
         #[cfg(test)]
-        self.note(what, |h| {
+        self.note(what, 256 * pairs.len(), |h| {
             pairs.iter().flatten().for_each(|b| h.update(b.to_bytes()))
         });
         #[cfg(not(test))]
@@ -89,13 +94,15 @@ impl DigestTap {
     #[inline(always)]
     pub(crate) fn bits(&self, what: &'static str, bits: &[bool]) {
         #[cfg(test)]
-        self.note(what, |h| bits.iter().for_each(|&b| h.update([u8::from(b)])));
+        self.note(what, bits.len(), |h| {
+            bits.iter().for_each(|&b| h.update([u8::from(b)]))
+        });
         #[cfg(not(test))]
         let _ = (what, bits);
     }
 
     #[cfg(test)]
-    fn note(&self, what: &'static str, feed: impl FnOnce(&mut sha2::Sha256)) {
+    fn note(&self, what: &'static str, bits: usize, feed: impl FnOnce(&mut sha2::Sha256)) {
         let Some(sink) = &self.sink else { return };
         let mut h = sha2::Sha256::new();
         feed(&mut h);
@@ -107,7 +114,7 @@ impl DigestTap {
         if digest != empty {
             sink.lock()
                 .expect("a test's digest list")
-                .push(Noted { what, digest });
+                .push(Noted { what, digest, bits });
         }
     }
 }

@@ -76,8 +76,14 @@ async fn session(model: &ServerModel, mode: ReluMode, x: &[u64], n: usize) -> No
     (s.unwrap(), c.unwrap())
 }
 
-/// Every digest of one party, over all its runs, is distinct; every run
-/// noted each kind of material in `kinds`.
+/// Pieces shorter than this may repeat by chance (a layer's reverse OT
+/// choices are one bit per ReLU, and the test network has layers with four
+/// ReLUs); from 64 bits on, a repeat is a reuse.
+const MIN_BITS: usize = 64;
+
+/// Every digest of one party of at least [`MIN_BITS`], over all its runs,
+/// is distinct; every run noted each kind of material in `kinds`, at least
+/// one piece of each at [`MIN_BITS`] or more.
 fn assert_fresh(party: &str, mode: ReluMode, runs: &[(&str, &Vec<Noted>)], kinds: &[&str]) {
     let mut seen: HashMap<[u8; 32], (&str, &str)> = HashMap::new();
     for (run, noted) in runs {
@@ -87,7 +93,16 @@ fn assert_fresh(party: &str, mode: ReluMode, runs: &[(&str, &Vec<Noted>)], kinds
             got, want,
             "{party}, {mode} mode, {run}: kinds of material noted"
         );
-        for n in noted.iter() {
+        let long: BTreeSet<&str> = noted
+            .iter()
+            .filter(|n| n.bits >= MIN_BITS)
+            .map(|n| n.what)
+            .collect();
+        assert_eq!(
+            long, want,
+            "{party}, {mode} mode, {run}: kinds noted with a piece of {MIN_BITS} bits or more"
+        );
+        for n in noted.iter().filter(|n| n.bits >= MIN_BITS) {
             if let Some((first_run, first_what)) = seen.insert(n.digest, (run, n.what)) {
                 panic!(
                     "{party}, {mode} mode: {} of {run} equals {first_what} of {first_run}: \
