@@ -41,6 +41,7 @@ pub mod error;
 mod exec;
 pub mod footprint;
 mod framing;
+mod freshness;
 pub mod gc;
 pub mod he;
 pub mod mode;

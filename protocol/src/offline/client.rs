@@ -15,6 +15,7 @@ use super::{ClientActMaterial, ClientActivation, ClientPreprocessed, MaterialSto
 use crate::crypto::WipingRng;
 use crate::exec::off_executor;
 use crate::framing::{TAG_OFFLINE, recv_bulk, send_bulk, send_request};
+use crate::freshness::DigestTap;
 use crate::he::{HeClient, ServerReply, UniformShare};
 use crate::mode::ReluMode;
 use crate::ot::driver as ot;
@@ -32,6 +33,8 @@ pub(crate) struct ClientParty<'a> {
     pub mode: ReluMode,
     /// Where the activation material goes (memory when `None`).
     pub store: Option<&'a crate::store::MaterialDir>,
+    /// Digests of the material, recorded only in tests.
+    pub tap: &'a DigestTap,
 }
 
 /// The client's activation protocol for one offline phase.
@@ -52,6 +55,7 @@ pub(crate) async fn run<C: Channel>(
         rng,
         mode,
         store,
+        tap,
     } = party;
     let ring = plan.ring;
     let net = &plan.network;
@@ -63,8 +67,8 @@ pub(crate) async fn run<C: Channel>(
     ch.flush().await?;
     let mut receiver = ot::setup_receiver(ch, rng).await?;
     let mut relu = match mode {
-        ReluMode::Ot => Relu::Ot(ClientOt::setup(ch, plan, rng).await?),
-        ReluMode::Gc => Relu::Gc(ClientGc::setup(ch).await?),
+        ReluMode::Ot => Relu::Ot(ClientOt::setup(ch, plan, rng, tap).await?),
+        ReluMode::Gc => Relu::Gc(ClientGc::setup(ch, tap).await?),
     };
 
     let mut shares = Shares::new(plan);
@@ -75,6 +79,7 @@ pub(crate) async fn run<C: Channel>(
     let mut uniform: Vec<Option<Arc<UniformShare>>> = vec![None; net.tensors.len()];
     let input_share = UniformShare::random(he_params, net.tensors[net.input].shape.numel(), rng);
     let input_mask = Zeroizing::new(input_share.as_slice().to_vec());
+    tap.u64s("client/input mask", &input_mask);
     shares.set(net.input, input_mask.to_vec());
     uniform[net.input] = Some(Arc::new(input_share));
     let mut acts = MaterialStore::new(store, plan, mode)?;
@@ -96,6 +101,7 @@ pub(crate) async fn run<C: Channel>(
                     he2.encrypt(hp, &share, &mut rng2).map(|u| u.encode(hp))
                 })
                 .await?;
+                tap.bytes("client/he upload", &upload);
                 send_bulk(ch, &upload).await?;
                 ch.flush().await?;
                 let reply = recv_bulk(ch, ServerReply::encoded_len(hp)).await?;
@@ -105,6 +111,7 @@ pub(crate) async fn run<C: Channel>(
                     he2.decrypt(hp, &ServerReply::decode(&reply, hp)?)
                 })
                 .await?;
+                tap.u64s("client/he share", &out);
                 shares.set(lin.output, out);
                 vec![lin.input]
             }
@@ -119,6 +126,7 @@ pub(crate) async fn run<C: Channel>(
                 remaining_acts -= 1;
                 let out_share = UniformShare::random(he_params, a.shape.numel(), rng);
                 let out_mask = Zeroizing::new(out_share.as_slice().to_vec());
+                tap.u64s("client/activation mask r", &out_mask);
                 uniform[a.output] = Some(Arc::new(out_share));
                 let b = shares.get(a.input)?;
                 let material = match &mut relu {
@@ -129,7 +137,7 @@ pub(crate) async fn run<C: Channel>(
                     }
                     Relu::Gc(g) => {
                         let (mat, bytes, tables) =
-                            g.activation(ch, &mut receiver, plan, k, b).await?;
+                            g.activation(ch, &mut receiver, plan, k, b, tap).await?;
                         storage += bytes;
                         table_bytes += tables;
                         ClientActMaterial::Gc(mat)

@@ -17,6 +17,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::TABLE_FRAME;
 use crate::crypto::fork_chacha;
 use crate::exec::join;
+use crate::freshness::DigestTap;
 use crate::gc::{
     ClientLabels, Delta, GarbledTables, Garbler, GcNonce, ServerInputLabels, TablesAssembler,
 };
@@ -74,10 +75,16 @@ pub(super) struct ServerGc {
 
 impl ServerGc {
     /// Fresh Δ and base OTs; sends the garbler's public nonce.
-    pub(super) async fn setup<C: Channel>(ch: &mut C, rng: &mut ChaCha20Rng) -> Result<Self> {
+    pub(super) async fn setup<C: Channel>(
+        ch: &mut C,
+        rng: &mut ChaCha20Rng,
+        tap: &DigestTap,
+    ) -> Result<Self> {
         let delta = Delta::random(rng);
+        tap.blocks("server/gc delta", &[delta.block()]);
         let sender = ot::setup_sender(ch, rng, Some(delta.block())).await?;
         let g = Garbler::with_delta(delta, fork_chacha(rng));
+        tap.bytes("server/gc nonce", &g.nonce().to_bytes());
         // The garbler's public random nonce separates its hash tweaks from those
         // of every other garbler under any Δ; the evaluator needs it online.
         ch.send(&g.nonce().to_bytes()).await?;
@@ -96,9 +103,11 @@ impl ServerGc {
         k: usize,
         numel: usize,
         rng: &mut ChaCha20Rng,
+        tap: &DigestTap,
     ) -> Result<(ServerGcActivation, u64)> {
         let l = plan.ring.bits() as usize;
         let pads = Zeroizing::new(ring::sample(rng, numel, plan.ring));
+        tap.u64s("server/gc pads p", &pads);
         let (mut relu, mut trunc, mut storage) = (None, None, 0u64);
         for which in [Sub::Relu, Sub::Trunc] {
             let idx = which.positions(plan, k);
@@ -106,6 +115,7 @@ impl ServerGc {
                 continue;
             }
             let zero = ot::send_correlated(ch, &mut self.sender, idx.len() * l).await?;
+            tap.blocks("server/gc zero labels (OT outputs)", zero.as_slice());
             let sub_pads: Vec<u64> = idx.iter().map(|&p| pads[p]).collect();
             let g = self
                 .garbler
@@ -180,8 +190,10 @@ pub(super) struct ClientGc {
 
 impl ClientGc {
     /// Receives the garbler's nonce (after the base OTs).
-    pub(super) async fn setup<C: Channel>(ch: &mut C) -> Result<Self> {
-        let nonce = GcNonce::from_bytes(&ch.recv(GcNonce::BYTES).await?)?;
+    pub(super) async fn setup<C: Channel>(ch: &mut C, tap: &DigestTap) -> Result<Self> {
+        let bytes = ch.recv(GcNonce::BYTES).await?;
+        tap.bytes("client/gc nonce", &bytes);
+        let nonce = GcNonce::from_bytes(&bytes)?;
         Ok(Self { nonce })
     }
 
@@ -195,6 +207,7 @@ impl ClientGc {
         plan: &SessionPlan,
         k: usize,
         b: &[u64],
+        tap: &DigestTap,
     ) -> Result<(ClientGcActivation, u64, u64)> {
         let l = plan.ring.bits() as usize;
         let mut act = ClientGcActivation {
@@ -214,7 +227,9 @@ impl ClientGc {
             }
             let got = ot::receive_correlated(ch, receiver, &bits).await;
             bits.zeroize();
-            let labels = ClientLabels::from_blocks(plan.act, n, got?)?;
+            let got = got?;
+            tap.blocks("client/gc labels (OT outputs)", &got);
+            let labels = ClientLabels::from_blocks(plan.act, n, got)?;
             let mut asm = TablesAssembler::new(which.circuit(plan), which.layer(k), n)?;
             let mut piece = Vec::new();
             while asm.remaining() > 0 {
@@ -223,6 +238,7 @@ impl ClientGc {
                 asm.push(&piece)?;
             }
             let tables = asm.finish()?;
+            tap.bytes("client/gc tables", tables.as_bytes());
             table_bytes += tables.as_bytes().len() as u64;
             storage += (tables.as_bytes().len() + labels.encoded_len()) as u64;
             match which {

@@ -15,6 +15,7 @@ use zeroize::Zeroize;
 use crate::Result;
 use crate::crypto::WipingRng;
 use crate::exec::off_executor;
+use crate::freshness::DigestTap;
 use crate::ot::driver as ot;
 use crate::ot::{Receiver, Sender};
 use crate::plan::{SessionPlan, no_ot};
@@ -55,6 +56,7 @@ impl ServerOt {
         plan: &SessionPlan,
         a: &pi_models::network::ActivationStep,
         rng: &mut ChaCha20Rng,
+        tap: &DigestTap,
     ) -> Result<ServerMaterial> {
         let sched = plan.ot.clone().ok_or_else(no_ot)?;
         let relu = kept(a);
@@ -66,6 +68,9 @@ impl ServerOt {
             Some(r) if n_relu > 0 => ot::receive_random(ch, r, &rev_choice).await?,
             _ => Vec::new(),
         };
+        tap.pairs("server/ot pairs (OT outputs)", &pairs);
+        tap.bits("server/ot reverse choices", &rev_choice);
+        tap.blocks("server/ot reverse outputs", &rev_got);
         let mut rng2 = WipingRng::fork(rng);
         off_executor(move || {
             let m = ServerMaterial::new(&sched, relu, &pairs, &rev_choice, &rev_got, &mut rng2);
@@ -82,6 +87,8 @@ impl ServerOt {
 /// with GC mode and lives in the caller).
 pub(super) struct ClientOt {
     reverse: Option<Sender>,
+    /// Notes each activation's OT material (tests only).
+    tap: DigestTap,
 }
 
 impl ClientOt {
@@ -90,13 +97,17 @@ impl ClientOt {
         ch: &mut C,
         plan: &SessionPlan,
         rng: &mut ChaCha20Rng,
+        tap: &DigestTap,
     ) -> Result<Self> {
         let reverse = if plan.counts.relus > 0 {
             Some(ot::setup_sender(ch, rng, None).await?)
         } else {
             None
         };
-        Ok(Self { reverse })
+        Ok(Self {
+            reverse,
+            tap: tap.clone(),
+        })
     }
 
     /// The OTs of one activation layer for the client's share `b`; returns
@@ -126,6 +137,9 @@ impl ClientOt {
             Some(s) if n_relu > 0 => ot::send_random(ch, s, n_relu).await?,
             _ => Vec::new(),
         };
+        self.tap.bits("client/ot choices", &choices);
+        self.tap.blocks("client/ot outputs", &got);
+        self.tap.pairs("client/ot reverse pairs", &rev_pairs);
         off_executor(move || {
             let (mut choices, mut got, mut rev_pairs) = (choices, got, rev_pairs);
             let m = ClientMaterial::new(&sched, relu, b, &choices, &got, &rev_pairs);

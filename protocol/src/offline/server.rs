@@ -14,6 +14,7 @@ use crate::Result;
 use crate::crypto::WipingRng;
 use crate::exec::off_executor;
 use crate::framing::{recv_bulk, send_bulk};
+use crate::freshness::DigestTap;
 use crate::he::{ClientUpload, HeServer};
 use crate::mode::ReluMode;
 use crate::plan::SecretModel;
@@ -26,6 +27,8 @@ pub(crate) struct ServerParty<'a> {
     pub he: &'a Arc<HeServer>,
     pub rng: &'a mut ChaCha20Rng,
     pub mode: ReluMode,
+    /// Digests of the material, recorded only in tests.
+    pub tap: &'a DigestTap,
 }
 
 /// The server's activation protocol for one offline phase.
@@ -47,6 +50,7 @@ pub(crate) async fn run<C: Channel>(
         he,
         rng,
         mode,
+        tap,
     } = party;
     let plan = model.plan.clone();
     let mut layers = plan.template.clone();
@@ -54,7 +58,7 @@ pub(crate) async fn run<C: Channel>(
     ch.set_label("offline/setup");
     let mut relu = match mode {
         ReluMode::Ot => Relu::Ot(ServerOt::setup(ch, &plan, rng).await?),
-        ReluMode::Gc => Relu::Gc(Box::new(ServerGc::setup(ch, rng).await?)),
+        ReluMode::Gc => Relu::Gc(Box::new(ServerGc::setup(ch, rng, tap).await?)),
     };
 
     let mut masks = vec![Zeroizing::new(Vec::new()); plan.he_plans.len()];
@@ -77,6 +81,8 @@ pub(crate) async fn run<C: Channel>(
                     Ok((reply.encode(hp), mask.into_vec()))
                 })
                 .await?;
+                tap.bytes("server/he reply", &reply);
+                tap.u64s("server/he mask s", &mask);
                 send_bulk(ch, &reply).await?;
                 ch.flush().await?;
                 storage += 8 * mask.len() as u64;
@@ -86,13 +92,15 @@ pub(crate) async fn run<C: Channel>(
             Step::Activation(a) => {
                 let act = match &mut relu {
                     Relu::Ot(o) => {
-                        let mat = o.activation(ch, &plan, a, rng).await?;
+                        let mat = o.activation(ch, &plan, a, rng, tap).await?;
                         storage += mat.storage_bytes();
                         ServerActivation::Ot(mat)
                     }
                     Relu::Gc(g) => {
                         let k = acts.len();
-                        let (mat, bytes) = g.activation(ch, &plan, k, a.shape.numel(), rng).await?;
+                        let (mat, bytes) = g
+                            .activation(ch, &plan, k, a.shape.numel(), rng, tap)
+                            .await?;
                         storage += bytes;
                         ServerActivation::Gc(Box::new(mat))
                     }

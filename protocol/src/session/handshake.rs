@@ -18,6 +18,7 @@ use super::{
     ClientConfig, ClientSession, NormalizationMsg, ServerLimits, ServerModel, ServerSession,
 };
 use crate::footprint::ClientFootprint;
+use crate::freshness::DigestTap;
 use crate::gc::ActivationParams;
 use crate::he::{HeClient, HeParams, HeServer, PublicKeyMsg};
 use crate::mode::ReluMode;
@@ -93,35 +94,54 @@ impl ServerModel {
 impl ServerSession {
     /// Runs the handshake with a CSPRNG seeded from the operating system.
     pub async fn handshake<C: Channel>(ch: &mut C, model: &ServerModel) -> Result<Self> {
-        Self::handshake_with_rng(ch, model, ChaCha20Rng::from_os_rng()).await
-    }
-
-    /// Runs the handshake drawing every secret of the session from `rng`
-    /// (seeded in tests).
-    pub async fn handshake_with_rng<C: Channel>(
-        ch: &mut C,
-        model: &ServerModel,
-        rng: ChaCha20Rng,
-    ) -> Result<Self> {
-        Self::handshake_with(ch, model, &ServerLimits::default(), rng).await
+        Self::establish(
+            ch,
+            model,
+            &ServerLimits::default(),
+            ChaCha20Rng::from_os_rng(),
+        )
+        .await
     }
 
     /// Runs the handshake granting the client `limits`, with a CSPRNG
     /// seeded from the operating system.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if `limits.max_pending` is 0.
     pub async fn handshake_limited<C: Channel>(
         ch: &mut C,
         model: &ServerModel,
         limits: &ServerLimits,
     ) -> Result<Self> {
-        Self::handshake_with(ch, model, limits, ChaCha20Rng::from_os_rng()).await
+        Self::establish(ch, model, limits, ChaCha20Rng::from_os_rng()).await
     }
 
-    /// Runs the handshake granting the client `limits`, drawing every secret
-    /// of the session from `rng`.
-    ///
-    /// # Errors
-    /// [`Error::BadInput`] if `limits.max_pending` is 0.
-    pub async fn handshake_with<C: Channel>(
+    /// Tests: the handshake drawing every secret of the session from `rng`
+    /// (a seed replays a failure). Outside this crate's tests a session is
+    /// always seeded from the operating system.
+    #[cfg(test)]
+    pub(crate) async fn handshake_with_rng<C: Channel>(
+        ch: &mut C,
+        model: &ServerModel,
+        rng: ChaCha20Rng,
+    ) -> Result<Self> {
+        Self::establish(ch, model, &ServerLimits::default(), rng).await
+    }
+
+    /// Tests: [`Self::handshake_limited`] drawing every secret from `rng`.
+    #[cfg(test)]
+    pub(crate) async fn handshake_with<C: Channel>(
+        ch: &mut C,
+        model: &ServerModel,
+        limits: &ServerLimits,
+        rng: ChaCha20Rng,
+    ) -> Result<Self> {
+        Self::establish(ch, model, limits, rng).await
+    }
+
+    /// The handshake granting `limits`, every secret of the session drawn
+    /// from `rng`.
+    async fn establish<C: Channel>(
         ch: &mut C,
         model: &ServerModel,
         limits: &ServerLimits,
@@ -162,6 +182,7 @@ impl ServerSession {
                     max_pending: limits.max_pending as usize,
                     budget: limits.pending_bytes.clone(),
                     pending: BTreeMap::new(),
+                    tap: DigestTap::default(),
                 })
             }
             Some((&TAG_REFUSE, reason)) => Err(Error::Incompatible(format!(
@@ -176,11 +197,23 @@ impl ServerSession {
 impl ClientSession {
     /// Runs the handshake with a CSPRNG seeded from the operating system.
     pub async fn handshake<C: Channel>(ch: &mut C, config: &ClientConfig) -> Result<Self> {
-        Self::handshake_with_rng(ch, config, ChaCha20Rng::from_os_rng()).await
+        Self::establish(ch, config, ChaCha20Rng::from_os_rng()).await
     }
 
-    /// Runs the handshake drawing every secret of the session from `rng`.
-    pub async fn handshake_with_rng<C: Channel>(
+    /// Tests: the handshake drawing every secret of the session from `rng`
+    /// (a seed replays a failure). Outside this crate's tests a session is
+    /// always seeded from the operating system.
+    #[cfg(test)]
+    pub(crate) async fn handshake_with_rng<C: Channel>(
+        ch: &mut C,
+        config: &ClientConfig,
+        rng: ChaCha20Rng,
+    ) -> Result<Self> {
+        Self::establish(ch, config, rng).await
+    }
+
+    /// The handshake, every secret of the session drawn from `rng`.
+    async fn establish<C: Channel>(
         ch: &mut C,
         config: &ClientConfig,
         mut rng: ChaCha20Rng,
@@ -234,6 +267,7 @@ impl ClientSession {
             store: config.store.clone(),
             budget: config.budget,
             consumed: AtomicU64::new(0),
+            tap: DigestTap::default(),
         })
     }
 }

@@ -93,6 +93,7 @@ use pi_models::{Model, RingParams};
 use rand_chacha::ChaCha20Rng;
 
 use crate::framing::{Request, recv_request, send_close};
+use crate::freshness::DigestTap;
 use crate::he::{HeClient, HeServer};
 use crate::offline::{ClientPreprocessed, ServerPreprocessed};
 use crate::plan::SessionPlan;
@@ -124,6 +125,8 @@ pub struct ServerSession {
     budget: Option<PendingBudget>,
     /// Preprocessed inferences waiting for their online phase, by number.
     pending: BTreeMap<u64, ServerPreprocessed>,
+    /// Digests of offline material, recorded only in tests.
+    tap: DigestTap,
 }
 
 /// The client's side of an established session.
@@ -146,6 +149,8 @@ pub struct ClientSession {
     budget: crate::footprint::ClientBudget,
     /// Online phases started (each consumes one preprocessed inference).
     consumed: AtomicU64,
+    /// Digests of offline material, recorded only in tests.
+    tap: DigestTap,
 }
 
 impl ServerSession {
@@ -210,6 +215,17 @@ impl ServerSession {
     /// Preprocessed inferences held for this session, waiting for their online phase.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Tests: records the digest of every piece of offline material from
+    /// now on ([`crate::freshness`]).
+    #[cfg(test)]
+    pub(crate) fn record_digests(
+        &mut self,
+    ) -> std::sync::Arc<std::sync::Mutex<Vec<crate::freshness::Noted>>> {
+        let (tap, sink) = DigestTap::recording();
+        self.tap = tap;
+        sink
     }
 
     /// Waits for the client's offline request and preprocesses that inference
@@ -287,6 +303,7 @@ impl ServerSession {
             he: &self.he,
             rng: &mut self.rng,
             mode: self.relu_mode,
+            tap: &self.tap,
         };
         let mut pre = crate::offline::server::run(ch, party, id, rec).await?;
         pre.reservation = reservation;
@@ -349,6 +366,7 @@ impl ClientSession {
             rng: &mut self.rng,
             mode: self.relu_mode,
             store: self.store.as_ref(),
+            tap: &self.tap,
         };
         crate::offline::client::run(ch, party, id).await
     }
@@ -369,6 +387,17 @@ impl ClientSession {
         self.check_input(input)?;
         self.note_consumed();
         crate::online::client::run(ch, &self.plan, self.relu_mode, pre, input).await
+    }
+
+    /// Tests: records the digest of every piece of offline material from
+    /// now on ([`crate::freshness`]).
+    #[cfg(test)]
+    pub(crate) fn record_digests(
+        &mut self,
+    ) -> std::sync::Arc<std::sync::Mutex<Vec<crate::freshness::Noted>>> {
+        let (tap, sink) = DigestTap::recording();
+        self.tap = tap;
+        sink
     }
 
     /// Most preprocessed inferences the server holds for this session.
