@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use pi_client::{ClientOptions, Outcome, Progress, RawInput};
 use pi_protocol::transport::pki::TlsFiles;
 use pi_protocol::transport::{ChannelConfig, Link};
-use pi_protocol::{ClientConfig, ClientReport, ReluMode};
+use pi_protocol::{ClientReport, ReluMode};
 use pi_server::ServeSummary;
 use serde::Serialize;
 use serde_json::json;
@@ -55,6 +55,8 @@ pub struct E2eOptions {
     pub relu: ReluMode,
     /// The executable to run as the server (`EXE server ...`); default this one.
     pub server_exe: Option<PathBuf>,
+    /// The client's budgets and material directory (as `pi-client`'s options).
+    pub budget: pi_client::cli::BudgetArgs,
 }
 
 /// CPU time of one party in each phase (`None` where the OS did not say).
@@ -473,6 +475,8 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
+    // Local options are checked before the server starts.
+    let session = opts.budget.config(opts.relu)?;
     let mark = Mark::now();
     let server = ServerProcess::start(&ServerSpec {
         exe,
@@ -492,10 +496,7 @@ pub fn run(opts: &E2eOptions) -> Result<E2eResult> {
             link: opts.link,
             ..ChannelConfig::default()
         },
-        session: ClientConfig {
-            relu: opts.relu,
-            ..ClientConfig::default()
-        },
+        session,
     };
     let pid = server.pid();
     let mut runs = Vec::with_capacity(opts.warmup + opts.repeat);

@@ -6,7 +6,7 @@
 //! - `pi-bench he SPEC [--json] [--threads N] [--verify] [--lifetime-inferences Q] [--repeat N]`:
 //!   the offline linear (HE) step for every linear layer of a network, with
 //!   the weights' hiding per inference and over Q inferences.
-//! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--repeat N] [--warmup W] [--relu gc|ot] [--link RATE,DELAY] [--json]`:
+//! - `pi-bench e2e SPEC [--weights W] [--input X.npy] [--seed S] [--repeat N] [--warmup W] [--relu gc|ot] [--link RATE,DELAY] [--max-storage B] [--max-memory B] [--storage-dir DIR] [--json]`:
 //!   private inferences on fresh sessions, a pi-server process and the
 //!   pi-client library over loopback TLS, checked against the fixed-point
 //!   oracle ([`pi_bench::e2e`]).
@@ -94,6 +94,8 @@ enum Command {
         /// Activation protocol: `gc` (garbled circuits) or `ot` (OT-based comparison).
         #[arg(long, default_value = "gc")]
         relu: pi_protocol::ReluMode,
+        #[command(flatten)]
+        budget: pi_client::cli::BudgetArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -211,9 +213,11 @@ fn main() -> Result<()> {
             warmup: w,
             relu,
             link,
+            budget,
             json,
         } => {
             let opts = pi_bench::e2e::E2eOptions {
+                budget,
                 spec,
                 weights,
                 input,

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! pi-client --connect ADDR --tls DIR --input X.npy [--name N] [--model SPEC] [--json] [-v]
+//!           [--max-storage B] [--max-memory B] [--storage-dir DIR]
 //! pi-client --connect ADDR --tls DIR --input A.npy B.npy DIR... [--pool N] [--pool-bytes B] [--json]
 //! pi-client demo [-v]
 //! ```
@@ -55,9 +56,11 @@ struct InferArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pool: u32,
     /// With several inputs: most client storage the pool may hold (suffixes
-    /// K, M, G, KiB, MiB, GiB).
+    /// K, M, G, T, KiB, MiB, GiB, TiB); never more than the budgets allow.
     #[arg(long, default_value = "16GiB", value_parser = crate::pool::parse_bytes)]
     pool_bytes: u64,
+    #[command(flatten)]
+    budget: BudgetArgs,
     /// Which client bundle of a whole key directory to use (`client-NAME`);
     /// ignored when --tls is a bundle.
     #[arg(long, default_value = "1")]
@@ -109,6 +112,55 @@ enum Command {
     DemoServer(Box<pi_server::cli::ServeArgs>),
 }
 
+/// Where the client keeps preprocessed material and what it may spend
+/// (shared with `pi-bench`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct BudgetArgs {
+    /// Refuse a network whose preprocessed material for one inference
+    /// exceeds this many bytes (suffixes K, M, G, T, KiB, MiB, GiB, TiB;
+    /// default: the free disk space of --storage-dir, or of the temporary
+    /// directory).
+    #[arg(long, value_name = "B", value_parser = crate::pool::parse_bytes)]
+    pub max_storage: Option<u64>,
+    /// Refuse a network whose estimated peak client memory for one inference
+    /// exceeds this many bytes (default: the physical memory).
+    #[arg(long, value_name = "B", value_parser = crate::pool::parse_bytes)]
+    pub max_memory: Option<u64>,
+    /// Keep preprocessed material (garbled tables and labels, OT-mode pads)
+    /// in files in this directory instead of memory: created with mode 0700
+    /// if missing, refused if others may use it; one 0600 file per
+    /// preprocessed inference, deleted after use.
+    #[arg(long, value_name = "DIR")]
+    pub storage_dir: Option<PathBuf>,
+}
+
+impl BudgetArgs {
+    /// The session configuration these options ask for, in ReLU mode `relu`.
+    ///
+    /// # Errors
+    /// If the storage directory cannot be created or others may use it.
+    pub fn config(&self, relu: pi_protocol::ReluMode) -> anyhow::Result<ClientConfig> {
+        let store = match &self.storage_dir {
+            Some(d) => Some(pi_protocol::store::MaterialDir::open(d)?),
+            None => None,
+        };
+        let mut budget =
+            pi_protocol::footprint::ClientBudget::from_machine(store.as_ref().map(|d| d.path()));
+        if let Some(b) = self.max_storage {
+            budget.max_storage = b;
+        }
+        if let Some(b) = self.max_memory {
+            budget.max_memory = b;
+        }
+        Ok(ClientConfig {
+            budget,
+            store,
+            relu,
+            ..ClientConfig::default()
+        })
+    }
+}
+
 fn server_name(s: &str) -> Result<String, String> {
     pi_protocol::transport::pki::check_server_name(s)
         .map(|()| s.to_string())
@@ -155,10 +207,7 @@ async fn infer(args: InferArgs) -> anyhow::Result<()> {
         // Everything local is checked before connecting.
         (Some(read_input(input)?), Vec::new())
     };
-    let mut session = ClientConfig {
-        relu: args.relu,
-        ..ClientConfig::default()
-    };
+    let mut session = args.budget.config(args.relu)?;
     if let Some(spec) = &args.model {
         session.expect = Some(match &raw {
             Some(raw) => crate::check_against_model(spec, raw)?,

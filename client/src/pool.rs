@@ -19,8 +19,10 @@
 //! runs waits for it to finish (its queueing delay includes that wait).
 //! Requests are served in arrival order.
 //!
-//! The byte budget ([`PoolConfig::max_bytes`], 16 GiB by default) bounds the
-//! client storage of the material held; the count is the smaller of
+//! The byte budget ([`PoolConfig::max_bytes`], 16 GiB by default, and never
+//! more than the session's [`ClientSession::material_budget`]: the storage
+//! budget with material on disk, the memory budget less an inference's
+//! working set in memory) bounds the client storage of the material held; the count is the smaller of
 //! [`PoolConfig::max_count`] and the server's per-session limit
 //! ([`ClientSession::max_pending`]). The size of one entry is known before
 //! the first offline phase ([`ClientSession::storage_per_inference`]) and
@@ -149,6 +151,9 @@ impl Pool {
     {
         let entry_bytes = session.storage_per_inference();
         let session_max = session.max_pending();
+        // The client's budgets bound the pool as they bound one inference.
+        let mut config = config;
+        config.max_bytes = config.max_bytes.min(session.material_budget());
         let capacity = capacity(&config, session.max_pending(), entry_bytes);
         if config.background && capacity == 0 {
             return Err(Error::BadInput(format!(
@@ -269,37 +274,9 @@ impl Pool {
     }
 }
 
-/// A byte count as given on a command line: a number with an optional
-/// decimal (`K`, `M`, `G`) or binary (`KiB`, `MiB`, `GiB`) suffix
-/// (`--pool-bytes` of `pi-client` and `pi-bench`).
-///
-/// # Errors
-/// A message naming the text, for an unknown unit, a non-number or a value
-/// out of range.
-pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        u => return Err(format!("unknown unit {u:?} in {s:?}")),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte count"))?;
-    let bytes = v * mult as f64;
-    if !(bytes.is_finite() && (0.0..1.8e19).contains(&bytes)) {
-        return Err(format!("{s:?} is out of range"));
-    }
-    Ok(bytes as u64)
-}
+/// A byte count as given on a command line (`--pool-bytes`); the same
+/// parser as `pi-server --pending-bytes`.
+pub use pi_server::cli::parse_bytes;
 
 /// Awaits an answer from [`Pool::submit_at`].
 ///

@@ -49,7 +49,9 @@ pub(crate) fn oracle(model: &ServerModel, x: &[u64]) -> Vec<i64> {
 }
 
 /// Runs a session with one inference per input; both channel ends are
-/// dropped as soon as their party returns.
+/// dropped as soon as their party returns. Every inference's client storage
+/// must be what the session planned before the first offline phase
+/// ([`ClientSession::storage_per_inference`], what a pool budgets with).
 async fn run(
     model: &ServerModel,
     inputs: &[Vec<u64>],
@@ -79,9 +81,17 @@ async fn run(
                 ChaCha20Rng::seed_from_u64(seed + 1),
             )
             .await?;
+            let planned = c.storage_per_inference();
             let mut out = Vec::new();
             for x in inputs {
-                out.push(c.infer(&mut cc, x).await?);
+                let r = c.infer(&mut cc, x).await?;
+                assert_eq!(
+                    r.client_storage_bytes,
+                    planned,
+                    "{} in {mode} mode: stored against planned bytes",
+                    model.network().spec.canonical()
+                );
+                out.push(r);
             }
             c.close(&mut cc).await?;
             Ok(out)
@@ -243,11 +253,77 @@ async fn channel_and_pixel_masks(model: &ServerModel, mode: ReluMode) {
     assert_eq!(s[0].activations, c[0].activations);
 }
 
+/// Activation inputs driven to the edges of the ring: every linear layer's
+/// bias (scale 2f) puts its output channels at 2^(l-1) - 1, -2^(l-1), and a
+/// few steps of 1, 2^f and 2^(2f) inside them, so that the comparison's
+/// carries, the sign and the truncation meet values at (with a zero input:
+/// exactly) and across (with a random input) the wrap-around.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activations_at_the_edges_of_the_ring_are_bit_exact() {
+    let ring = RingParams::default();
+    let half = 1i64 << (ring.bits() - 1);
+    let (f, f2) = (1i64 << ring.frac(), 1i64 << (2 * ring.frac()));
+    let edges = [
+        half - 1,
+        -half,
+        half - 2,
+        -half + 1,
+        half - f,
+        -half + f - 1,
+        half - f2,
+        -half + f2,
+        f - 1,
+        -f,
+        0,
+    ];
+    let spec = "resnet18(m=8,phi=1-1-1-1,input=8,classes=11)";
+    let net = Network::new(&NetSpec::parse(spec).unwrap());
+    let folded = weights_from_bytes(&init_weights(&net, 15).unwrap(), &net).unwrap();
+    let mut quant = QuantModel::quantize(&net, &folded, ring).unwrap();
+    for (k, layer) in quant.layers.iter_mut().enumerate() {
+        for (c, b) in layer.bias.iter_mut().enumerate() {
+            *b = ring.from_signed(edges[(c + k) % edges.len()]);
+        }
+    }
+    let model = ServerModel::new(net, quant, None)
+        .unwrap()
+        .with_relu_modes(&BOTH)
+        .unwrap();
+    let n = model.network().tensors[model.network().input].shape.numel();
+    let inputs = vec![vec![0u64; n], random_input(&model, 150)];
+    // The oracle's own activation inputs show where the test lands.
+    let (mut exact, mut near_top, mut near_bottom) = (0usize, 0usize, 0usize);
+    for x in &inputs {
+        let trace = pi_models::fixed::forward_fixed_trace(model.network(), &model.inner.quant, x);
+        for a in model.network().activations() {
+            for &z in &trace[a.input] {
+                let z = ring.to_signed(z);
+                exact += usize::from(z == half - 1 || z == -half);
+                near_top += usize::from(z > half - 2 * f2);
+                near_bottom += usize::from(z < -half + 2 * f2);
+            }
+        }
+    }
+    assert!(
+        exact > 0 && near_top > 100 && near_bottom > 100,
+        "{exact} at the edges, {near_top} near the top, {near_bottom} near the bottom"
+    );
+    for mode in BOTH {
+        let (s, c) = run(&model, &inputs, 15, mode).await;
+        let (s, c) = (s.unwrap(), c.unwrap());
+        assert_eq!(s.len(), inputs.len());
+        for (x, r) in inputs.iter().zip(&c) {
+            assert_eq!(r.logits_fixed, oracle(&model, x), "{mode}");
+        }
+    }
+}
+
 fn digits_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/digits")
 }
 
-async fn digits(count: usize, mode: ReluMode) {
+/// The digits model on its whole held-out split in `mode`, in one session.
+async fn digits(mode: ReluMode) {
     let dir = digits_dir();
     let model = Model::resolve(dir.join("model.toml").to_str().unwrap()).unwrap();
     let folded = model.load_weights(None).unwrap();
@@ -259,7 +335,7 @@ async fn digits(count: usize, mode: ReluMode) {
     let (xs, shape) =
         pi_models::model::read_npy_f32(&std::fs::read(dir.join("test_x.npy")).unwrap()).unwrap();
     let per: usize = shape[1..].iter().product();
-    let n = count.min(shape[0]);
+    let n = shape[0];
     // The client prepares inputs from the architecture the server announces.
     let arch = server.architecture();
     assert!(arch.normalization.is_some());
@@ -284,68 +360,84 @@ async fn digits(count: usize, mode: ReluMode) {
     }
 }
 
+/// Issue 5: under private inference the bundled digits model classifies its
+/// whole held-out split exactly as the fixed-point oracle does, in each
+/// activation mode (about a minute per mode on an idle 2-core machine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn digits_model_on_a_few_test_images() {
-    for mode in BOTH {
-        digits(4, mode).await;
-    }
+async fn digits_model_on_all_test_images_gc() {
+    digits(ReluMode::Gc).await;
 }
 
-/// Issue 5: under private inference the bundled digits model classifies its
-/// whole held-out split exactly as the fixed-point oracle does (about a minute
-/// on an idle 2-core machine).
+/// [`digits_model_on_all_test_images_gc`] in OT mode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn digits_model_on_all_test_images() {
-    digits(usize::MAX, ReluMode::Gc).await;
+async fn digits_model_on_all_test_images_ot() {
+    digits(ReluMode::Ot).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_phases_can_run_ahead_of_online_phases() {
     let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 5, |_| {});
-    let xs = [random_input(&model, 50), random_input(&model, 51)];
+    for mode in BOTH {
+        run_ahead(&model, mode).await;
+    }
+}
+
+async fn run_ahead(model: &ServerModel, mode: ReluMode) {
+    let xs = [random_input(model, 50), random_input(model, 51)];
     let (mut cs, mut cc) = memory_pair();
     let (s, c) = tokio::join!(
         async {
             let mut s =
-                ServerSession::handshake_with_rng(&mut cs, &model, ChaCha20Rng::seed_from_u64(5))
+                ServerSession::handshake_with_rng(&mut cs, model, ChaCha20Rng::seed_from_u64(5))
                     .await?;
             let p0 = s.preprocess(&mut cs).await?;
             let p1 = s.preprocess(&mut cs).await?;
             assert_eq!((p0.inference(), p1.inference()), (0, 1));
-            s.online(&mut cs, p0).await?;
+            // Spent in the other order.
             s.online(&mut cs, p1).await?;
+            s.online(&mut cs, p0).await?;
             Ok::<_, Error>(())
         },
         async {
             let mut c = ClientSession::handshake_with_rng(
                 &mut cc,
-                &ClientConfig::default(),
+                &ClientConfig {
+                    relu: mode,
+                    ..ClientConfig::default()
+                },
                 ChaCha20Rng::seed_from_u64(6),
             )
             .await?;
             let p0 = c.preprocess(&mut cc).await?;
             let p1 = c.preprocess(&mut cc).await?;
             assert!(p0.storage_bytes() > 0);
-            let r0 = c.online(&mut cc, p0, &xs[0]).await?;
             let r1 = c.online(&mut cc, p1, &xs[1]).await?;
+            let r0 = c.online(&mut cc, p0, &xs[0]).await?;
             Ok::<_, Error>((r0, r1))
         }
     );
     s.unwrap();
     let (r0, r1) = c.unwrap();
-    assert_eq!(r0.logits_fixed, oracle(&model, &xs[0]));
-    assert_eq!(r1.logits_fixed, oracle(&model, &xs[1]));
+    assert_eq!((r0.inference, r1.inference, r0.relu_mode), (0, 1, mode));
+    assert_eq!(r0.logits_fixed, oracle(model, &xs[0]), "{mode}");
+    assert_eq!(r1.logits_fixed, oracle(model, &xs[1]), "{mode}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn material_of_another_inference_is_refused() {
     let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 6, |_| {});
-    let x = random_input(&model, 60);
+    for mode in BOTH {
+        another_inference(&model, mode).await;
+    }
+}
+
+async fn another_inference(model: &ServerModel, mode: ReluMode) {
+    let x = random_input(model, 60);
     let (mut cs, mut cc) = memory_pair();
     let (s, _) = tokio::join!(
         async move {
             let mut s =
-                ServerSession::handshake_with_rng(&mut cs, &model, ChaCha20Rng::seed_from_u64(7))
+                ServerSession::handshake_with_rng(&mut cs, model, ChaCha20Rng::seed_from_u64(7))
                     .await?;
             let p0 = s.preprocess(&mut cs).await?;
             let p1 = s.preprocess(&mut cs).await?;
@@ -356,7 +448,10 @@ async fn material_of_another_inference_is_refused() {
         async move {
             let mut c = ClientSession::handshake_with_rng(
                 &mut cc,
-                &ClientConfig::default(),
+                &ClientConfig {
+                    relu: mode,
+                    ..ClientConfig::default()
+                },
                 ChaCha20Rng::seed_from_u64(8),
             )
             .await?;
@@ -373,7 +468,7 @@ async fn material_of_another_inference_is_refused() {
                 expected: 1
             }))
         ),
-        "{s:?}"
+        "{mode}: {s:?}"
     );
 }
 
@@ -503,15 +598,23 @@ async fn faulty_run_in(
     )
 }
 
+/// A frame one byte short of the size the protocol fixes at that point.
+fn one_byte_short<T: std::fmt::Debug>(r: &Result<T>) -> bool {
+    matches!(
+        r,
+        Err(Error::PeerMisbehaved(Misbehavior::FrameSize { expected, got })) if got + 1 == *expected
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_online_messages_are_peer_errors() {
     // The client's masked activation output, then the server's labels, cut short.
     for n in [1, 3] {
         let (s, c) = faulty_run(false, Fault::TruncateOnline(n)).await;
-        assert!(matches!(s, Err(Error::PeerMisbehaved(_))), "{s:?}");
+        assert!(one_byte_short(&s), "{s:?}");
         assert!(matches!(c, Err(Error::Closed)), "{c:?}");
         let (s, c) = faulty_run(true, Fault::TruncateOnline(n)).await;
-        assert!(matches!(c, Err(Error::PeerMisbehaved(_))), "{c:?}");
+        assert!(one_byte_short(&c), "{c:?}");
         assert!(matches!(s, Err(Error::Closed)), "{s:?}");
     }
 }
@@ -522,10 +625,10 @@ async fn truncated_ot_mode_messages_are_peer_errors() {
     // side: its first leaf tables, then its first tree messages.
     for n in [1, 2, 3] {
         let (s, c) = faulty_run_in(false, Fault::TruncateOnline(n), ReluMode::Ot).await;
-        assert!(matches!(s, Err(Error::PeerMisbehaved(_))), "{n}: {s:?}");
+        assert!(one_byte_short(&s), "{n}: {s:?}");
         assert!(matches!(c, Err(Error::Closed)), "{n}: {c:?}");
         let (s, c) = faulty_run_in(true, Fault::TruncateOnline(n), ReluMode::Ot).await;
-        assert!(matches!(c, Err(Error::PeerMisbehaved(_))), "{n}: {c:?}");
+        assert!(one_byte_short(&c), "{n}: {c:?}");
         assert!(matches!(s, Err(Error::Closed)), "{n}: {s:?}");
     }
 }
@@ -703,8 +806,10 @@ async fn gc_sessions_have_their_own_delta_and_inferences_fresh_labels() {
         assert_eq!(first.gc_nonce, Some(GcNonce::new(0).unwrap()));
         assert_eq!(second.gc_nonce, Some(GcNonce::new(1).unwrap()));
         let labels = |p: &crate::offline::ClientPreprocessed| {
-            p.acts
-                .iter()
+            let crate::offline::MaterialStore::Memory(acts) = &p.acts else {
+                panic!("material in memory")
+            };
+            acts.iter()
                 .filter_map(|a| match &a.material {
                     crate::offline::ClientActMaterial::Gc(g) => Some(g),
                     crate::offline::ClientActMaterial::Ot(_) => None,
@@ -737,7 +842,11 @@ async fn relu_mode_is_negotiated() {
         ServerSession::handshake(&mut cs, &gc_only),
         ClientSession::handshake(&mut cc, &cfg)
     );
-    assert!(matches!(s, Err(Error::Incompatible(_))), "{:?}", s.err());
+    assert!(
+        matches!(s, Err(Error::Incompatible(ref m)) if m.contains("the client refused") && m.contains("[gc]")),
+        "{:?}",
+        s.err()
+    );
     match c {
         Err(Error::Incompatible(m)) => assert!(m.contains("[gc]"), "{m}"),
         other => panic!("{:?}", other.err()),
@@ -749,7 +858,14 @@ async fn relu_mode_is_negotiated() {
         cc.send(&[3u8; 9]).await.unwrap();
         cc
     });
-    assert!(matches!(s, Err(Error::PeerMisbehaved(_))), "{:?}", s.err());
+    assert!(
+        matches!(
+            s,
+            Err(Error::PeerMisbehaved(Misbehavior::ModeNotOffered("ot")))
+        ),
+        "{:?}",
+        s.err()
+    );
     // Both allowed: each side reports the client's choice.
     let both = gc_only.with_relu_modes(&BOTH).unwrap();
     let (mut cs, mut cc) = memory_pair();
@@ -770,11 +886,15 @@ async fn relu_mode_is_negotiated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_mid_offline_is_closed_on_the_other_side() {
-    // Client hangs up in an HE upload, then in an OT extension; server hangs up mid-tables.
-    for (on_server, n) in [(false, 1), (false, 4), (true, 3), (true, 10)] {
-        let (s, c) = faulty_run(on_server, Fault::DisconnectOffline(n)).await;
-        assert!(matches!(s, Err(Error::Closed)), "server: {s:?}");
-        assert!(matches!(c, Err(Error::Closed)), "client: {c:?}");
+    // GC: the client hangs up in an HE upload, then in an OT extension; the
+    // server hangs up mid-tables. OT mode: the same frames carry HE uploads
+    // and the random OTs of both directions.
+    for mode in BOTH {
+        for (on_server, n) in [(false, 1), (false, 4), (true, 3), (true, 10)] {
+            let (s, c) = faulty_run_in(on_server, Fault::DisconnectOffline(n), mode).await;
+            assert!(matches!(s, Err(Error::Closed)), "{mode}, server: {s:?}");
+            assert!(matches!(c, Err(Error::Closed)), "{mode}, client: {c:?}");
+        }
     }
 }
 
@@ -801,7 +921,11 @@ async fn handshake_refuses_unsupported_parameters_and_unexpected_models() {
             }
         );
         assert_eq!(s.unwrap()[0], crate::session::TAG_REFUSE);
-        assert!(matches!(c, Err(Error::Incompatible(_))), "{c:?}");
+        let want = ["protocol version", "digest"][tamper];
+        assert!(
+            matches!(c, Err(Error::Incompatible(ref m)) if m.contains(want)),
+            "{c:?}"
+        );
     }
     // A pinned client refuses another network; the server learns it was refused.
     let other = model_for("resnet18(m=2,input=8,classes=4,phi=1-1-1-1)", 11, |_| {});
@@ -814,8 +938,16 @@ async fn handshake_refuses_unsupported_parameters_and_unexpected_models() {
         ServerSession::handshake(&mut cs, &model),
         ClientSession::handshake(&mut cc, &cfg)
     );
-    assert!(matches!(s, Err(Error::Incompatible(_))), "{:?}", s.err());
-    assert!(matches!(c, Err(Error::Incompatible(_))), "{:?}", c.err());
+    assert!(
+        matches!(s, Err(Error::Incompatible(ref m)) if m.contains("the client refused") && m.contains("is not the expected")),
+        "{:?}",
+        s.err()
+    );
+    assert!(
+        matches!(c, Err(Error::Incompatible(ref m)) if m.contains("is not the expected")),
+        "{:?}",
+        c.err()
+    );
     // Garbage instead of an architecture.
     let (mut cs, mut cc) = memory_pair();
     let cfg = ClientConfig::default();
@@ -823,7 +955,11 @@ async fn handshake_refuses_unsupported_parameters_and_unexpected_models() {
         cs.send(b"{not json"),
         ClientSession::handshake(&mut cc, &cfg)
     );
-    assert!(matches!(c, Err(Error::PeerMisbehaved(_))), "{:?}", c.err());
+    assert!(
+        matches!(c, Err(Error::PeerMisbehaved(Misbehavior::Malformed(ref m))) if m.contains("architecture")),
+        "{:?}",
+        c.err()
+    );
 }
 
 fn assert_send<T: Send>(_: &T) {}
@@ -867,18 +1003,20 @@ async fn bad_local_input_is_bad_input() {
     );
     let mut short = quant.clone();
     short.layers.pop();
-    assert!(matches!(
-        ServerModel::new(net.clone(), short, None),
-        Err(Error::BadInput(_))
-    ));
+    let err = ServerModel::new(net.clone(), short, None).unwrap_err();
+    assert!(
+        matches!(err, Error::BadInput(ref m) if m.contains("quantised layers")),
+        "{err}"
+    );
     let norm = crate::session::NormalizationMsg {
         mean: vec![0.0; 2],
         std: vec![1.0; 2],
     };
-    assert!(matches!(
-        ServerModel::new(net.clone(), quant.clone(), Some(norm)),
-        Err(Error::BadInput(_))
-    ));
+    let err = ServerModel::new(net.clone(), quant.clone(), Some(norm)).unwrap_err();
+    assert!(
+        matches!(err, Error::BadInput(ref m) if m.contains("normalisation")),
+        "{err}"
+    );
     quant.layers[0].weight[0] = ring.from_signed(-(1 << 16) + 1);
     let model = ServerModel::new(net, quant, None).unwrap();
     // A client input of the wrong length or with unreduced values fails before any traffic.
@@ -900,36 +1038,25 @@ async fn bad_local_input_is_bad_input() {
     );
     assert!(s.unwrap().is_none(), "the server sees a polite close");
     let (short, wide) = c.unwrap();
-    assert!(matches!(short, Some(Error::BadInput(_))) && matches!(wide, Some(Error::BadInput(_))));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_limits_refuse_oversized_networks() {
-    let model = model_for("resnet18(m=2,input=8,classes=3,phi=1-1-1-1)", 14, |_| {});
-    let acts = model.network().stats().relus;
-    let cfg = ClientConfig {
-        max_activations: acts - 1,
-        ..ClientConfig::default()
-    };
-    let (mut cs, mut cc) = memory_pair();
-    let (s, c) = tokio::join!(
-        ServerSession::handshake(&mut cs, &model),
-        ClientSession::handshake(&mut cc, &cfg)
+    assert!(
+        matches!(short, Some(Error::BadInput(ref m)) if m.contains("input of 5 values")),
+        "{short:?}"
     );
     assert!(
-        matches!(c, Err(Error::Incompatible(ref m)) if m.contains("limits")),
-        "{:?}",
-        c.err()
+        matches!(wide, Some(Error::BadInput(ref m)) if m.contains("not reduced")),
+        "{wide:?}"
     );
-    assert!(matches!(s, Err(Error::Incompatible(_))), "{:?}", s.err());
-    // ResNet18 itself fits the defaults.
-    let r18 = Network::new(&NetSpec::parse("resnet18").unwrap()).stats();
-    assert!(r18.relus <= ClientConfig::default().max_activations);
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig { cases: 6, ..Default::default() })]
-    /// Random weights, inputs and per-pixel masks on a small network: always bit-exact.
+    // A fixed seed: the cases are the same on every run, so a failure replays.
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 4,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_2020),
+        ..Default::default()
+    })]
+    /// Random weights, inputs and per-pixel masks on a small network: always
+    /// bit-exact, in both activation modes.
     #[test]
     fn random_masks_and_weights_are_bit_exact(seed in 0u64..1_000_000, density in 0u32..=4) {
         let model = model_for("2x2x2x(m=2,phi=1-1-1-1,input=8,classes=4)", seed, |n| {
@@ -944,6 +1071,8 @@ proptest::proptest! {
             }
         });
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(check_exact(&model, 1, seed, BOTH[(seed % 2) as usize]));
+        for mode in BOTH {
+            rt.block_on(check_exact(&model, 1, seed, mode));
+        }
     }
 }

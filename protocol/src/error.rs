@@ -29,6 +29,11 @@ pub enum Error {
     /// characters and cut to [`crate::transport::MAX_ABORT_REASON`] bytes.
     #[error("the peer ended the session: {0}")]
     Aborted(String),
+    /// This side cannot take the request now: a resource budget is used up
+    /// (the server's memory budget for preprocessed material). Retrying
+    /// after pending work completes may succeed.
+    #[error("busy: {0}")]
+    Busy(String),
     /// A phase of the session (handshake, waiting for a request, offline,
     /// online) ran past its absolute deadline, however steadily bytes arrived.
     #[error("the {phase} phase ran past its deadline of {} s", .limit.as_secs_f64())]
@@ -38,6 +43,14 @@ pub enum Error {
         /// The phase's time budget.
         limit: std::time::Duration,
     },
+    /// The network does not fit one of this client's budgets
+    /// ([`crate::footprint::ClientBudget`]): what it needs, what the budget allows.
+    #[error("{0}")]
+    OverBudget(Box<crate::footprint::OverBudget>),
+    /// Preprocessed material kept on disk ([`crate::store`]) is truncated,
+    /// corrupted or not this session's: a local fault, never used.
+    #[error("stored material: {0}")]
+    Store(#[from] crate::store::StoreFault),
     /// TLS configuration or handshake failure.
     #[error("tls: {0}")]
     Tls(String),

@@ -27,6 +27,10 @@
 //!   preprocessed material is a value the online phase consumes.
 //! - [`report`]: seconds, bytes and storage per phase and per layer.
 //! - [`budget`]: expected traffic of one inference, for server deadlines.
+//! - [`footprint`]: the client's storage and peak memory per inference,
+//!   checked against its budgets in the handshake.
+//! - [`store`]: the client's preprocessed material on disk (one file per
+//!   inference, records with a keyed MAC), read back layer by layer.
 //!
 //! Cryptographic cores are sans-IO state machines; only drivers touch a
 //! [`transport::Channel`].
@@ -35,7 +39,9 @@ pub mod budget;
 pub mod crypto;
 pub mod error;
 mod exec;
+pub mod footprint;
 mod framing;
+mod freshness;
 pub mod gc;
 pub mod he;
 pub mod mode;
@@ -48,12 +54,15 @@ pub mod report;
 pub mod ring;
 pub mod session;
 mod shares;
+pub mod store;
 pub mod transport;
 
 #[cfg(test)]
 mod e2e_tests;
 #[cfg(test)]
 mod pool_tests;
+#[cfg(test)]
+mod scale_tests;
 
 pub use error::{Error, Misbehavior, Result};
 pub use report::{ClientReport, ServerReport};

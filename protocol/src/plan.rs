@@ -11,6 +11,8 @@ use pi_models::{QuantModel, RingParams};
 
 use crate::gc::{ActivationParams, Circuit};
 use crate::he::{self, ConvShape, FcShape, HeParams, LayerPlan, LayerShape};
+use crate::mode::ReluMode;
+use crate::relu_ot::ClientMaterial;
 use crate::report::{ActivationCounts, LayerReport, PhaseReport};
 use crate::{Error, Result};
 
@@ -169,26 +171,92 @@ impl Sub {
     }
 }
 
-/// Bytes the client stores per preprocessed inference, as
-/// [`ClientPreprocessed::storage_bytes`] will count them: garbled tables and
-/// the client's own input labels (l per position) of every non-empty
-/// sub-layer, the activation-output masks, the input mask and the logits
-/// share. Lets a client budget its pool before the first offline phase.
-pub(crate) fn client_storage_bytes(plan: &SessionPlan) -> u64 {
+/// Bytes the client stores per preprocessed inference in `mode`, as
+/// [`ClientPreprocessed::storage_bytes`] will count them, from the plan
+/// alone: per activation the material of the mode (GC: garbled tables and
+/// the client's own input labels, l per position, of every non-empty
+/// sub-layer; OT: [`ClientMaterial::planned_storage_bytes`]) and the
+/// activation-output mask; the input mask and the logits share. Lets a
+/// client budget its pool before the first offline phase.
+///
+/// [`ClientPreprocessed::storage_bytes`]: crate::offline::ClientPreprocessed::storage_bytes
+/// [`ClientMaterial::planned_storage_bytes`]: crate::relu_ot::ClientMaterial::planned_storage_bytes
+///
+/// # Errors
+/// [`Error::Incompatible`] for OT mode under ring parameters it does not
+/// support (a session in that mode cannot exist).
+pub(crate) fn client_storage_bytes(plan: &SessionPlan, mode: ReluMode) -> Result<u64> {
     let net = &plan.network;
     let l = plan.ring.bits() as u64;
     let mut storage =
         8 * (net.tensors[net.input].shape.numel() + net.tensors[net.output].shape.numel()) as u64;
+    let ot = match mode {
+        ReluMode::Gc => None,
+        ReluMode::Ot => Some(plan.ot.as_deref().ok_or_else(no_ot)?),
+    };
     for (k, split) in plan.splits.iter().enumerate() {
-        for which in [Sub::Relu, Sub::Trunc] {
-            let n = which.positions(plan, k).len() as u64;
-            if n > 0 {
-                storage += n * which.circuit(plan).table_bytes() as u64 + 16 * n * l;
+        let positions = split.relu.len() + split.trunc.len();
+        match ot {
+            Some(sched) => {
+                storage += ClientMaterial::planned_storage_bytes(sched, positions, split.relu.len())
+            }
+            None => {
+                for which in [Sub::Relu, Sub::Trunc] {
+                    let n = which.positions(plan, k).len() as u64;
+                    if n > 0 {
+                        storage += n * which.circuit(plan).table_bytes() as u64 + 16 * n * l;
+                    }
+                }
             }
         }
-        storage += 8 * (split.relu.len() + split.trunc.len()) as u64;
+        storage += 8 * positions as u64;
     }
-    storage
+    Ok(storage)
+}
+
+/// Bytes the server holds per preprocessed inference in `mode`, as
+/// [`ServerPreprocessed::storage_bytes`] will count them, from the plan
+/// alone: the mask s of every linear layer's output, and per activation
+/// position in GC mode its pad (its input labels are derived from one key
+/// per garbled sub-layer, [`crate::gc::ServerInputLabels`]), in OT mode
+/// [`ServerMaterial::planned_storage_bytes`]. The server reserves
+/// this in its pending-material budget before each offline phase.
+///
+/// [`ServerPreprocessed::storage_bytes`]: crate::offline::ServerPreprocessed::storage_bytes
+/// [`ServerMaterial::planned_storage_bytes`]: crate::relu_ot::ServerMaterial::planned_storage_bytes
+///
+/// # Errors
+/// [`Error::Incompatible`] for OT mode under ring parameters it does not
+/// support.
+pub(crate) fn server_storage_bytes(plan: &SessionPlan, mode: crate::mode::ReluMode) -> Result<u64> {
+    let mut storage: u64 = plan
+        .he_plans
+        .iter()
+        .map(|hp| 8 * hp.shape().output_len() as u64)
+        .sum();
+    let ot = match mode {
+        crate::mode::ReluMode::Gc => None,
+        crate::mode::ReluMode::Ot => Some(plan.ot.as_deref().ok_or_else(no_ot)?),
+    };
+    for split in &plan.splits {
+        let positions = split.relu.len() + split.trunc.len();
+        storage += match ot {
+            Some(sched) => crate::relu_ot::ServerMaterial::planned_storage_bytes(
+                sched,
+                positions,
+                split.relu.len(),
+            ),
+            None => {
+                let subs = [&split.relu, &split.trunc]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .count();
+                8 * positions as u64
+                    + (subs * std::mem::size_of::<crate::gc::ServerInputLabels>()) as u64
+            }
+        };
+    }
+    Ok(storage)
 }
 
 /// The HE layer shape of one linear step of a `pi_models` network. Global

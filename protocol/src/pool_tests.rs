@@ -1,6 +1,7 @@
 //! Offline phases run ahead of online phases over [`ServerSession::serve_one`]:
-//! the server's map of pending inferences, its bound, and single use of
-//! every inference number.
+//! the server's map of pending inferences, its bound, single use of every
+//! inference number, and the client's storage per entry as planned; each
+//! in both ReLU modes.
 
 use pi_models::network::Network;
 use pi_models::weights::{init_weights, weights_from_bytes};
@@ -10,7 +11,9 @@ use rand_core::SeedableRng;
 
 use crate::e2e_tests::{oracle, random_input};
 use crate::framing::{TAG_OFFLINE, TAG_ONLINE, send_request};
-use crate::session::{ClientConfig, ClientSession, ServerLimits, ServerModel, ServerSession};
+use crate::session::{
+    ClientConfig, ClientSession, ReluMode, ServerLimits, ServerModel, ServerSession,
+};
 use crate::transport::{Channel, memory_pair};
 use crate::{Error, Misbehavior, Result};
 
@@ -20,7 +23,19 @@ fn model(seed: u64) -> ServerModel {
     let net = Network::new(&NetSpec::parse(TINY).unwrap());
     let folded = weights_from_bytes(&init_weights(&net, seed).unwrap(), &net).unwrap();
     let quant = QuantModel::quantize(&net, &folded, RingParams::default()).unwrap();
-    ServerModel::new(net, quant, None).unwrap()
+    ServerModel::new(net, quant, None)
+        .unwrap()
+        .with_relu_modes(&MODES)
+        .unwrap()
+}
+
+const MODES: [ReluMode; 2] = [ReluMode::Gc, ReluMode::Ot];
+
+fn config(relu: ReluMode) -> ClientConfig {
+    ClientConfig {
+        relu,
+        ..ClientConfig::default()
+    }
 }
 
 /// Serves with `limits` until the client closes or something fails;
@@ -51,13 +66,22 @@ async fn serve<C: Channel>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preprocessed_inferences_are_spent_in_any_order_and_bit_exact() {
     let model = model(3);
-    let xs: Vec<Vec<u64>> = (0..3).map(|i| random_input(&model, 30 + i)).collect();
+    for mode in MODES {
+        spent_in_any_order(&model, mode).await;
+    }
+}
+
+async fn spent_in_any_order(model: &ServerModel, mode: ReluMode) {
+    let xs: Vec<Vec<u64>> = (0..3).map(|i| random_input(model, 30 + i)).collect();
     let (cs, mut cc) = memory_pair();
-    let limits = ServerLimits { max_pending: 3 };
-    let ((reports, served), client) = tokio::join!(serve(cs, &model, limits), async {
+    let limits = ServerLimits {
+        max_pending: 3,
+        ..ServerLimits::default()
+    };
+    let ((reports, served), client) = tokio::join!(serve(cs, model, limits), async {
         let mut c = ClientSession::handshake_with_rng(
             &mut cc,
-            &ClientConfig::default(),
+            &config(mode),
             ChaCha20Rng::seed_from_u64(2),
         )
         .await?;
@@ -73,8 +97,12 @@ async fn preprocessed_inferences_are_spent_in_any_order_and_bit_exact() {
             matches!(refused, Err(Error::BadInput(ref m)) if m.contains("at most 3")),
             "{refused:?}"
         );
-        let estimate = c.storage_per_inference();
-        assert!(pre.iter().all(|p| p.storage_bytes() == estimate));
+        // What a pool budgets with, before any offline phase, is what each
+        // entry stores.
+        let planned = c.storage_per_inference();
+        for p in &pre {
+            assert_eq!(p.storage_bytes(), planned, "{mode}");
+        }
         let (p0, p1, p2) = {
             let mut it = pre.into_iter();
             (it.next().unwrap(), it.next().unwrap(), it.next().unwrap())
@@ -98,8 +126,8 @@ async fn preprocessed_inferences_are_spent_in_any_order_and_bit_exact() {
     for (r, x) in client.iter().zip([&xs[2], &xs[0], &xs[1], &xs[0]]) {
         assert_eq!(
             r.logits_fixed,
-            oracle(&model, x),
-            "inference {}",
+            oracle(model, x),
+            "{mode}, inference {}",
             r.inference
         );
     }
@@ -117,13 +145,19 @@ async fn preprocessed_inferences_are_spent_in_any_order_and_bit_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_online_request_for_the_same_inference_is_refused() {
     let model = model(4);
-    let x = random_input(&model, 40);
+    for mode in MODES {
+        replayed(&model, mode).await;
+    }
+}
+
+async fn replayed(model: &ServerModel, mode: ReluMode) {
+    let x = random_input(model, 40);
     let (cs, mut cc) = memory_pair();
     let ((reports, served), client) =
-        tokio::join!(serve(cs, &model, ServerLimits::default()), async {
+        tokio::join!(serve(cs, model, ServerLimits::default()), async {
             let mut c = ClientSession::handshake_with_rng(
                 &mut cc,
-                &ClientConfig::default(),
+                &config(mode),
                 ChaCha20Rng::seed_from_u64(5),
             )
             .await?;
@@ -143,21 +177,36 @@ async fn a_second_online_request_for_the_same_inference_is_refused() {
             served,
             Err(Error::PeerMisbehaved(Misbehavior::NotPending(0)))
         ),
-        "{served:?}"
+        "{mode}: {served:?}"
     );
     // The server hung up instead of answering.
-    assert!(client.unwrap().is_err());
+    let after = client.unwrap();
+    assert!(matches!(after, Err(Error::Closed)), "{mode}: {after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_enforces_its_pending_bound() {
     let model = model(5);
+    for mode in MODES {
+        pending_bound(&model, mode).await;
+    }
+}
+
+async fn pending_bound(model: &ServerModel, mode: ReluMode) {
     let (cs, mut cc) = memory_pair();
-    let ((reports, served), _) =
-        tokio::join!(serve(cs, &model, ServerLimits { max_pending: 1 }), async {
+    let ((reports, served), _) = tokio::join!(
+        serve(
+            cs,
+            model,
+            ServerLimits {
+                max_pending: 1,
+                ..ServerLimits::default()
+            }
+        ),
+        async {
             let mut c = ClientSession::handshake_with_rng(
                 &mut cc,
-                &ClientConfig::default(),
+                &config(mode),
                 ChaCha20Rng::seed_from_u64(6),
             )
             .await?;
@@ -166,7 +215,8 @@ async fn the_server_enforces_its_pending_bound() {
             send_request(&mut cc, TAG_OFFLINE, 1).await?;
             cc.flush().await?;
             cc.recv(1 << 20).await
-        });
+        }
+    );
     assert!(reports.is_empty());
     assert!(
         matches!(
@@ -177,7 +227,7 @@ async fn the_server_enforces_its_pending_bound() {
                 limit: 1
             }))
         ),
-        "{served:?}"
+        "{mode}: {served:?}"
     );
 }
 
@@ -188,9 +238,16 @@ async fn a_zero_bound_is_refused_before_the_handshake() {
     let r = ServerSession::handshake_with(
         &mut cs,
         &model,
-        &ServerLimits { max_pending: 0 },
+        &ServerLimits {
+            max_pending: 0,
+            ..ServerLimits::default()
+        },
         ChaCha20Rng::seed_from_u64(1),
     )
     .await;
-    assert!(matches!(r, Err(Error::BadInput(_))), "{:?}", r.err());
+    assert!(
+        matches!(r, Err(Error::BadInput(ref m)) if m.contains("at least one preprocessed inference")),
+        "{:?}",
+        r.err()
+    );
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use pi_protocol::session::PendingBudget;
 use pi_protocol::transport::pki::{CertificateAuthority, TlsFiles, keygen, load_crls};
 use pi_protocol::transport::{ChannelConfig, Link};
 
@@ -31,6 +32,41 @@ fn secs() -> clap::builder::RangedU64ValueParser<u64> {
 /// A count of at least 1.
 fn count() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000)
+}
+
+/// A byte count as given on a command line: a number with an optional
+/// decimal (`K`, `M`, `G`, `T`) or binary (`KiB`, `MiB`, `GiB`, `TiB`) suffix
+/// (`pi-server --pending-bytes`, `--pool-bytes` of `pi-client` and
+/// `pi-bench`).
+///
+/// # Errors
+/// A message naming the text, for an unknown unit, a non-number or a value
+/// out of range.
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        u => return Err(format!("unknown unit {u:?} in {s:?}")),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count"))?;
+    let bytes = v * mult as f64;
+    if !(bytes.is_finite() && (0.0..1.8e19).contains(&bytes)) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Serve private inference on a model whose weights stay secret.
@@ -111,11 +147,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "RATE,DELAY")]
     pub link: Option<Link>,
     /// Most preprocessed inferences held per session (a client may run that
-    /// many offline phases ahead; each costs roughly 600 B of server memory
-    /// per activation).
+    /// many offline phases ahead); all sessions together are also bounded
+    /// by --pending-bytes.
     #[arg(long, default_value_t = pi_protocol::session::DEFAULT_MAX_PENDING,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub pool_max: u32,
+    /// Byte budget for the preprocessed material of all sessions together
+    /// (offline done, online not yet; see the README for the bytes per
+    /// activation in each ReLU mode): an offline request beyond it ends its
+    /// session with "busy" and the figures. A number with an optional unit
+    /// (`8GiB`, `500MB`); default: a quarter of physical memory.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub pending_bytes: Option<u64>,
     /// On Ctrl-C, seconds that running sessions may go on before they are cancelled.
     #[arg(long, default_value_t = 5)]
     pub grace: u64,
@@ -213,6 +256,44 @@ pub fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// Physical memory of this machine in bytes (`MemTotal` in
+/// `/proc/meminfo`), if the system says.
+pub fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut it = line["MemTotal:".len()..].split_whitespace();
+    let kib: u64 = it.next()?.parse().ok()?;
+    (it.next() == Some("kB")).then(|| kib.saturating_mul(1024))
+}
+
+/// Default of `--pending-bytes`: a quarter of physical memory, or 4 GiB
+/// where it is unknown.
+fn default_pending_bytes() -> u64 {
+    physical_memory().map_or(4 << 30, |m| m / 4)
+}
+
+/// The budget line printed at start: the budget and what one preprocessed
+/// inference holds in each allowed mode.
+fn pending_summary(model: &pi_protocol::ServerModel, budget: u64) -> String {
+    let per: Vec<String> = model
+        .relu_modes()
+        .iter()
+        .filter_map(|&m| {
+            let b = model.pending_bytes_per_inference(m).ok()?;
+            Some(format!("{m} {}", mib(b)))
+        })
+        .collect();
+    format!(
+        "pending-material budget {} for all sessions; one preprocessed inference holds {}",
+        mib(budget),
+        per.join(", ")
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
 /// A multi-threaded tokio runtime.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -268,6 +349,10 @@ pub async fn serve_with_reports(
     let hiding_line = hiding_summary(&model);
     eprintln!("pi-server: {hiding_line}");
     tracing::info!("{hiding_line}");
+    let pending_bytes = args.pending_bytes.unwrap_or_else(default_pending_bytes);
+    let budget_line = pending_summary(&model, pending_bytes);
+    eprintln!("pi-server: {budget_line}");
+    tracing::info!("{budget_line}");
     let files = TlsFiles::server(tls);
     let identity = files
         .load()
@@ -302,6 +387,7 @@ pub async fn serve_with_reports(
         grace: Duration::from_secs(args.grace),
         limits: pi_protocol::ServerLimits {
             max_pending: args.pool_max,
+            pending_bytes: Some(PendingBudget::new(pending_bytes)),
         },
         allow: (!args.allow_client.is_empty()).then(|| args.allow_client.clone()),
         crls,

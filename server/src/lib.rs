@@ -160,7 +160,8 @@ pub struct ServeConfig {
     /// After shutdown is requested, how long running sessions may go on
     /// before they are cancelled.
     pub grace: Duration,
-    /// What each session is granted (preprocessed inferences held at once).
+    /// What each session is granted (preprocessed inferences held at once)
+    /// and the byte budget all sessions' pending material shares.
     pub limits: ServerLimits,
     /// If set, only clients whose certificate subject (its common name, or
     /// the whole subject as `CN=...`) is listed get a session.
@@ -202,7 +203,8 @@ pub struct ServeSummary {
     /// Connections that ended with an error (TLS, protocol, deadline, ...),
     /// apart from those counted below and from connect-and-close probes.
     pub failed: u64,
-    /// Authenticated clients turned away (busy, per-client cap, allowlist).
+    /// Authenticated clients turned away (busy, per-client cap, allowlist,
+    /// the pending-material budget full).
     pub refused: u64,
     /// Pending handshakes dropped: past their deadline or evicted by newer ones.
     pub dropped: u64,
@@ -246,6 +248,18 @@ impl Listener {
             return Err(ServerError::BadInput(
                 "the server must hold at least one preprocessed inference per session".into(),
             ));
+        }
+        if let Some(budget) = &config.limits.pending_bytes {
+            for &mode in model.relu_modes() {
+                let need = model.pending_bytes_per_inference(mode)?;
+                if need > budget.limit() {
+                    return Err(ServerError::BadInput(format!(
+                        "the pending-material budget of {} B is below one preprocessed \
+                         inference of this model in {mode} mode ({need} B)",
+                        budget.limit()
+                    )));
+                }
+            }
         }
         for (what, v) in [
             ("the session cap", config.max_clients),
@@ -418,6 +432,11 @@ async fn handle(id: u64, peer: SocketAddr, tcp: TcpStream, shared: Arc<Shared>) 
         Err(Error::Closed) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
             warn!(conn = id, %peer, client = %who.subject, "session failed: the client disconnected mid-protocol");
+        }
+        Err(e @ Error::Busy(_)) => {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            info!(conn = id, %peer, client = %who.subject, "session refused: {e}");
+            let _ = ch.abort(&abort_reason(&e)).await;
         }
         Err(e) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests in `tests/tests/`: throwaway keys, small
 //! models with their fixed-point oracle, a server running on loopback TCP +
-//! TLS in this process, and channels that fail on purpose.
+//! TLS in this process, channels that fail on purpose, and a channel that
+//! records what crosses the wire ([`Tap`]: frame digests and round trips).
 //!
 //! The bins `pi-test-client` and `pi-test-server` are the real command lines
 //! (`pi_client::cli`, `pi_server::cli`), built here so that tests can run
@@ -16,10 +17,11 @@ use pi_models::weights::{init_weights, weights_from_bytes};
 use pi_models::{Model, RingParams};
 use pi_protocol::transport::pki::{CertificateAuthority, TlsFiles, TlsIdentity, keygen};
 use pi_protocol::transport::{Channel, ChannelConfig, Meter};
-use pi_protocol::{ClientConfig, ServerModel};
+use pi_protocol::{ClientConfig, ReluMode, ServerModel};
 use pi_server::{Listener, ServeConfig, ServeSummary};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -125,6 +127,15 @@ impl TestModel {
             quant,
             server,
         }
+    }
+
+    /// The same model, its server allowing both ReLU modes (GC and OT).
+    pub fn both_modes(mut self) -> Self {
+        self.server = self
+            .server
+            .with_relu_modes(&[ReluMode::Gc, ReluMode::Ot])
+            .expect("both ReLU modes");
+        self
     }
 
     /// The (C, H, W) input shape.
@@ -262,6 +273,16 @@ pub fn client_options(addr: SocketAddr, tls: TlsIdentity) -> ClientOptions {
     }
 }
 
+/// Client options for a server on `addr`, asking for ReLU mode `relu`.
+pub fn client_options_in(addr: SocketAddr, tls: TlsIdentity, relu: ReluMode) -> ClientOptions {
+    let mut o = client_options(addr, tls);
+    o.session.relu = relu;
+    o
+}
+
+/// Both ReLU modes, for tests that run in each.
+pub const MODES: [ReluMode; 2] = [ReluMode::Gc, ReluMode::Ot];
+
 /// What a [`Faulty`] channel does once its trigger is reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -335,5 +356,174 @@ impl<C: Channel> Channel for Faulty<C> {
     }
     fn meter(&self) -> &Meter {
         self.inner.as_ref().map_or(&self.meter, |c| c.meter())
+    }
+}
+
+/// Which way a frame crossed a [`Tap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// This endpoint sent it.
+    Sent,
+    /// This endpoint received it.
+    Received,
+}
+
+/// One frame seen by a [`Tap`]: direction, the channel label at the time,
+/// payload length and SHA-256 of the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TapFrame {
+    /// Sent or received.
+    pub dir: Dir,
+    /// The label the protocol set (`offline/conv1`, `online/relu`, ...).
+    pub label: String,
+    /// Payload bytes.
+    pub len: usize,
+    /// SHA-256 of the payload.
+    pub digest: [u8; 32],
+}
+
+/// Turns of the conversation: maximal runs of frames in one direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Turns {
+    /// Runs of consecutive sends.
+    pub sending: u64,
+    /// Runs of consecutive receives.
+    pub receiving: u64,
+    /// Changes of direction from one frame to the next.
+    pub switches: u64,
+}
+
+impl Turns {
+    /// Round trips measured on the wire: a party that opens and closes an
+    /// exchange (sends first, receives last, or the reverse) has as many
+    /// runs of sends as of receives, one of each per round trip; the larger
+    /// of the two counts an exchange that ends on the party's own send.
+    pub fn round_trips(&self) -> u64 {
+        self.sending.max(self.receiving)
+    }
+}
+
+/// A channel that records every frame that crosses it while recording is
+/// on ([`Tap::start`]), without changing them: a measurement of what the
+/// protocol really sent, to compare with what its report claims (round
+/// trips) and to compare material between inferences and sessions (digests).
+pub struct Tap<C> {
+    inner: C,
+    recording: bool,
+    frames: Vec<TapFrame>,
+}
+
+impl<C: Channel> Tap<C> {
+    /// Wraps `inner`, recording from the first frame on.
+    pub fn new(inner: C) -> Self {
+        Self {
+            inner,
+            recording: true,
+            frames: Vec::new(),
+        }
+    }
+
+    /// Forgets what was recorded and records from now on.
+    pub fn start(&mut self) {
+        self.frames.clear();
+        self.recording = true;
+    }
+
+    /// Stops recording (the frames so far stay).
+    pub fn stop(&mut self) {
+        self.recording = false;
+    }
+
+    /// The frames recorded, in order.
+    pub fn frames(&self) -> &[TapFrame] {
+        &self.frames
+    }
+
+    /// Takes the frames recorded and starts afresh.
+    pub fn take(&mut self) -> Vec<TapFrame> {
+        std::mem::take(&mut self.frames)
+    }
+
+    /// Runs of sends and receives among the recorded frames.
+    pub fn turns(&self) -> Turns {
+        turns(&self.frames)
+    }
+
+    /// The wrapped channel.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+
+    fn record(&mut self, dir: Dir, payload: &[u8]) {
+        if self.recording {
+            self.frames.push(TapFrame {
+                dir,
+                label: self.inner.meter().label().to_string(),
+                len: payload.len(),
+                digest: Sha256::digest(payload).into(),
+            });
+        }
+    }
+}
+
+/// Runs of sends and receives in `frames`.
+pub fn turns(frames: &[TapFrame]) -> Turns {
+    let mut t = Turns::default();
+    let mut last = None;
+    for f in frames {
+        if last != Some(f.dir) {
+            match f.dir {
+                Dir::Sent => t.sending += 1,
+                Dir::Received => t.receiving += 1,
+            }
+            if last.is_some() {
+                t.switches += 1;
+            }
+            last = Some(f.dir);
+        }
+    }
+    t
+}
+
+/// Digests of the non-empty frames received under labels starting with
+/// `prefix` (`offline/`: the peer's offline material on the wire).
+pub fn received_digests(frames: &[TapFrame], prefix: &str) -> Vec<[u8; 32]> {
+    frames
+        .iter()
+        .filter(|f| f.dir == Dir::Received && f.len > 0 && f.label.starts_with(prefix))
+        .map(|f| f.digest)
+        .collect()
+}
+
+impl<C: Channel> Channel for Tap<C> {
+    async fn send(&mut self, frame: &[u8]) -> pi_protocol::Result<()> {
+        self.inner.send(frame).await?;
+        self.record(Dir::Sent, frame);
+        Ok(())
+    }
+    async fn recv(&mut self, limit: usize) -> pi_protocol::Result<Vec<u8>> {
+        let frame = self.inner.recv(limit).await?;
+        self.record(Dir::Received, &frame);
+        Ok(frame)
+    }
+    async fn recv_into(&mut self, buf: &mut [u8]) -> pi_protocol::Result<()> {
+        self.inner.recv_into(buf).await?;
+        self.record(Dir::Received, buf);
+        Ok(())
+    }
+    async fn flush(&mut self) -> pi_protocol::Result<()> {
+        self.inner.flush().await
+    }
+    async fn close(&mut self) -> pi_protocol::Result<()> {
+        self.inner.close().await
+    }
+    async fn abort(&mut self, reason: &str) -> pi_protocol::Result<()> {
+        self.inner.abort(reason).await
+    }
+    fn set_label(&mut self, label: &str) {
+        self.inner.set_label(label)
+    }
+    fn meter(&self) -> &Meter {
+        self.inner.meter()
     }
 }

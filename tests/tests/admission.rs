@@ -212,6 +212,74 @@ async fn a_busy_server_says_so_at_once_and_caps_each_client() {
     );
 }
 
+/// `--pending-bytes` holds one and a half of the digits model's
+/// preprocessed inferences: a client that keeps one pending leaves no room
+/// for a second client's offline phase, which is refused with the figures;
+/// once the first spends its material, the second gets through. A budget
+/// below one inference stops the server at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pending_bytes_budget_bounds_all_sessions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keygen(tmp.path(), 2);
+    let model =
+        pi_server::load_model(digits_dir().join("model.toml").to_str().unwrap(), None).unwrap();
+    let per = model
+        .pending_bytes_per_inference(pi_protocol::ReluMode::Gc)
+        .unwrap();
+    let budget = (per + per / 2).to_string();
+    let server = Server::start(tmp.path(), &keys, &["--pending-bytes", &budget]);
+
+    // Client 1: a session with one preprocessed inference pending.
+    let tls = TlsFiles::client(&keys, "1").load().unwrap();
+    let connector = TlsConnector::new(&tls, ChannelConfig::default()).unwrap();
+    let mut ch = connector.connect(&server.addr, "localhost").await.unwrap();
+    let mut held = ClientSession::handshake(&mut ch, &ClientConfig::default())
+        .await
+        .unwrap();
+    let pre = held.preprocess(&mut ch).await.unwrap();
+
+    let out = run_client(&server.addr, &keys.join("client-2"), &[]).await;
+    assert_fails_with(
+        &out,
+        &format!(
+            "busy: the server's memory budget for preprocessed material is full ({per} of {budget} B"
+        ),
+    );
+
+    // Spending it frees the budget.
+    let x = held
+        .model()
+        .load_input(&digits_dir().join("image0.npy"))
+        .unwrap();
+    let x = held.quantize_input(&x).unwrap();
+    held.online(&mut ch, pre, &x).await.unwrap();
+    held.close(&mut ch).await.unwrap();
+    let out = run_client(&server.addr, &keys.join("client-2"), &[]).await;
+    assert_predicts_3(&out);
+    let log = server.stop();
+    assert!(log.contains("session refused: busy"), "{log}");
+    assert!(log.contains("pending-material budget"), "{log}");
+
+    // A budget below one inference: the server does not start.
+    let out = Command::new(SERVER)
+        .arg("--model")
+        .arg(digits_dir().join("model.toml"))
+        .args(["--listen", "127.0.0.1:0", "--tls"])
+        .arg(keys.join("server"))
+        .args(["--pending-bytes", &(per - 1).to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "below one preprocessed inference of this model in gc mode ({per} B)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickling_client_is_dropped_at_its_phase_deadline() {
     let tmp = tempfile::tempdir().unwrap();

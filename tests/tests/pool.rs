@@ -7,14 +7,24 @@ use std::time::Duration;
 
 use pi_client::pool::{Pool, PoolConfig, answer};
 use pi_protocol::transport::{ChannelConfig, TlsConnector};
-use pi_protocol::{ClientConfig, ClientSession, ServerLimits};
-use pi_tests::{Keys, RunningServer, TINY, TestModel, random_input, serve_config};
+use pi_protocol::{ClientConfig, ClientSession, ReluMode, ServerLimits};
+use pi_tests::{Keys, MODES, RunningServer, TINY, TestModel, random_input, serve_config};
 
 /// A session with the server, handed to a pool.
 async fn pool(
     server: &RunningServer,
     keys: &Keys,
     config: PoolConfig,
+) -> pi_protocol::Result<Pool> {
+    pool_in(server, keys, config, ReluMode::Gc).await
+}
+
+/// A session in ReLU mode `relu`, handed to a pool.
+async fn pool_in(
+    server: &RunningServer,
+    keys: &Keys,
+    config: PoolConfig,
+    relu: ReluMode,
 ) -> pi_protocol::Result<Pool> {
     let connector = TlsConnector::new(
         &keys.client(),
@@ -23,7 +33,11 @@ async fn pool(
     let mut ch = connector
         .connect(server.addr.to_string().as_str(), "localhost")
         .await?;
-    let session = ClientSession::handshake(&mut ch, &ClientConfig::default()).await?;
+    let cfg = ClientConfig {
+        relu,
+        ..ClientConfig::default()
+    };
+    let session = ClientSession::handshake(&mut ch, &cfg).await?;
     Pool::start(ch, session, config)
 }
 
@@ -43,18 +57,30 @@ fn inputs(model: &TestModel, n: u64) -> Vec<(Vec<u64>, Vec<i64>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_drains_the_pool_which_then_refills_and_no_material_is_used_twice() {
-    let model = TestModel::random(TINY, 21);
+    let model = TestModel::random(TINY, 21).both_modes();
     let keys = Keys::new();
     let mut config = serve_config(1, Duration::from_secs(60));
-    config.limits = ServerLimits { max_pending: 4 };
+    config.limits = ServerLimits {
+        max_pending: 4,
+        ..ServerLimits::default()
+    };
     let server = RunningServer::start(&model, &keys, config).await;
-    let mut pool = pool(
-        &server,
-        &keys,
+    for mode in MODES {
+        burst(&server, &keys, &model, mode).await;
+    }
+    let summary = server.stop().await;
+    assert_eq!((summary.inferences, summary.failed), (10, 0));
+}
+
+async fn burst(server: &RunningServer, keys: &Keys, model: &TestModel, mode: ReluMode) {
+    let mut pool = pool_in(
+        server,
+        keys,
         PoolConfig {
             max_count: 2,
             ..PoolConfig::default()
         },
+        mode,
     )
     .await
     .unwrap();
@@ -66,7 +92,7 @@ async fn a_burst_drains_the_pool_which_then_refills_and_no_material_is_used_twic
     );
     assert_eq!(full.bytes, 2 * full.entry_bytes);
 
-    let xs = inputs(&model, 5);
+    let xs = inputs(model, 5);
     let replies = pool
         .submit_burst(xs.iter().map(|(x, _)| x.clone()).collect())
         .await;
@@ -81,9 +107,10 @@ async fn a_burst_drains_the_pool_which_then_refills_and_no_material_is_used_twic
     for (s, (_, oracle)) in served.iter().zip(&xs) {
         assert_eq!(
             &s.report.logits_fixed, oracle,
-            "inference {}",
+            "{mode}, inference {}",
             s.report.inference
         );
+        assert_eq!(s.report.relu_mode, mode);
         assert!(s.queueing_delay() <= s.latency());
     }
     // Every request used different material (inference numbers are unique;
@@ -106,63 +133,86 @@ async fn a_burst_drains_the_pool_which_then_refills_and_no_material_is_used_twic
     assert_eq!(last.refills, 2 + 3 + 2);
     assert_eq!(last.background_refills, 4);
     assert!(last.refill_rate > 0.0);
-    let summary = server.stop().await;
-    assert_eq!((summary.inferences, summary.failed), (5, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pool_respects_its_byte_budget() {
-    let model = TestModel::random(TINY, 22);
+async fn the_pool_respects_its_byte_budget_in_both_modes() {
+    let model = TestModel::random(TINY, 22).both_modes();
     let keys = Keys::new();
     let mut config = serve_config(2, Duration::from_secs(60));
-    config.limits = ServerLimits { max_pending: 8 };
+    config.limits = ServerLimits {
+        max_pending: 8,
+        ..ServerLimits::default()
+    };
     let server = RunningServer::start(&model, &keys, config).await;
+    for mode in MODES {
+        byte_budget(&server, &keys, &model, mode).await;
+    }
+    let s = server.stop().await;
+    assert_eq!(s.failed, 0);
+}
 
+/// The pool in `mode` holds as many entries as its byte budget allows:
+/// its planned entry size is what an entry really stores, so a budget of
+/// two and a half entries holds two, whatever happens.
+async fn byte_budget(server: &RunningServer, keys: &Keys, model: &TestModel, mode: ReluMode) {
     // Too small for one entry: refused up front.
-    let tiny = pool(
-        &server,
-        &keys,
+    let tiny = pool_in(
+        server,
+        keys,
         PoolConfig {
             max_bytes: 1000,
             ..PoolConfig::default()
         },
+        mode,
     )
     .await;
     assert!(
         matches!(tiny, Err(pi_protocol::Error::BadInput(ref m)) if m.contains("cannot hold one")),
-        "{:?}",
+        "{mode}: {:?}",
         tiny.err()
     );
 
-    // Room for two and a half entries: holds two, whatever happens.
-    let probe = pool(
-        &server,
-        &keys,
+    // What one entry really stores, measured by an inference, against the plan.
+    let xs = inputs(model, 4);
+    let probe = pool_in(
+        server,
+        keys,
         PoolConfig {
             background: false,
             ..PoolConfig::default()
         },
+        mode,
     )
     .await
     .unwrap();
-    let entry = probe.state().entry_bytes;
+    let planned = probe.state().entry_bytes;
+    let served = probe.infer(xs[0].0.clone()).await.unwrap();
     probe.close().await.unwrap();
+    let entry = served.report.client_storage_bytes;
+    assert_eq!(served.report.relu_mode, mode);
     assert!(entry > 0);
+    assert_eq!(
+        planned, entry,
+        "{mode}: planned entry size against what it stores"
+    );
+
     let budget = 2 * entry + entry / 2;
-    let mut pool = pool(
-        &server,
-        &keys,
+    let mut pool = pool_in(
+        server,
+        keys,
         PoolConfig {
             max_bytes: budget,
             ..PoolConfig::default()
         },
+        mode,
     )
     .await
     .unwrap();
-    assert_eq!(pool.state().capacity, 2);
+    assert_eq!(pool.state().capacity, 2, "{mode}");
     let full = pool.wait_for(2).await.unwrap();
     assert!(full.bytes <= budget && full.size == 2);
-    let xs = inputs(&model, 4);
+    assert_eq!(full.bytes, 2 * entry);
     let mut ids = HashSet::new();
     for (x, oracle) in &xs {
         let s = pool.infer(x.clone()).await.unwrap();
@@ -173,7 +223,7 @@ async fn the_pool_respects_its_byte_budget() {
     }
     let end = pool.close().await.unwrap();
     assert!(end.bytes <= budget);
-    server.stop().await;
+    assert_eq!(end.capacity, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use pi_client::{ClientError, run_inference};
+use pi_protocol::ReluMode;
 use pi_tests::{
-    Keys, RunningServer, TINY, TestModel, client_options, digits_image, random_input, serve_config,
+    Keys, RunningServer, TINY, TestModel, client_options, client_options_in, digits_image,
+    random_input, serve_config,
 };
 
 fn no_progress() -> impl FnMut(pi_client::Progress) + Send {
@@ -14,19 +16,19 @@ fn no_progress() -> impl FnMut(pi_client::Progress) + Send {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_specs_are_bit_exact_over_tls() {
+async fn small_specs_are_bit_exact_over_tls_in_both_modes() {
     let keys = Keys::new();
     for (i, spec) in [TINY, "resnet18(m=2,input=8,classes=3,channels=2)"]
         .into_iter()
         .enumerate()
     {
-        let model = TestModel::random(spec, 10 + i as u64);
+        let model = TestModel::random(spec, 10 + i as u64).both_modes();
         let server =
             RunningServer::start(&model, &keys, serve_config(2, Duration::from_secs(60))).await;
-        for seed in 0..2 {
+        for (seed, mode) in [(0, ReluMode::Gc), (1, ReluMode::Ot)] {
             let raw = random_input(&model.input_shape(), seed);
             let out = run_inference(
-                &client_options(server.addr, keys.client()),
+                &client_options_in(server.addr, keys.client(), mode),
                 &raw,
                 &mut no_progress(),
             )
@@ -35,8 +37,9 @@ async fn small_specs_are_bit_exact_over_tls() {
             assert_eq!(
                 out.report.logits_fixed,
                 model.oracle(&raw),
-                "{spec}, input {seed}"
+                "{spec}, input {seed}, {mode} mode"
             );
+            assert_eq!(out.report.relu_mode, mode);
             assert_eq!(
                 out.report.activations.relus,
                 model.model.network.stats().relus

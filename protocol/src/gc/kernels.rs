@@ -405,7 +405,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(5);
         let fast = AndKernels::detect();
         let slow = AndKernels::portable();
-        eprintln!("SIMD kernels available: {}", fast.has_simd());
+        crate::crypto::check_simd_taken("half-gates AND kernels", fast.has_simd());
         let mut hin = vec![aes::Block::default(); 4 * 300];
         let mut hout = hin.clone();
         for n in [
@@ -456,7 +456,7 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(6);
         let fast = AndKernels::detect();
         let slow = AndKernels::portable();
-        eprintln!("SIMD kernels available: {}", fast.has_simd());
+        crate::crypto::check_simd_taken("three-halves AND kernels", fast.has_simd());
         let mut hin = vec![aes::Block::default(); 6 * 300];
         let mut hout = hin.clone();
         for n in [

@@ -103,7 +103,7 @@
 //! new session draws a new one.
 //!
 //! Offline material is used once; reuse does not compile:
-//! ```compile_fail
+//! ```compile_fail,E0382
 //! # use pi_protocol::gc::*;
 //! # fn f(s: ServerInputLabels, a: &[u64]) {
 //! let first = s.encode_share(a);
@@ -121,11 +121,24 @@
 //! # use pi_protocol::gc::*;
 //! # fn f(d: Delta) { let copy = d.clone(); } // Δ is not Clone
 //! ```
-//! ```compile_fail
+//! ```compile_fail,E0382
 //! # use pi_protocol::gc::*;
 //! # fn f(e: &mut Evaluator, c: &Circuit, t: GarbledTables, l1: ClientLabels, s1: ServerLabels, l2: ClientLabels, s2: ServerLabels) {
 //! let first = e.evaluate_layer(c, t, l1, s1);
 //! let again = e.evaluate_layer(c, t, l2, s2); // use of moved value
+//! # }
+//! ```
+//! Used once each, the same code compiles, so the failures above come from
+//! the reuse alone (stable rustdoc does not check the error codes):
+//! ```
+//! # use pi_protocol::gc::*;
+//! # fn f(s: ServerInputLabels, a: &[u64], c: ClientInputLabels, d: Delta) {
+//! let first = s.encode_share(a);
+//! let pairs = c.into_ot_pairs();
+//! let moved = d;
+//! # }
+//! # fn g(e: &mut Evaluator, c: &Circuit, t: GarbledTables, l1: ClientLabels, s1: ServerLabels) {
+//! let first = e.evaluate_layer(c, t, l1, s1);
 //! # }
 //! ```
 

@@ -5,7 +5,7 @@ use rand::{CryptoRng, RngCore};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rayon::prelude::*;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::arith::{
     add_mod, expand_a, lift_small, mul_shoup, ntt, sample_cbd, sample_ternary, shoup, sub_mod,
@@ -203,8 +203,9 @@ impl HeClient {
         }
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        let mut noise_seed = [0u8; 32];
-        rng.fill_bytes(&mut noise_seed);
+        // The seed of the encryption noise: wiped on return.
+        let mut noise_seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *noise_seed);
         let t = 1i64 << self.params.ring_bits();
         let delta: [(u64, u64); PRIMES] = std::array::from_fn(|i| {
             let d = self.params.delta_mod(i);
@@ -215,7 +216,7 @@ impl HeClient {
         b.par_chunks_mut(PRIMES * POLY_DEGREE)
             .enumerate()
             .for_each(|(idx, out)| {
-                let mut noise_rng = ChaCha20Rng::from_seed(noise_seed);
+                let mut noise_rng = ChaCha20Rng::from_seed(*noise_seed);
                 noise_rng.set_stream(idx as u64);
                 let mut m = vec![0u64; POLY_DEGREE];
                 plan.input_poly(share, idx / cblocks, idx % cblocks, &mut m);

@@ -6,7 +6,7 @@ use rand::{CryptoRng, RngCore};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rayon::prelude::*;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::arith::{
     add_mod, expand_a, inv_mod, lift_small, mul_shoup, ntt, reduce_i128, sample_cbd,
@@ -213,8 +213,9 @@ impl HeServer {
             })
             .collect();
 
-        let mut master = [0u8; 32];
-        rng.fill_bytes(&mut master);
+        // The seed of every flood and mask of this layer: wiped on return.
+        let mut master = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *master);
         let switch = Switch::new();
         let tiles = plan.tiles();
         // One task per output group: kernel polynomials are built once and
@@ -232,7 +233,7 @@ impl HeServer {
                     (acc, vec![0i64; N], k_ntt, Vec::new())
                 },
                 |(acc, kpoly, k_ntt, wanted), og| {
-                    let mut task_rng = ChaCha20Rng::from_seed(master);
+                    let mut task_rng = ChaCha20Rng::from_seed(*master);
                     task_rng.set_stream(og as u64);
                     for a in acc.iter_mut() {
                         for v in a.iter_mut() {

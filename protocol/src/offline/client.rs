@@ -11,10 +11,11 @@ use zeroize::Zeroizing;
 
 use super::gc::ClientGc;
 use super::ot;
-use super::{ClientActMaterial, ClientActivation, ClientPreprocessed};
+use super::{ClientActMaterial, ClientActivation, ClientPreprocessed, MaterialStore};
 use crate::crypto::WipingRng;
 use crate::exec::off_executor;
 use crate::framing::{TAG_OFFLINE, recv_bulk, send_bulk, send_request};
+use crate::freshness::DigestTap;
 use crate::he::{HeClient, ServerReply, UniformShare};
 use crate::mode::ReluMode;
 use crate::ot::SessionOts;
@@ -32,6 +33,10 @@ pub(crate) struct ClientParty<'a> {
     pub mode: ReluMode,
     /// The session's bulk OT.
     pub ots: &'a mut SessionOts,
+    /// Where the activation material goes (memory when `None`).
+    pub store: Option<&'a crate::store::MaterialDir>,
+    /// Digests of the material, recorded only in tests.
+    pub tap: &'a DigestTap,
 }
 
 /// The client's activation protocol for one offline phase.
@@ -52,6 +57,8 @@ pub(crate) async fn run<C: Channel>(
         rng,
         mode,
         ots,
+        store,
+        tap,
     } = party;
     let ring = plan.ring;
     let net = &plan.network;
@@ -75,10 +82,12 @@ pub(crate) async fn run<C: Channel>(
     let mut uniform: Vec<Option<Arc<UniformShare>>> = vec![None; net.tensors.len()];
     let input_share = UniformShare::random(he_params, net.tensors[net.input].shape.numel(), rng);
     let input_mask = Zeroizing::new(input_share.as_slice().to_vec());
+    tap.u64s("client/input mask", &input_mask);
     shares.set(net.input, input_mask.to_vec());
     uniform[net.input] = Some(Arc::new(input_share));
-    let mut acts: Vec<ClientActivation> = Vec::with_capacity(plan.splits.len());
+    let mut acts = MaterialStore::new(store, plan, mode)?;
     let (mut storage, mut table_bytes) = (0u64, 0u64);
+    let mut remaining_acts = plan.splits.len();
     for (i, step) in net.steps.iter().enumerate() {
         rec.step();
         ch.set_label(&rec.label(step.name()));
@@ -95,6 +104,7 @@ pub(crate) async fn run<C: Channel>(
                     he2.encrypt(hp, &share, &mut rng2).map(|u| u.encode(hp))
                 })
                 .await?;
+                tap.bytes("client/he upload", &upload);
                 send_bulk(ch, &upload).await?;
                 ch.flush().await?;
                 let reply = recv_bulk(ch, ServerReply::encoded_len(hp)).await?;
@@ -104,6 +114,7 @@ pub(crate) async fn run<C: Channel>(
                     he2.decrypt(hp, &ServerReply::decode(&reply, hp)?)
                 })
                 .await?;
+                tap.u64s("client/he share", &out);
                 shares.set(lin.output, out);
                 vec![lin.input]
             }
@@ -114,19 +125,21 @@ pub(crate) async fn run<C: Channel>(
                 vec![a.lhs, a.rhs]
             }
             Step::Activation(a) => {
-                let k = acts.len();
+                let k = plan.splits.len() - remaining_acts;
+                remaining_acts -= 1;
                 let out_share = UniformShare::random(he_params, a.shape.numel(), rng);
                 let out_mask = Zeroizing::new(out_share.as_slice().to_vec());
+                tap.u64s("client/activation mask r", &out_mask);
                 uniform[a.output] = Some(Arc::new(out_share));
                 let b = shares.get(a.input)?;
                 let material = match &mut relu {
                     Relu::Ot => {
-                        let mat = ot::client_activation(ch, ots, plan, a, b, rng).await?;
+                        let mat = ot::client_activation(ch, ots, plan, a, b, rng, tap).await?;
                         storage += mat.storage_bytes();
                         ClientActMaterial::Ot(mat)
                     }
                     Relu::Gc(g) => {
-                        let (mat, bytes, tables) = g.activation(ch, ots, plan, k, b).await?;
+                        let (mat, bytes, tables) = g.activation(ch, ots, plan, k, b, tap).await?;
                         storage += bytes;
                         table_bytes += tables;
                         ClientActMaterial::Gc(mat)
@@ -134,7 +147,7 @@ pub(crate) async fn run<C: Channel>(
                 };
                 shares.set(a.output, out_mask.to_vec());
                 storage += 8 * out_mask.len() as u64;
-                acts.push(ClientActivation { out_mask, material });
+                acts.push(ClientActivation { out_mask, material }).await?;
                 vec![a.input]
             }
         };
@@ -143,6 +156,7 @@ pub(crate) async fn run<C: Channel>(
     }
     ots.release_spare();
     let logits_share = Zeroizing::new(shares.take(net.output)?);
+    acts.seal()?;
     storage += 8 * (input_mask.len() + logits_share.len()) as u64;
     let phase = rec.finish(ch.meter());
     let gc_nonce = match relu {

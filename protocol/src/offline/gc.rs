@@ -19,6 +19,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::TABLE_FRAME;
 use crate::crypto::fork_chacha;
 use crate::exec::join;
+use crate::freshness::DigestTap;
 use crate::gc::{
     ClientLabels, Delta, GarbledTables, Garbler, GcNonce, ServerInputLabels, TablesAssembler,
 };
@@ -70,22 +71,36 @@ impl ClientGcActivation {
 pub(super) struct ServerGc {
     /// Returned by the garbling worker after every sub-layer.
     garbler: Option<Garbler>,
+    /// Notes each activation's material (tests only).
+    tap: DigestTap,
 }
 
 impl ServerGc {
     /// The garbler of inference `id`: the session's Δ (the bulk OT's
     /// correlation, set up before) and nonce `id`. Nothing is sent: the
     /// client knows the nonce.
-    pub(super) fn new(ots: &SessionOts, id: u64, rng: &mut ChaCha20Rng) -> Result<Self> {
+    pub(super) fn new(
+        ots: &SessionOts,
+        id: u64,
+        rng: &mut ChaCha20Rng,
+        tap: &DigestTap,
+    ) -> Result<Self> {
         let delta = ots
             .delta()
             .ok_or(Error::Internal("GC offline phase before the bulk OT setup"))?;
+        if id == 0 {
+            // Δ belongs to the session: noted with its first inference.
+            tap.blocks("server/gc delta", &[delta]);
+        }
         let g = Garbler::with_delta_and_nonce(
             Delta::from_block(delta)?,
             GcNonce::new(id)?,
             fork_chacha(rng),
         );
-        Ok(Self { garbler: Some(g) })
+        Ok(Self {
+            garbler: Some(g),
+            tap: tap.clone(),
+        })
     }
 
     /// Garbles activation `k` (of `numel` positions) and streams its tables.
@@ -99,8 +114,10 @@ impl ServerGc {
         numel: usize,
         rng: &mut ChaCha20Rng,
     ) -> Result<(ServerGcActivation, u64)> {
+        let tap = self.tap.clone();
         let l = plan.ring.bits() as usize;
         let pads = Zeroizing::new(ring::sample(rng, numel, plan.ring));
+        tap.u64s("server/gc pads p", &pads);
         let (mut relu, mut trunc, mut storage) = (None, None, 0u64);
         for which in [Sub::Relu, Sub::Trunc] {
             let idx = which.positions(plan, k);
@@ -108,6 +125,7 @@ impl ServerGc {
                 continue;
             }
             let zero = ots.sender()?.send_correlated(ch, idx.len() * l).await?;
+            tap.blocks("server/gc zero labels (OT outputs)", zero.as_slice());
             let sub_pads: Vec<u64> = idx.iter().map(|&p| pads[p]).collect();
             let g = self
                 .garbler
@@ -117,7 +135,8 @@ impl ServerGc {
                 garble_streaming(ch, g, plan.clone(), which, which.layer(k), sub_pads, zero)
                     .await?;
             self.garbler = Some(g);
-            storage += 16 * (labels.len() * l) as u64;
+            // The labels are derived from a per-layer key: the struct is all it holds.
+            storage += std::mem::size_of_val(&labels) as u64;
             match which {
                 Sub::Relu => relu = Some(labels),
                 Sub::Trunc => trunc = Some(labels),
@@ -197,6 +216,7 @@ impl ClientGc {
         plan: &SessionPlan,
         k: usize,
         b: &[u64],
+        tap: &DigestTap,
     ) -> Result<(ClientGcActivation, u64, u64)> {
         let l = plan.ring.bits() as usize;
         let mut act = ClientGcActivation {
@@ -216,7 +236,9 @@ impl ClientGc {
             }
             let got = ots.receiver()?.receive_correlated(ch, &bits).await;
             bits.zeroize();
-            let labels = ClientLabels::from_blocks(plan.act, n, got?)?;
+            let got = got?;
+            tap.blocks("client/gc labels (OT outputs)", &got);
+            let labels = ClientLabels::from_blocks(plan.act, n, got)?;
             let mut asm = TablesAssembler::new(which.circuit(plan), which.layer(k), n)?;
             let mut piece = Vec::new();
             while asm.remaining() > 0 {
@@ -225,6 +247,7 @@ impl ClientGc {
                 asm.push(&piece)?;
             }
             let tables = asm.finish()?;
+            tap.bytes("client/gc tables", tables.as_bytes());
             table_bytes += tables.as_bytes().len() as u64;
             storage += (tables.as_bytes().len() + labels.encoded_len()) as u64;
             match which {

@@ -63,8 +63,10 @@ pub(crate) mod client;
 mod gc;
 mod ot;
 pub(crate) mod server;
+mod stored;
 
 pub(crate) use gc::{ClientGcActivation, ServerGcActivation};
+pub(crate) use stored::MaterialStore;
 
 /// Bytes of garbled tables per frame while streaming (every frame but a
 /// sub-layer's last has exactly this size).
@@ -140,6 +142,8 @@ pub struct ServerPreprocessed {
     pub(crate) layers: Vec<LayerReport>,
     pub(crate) phase: PhaseReport,
     pub(crate) storage: u64,
+    /// Its bytes in the server's pending-material budget, released on drop.
+    pub(crate) reservation: Option<crate::session::memory::Reservation>,
 }
 
 /// The server's material for one activation layer.
@@ -167,6 +171,11 @@ impl ServerPreprocessed {
     pub fn offline_report(&self) -> &PhaseReport {
         &self.phase
     }
+    /// Bytes held until the online phase (masks, pads, labels), as
+    /// [`crate::session::ServerModel::pending_bytes_per_inference`] plans them.
+    pub fn storage_bytes(&self) -> u64 {
+        self.storage
+    }
 }
 
 /// The client's material for one inference: its input mask, the material of
@@ -178,7 +187,8 @@ pub struct ClientPreprocessed {
     /// The garbler's public nonce for this inference's tables (GC mode).
     pub(crate) gc_nonce: Option<GcNonce>,
     pub(crate) input_mask: Zeroizing<Vec<u64>>,
-    pub(crate) acts: Vec<ClientActivation>,
+    /// Per activation, in memory or on disk.
+    pub(crate) acts: MaterialStore,
     pub(crate) logits_share: Zeroizing<Vec<u64>>,
     pub(crate) layers: Vec<LayerReport>,
     pub(crate) phase: PhaseReport,
@@ -218,6 +228,11 @@ impl ClientPreprocessed {
     /// Bytes held until the online phase (tables, labels, masks, logits share).
     pub fn storage_bytes(&self) -> u64 {
         self.storage
+    }
+    /// Whether the activation material waits on disk
+    /// ([`crate::store::MaterialDir`]) rather than in memory.
+    pub fn on_disk(&self) -> bool {
+        self.acts.on_disk()
     }
     /// The offline phase as the client saw it.
     pub fn offline_report(&self) -> &PhaseReport {

@@ -14,6 +14,7 @@ use zeroize::Zeroize;
 use crate::Result;
 use crate::crypto::WipingRng;
 use crate::exec::off_executor;
+use crate::freshness::DigestTap;
 use crate::ot::SessionOts;
 use crate::plan::{SessionPlan, no_ot};
 use crate::relu_ot::{ClientMaterial, ServerMaterial};
@@ -31,6 +32,7 @@ pub(super) async fn server_activation<C: Channel>(
     plan: &SessionPlan,
     a: &pi_models::network::ActivationStep,
     rng: &mut ChaCha20Rng,
+    tap: &DigestTap,
 ) -> Result<ServerMaterial> {
     let sched = plan.ot.clone().ok_or_else(no_ot)?;
     let relu = kept(a);
@@ -47,6 +49,10 @@ pub(super) async fn server_activation<C: Channel>(
     } else {
         (Vec::new(), Vec::new())
     };
+    tap.pairs("server/ot pairs (OT outputs)", &leaves);
+    tap.pairs("server/ot pairs (OT outputs)", &random);
+    tap.bits("server/ot reverse choices", &rev_choice);
+    tap.blocks("server/ot reverse outputs", &rev_got);
     let mut rng2 = WipingRng::fork(rng);
     off_executor(move || {
         let m = ServerMaterial::new(
@@ -76,6 +82,7 @@ pub(super) async fn client_activation<C: Channel>(
     a: &pi_models::network::ActivationStep,
     b: &[u64],
     rng: &mut ChaCha20Rng,
+    tap: &DigestTap,
 ) -> Result<ClientMaterial> {
     let sched = plan.ot.clone().ok_or_else(no_ot)?;
     let relu = kept(a);
@@ -94,6 +101,10 @@ pub(super) async fn client_activation<C: Channel>(
     } else {
         Vec::new()
     };
+    tap.bits("client/ot choices", &choices);
+    tap.blocks("client/ot outputs", &leaves);
+    tap.blocks("client/ot outputs", &random);
+    tap.pairs("client/ot reverse pairs", &rev_pairs);
     off_executor(move || {
         let (mut leaves, mut choices, mut random, mut rev_pairs) =
             (leaves, choices, random, rev_pairs);

@@ -14,6 +14,7 @@ use crate::Result;
 use crate::crypto::WipingRng;
 use crate::exec::off_executor;
 use crate::framing::{recv_bulk, send_bulk};
+use crate::freshness::DigestTap;
 use crate::he::{ClientUpload, HeServer};
 use crate::mode::ReluMode;
 use crate::ot::SessionOts;
@@ -29,6 +30,8 @@ pub(crate) struct ServerParty<'a> {
     pub mode: ReluMode,
     /// The session's bulk OT.
     pub ots: &'a mut SessionOts,
+    /// Digests of the material, recorded only in tests.
+    pub tap: &'a DigestTap,
 }
 
 /// The server's activation protocol for one offline phase.
@@ -51,6 +54,7 @@ pub(crate) async fn run<C: Channel>(
         rng,
         mode,
         ots,
+        tap,
     } = party;
     let plan = model.plan.clone();
     let mut layers = plan.template.clone();
@@ -59,7 +63,7 @@ pub(crate) async fn run<C: Channel>(
     super::server_ots(ch, ots, &plan, mode, rng).await?;
     let mut relu = match mode {
         ReluMode::Ot => Relu::Ot,
-        ReluMode::Gc => Relu::Gc(Box::new(ServerGc::new(ots, id, rng)?)),
+        ReluMode::Gc => Relu::Gc(Box::new(ServerGc::new(ots, id, rng, tap)?)),
     };
 
     let mut masks = vec![Zeroizing::new(Vec::new()); plan.he_plans.len()];
@@ -82,6 +86,8 @@ pub(crate) async fn run<C: Channel>(
                     Ok((reply.encode(hp), mask.into_vec()))
                 })
                 .await?;
+                tap.bytes("server/he reply", &reply);
+                tap.u64s("server/he mask s", &mask);
                 send_bulk(ch, &reply).await?;
                 ch.flush().await?;
                 storage += 8 * mask.len() as u64;
@@ -91,7 +97,7 @@ pub(crate) async fn run<C: Channel>(
             Step::Activation(a) => {
                 let act = match &mut relu {
                     Relu::Ot => {
-                        let mat = ot::server_activation(ch, ots, &plan, a, rng).await?;
+                        let mat = ot::server_activation(ch, ots, &plan, a, rng, tap).await?;
                         storage += mat.storage_bytes();
                         ServerActivation::Ot(mat)
                     }
@@ -120,5 +126,6 @@ pub(crate) async fn run<C: Channel>(
         layers,
         phase,
         storage,
+        reservation: None,
     })
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pi_models::network::Step;
 
 use super::{packed, round_trips};
+use crate::Result;
 use crate::framing::{TAG_ONLINE, recv_bulk, send_bulk, send_request};
 use crate::gc::Evaluator;
 use crate::mode::ReluMode;
@@ -14,7 +15,6 @@ use crate::plan::SessionPlan;
 use crate::report::{ClientReport, Recorder};
 use crate::ring;
 use crate::transport::Channel;
-use crate::{Error, Result};
 
 /// Runs the online phase of `pre` on `input` (checked by the caller).
 pub(crate) async fn run<C: Channel>(
@@ -28,7 +28,9 @@ pub(crate) async fn run<C: Channel>(
     let ring = plan.ring;
     let mut rec = Recorder::new("online", ch.meter());
     let mut layers = std::mem::take(&mut pre.layers);
-    let mut acts = std::mem::take(&mut pre.acts).into_iter();
+    let mut acts = std::mem::take(&mut pre.acts);
+    // From disk: the first layer's material is read while the input goes out.
+    acts.read_ahead();
 
     send_request(ch, TAG_ONLINE, pre.id).await?;
     ch.set_label("online/input");
@@ -45,9 +47,7 @@ pub(crate) async fn run<C: Channel>(
         rec.step();
         ch.set_label(&rec.label(step.name()));
         if let Step::Activation(_) = step {
-            let act = acts
-                .next()
-                .ok_or(Error::Internal("activation material is missing"))?;
+            let act = acts.next().await?;
             match act.material {
                 ClientActMaterial::Ot(mat) => {
                     super::ot::client(ch, plan, mat, &act.out_mask).await?
@@ -57,6 +57,9 @@ pub(crate) async fn run<C: Channel>(
                 }
             }
             k += 1;
+            // The next layer's material is read while the server computes
+            // the linear layers before it.
+            acts.read_ahead();
         }
         layers[i].online = rec.finish_step(ch.meter(), step.name());
     }

@@ -40,11 +40,18 @@
 //! let again = s.online(ch, pre).await; // use of moved value
 //! # }
 //! ```
-//! Used once, it compiles:
+//! Used once, the same code compiles, so the failures above come from the
+//! reuse alone (stable rustdoc does not check the error codes):
 //! ```
 //! # use pi_protocol::{offline::ClientPreprocessed, session::ClientSession, transport::Channel};
 //! # async fn f<C: Channel>(ch: &mut C, s: &ClientSession, pre: ClientPreprocessed, x: &[u64]) {
 //! let first = s.online(ch, pre, x).await;
+//! # }
+//! ```
+//! ```
+//! # use pi_protocol::{offline::ServerPreprocessed, session::ServerSession, transport::Channel};
+//! # async fn f<C: Channel>(ch: &mut C, s: &ServerSession, pre: ServerPreprocessed) {
+//! let first = s.online(ch, pre).await;
 //! # }
 //! ```
 

@@ -107,6 +107,7 @@ use crate::ring;
 use crate::{Error, Result};
 use pi_models::RingParams;
 
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -636,6 +637,17 @@ impl ServerMaterial {
         })
     }
 
+    /// What [`Self::storage_bytes`] will count for a layer of `positions`
+    /// positions of which `relus` keep their ReLU, from the schedule alone
+    /// (the server reserves it in its memory budget before an offline
+    /// phase): per position its ReLU flag, its leaf pads, one byte per tree
+    /// OT and the 8 pads of the final OT; per ReLU position the reverse
+    /// OT's choice and pad; the layer's seed.
+    pub fn planned_storage_bytes(sched: &Schedule, positions: usize, relus: usize) -> u64 {
+        let per_position = 1 + sched.leaf_entries + sched.tree_rots + 8 * 8;
+        (positions * per_position + 9 * relus + 32) as u64
+    }
+
     /// Bytes held until the online phase.
     pub fn storage_bytes(&self) -> u64 {
         (self.relu.len()
@@ -775,6 +787,17 @@ impl ClientMaterial {
         })
     }
 
+    /// What [`Self::storage_bytes`] will count for a layer of `positions`
+    /// positions of which `relus` keep their ReLU, from the schedule alone
+    /// (a client budgets its pool with it before any offline phase): per
+    /// position its ReLU flag, its share b, one leaf pad per chunk, one byte
+    /// per tree OT, the final choice and pad; per ReLU position the two
+    /// pads of the reverse OT.
+    pub fn planned_storage_bytes(sched: &Schedule, positions: usize, relus: usize) -> u64 {
+        let per_position = 1 + 8 + sched.chunks.len() + sched.tree_rots + 1 + 8;
+        (positions * per_position + 16 * relus) as u64
+    }
+
     /// Bytes held until the online phase.
     pub fn storage_bytes(&self) -> u64 {
         (self.relu.len()
@@ -904,7 +927,7 @@ impl ServerRun {
         let (l, f) = (ring.bits(), ring.frac());
         let mask = ring.mask();
         let half = 1u64 << (l - 1);
-        let mut rng = ChaCha20Rng::from_seed(mat.seed);
+        let mut rng = crate::crypto::WipingRng::new(ChaCha20Rng::from_seed(mat.seed));
         let mut bits = RandBits::default();
         let mut shares = NodeShares::new(sched.n_nodes, n);
         let q = sched.chunks.len();

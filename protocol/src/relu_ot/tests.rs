@@ -340,3 +340,29 @@ fn comparison_shares_are_the_plaintext_carries() {
         }
     }
 }
+
+/// The client's storage planned from the schedule equals what its material
+/// holds, for layers with and without identity positions, at several rings.
+#[test]
+fn planned_client_storage_is_what_the_material_holds() {
+    for (l, f) in [(37, 12), (16, 4), (62, 20)] {
+        let ring = RingParams::new(l, f).unwrap();
+        let sched = Schedule::new(ring).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(u64::from(l));
+        for (n, every) in [(1usize, 1usize), (7, 3), (40, 1), (33, 2), (5, usize::MAX)] {
+            let relu: Vec<bool> = (0..n)
+                .map(|i| every != usize::MAX && i % every == 0)
+                .collect();
+            let n_relu = relu.iter().filter(|&&r| r).count();
+            let b: Vec<u64> = (0..n).map(|_| rng.next_u64() & ring.mask()).collect();
+            let (_, (lg, rc, rg)) = layer_ots(&sched, &b, &mut rng);
+            let (rev_pairs, _) = ideal_rot(&mut rng, &vec![false; n_relu]);
+            let mat = ClientMaterial::new(&sched, relu, b, &lg, &rc, &rg, &rev_pairs).unwrap();
+            assert_eq!(
+                ClientMaterial::planned_storage_bytes(&sched, n, n_relu),
+                mat.storage_bytes(),
+                "l = {l}, f = {f}, {n} positions, {n_relu} ReLUs"
+            );
+        }
+    }
+}

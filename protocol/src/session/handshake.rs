@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use pi_models::network::{Description, LinearKind, Network};
+use pi_models::network::{Description, Network};
 use pi_models::{Model, RingParams};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -17,6 +17,8 @@ use super::model::default_relu_modes;
 use super::{
     ClientConfig, ClientSession, NormalizationMsg, ServerLimits, ServerModel, ServerSession,
 };
+use crate::footprint::ClientFootprint;
+use crate::freshness::DigestTap;
 use crate::gc::ActivationParams;
 use crate::he::{HeClient, HeParams, HeServer, PublicKeyMsg};
 use crate::mode::ReluMode;
@@ -95,35 +97,54 @@ impl ServerModel {
 impl ServerSession {
     /// Runs the handshake with a CSPRNG seeded from the operating system.
     pub async fn handshake<C: Channel>(ch: &mut C, model: &ServerModel) -> Result<Self> {
-        Self::handshake_with_rng(ch, model, ChaCha20Rng::from_os_rng()).await
-    }
-
-    /// Runs the handshake drawing every secret of the session from `rng`
-    /// (seeded in tests).
-    pub async fn handshake_with_rng<C: Channel>(
-        ch: &mut C,
-        model: &ServerModel,
-        rng: ChaCha20Rng,
-    ) -> Result<Self> {
-        Self::handshake_with(ch, model, &ServerLimits::default(), rng).await
+        Self::establish(
+            ch,
+            model,
+            &ServerLimits::default(),
+            ChaCha20Rng::from_os_rng(),
+        )
+        .await
     }
 
     /// Runs the handshake granting the client `limits`, with a CSPRNG
     /// seeded from the operating system.
+    ///
+    /// # Errors
+    /// [`Error::BadInput`] if `limits.max_pending` is 0.
     pub async fn handshake_limited<C: Channel>(
         ch: &mut C,
         model: &ServerModel,
         limits: &ServerLimits,
     ) -> Result<Self> {
-        Self::handshake_with(ch, model, limits, ChaCha20Rng::from_os_rng()).await
+        Self::establish(ch, model, limits, ChaCha20Rng::from_os_rng()).await
     }
 
-    /// Runs the handshake granting the client `limits`, drawing every secret
-    /// of the session from `rng`.
-    ///
-    /// # Errors
-    /// [`Error::BadInput`] if `limits.max_pending` is 0.
-    pub async fn handshake_with<C: Channel>(
+    /// Tests: the handshake drawing every secret of the session from `rng`
+    /// (a seed replays a failure). Outside this crate's tests a session is
+    /// always seeded from the operating system.
+    #[cfg(test)]
+    pub(crate) async fn handshake_with_rng<C: Channel>(
+        ch: &mut C,
+        model: &ServerModel,
+        rng: ChaCha20Rng,
+    ) -> Result<Self> {
+        Self::establish(ch, model, &ServerLimits::default(), rng).await
+    }
+
+    /// Tests: [`Self::handshake_limited`] drawing every secret from `rng`.
+    #[cfg(test)]
+    pub(crate) async fn handshake_with<C: Channel>(
+        ch: &mut C,
+        model: &ServerModel,
+        limits: &ServerLimits,
+        rng: ChaCha20Rng,
+    ) -> Result<Self> {
+        Self::establish(ch, model, limits, rng).await
+    }
+
+    /// The handshake granting `limits`, every secret of the session drawn
+    /// from `rng`.
+    async fn establish<C: Channel>(
         ch: &mut C,
         model: &ServerModel,
         limits: &ServerLimits,
@@ -162,8 +183,10 @@ impl ServerSession {
                     next_id: 0,
                     relu_mode,
                     max_pending: limits.max_pending as usize,
+                    budget: limits.pending_bytes.clone(),
                     pending: BTreeMap::new(),
                     ots: Default::default(),
+                    tap: DigestTap::default(),
                 })
             }
             Some((&TAG_REFUSE, reason)) => Err(Error::Incompatible(format!(
@@ -178,11 +201,23 @@ impl ServerSession {
 impl ClientSession {
     /// Runs the handshake with a CSPRNG seeded from the operating system.
     pub async fn handshake<C: Channel>(ch: &mut C, config: &ClientConfig) -> Result<Self> {
-        Self::handshake_with_rng(ch, config, ChaCha20Rng::from_os_rng()).await
+        Self::establish(ch, config, ChaCha20Rng::from_os_rng()).await
     }
 
-    /// Runs the handshake drawing every secret of the session from `rng`.
-    pub async fn handshake_with_rng<C: Channel>(
+    /// Tests: the handshake drawing every secret of the session from `rng`
+    /// (a seed replays a failure). Outside this crate's tests a session is
+    /// always seeded from the operating system.
+    #[cfg(test)]
+    pub(crate) async fn handshake_with_rng<C: Channel>(
+        ch: &mut C,
+        config: &ClientConfig,
+        rng: ChaCha20Rng,
+    ) -> Result<Self> {
+        Self::establish(ch, config, rng).await
+    }
+
+    /// The handshake, every secret of the session drawn from `rng`.
+    async fn establish<C: Channel>(
         ch: &mut C,
         config: &ClientConfig,
         mut rng: ChaCha20Rng,
@@ -190,7 +225,7 @@ impl ClientSession {
         ch.set_label("session/handshake");
         let hello = ch.recv(MAX_HELLO_BYTES).await?;
         let checked = check_architecture(&hello, config);
-        let (arch, plan) = match checked {
+        let (arch, plan, footprint) = match checked {
             Ok(v) => v,
             Err(e) => {
                 let reason = e.to_string();
@@ -231,14 +266,24 @@ impl ClientSession {
             rng,
             next_id: 0,
             relu_mode: config.relu,
+            storage_per_inference: footprint.storage,
+            footprint,
+            store: config.store.clone(),
+            budget: config.budget,
             consumed: AtomicU64::new(0),
             ots: Default::default(),
+            tap: DigestTap::default(),
         })
     }
 }
 
 /// Decodes and checks the server's architecture against what this client supports.
-fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architecture, SessionPlan)> {
+/// Also returns the client's storage per preprocessed inference in the
+/// mode it asks for.
+fn check_architecture(
+    bytes: &[u8],
+    config: &ClientConfig,
+) -> Result<(Architecture, SessionPlan, ClientFootprint)> {
     let arch: Architecture = serde_json::from_slice(bytes)
         .map_err(|e| Error::malformed(format!("malformed architecture message: {e}")))?;
     if arch.version != PROTOCOL_VERSION {
@@ -274,20 +319,26 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
     }
     let network = Network::from_description(&arch.network)
         .map_err(|e| Misbehavior::Architecture(format!("network description: {e}")))?;
+    // Before the plan (per-position tables) is built for a network the peer
+    // announced: the activation count alone must fit the budgets.
     let stats = network.stats();
-    let acts = stats.relus + stats.identity;
-    let macs: u64 = network
-        .linears()
-        .map(|l| match l.kind {
-            LinearKind::Conv(g) => g.macs(),
-            LinearKind::Fc(g) => g.folded_macs(),
-        })
-        .sum();
-    if acts > config.max_activations || macs > config.max_macs {
-        return Err(Error::Incompatible(format!(
-            "network {} has {acts} activations and {macs} MACs, above this client's limits",
-            arch.network.spec
-        )));
+    let floor = crate::footprint::storage_lower_bound(stats.relus + stats.identity);
+    if floor > config.budget.max_storage || floor > config.budget.max_memory {
+        let (resource, allows) = if floor > config.budget.max_storage {
+            (
+                crate::footprint::Resource::Storage,
+                config.budget.max_storage,
+            )
+        } else {
+            (crate::footprint::Resource::Memory, config.budget.max_memory)
+        };
+        return Err(Error::OverBudget(Box::new(crate::footprint::OverBudget {
+            resource,
+            network: arch.network.spec.clone(),
+            mode: config.relu,
+            needs: floor,
+            allows,
+        })));
     }
     if let Some(n) = &arch.normalization {
         let c = network.spec.channels;
@@ -313,5 +364,12 @@ fn check_architecture(bytes: &[u8], config: &ClientConfig) -> Result<(Architectu
             "OT ReLU mode does not support these ring parameters".into(),
         ));
     }
-    Ok((arch, plan))
+    let footprint = crate::footprint::client_footprint(&plan, config.relu)?;
+    footprint.check(
+        &config.budget,
+        config.store.is_some(),
+        &arch.network.spec,
+        config.relu,
+    )?;
+    Ok((arch, plan, footprint))
 }

@@ -6,7 +6,8 @@
 //!    network description (spec and ReLU masks, never weights), ring l and f,
 //!    the HE parameter digest, and the input normalisation.
 //! 2. Client: checks the version, the ring, that the digest is the one it
-//!    computes for those parameters, its size limits and (optionally) that
+//!    computes for those parameters, that one inference's material and peak
+//!    memory fit its budgets ([`crate::footprint`]) and (optionally) that
 //!    the network is the one it expects; builds every HE layer plan. Then
 //!    either refuses (a reason, and [`Error::Incompatible`] on both sides) or
 //!    accepts with its RLWE public key (HE keys live as long as the session).
@@ -92,6 +93,7 @@ use pi_models::{Model, RingParams};
 use rand_chacha::ChaCha20Rng;
 
 use crate::framing::{Request, recv_request, send_close};
+use crate::freshness::DigestTap;
 use crate::he::{HeClient, HeServer};
 use crate::offline::{ClientPreprocessed, ServerPreprocessed};
 use crate::ot::SessionOts;
@@ -101,6 +103,7 @@ use crate::transport::Channel;
 use crate::{Error, Misbehavior, Result};
 
 mod handshake;
+pub(crate) mod memory;
 mod model;
 
 pub use crate::mode::ReluMode;
@@ -108,6 +111,7 @@ pub use crate::plan::layer_shape;
 #[cfg(test)]
 pub(crate) use handshake::TAG_REFUSE;
 pub use handshake::{Architecture, MAX_HELLO_BYTES, PROTOCOL_VERSION};
+pub use memory::PendingBudget;
 pub use model::{ClientConfig, DEFAULT_MAX_PENDING, NormalizationMsg, ServerLimits, ServerModel};
 
 /// The server's side of an established session.
@@ -118,10 +122,14 @@ pub struct ServerSession {
     next_id: u64,
     relu_mode: ReluMode,
     max_pending: usize,
+    /// The server-wide byte budget each offline phase reserves its material in.
+    budget: Option<PendingBudget>,
     /// Preprocessed inferences waiting for their online phase, by number.
     pending: BTreeMap<u64, ServerPreprocessed>,
     /// The session's bulk OT (set up by the first offline phase).
     ots: SessionOts,
+    /// Digests of offline material, recorded only in tests.
+    tap: DigestTap,
 }
 
 /// The client's side of an established session.
@@ -133,10 +141,21 @@ pub struct ClientSession {
     rng: ChaCha20Rng,
     next_id: u64,
     relu_mode: ReluMode,
+    /// [`crate::plan::client_storage_bytes`] in the session's mode.
+    storage_per_inference: u64,
+    /// Storage and estimated peak memory of one inference (checked against
+    /// the client's budgets in the handshake).
+    footprint: crate::footprint::ClientFootprint,
+    /// Where preprocessed material waits (memory when `None`).
+    store: Option<crate::store::MaterialDir>,
+    /// The budgets the handshake checked the footprint against.
+    budget: crate::footprint::ClientBudget,
     /// Online phases started (each consumes one preprocessed inference).
     consumed: AtomicU64,
     /// The session's bulk OT (set up by the first offline phase).
     ots: SessionOts,
+    /// Digests of offline material, recorded only in tests.
+    tap: DigestTap,
 }
 
 impl ServerSession {
@@ -203,6 +222,17 @@ impl ServerSession {
         self.pending.len()
     }
 
+    /// Tests: records the digest of every piece of offline material from
+    /// now on ([`crate::freshness`]).
+    #[cfg(test)]
+    pub(crate) fn record_digests(
+        &mut self,
+    ) -> std::sync::Arc<std::sync::Mutex<Vec<crate::freshness::Noted>>> {
+        let (tap, sink) = DigestTap::recording();
+        self.tap = tap;
+        sink
+    }
+
     /// Waits for the client's offline request and preprocesses that inference
     /// ([`crate::offline`]); the caller keeps the material for
     /// [`Self::online`] (for a session that holds it itself, see
@@ -266,14 +296,24 @@ impl ServerSession {
         rec: Recorder,
     ) -> Result<ServerPreprocessed> {
         let id = self.take_id(id)?;
+        let reservation = match &self.budget {
+            Some(budget) => Some(budget.reserve(crate::plan::server_storage_bytes(
+                &self.model.inner.plan,
+                self.relu_mode,
+            )?)?),
+            None => None,
+        };
         let party = crate::offline::server::ServerParty {
             model: &self.model.inner,
             he: &self.he,
             rng: &mut self.rng,
             mode: self.relu_mode,
             ots: &mut self.ots,
+            tap: &self.tap,
         };
-        crate::offline::server::run(ch, party, id, rec).await
+        let mut pre = crate::offline::server::run(ch, party, id, rec).await?;
+        pre.reservation = reservation;
+        Ok(pre)
     }
 
     /// The correlation Δ of the session's bulk OT (server → client), once
@@ -339,6 +379,8 @@ impl ClientSession {
             rng: &mut self.rng,
             mode: self.relu_mode,
             ots: &mut self.ots,
+            store: self.store.as_ref(),
+            tap: &self.tap,
         };
         crate::offline::client::run(ch, party, id).await
     }
@@ -361,6 +403,17 @@ impl ClientSession {
         crate::online::client::run(ch, &self.plan, self.relu_mode, pre, input).await
     }
 
+    /// Tests: records the digest of every piece of offline material from
+    /// now on ([`crate::freshness`]).
+    #[cfg(test)]
+    pub(crate) fn record_digests(
+        &mut self,
+    ) -> std::sync::Arc<std::sync::Mutex<Vec<crate::freshness::Noted>>> {
+        let (tap, sink) = DigestTap::recording();
+        self.tap = tap;
+        sink
+    }
+
     /// Most preprocessed inferences the server holds for this session.
     pub fn max_pending(&self) -> usize {
         self.arch.max_pending as usize
@@ -373,10 +426,42 @@ impl ClientSession {
         (self.next_id - self.consumed.load(Ordering::Relaxed)) as usize
     }
 
-    /// Bytes the client stores per preprocessed inference
-    /// ([`ClientPreprocessed::storage_bytes`]), from the plan.
+    /// Bytes the client stores per preprocessed inference in the session's
+    /// ReLU mode ([`ClientPreprocessed::storage_bytes`]), from the plan.
     pub fn storage_per_inference(&self) -> u64 {
-        crate::plan::client_storage_bytes(&self.plan)
+        self.storage_per_inference
+    }
+
+    /// Storage and estimated peak memory of one preprocessed inference in
+    /// the session's mode, from the plan ([`crate::footprint`]).
+    pub fn footprint(&self) -> crate::footprint::ClientFootprint {
+        self.footprint
+    }
+
+    /// Whether preprocessed material waits on disk ([`crate::store`]).
+    pub fn material_on_disk(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Bytes of preprocessed material this session may hold at once (a
+    /// pool's byte budget, [`Self::storage_per_inference`] per entry): the
+    /// storage budget with material on disk; with material in memory, the
+    /// least of the storage budget and the memory budget less the working
+    /// set of an inference.
+    pub fn material_budget(&self) -> u64 {
+        let b = &self.budget;
+        if self.store.is_some() {
+            b.max_storage
+        } else {
+            b.max_storage
+                .min(b.max_memory.saturating_sub(self.footprint.memory_on_disk))
+        }
+    }
+
+    /// The client's estimated peak memory for one inference, with the
+    /// material where this session keeps it.
+    pub fn memory_estimate(&self) -> u64 {
+        self.footprint.memory(self.store.is_some())
     }
 
     /// One whole inference: offline, then online on `input` (quantised at

@@ -7,9 +7,12 @@ use pi_models::network::{Description, LinearKind, Network};
 use pi_models::{Model, QuantModel};
 use serde::{Deserialize, Serialize};
 
+use crate::footprint::ClientBudget;
 use crate::he;
 use crate::mode::ReluMode;
 use crate::plan::{SecretModel, SessionPlan};
+use crate::session::PendingBudget;
+use crate::store::MaterialDir;
 use crate::{Error, Result};
 
 /// Default of [`ServerLimits::max_pending`].
@@ -186,22 +189,41 @@ impl ServerModel {
     pub fn network(&self) -> &Network {
         &self.inner.plan.network
     }
+
+    /// Bytes of server memory one preprocessed inference holds until its
+    /// online phase in `mode`, from the plan: the mask s of every linear
+    /// layer's output (8 B per value) and per activation position, in GC
+    /// mode its pad (8 B; its input labels are derived from one AES key per
+    /// garbled sub-layer), in OT mode its OT-derived pads ([`crate::relu_ot::ServerMaterial::planned_storage_bytes`]).
+    /// This is what [`ServerLimits::pending_bytes`] reserves per offline phase.
+    ///
+    /// # Errors
+    /// [`Error::Incompatible`] for OT mode under a ring it does not support.
+    pub fn pending_bytes_per_inference(&self, mode: ReluMode) -> Result<u64> {
+        crate::plan::server_storage_bytes(&self.inner.plan, mode)
+    }
 }
 
 /// What the server grants one session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerLimits {
     /// Most preprocessed inferences held for the session at once (offline
-    /// done, online not yet). Each costs server memory of roughly 600 B per
-    /// activation (masks, pads and the server's input labels); an offline
-    /// request beyond it is [`Error::PeerMisbehaved`].
+    /// done, online not yet); an offline request beyond it is
+    /// [`Error::PeerMisbehaved`]. Each costs the server
+    /// [`ServerModel::pending_bytes_per_inference`] of memory.
     pub max_pending: u32,
+    /// A byte budget for the preprocessed material of every session that
+    /// shares it (clone one budget into each session's limits): an offline
+    /// request whose material does not fit is refused with [`Error::Busy`].
+    /// `None`: only `max_pending` bounds it.
+    pub pending_bytes: Option<PendingBudget>,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_pending: DEFAULT_MAX_PENDING,
+            pending_bytes: None,
         }
     }
 }
@@ -209,11 +231,15 @@ impl Default for ServerLimits {
 /// What the client accepts in a handshake.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// Refuse networks with more activation positions (each costs a garbled
-    /// circuit of a few KB of client storage).
-    pub max_activations: u64,
-    /// Refuse networks with more multiply-accumulates (ring MACs, folded FC).
-    pub max_macs: u64,
+    /// Refuse a network whose preprocessed material (one inference, in the
+    /// mode asked for) does not fit this storage budget, or whose
+    /// estimated peak memory does not fit this memory budget
+    /// ([`crate::footprint`]). Defaults derived from the machine.
+    pub budget: ClientBudget,
+    /// Keep preprocessed material in this directory instead of memory
+    /// ([`crate::store`]): the client then holds one layer's material at a
+    /// time.
+    pub store: Option<MaterialDir>,
     /// If set, refuse any other network (pinning the model).
     pub expect: Option<Description>,
     /// The activation protocol to ask for; the session is refused if the
@@ -222,12 +248,12 @@ pub struct ClientConfig {
 }
 
 impl Default for ClientConfig {
+    /// Material in memory; budgets from this machine: the free disk space of
+    /// the temporary directory and the physical memory.
     fn default() -> Self {
-        // ResNet18 at m = 64 has 557 056 activations (about 1.8 GB of client
-        // storage at ~3.3 KB each) and 0.56 G ring MACs; these allow about 4x that.
         Self {
-            max_activations: 1 << 21,
-            max_macs: 1 << 32,
+            budget: ClientBudget::from_machine(None),
+            store: None,
             expect: None,
             relu: ReluMode::Gc,
         }

@@ -296,6 +296,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
         }
     }
 
+    /// After a write failed because the peer hung up: the peer may have said
+    /// why in an abort record still waiting in our input (it aborts while
+    /// we are sending). Reads and skips the frames before it, for at most
+    /// [`ABORT_DRAIN_TIME`] and [`ABORT_DRAIN_BYTES`]: [`Error::Aborted`]
+    /// with the peer's reason if one is found, else [`Error::Closed`].
+    async fn salvage_abort(&mut self) -> Error {
+        let scan = async {
+            let mut sink = vec![0u8; 16 << 10];
+            let mut skipped = 0usize;
+            loop {
+                let len = match self.read_header().await {
+                    Ok(len) => len,
+                    Err(e @ Error::Aborted(_)) => return Some(e),
+                    Err(_) => return None,
+                };
+                skipped += len;
+                if skipped > ABORT_DRAIN_BYTES {
+                    return None;
+                }
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(sink.len());
+                    match self.read_full(&mut sink[..n]).await {
+                        Ok(got) if got == n => left -= n,
+                        _ => return None,
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(ABORT_DRAIN_TIME, scan).await {
+            Ok(Some(e)) => e,
+            _ => Error::Closed,
+        }
+    }
+
     /// Writes header and payload as one vectored write where the stream
     /// supports it: small frames are copied into the write buffer, while a
     /// frame at least as large as the buffer goes straight to the stream
@@ -330,7 +365,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
             .to_be_bytes();
         self.unflushed = true;
         self.writing = true;
-        let r = self.write_frame_timed(&header, frame).await;
+        let r = match self.write_frame_timed(&header, frame).await {
+            Err(Error::Closed) => Err(self.salvage_abort().await),
+            r => r,
+        };
         self.note(r)?;
         self.writing = false;
         self.meter.add_framing_sent(FRAME_HEADER_LEN);
@@ -346,6 +384,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> StreamChannel<S> {
         let r = match tokio::time::timeout(limit, self.io.flush()).await {
             Err(_) => Err(Error::Timeout(limit)),
             Ok(r) => r.map_err(map_io),
+        };
+        let r = match r {
+            Err(Error::Closed) => Err(self.salvage_abort().await),
+            r => r,
         };
         self.note(r)?;
         self.unflushed = false;
@@ -519,6 +561,35 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    /// The peer aborts and hangs up while we are sending: the failed write
+    /// reports the peer's reason from the abort record waiting in our
+    /// input, not just a closed connection (frames the peer sent before
+    /// the record are skipped).
+    #[test]
+    fn a_write_failed_by_an_aborting_peer_reports_its_reason() {
+        rt().block_on(async {
+            let (x, y) = duplex(1 << 16);
+            let (a, b) = tokio::join!(
+                StreamChannel::establish(x, small_buffers()),
+                StreamChannel::establish(y, small_buffers())
+            );
+            let (mut a, mut b) = (a.unwrap(), b.unwrap());
+            b.send(&[1, 2, 3]).await.unwrap();
+            b.abort("server busy (1 sessions)").await.unwrap();
+            drop(b);
+            let frame = vec![7u8; 8 << 10];
+            let err = loop {
+                if let Err(e) = a.send(&frame).await {
+                    break e;
+                }
+            };
+            assert!(
+                matches!(err, Error::Aborted(ref r) if r == "server busy (1 sessions)"),
+                "{err:?}"
+            );
+        });
     }
 
     fn small_buffers() -> ChannelConfig {

@@ -11,9 +11,28 @@ use super::pki::{CertificateAuthority, TlsFiles, keygen};
 use super::*;
 use crate::{Error, Misbehavior};
 
-/// Short timeouts so that stall tests finish quickly.
+/// The timeout of stall tests: short so that they finish quickly. Only
+/// tests that expect a timeout use it; a busy machine may take longer than
+/// this for a step that should succeed.
+const STALL: Duration = Duration::from_millis(300);
+
+/// Every timeout [`STALL`]: for tests whose handshake is meant to time out.
 fn short() -> ChannelConfig {
-    ChannelConfig::with_timeouts(Duration::from_millis(300))
+    ChannelConfig::with_timeouts(STALL)
+}
+
+/// Timeouts in seconds, for steps that must succeed even on a loaded machine.
+fn patient() -> ChannelConfig {
+    ChannelConfig::with_timeouts(Duration::from_secs(30))
+}
+
+/// A patient handshake, then [`STALL`] for idle reads and writes.
+fn stall_after_handshake() -> ChannelConfig {
+    ChannelConfig {
+        idle_timeout: STALL,
+        write_timeout: STALL,
+        ..patient()
+    }
 }
 
 fn make_keys(dir: &Path) {
@@ -257,8 +276,8 @@ async fn reloaded_ca_issues_clients_the_server_accepts() {
     let server_id = TlsFiles::server(dir.path()).load().unwrap();
     let carol = TlsFiles::client(dir.path(), "carol").load().unwrap();
     let (c, s) = tls_connect(
-        TlsAcceptor::new(&server_id, short()).unwrap(),
-        TlsConnector::new(&carol, short()).unwrap(),
+        TlsAcceptor::new(&server_id, patient()).unwrap(),
+        TlsConnector::new(&carol, patient()).unwrap(),
         "127.0.0.1",
     )
     .await;
@@ -289,8 +308,8 @@ async fn client_cert_from_another_ca_is_rejected() {
     )
     .unwrap();
     let (c, s) = tls_connect(
-        TlsAcceptor::new(&server_id, short()).unwrap(),
-        TlsConnector::new(&client_id, short()).unwrap(),
+        TlsAcceptor::new(&server_id, patient()).unwrap(),
+        TlsConnector::new(&client_id, patient()).unwrap(),
         "localhost",
     )
     .await;
@@ -313,8 +332,8 @@ async fn server_cert_from_another_ca_is_rejected() {
     let server_id = rogue.issue_server(&[]).unwrap().identity(&rogue).unwrap();
     let client_id = ca.issue_client("alice").unwrap().identity(&ca).unwrap();
     let (c, s) = tls_connect(
-        TlsAcceptor::new(&server_id, short()).unwrap(),
-        TlsConnector::new(&client_id, short()).unwrap(),
+        TlsAcceptor::new(&server_id, patient()).unwrap(),
+        TlsConnector::new(&client_id, patient()).unwrap(),
         "localhost",
     )
     .await;
@@ -323,7 +342,11 @@ async fn server_cert_from_another_ca_is_rejected() {
         "client: {:?}",
         c.err()
     );
-    assert!(s.is_err());
+    assert!(
+        matches!(&s, Err(Error::Tls(m)) if m.contains("rejected our certificate")),
+        "server: {:?}",
+        s.err()
+    );
 }
 
 #[tokio::test]
@@ -335,8 +358,8 @@ async fn server_name_not_in_certificate_is_rejected() {
         .identity(&ca)
         .unwrap();
     let client_id = ca.issue_client("alice").unwrap().identity(&ca).unwrap();
-    let acceptor = TlsAcceptor::new(&server_id, short()).unwrap();
-    let connector = TlsConnector::new(&client_id, short()).unwrap();
+    let acceptor = TlsAcceptor::new(&server_id, patient()).unwrap();
+    let connector = TlsConnector::new(&client_id, patient()).unwrap();
     let (c, _s) = tls_connect(acceptor.clone(), connector.clone(), "other.example").await;
     assert!(
         matches!(&c, Err(Error::Tls(m)) if m.contains("not valid for the server name")),
@@ -356,8 +379,8 @@ async fn alpn_mismatch_is_incompatible() {
         let mut cfg = client_config(&client_id).unwrap();
         cfg.alpn_protocols = offer.clone();
         let (c, s) = tls_connect(
-            TlsAcceptor::new(&server_id, short()).unwrap(),
-            TlsConnector::from_config(cfg, short()),
+            TlsAcceptor::new(&server_id, patient()).unwrap(),
+            TlsConnector::from_config(cfg, patient()),
             "localhost",
         )
         .await;
@@ -376,10 +399,15 @@ async fn alpn_mismatch_is_incompatible() {
 
 /// A plain-TCP channel whose peer is a raw socket under the test's control.
 async fn raw_peer() -> (TcpStream, Result<TcpChannel>) {
+    raw_peer_with(patient()).await
+}
+
+/// [`raw_peer`] with the channel configured by `config`.
+async fn raw_peer_with(config: ChannelConfig) -> (TcpStream, Result<TcpChannel>) {
     let (l, addr) = listener().await;
     let accept = async {
         let (tcp, _) = l.accept().await.unwrap();
-        tcp_channel(tcp, short()).await
+        tcp_channel(tcp, config).await
     };
     let raw = async {
         let mut raw = TcpStream::connect(addr).await.unwrap();
@@ -545,7 +573,7 @@ async fn garbage_instead_of_hello() {
         };
         let accept = async {
             let (tcp, _) = l.accept().await.unwrap();
-            tcp_channel(tcp, short()).await
+            tcp_channel(tcp, patient()).await
         };
         let (_raw, ch) = tokio::join!(raw, accept);
         ch
@@ -572,7 +600,7 @@ async fn garbage_instead_of_hello() {
     let ca = CertificateAuthority::generate().unwrap();
     let acceptor = TlsAcceptor::new(
         &ca.issue_server(&[]).unwrap().identity(&ca).unwrap(),
-        short(),
+        patient(),
     )
     .unwrap();
     let (l, addr) = listener().await;
@@ -588,22 +616,25 @@ async fn garbage_instead_of_hello() {
 
 #[tokio::test]
 async fn stalled_peer_times_out() {
-    // Stalls in the middle of a frame.
-    let (mut raw, ch) = raw_peer().await;
+    // Stalls in the middle of a frame: the idle timeout fires, with its duration.
+    let (mut raw, ch) = raw_peer_with(stall_after_handshake()).await;
     let mut ch = ch.unwrap();
     raw.write_all(&100u32.to_be_bytes()).await.unwrap();
     raw.write_all(&[1u8; 10]).await.unwrap();
-    assert!(matches!(ch.recv(100).await, Err(Error::Timeout(_))));
+    let r = ch.recv(100).await;
+    assert!(matches!(r, Err(Error::Timeout(d)) if d == STALL), "{r:?}");
     drop(raw);
 
     // Never sends a hello.
     let (l, addr) = listener().await;
     let _silent = TcpStream::connect(addr).await.unwrap();
     let (tcp, _) = l.accept().await.unwrap();
-    assert!(matches!(
-        tcp_channel(tcp, short()).await,
-        Err(Error::Timeout(_))
-    ));
+    let r = tcp_channel(tcp, short()).await;
+    assert!(
+        matches!(r, Err(Error::Timeout(d)) if d == STALL),
+        "{:?}",
+        r.err()
+    );
 
     // Never answers the TLS handshake.
     let ca = CertificateAuthority::generate().unwrap();
@@ -614,11 +645,15 @@ async fn stalled_peer_times_out() {
     .unwrap();
     let (l, addr) = listener().await;
     let r = connector.connect(addr, "localhost").await;
-    assert!(matches!(r, Err(Error::Timeout(_))), "{:?}", r.err());
+    assert!(
+        matches!(r, Err(Error::Timeout(d)) if d == STALL),
+        "{:?}",
+        r.err()
+    );
     drop(l);
 
     // Never reads: the sender's write times out once the socket buffers fill.
-    let (_raw, ch) = raw_peer().await;
+    let (_raw, ch) = raw_peer_with(stall_after_handshake()).await;
     let mut ch = ch.unwrap();
     let big = vec![0u8; MAX_FRAME];
     let mut result = Ok(());
@@ -628,12 +663,15 @@ async fn stalled_peer_times_out() {
             break;
         }
     }
-    assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::Timeout(d)) if d == STALL),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
 async fn local_oversized_send_is_bad_input_and_channel_stays_usable() {
-    let (mut c, mut s) = tcp_loopback_pair(short()).await.unwrap();
+    let (mut c, mut s) = tcp_loopback_pair(patient()).await.unwrap();
     let too_big = vec![0u8; MAX_FRAME + 1];
     assert!(matches!(c.send(&too_big).await, Err(Error::BadInput(_))));
     c.send(b"still fine").await.unwrap();
@@ -648,12 +686,12 @@ async fn tampered_tls_record_is_rejected() {
     let ca = CertificateAuthority::generate().unwrap();
     let acceptor = TlsAcceptor::new(
         &ca.issue_server(&[]).unwrap().identity(&ca).unwrap(),
-        short(),
+        patient(),
     )
     .unwrap();
     let connector = TlsConnector::new(
         &ca.issue_client("alice").unwrap().identity(&ca).unwrap(),
-        short(),
+        patient(),
     )
     .unwrap();
     let (server_l, server_addr) = listener().await;
