@@ -187,31 +187,41 @@ impl Sub {
 /// support (a session in that mode cannot exist).
 pub(crate) fn client_storage_bytes(plan: &SessionPlan, mode: ReluMode) -> Result<u64> {
     let net = &plan.network;
-    let l = plan.ring.bits() as u64;
     let mut storage =
         8 * (net.tensors[net.input].shape.numel() + net.tensors[net.output].shape.numel()) as u64;
-    let ot = match mode {
-        ReluMode::Gc => None,
-        ReluMode::Ot => Some(plan.ot.as_deref().ok_or_else(no_ot)?),
-    };
-    for (k, split) in plan.splits.iter().enumerate() {
-        let positions = split.relu.len() + split.trunc.len();
-        match ot {
-            Some(sched) => {
-                storage += ClientMaterial::planned_storage_bytes(sched, positions, split.relu.len())
-            }
-            None => {
-                for which in [Sub::Relu, Sub::Trunc] {
-                    let n = which.positions(plan, k).len() as u64;
-                    if n > 0 {
-                        storage += n * which.circuit(plan).table_bytes() as u64 + 16 * n * l;
-                    }
-                }
-            }
-        }
-        storage += 8 * positions as u64;
+    for k in 0..plan.splits.len() {
+        storage += client_activation_bytes(plan, mode, k)?;
     }
     Ok(storage)
+}
+
+/// Bytes of activation `k`'s client material in `mode`: its output mask r
+/// and the mode's material (see [`client_storage_bytes`]); one record of an
+/// inference stored on disk.
+///
+/// # Errors
+/// As [`client_storage_bytes`].
+pub(crate) fn client_activation_bytes(plan: &SessionPlan, mode: ReluMode, k: usize) -> Result<u64> {
+    let split = &plan.splits[k];
+    let positions = split.relu.len() + split.trunc.len();
+    let material = match mode {
+        ReluMode::Ot => ClientMaterial::planned_storage_bytes(
+            plan.ot.as_deref().ok_or_else(no_ot)?,
+            positions,
+            split.relu.len(),
+        ),
+        ReluMode::Gc => {
+            let l = plan.ring.bits() as u64;
+            [Sub::Relu, Sub::Trunc]
+                .iter()
+                .map(|&which| {
+                    let n = which.positions(plan, k).len() as u64;
+                    n * (which.circuit(plan).table_bytes() as u64 + 16 * l)
+                })
+                .sum()
+        }
+    };
+    Ok(8 * positions as u64 + material)
 }
 
 /// Bytes the server holds per preprocessed inference in `mode`, as

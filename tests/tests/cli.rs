@@ -3,11 +3,11 @@
 //! `pi-client --json` reports the fields the README documents, in both ReLU
 //! modes.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use pi_tests::{Keys, TINY, TestModel, digits_dir, digits_image};
+use pi_tests::{Keys, TINY, TestModel, digits_dir, digits_image, server_process};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_pi-test-client");
 const SERVER: &str = env!("CARGO_BIN_EXE_pi-test-server");
@@ -120,25 +120,16 @@ fn bad_client_options_are_refused_by_name() {
 
 /// A `pi-server` process allowing both modes; returns it and its address.
 fn start_server(keys: &Path) -> (std::process::Child, String) {
-    let mut server = Command::new(SERVER)
-        .arg("--model")
-        .arg(digits_dir().join("model.toml"))
-        .args(["--listen", "127.0.0.1:0", "--relu", "gc,ot", "--tls"])
-        .arg(keys.join("server"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line {first:?}"))
-        .trim()
-        .to_string();
-    (server, addr)
+    let (model, tls) = (digits_dir().join("model.toml"), keys.join("server"));
+    let args: [&OsStr; 6] = [
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--relu".as_ref(),
+        "gc,ot".as_ref(),
+        "--tls".as_ref(),
+        tls.as_os_str(),
+    ];
+    server_process(SERVER, &args)
 }
 
 #[test]

@@ -2,10 +2,11 @@
 //! server + client in separate processes (the README's two-terminal way).
 //! `pi-test-client` / `pi-test-server` are `pi_client::cli` / `pi_server::cli`.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use pi_tests::{TestModel, digits_dir, digits_image};
+use pi_tests::{TestModel, digits_dir, digits_image, server_process};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_pi-test-client");
 const SERVER: &str = env!("CARGO_BIN_EXE_pi-test-server");
@@ -78,24 +79,16 @@ fn keygen_server_and_client_processes_are_bit_exact_and_stop_on_sigint() {
         assert_eq!(mode & 0o777, 0o600);
     }
 
-    let mut server = Command::new(SERVER)
-        .arg("--model")
-        .arg(digits_dir().join("model.toml"))
-        .args(["--listen", "127.0.0.1:0", "--max-clients", "2", "--tls"])
-        .arg(&keys)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line {first:?}"))
-        .trim()
-        .to_string();
+    let model = digits_dir().join("model.toml");
+    let args: [&OsStr; 6] = [
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--max-clients".as_ref(),
+        "2".as_ref(),
+        "--tls".as_ref(),
+        keys.as_os_str(),
+    ];
+    let (mut server, addr) = server_process(SERVER, &args);
 
     let out = Command::new(CLIENT)
         .args(["--connect", &addr, "--name", "2", "--json", "--tls"])

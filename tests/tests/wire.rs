@@ -14,15 +14,14 @@
 //!   would cause.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use pi_protocol::transport::{ChannelConfig, TlsAcceptor, TlsConnector, tls_loopback_pair};
 use pi_protocol::{ClientConfig, ClientSession, ReluMode, ServerSession};
 use pi_tests::{
     Dir, Keys, MODES, RunningServer, TINY, Tap, TestModel, digits_dir, digits_image, random_input,
-    received_digests, serve_config,
+    received_digests, serve_config, server_process,
 };
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_pi-test-client");
@@ -203,24 +202,16 @@ fn assert_all_fresh(what: &str, runs: &[(String, Vec<[u8; 32]>)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_binary_draws_fresh_material_per_session_and_inference() {
     let keys = Keys::new();
-    let mut server = Command::new(SERVER)
-        .arg("--model")
-        .arg(digits_dir().join("model.toml"))
-        .args(["--listen", "127.0.0.1:0", "--relu", "gc,ot", "--tls"])
-        .arg(keys.dir().join("server"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line {first:?}"))
-        .trim()
-        .to_string();
+    let (model_file, tls) = (digits_dir().join("model.toml"), keys.dir().join("server"));
+    let args: [&OsStr; 6] = [
+        "--model".as_ref(),
+        model_file.as_os_str(),
+        "--relu".as_ref(),
+        "gc,ot".as_ref(),
+        "--tls".as_ref(),
+        tls.as_os_str(),
+    ];
+    let (mut server, addr) = server_process(SERVER, &args);
     let model = TestModel::digits();
     let raw = digits_image(0);
     let oracle = model.oracle(&raw);

@@ -22,7 +22,7 @@ use crate::crypto::Block;
 use crate::exec::{join, off_executor};
 use crate::gc::{ClientLabels, GarbledTables};
 use crate::mode::ReluMode;
-use crate::plan::{SessionPlan, Sub, no_ot};
+use crate::plan::{SessionPlan, Sub, client_activation_bytes, no_ot};
 use crate::relu_ot::ClientMaterial;
 use crate::store::{MaterialDir, MaterialReader, MaterialWriter, RecordIn, RecordOut};
 use crate::{Error, Result};
@@ -159,28 +159,6 @@ impl MaterialStore {
     }
 }
 
-/// Payload bytes of activation `k`'s record.
-fn record_len(plan: &SessionPlan, mode: ReluMode, k: usize) -> Result<u64> {
-    let split = &plan.splits[k];
-    let n = split.relu.len() + split.trunc.len();
-    let l = plan.ring.bits() as u64;
-    let material = match mode {
-        ReluMode::Gc => [Sub::Relu, Sub::Trunc]
-            .iter()
-            .map(|&which| {
-                let m = which.positions(plan, k).len() as u64;
-                m * (which.circuit(plan).table_bytes() as u64 + 16 * l)
-            })
-            .sum(),
-        ReluMode::Ot => ClientMaterial::planned_storage_bytes(
-            plan.ot.as_deref().ok_or_else(no_ot)?,
-            n,
-            split.relu.len(),
-        ),
-    };
-    Ok(8 * n as u64 + material)
-}
-
 /// Writes activation `k`'s record, consuming its material.
 fn write_activation(
     w: &mut MaterialWriter,
@@ -189,7 +167,7 @@ fn write_activation(
     k: usize,
     act: ClientActivation,
 ) -> Result<()> {
-    let len = record_len(plan, mode, k)?;
+    let len = client_activation_bytes(plan, mode, k)?;
     let mut out = w.record(len)?;
     out.put_u64s(&act.out_mask)?;
     match (act.material, mode) {
@@ -230,7 +208,7 @@ fn read_activation(
     mode: ReluMode,
     k: usize,
 ) -> Result<ClientActivation> {
-    let len = record_len(plan, mode, k)?;
+    let len = client_activation_bytes(plan, mode, k)?;
     let mut inp = r.record(len)?;
     let split = &plan.splits[k];
     let n = split.relu.len() + split.trunc.len();

@@ -83,10 +83,92 @@ impl<T> DerefMut for Driven<T> {
     }
 }
 
-impl Driven<Sender> {
-    /// Announces `n` outputs to be handed out soon ([`Sender::plan`]) and
-    /// starts a round if they exceed the pool; the receiver makes the same
-    /// call at the same point.
+/// What [`Driven`] needs of a silent COT party: its pool, its rounds and
+/// how the party starts one on the channel (the only step where sender and
+/// receiver differ).
+pub trait RoundParty: Send + Sized + 'static {
+    /// A piece of outputs ([`SenderCots`] or [`ReceiverCots`]).
+    type Cots;
+    /// Outputs pooled and not handed out.
+    fn available(&self) -> usize;
+    /// Announces `n` outputs to be handed out soon.
+    fn plan(&mut self, n: usize);
+    /// Whether the announced demand exceeds the pool.
+    fn wants_round(&self) -> bool;
+    /// Pools the outputs of a finished round.
+    fn finish_round(&mut self, out: RoundOutput) -> Result<()>;
+    /// Hands out the next `n` pooled outputs.
+    fn take(&mut self, n: usize) -> Result<Self::Cots>;
+    /// Starts the next round: its message now, the rest in the background.
+    fn start<C: Channel>(
+        d: &mut Driven<Self>,
+        ch: &mut C,
+    ) -> impl std::future::Future<Output = Result<()>> + Send;
+}
+
+impl RoundParty for Sender {
+    type Cots = SenderCots;
+    fn available(&self) -> usize {
+        Sender::available(self)
+    }
+    fn plan(&mut self, n: usize) {
+        Sender::plan(self, n)
+    }
+    fn wants_round(&self) -> bool {
+        Sender::wants_round(self)
+    }
+    fn finish_round(&mut self, out: RoundOutput) -> Result<()> {
+        Sender::finish_round(self, out)
+    }
+    fn take(&mut self, n: usize) -> Result<SenderCots> {
+        Sender::take(self, n)
+    }
+    /// The trees and their corrections now (sent), the code in the background.
+    async fn start<C: Channel>(d: &mut Driven<Self>, ch: &mut C) -> Result<()> {
+        let job = d.core.begin_round()?;
+        let (expanded, msg) = off_executor(move || Ok(job.expand())).await?;
+        ch.send(msg.as_bytes()).await?;
+        ch.flush().await?;
+        d.ahead = Some(tokio::task::spawn_blocking(move || Ok(expanded.encode())));
+        Ok(())
+    }
+}
+
+impl RoundParty for Receiver {
+    type Cots = ReceiverCots;
+    fn available(&self) -> usize {
+        Receiver::available(self)
+    }
+    fn plan(&mut self, n: usize) {
+        Receiver::plan(self, n)
+    }
+    fn wants_round(&self) -> bool {
+        Receiver::wants_round(self)
+    }
+    fn finish_round(&mut self, out: RoundOutput) -> Result<()> {
+        Receiver::finish_round(self, out)
+    }
+    fn take(&mut self, n: usize) -> Result<ReceiverCots> {
+        Receiver::take(self, n)
+    }
+    /// Receives the corrections now, rebuilds the trees and applies the
+    /// code in the background.
+    async fn start<C: Channel>(d: &mut Driven<Self>, ch: &mut C) -> Result<()> {
+        let job = d.core.begin_round()?;
+        let p = job.params();
+        let mut bytes = vec![0u8; RoundMsg::byte_len(&p)];
+        ch.recv_into(&mut bytes).await?;
+        d.ahead = Some(tokio::task::spawn_blocking(move || {
+            job.run(&RoundMsg::from_vec(bytes, p)?)
+        }));
+        Ok(())
+    }
+}
+
+impl<T: RoundParty> Driven<T> {
+    /// Announces `n` outputs to be handed out soon ([`Sender::plan`],
+    /// [`Receiver::plan`]) and starts a round if they exceed the pool; the
+    /// other party makes the same call at the same point.
     pub async fn plan<C: Channel>(&mut self, ch: &mut C, n: usize) -> Result<()> {
         self.core.plan(n);
         self.start_if_wanted(ch).await
@@ -94,19 +176,8 @@ impl Driven<Sender> {
 
     async fn start_if_wanted<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
         if self.ahead.is_none() && self.core.wants_round() {
-            self.start(ch).await?;
+            T::start(self, ch).await?;
         }
-        Ok(())
-    }
-
-    /// Starts the next round: the trees and their corrections now (sent),
-    /// the code in the background.
-    async fn start<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
-        let job = self.core.begin_round()?;
-        let (expanded, msg) = off_executor(move || Ok(job.expand())).await?;
-        ch.send(msg.as_bytes()).await?;
-        ch.flush().await?;
-        self.ahead = Some(tokio::task::spawn_blocking(move || Ok(expanded.encode())));
         Ok(())
     }
 
@@ -121,72 +192,17 @@ impl Driven<Sender> {
 
     /// Runs the setup round (the first) to its end.
     async fn run_round<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
-        self.start(ch).await?;
+        T::start(self, ch).await?;
         self.finish().await
     }
 
     /// The next `len` (≤ [`PIECE`]) outputs, after the rounds that makes
     /// necessary; then starts the next round if the announced demand
     /// exceeds the pool.
-    async fn take<C: Channel>(&mut self, ch: &mut C, len: usize) -> Result<SenderCots> {
+    async fn take<C: Channel>(&mut self, ch: &mut C, len: usize) -> Result<T::Cots> {
         while self.core.available() < len {
             if self.ahead.is_none() {
-                self.start(ch).await?;
-            }
-            self.finish().await?;
-        }
-        let out = self.core.take(len)?;
-        self.start_if_wanted(ch).await?;
-        Ok(out)
-    }
-}
-
-impl Driven<Receiver> {
-    /// Announces `n` outputs to be handed out soon ([`Receiver::plan`]);
-    /// the counterpart of [`Driven::<Sender>::plan`].
-    pub async fn plan<C: Channel>(&mut self, ch: &mut C, n: usize) -> Result<()> {
-        self.core.plan(n);
-        self.start_if_wanted(ch).await
-    }
-
-    async fn start_if_wanted<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
-        if self.ahead.is_none() && self.core.wants_round() {
-            self.start(ch).await?;
-        }
-        Ok(())
-    }
-
-    /// Starts the next round: receives the corrections now, rebuilds the
-    /// trees and applies the code in the background.
-    async fn start<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
-        let job = self.core.begin_round()?;
-        let p = job.params();
-        let mut bytes = vec![0u8; RoundMsg::byte_len(&p)];
-        ch.recv_into(&mut bytes).await?;
-        self.ahead = Some(tokio::task::spawn_blocking(move || {
-            job.run(&RoundMsg::from_vec(bytes, p)?)
-        }));
-        Ok(())
-    }
-
-    async fn finish(&mut self) -> Result<()> {
-        if let Some(job) = self.ahead.take() {
-            let out = join(job).await?;
-            self.core.finish_round(out)?;
-        }
-        Ok(())
-    }
-
-    async fn run_round<C: Channel>(&mut self, ch: &mut C) -> Result<()> {
-        self.start(ch).await?;
-        self.finish().await
-    }
-
-    /// The next `len` outputs, receiver side.
-    async fn take<C: Channel>(&mut self, ch: &mut C, len: usize) -> Result<ReceiverCots> {
-        while self.core.available() < len {
-            if self.ahead.is_none() {
-                self.start(ch).await?;
+                T::start(self, ch).await?;
             }
             self.finish().await?;
         }
