@@ -3,7 +3,6 @@
 //! `server` subcommand, the pi-server command line), tiny models, JSON
 //! checked for consistency and oracle checks; no timing thresholds.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -24,8 +23,8 @@ impl Drop for Server {
 }
 
 fn start_server(keys: &Path, weights: &Path) -> Server {
-    let mut child = Command::new(BENCH)
-        .args(["server", "--model", TINY, "--weights"])
+    let mut cmd = Command::new(BENCH);
+    cmd.args(["server", "--model", TINY, "--weights"])
         .arg(weights)
         .args([
             "--listen",
@@ -38,19 +37,8 @@ fn start_server(keys: &Path, weights: &Path) -> Server {
         .arg("--tls")
         .arg(keys)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line {first:?}"))
-        .to_string();
+        .stderr(Stdio::null());
+    let (child, addr) = pi_tests::spawn_listening(cmd);
     Server { child, addr }
 }
 

@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use pi_models::Model;
 use pi_models::fixed::{RingParams, quantize_input};
-use pi_protocol::ClientSession;
 use pi_protocol::transport::TlsConnector;
+use pi_protocol::{ClientReport, ClientSession};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -254,7 +254,7 @@ pub fn result_line(path: &Path, r: &ItemResult) -> String {
 pub fn result_json(spec: &str, path: &Path, r: &ItemResult) -> serde_json::Value {
     match r {
         Ok(s) => {
-            let mut v = crate::console::report_value(spec, &s.report);
+            let mut v = report_value(spec, &s.report);
             if let Some(o) = v.as_object_mut() {
                 o.insert("input".into(), path.display().to_string().into());
                 o.insert("latency_seconds".into(), s.latency().into());
@@ -289,6 +289,18 @@ pub fn summary_text(s: &BatchSummary) -> String {
         out.push_str(&format!("the session ended early: {e}\n"));
     }
     out
+}
+
+/// A report as JSON: the protocol's [`ClientReport`] plus `spec`, `relus`
+/// and `identity` at the top level (what `pi-client --json` prints).
+pub fn report_value(spec: &str, report: &ClientReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("spec".into(), spec.into());
+        o.insert("relus".into(), report.activations.relus.into());
+        o.insert("identity".into(), report.activations.identity.into());
+    }
+    v
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use pi_protocol::ClientReport;
 
+pub use crate::batch::report_value;
 use crate::batch::{ItemResult, result_json, result_line, run_batch, summary_text};
 use crate::pool::PoolConfig;
 use crate::{ClientOptions, Outcome, Progress, RawInput, run_inference};
@@ -73,17 +74,6 @@ pub async fn infer_with_progress(
 /// and `identity` at the top level.
 pub fn report_json(outcome: &Outcome) -> serde_json::Value {
     report_value(&outcome.spec, &outcome.report)
-}
-
-/// [`report_json`] from its parts.
-pub fn report_value(spec: &str, report: &ClientReport) -> serde_json::Value {
-    let mut v = serde_json::to_value(report).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("spec".into(), spec.into());
-        o.insert("relus".into(), report.activations.relus.into());
-        o.insert("identity".into(), report.activations.identity.into());
-    }
-    v
 }
 
 /// Runs [`run_batch`] printing one line per input on stdout (text, or JSON

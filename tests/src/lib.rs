@@ -202,12 +202,20 @@ pub fn write_npy(path: &Path, data: &[f32], shape: &[usize]) {
 /// Starts the server command line `exe` (`pi-test-server`) with `args`
 /// plus `--listen 127.0.0.1:0`, and reads its `listening on ADDR` line.
 pub fn server_process(exe: &str, args: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut server = std::process::Command::new(exe)
-        .args(args)
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args)
         .args(["--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::null());
+    spawn_listening(cmd)
+}
+
+/// Spawns a server command (its own listen address, stdin and stderr as
+/// the caller set them) with stdout piped, and returns the child with the
+/// address of its first line, `listening on ADDR`.
+pub fn spawn_listening(mut cmd: std::process::Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut server = cmd
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start the server");
     let mut first = String::new();

@@ -208,6 +208,7 @@ mod arith;
 mod client;
 pub mod hiding;
 pub mod layout;
+mod modular;
 pub mod params;
 mod server;
 pub mod wire;

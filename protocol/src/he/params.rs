@@ -217,7 +217,7 @@ impl HeParams {
     /// (mod p_i), Δ ≡ −t^−1 (mod p_i); q itself never needs to be formed.
     pub(crate) fn delta_mod(&self, i: usize) -> u64 {
         let p = CIPHERTEXT_PRIMES[i];
-        let t_inv = super::arith::inv_mod((1u64 << self.ring_bits) % p, p);
+        let t_inv = super::modular::inv_mod((1u64 << self.ring_bits) % p, p);
         p - t_inv
     }
 

@@ -61,6 +61,7 @@ mod msg;
 pub mod pki;
 mod stream;
 mod tls;
+mod tls_common;
 
 pub use deadline::{Deadlined, Phase, PhaseDeadlines};
 pub use link::{Link, NetStream};

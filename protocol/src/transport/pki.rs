@@ -206,7 +206,7 @@ impl CertificateAuthority {
         }
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
-            super::tls::crypto_provider(),
+            super::tls_common::crypto_provider(),
         )
         .build()
         .map_err(|e| Error::BadInput(format!("CA certificate: {e}")))?;

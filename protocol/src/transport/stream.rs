@@ -538,7 +538,7 @@ pub(crate) fn map_io(e: io::Error) -> Error {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        return super::tls::map_tls_error(tls);
+        return super::tls_common::map_tls_error(tls);
     }
     match e.kind() {
         io::ErrorKind::UnexpectedEof
