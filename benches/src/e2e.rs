@@ -79,6 +79,11 @@ pub struct Run {
     pub client_cpu: PhaseCpu,
     /// The server's CPU time (the child process).
     pub server_cpu: PhaseCpu,
+    /// Peak resident memory of this process (the client, with the oracle's
+    /// model and weights loaded before the run) during the inference, bytes.
+    pub client_peak_rss_bytes: Option<u64>,
+    /// Peak resident memory of the server process during the inference.
+    pub server_peak_rss_bytes: Option<u64>,
 }
 
 impl Run {
@@ -92,6 +97,10 @@ impl Run {
             "offline_bytes": r.offline.bytes_sent + r.offline.bytes_received,
             "online_bytes": r.online.bytes_sent + r.online.bytes_received,
             "cpu": { "client": self.client_cpu, "server": self.server_cpu },
+            "peak_rss_bytes": {
+                "client": self.client_peak_rss_bytes,
+                "server": self.server_peak_rss_bytes,
+            },
             "bit_exact": r.logits_fixed == oracle,
         })
     }
@@ -123,7 +132,7 @@ pub struct E2eResult {
 
 /// The metrics summarised over the measured runs, by JSON name.
 type Metric = (&'static str, fn(&Run) -> Option<f64>);
-const METRICS: [Metric; 7] = [
+const METRICS: [Metric; 9] = [
     ("offline_seconds", |r| {
         Some(r.outcome.report.offline.seconds)
     }),
@@ -140,6 +149,12 @@ const METRICS: [Metric; 7] = [
     }),
     ("server_online_cpu_seconds", |r| {
         r.server_cpu.online.map(Cpu::total)
+    }),
+    ("client_peak_rss_bytes", |r| {
+        r.client_peak_rss_bytes.map(|b| b as f64)
+    }),
+    ("server_peak_rss_bytes", |r| {
+        r.server_peak_rss_bytes.map(|b| b as f64)
     }),
 ];
 
@@ -348,6 +363,19 @@ impl E2eResult {
                 ),
             );
         }
+        let mib = |f: fn(&Run) -> Option<f64>| {
+            self.summary(f).map_or("-".into(), |x| {
+                format!("{:.0} MiB", x.median / f64::from(1 << 20))
+            })
+        };
+        line(
+            "peak memory",
+            format!(
+                "client {} (this process, oracle included), server {} (median resident set)",
+                mib(METRICS[7].1),
+                mib(METRICS[8].1)
+            ),
+        );
         if let Some(x) = self.summary(METRICS[0].1).filter(|x| x.n > 1) {
             line(
                 "",
@@ -404,6 +432,11 @@ impl Readings {
 async fn measure_one(opts: &ClientOptions, raw: &RawInput, server_pid: u32) -> Result<Run> {
     let mut connected = None;
     let mut online = None;
+    // Peaks from here on (Linux; where the reset is refused, the figure is
+    // the process's peak since it started).
+    let me = std::process::id();
+    machine::reset_peak_rss(me);
+    machine::reset_peak_rss(server_pid);
     let t = Instant::now();
     let outcome = pi_client::run_inference(opts, raw, &mut |p| match p {
         Progress::Connected { .. } => connected = Some(Readings::now(server_pid)),
@@ -427,6 +460,8 @@ async fn measure_one(opts: &ClientOptions, raw: &RawInput, server_pid: u32) -> R
         wall_seconds,
         client_cpu: phase(|r| r.client),
         server_cpu: phase(|r| r.server),
+        client_peak_rss_bytes: machine::peak_rss_bytes(me),
+        server_peak_rss_bytes: machine::peak_rss_bytes(server_pid),
     })
 }
 

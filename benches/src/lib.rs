@@ -3,7 +3,7 @@
 //! Imports point down: [`stats`] and [`machine`] depend on nothing here;
 //! [`server_process`] and [`workload`] on [`machine`]; the runners [`e2e`]
 //! and [`load`] on those; [`compare`] (tables, JSON) on [`load`] and
-//! [`plot`]. The primitive benchmarks ([`gc`], [`ot`], [`he`], [`tls`])
+//! [`plot`], [`scale`] (the scaling study) on [`e2e`] and [`plot`]. The primitive benchmarks ([`gc`], [`ot`], [`he`], [`tls`])
 //! stand alone.
 
 pub mod compare;
@@ -14,6 +14,7 @@ pub mod load;
 pub mod machine;
 pub mod ot;
 pub mod plot;
+pub mod scale;
 pub mod server_process;
 pub mod stats;
 pub mod tls;

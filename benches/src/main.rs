@@ -127,6 +127,38 @@ enum Command {
         #[arg(long)]
         plot_dir: Option<PathBuf>,
     },
+    /// The scaling study: every network in every ReLU mode end to end
+    /// (fresh sessions, per-party peak memory), each cost fitted to
+    /// a · ReLUs + b · MACs + c.
+    Scale {
+        /// Networks (presets, `AxBxCx(...)`, `resnet18(input=64,classes=200)`
+        /// or model files).
+        #[arg(required = true)]
+        specs: Vec<String>,
+        /// Activation protocols: `gc`, `ot` or `gc,ot`.
+        #[arg(long, value_delimiter = ',', default_value = "gc,ot")]
+        relu: Vec<pi_protocol::ReluMode>,
+        /// Measured inferences per network and mode, one fresh session each.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        repeat: u32,
+        /// Inferences run first and discarded (default: 1 with --repeat above 1, else 0).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
+        warmup: Option<u32>,
+        /// Seed of the random weights and inputs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Emulate a link on the connection, both directions (`1gbit,0.5ms`, `100mbit,20ms`).
+        #[arg(long, value_name = "RATE,DELAY")]
+        link: Option<pi_protocol::transport::Link>,
+        #[command(flatten)]
+        budget: pi_client::cli::BudgetArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Write MODE_relus_vs_online.svg and MODE_macs_vs_offline.svg here.
+        #[arg(long)]
+        plot_dir: Option<PathBuf>,
+    },
     /// The server process of `e2e`, `load` and `compare`: the pi-server
     /// command line, stopping when standard input closes
     /// ([`pi_bench::server_process`]).
@@ -290,6 +322,44 @@ fn main() -> Result<()> {
                 );
             } else {
                 print!("{}", pi_bench::compare::table(&r));
+                for p in plots {
+                    println!("plot: {}", p.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Scale {
+            specs,
+            relu,
+            repeat,
+            warmup: w,
+            seed,
+            link,
+            budget,
+            json,
+            plot_dir,
+        } => {
+            let opts = pi_bench::scale::ScaleOptions {
+                specs,
+                relu,
+                repeat: repeat as usize,
+                warmup: warmup(w, repeat),
+                seed,
+                link,
+                budget,
+            };
+            let r = pi_bench::scale::run(&opts, &mut |s| eprintln!("{s} ..."))?;
+            let plots = match &plot_dir {
+                Some(dir) => pi_bench::scale::plots(&r, dir)?,
+                None => Vec::new(),
+            };
+            if json {
+                for x in &r.rows {
+                    warn(x.machine.warning.as_slice());
+                }
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", pi_bench::scale::table(&r));
                 for p in plots {
                     println!("plot: {}", p.display());
                 }

@@ -318,3 +318,134 @@ fn e2e_repeat_measures_each_inference_on_a_fresh_session() {
         assert!(m["own_cores"].as_f64().unwrap() >= 0.0 && m["busy"].is_boolean());
     }
 }
+
+/// Each party's peak memory is measured per inference, beside its CPU time.
+#[test]
+fn e2e_reports_each_partys_peak_memory() {
+    let v = pi_bench(&["e2e", "resnet18(m=2,input=8,classes=5)", "--json"]);
+    let run = &v["runs"][0];
+    for party in ["client", "server"] {
+        let b = run["peak_rss_bytes"][party]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{party} peak missing: {run}"));
+        // At least a megabyte (a process with the runtime loaded), well
+        // under the machine.
+        assert!(b > 1 << 20 && b < 1 << 40, "{party}: {b}");
+        let s = &v["summary"][format!("{party}_peak_rss_bytes")];
+        assert_eq!(s["n"], 1, "{s}");
+        assert_eq!(s["median"].as_f64(), Some(b as f64));
+    }
+}
+
+/// The scaling study: one row per network and mode, each bit-exact with its
+/// costs, a fit per mode and metric over the networks, and two plots per mode.
+#[test]
+fn scale_measures_every_network_in_every_mode_and_fits_the_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plots = dir.path().join("plots");
+    let specs = [
+        "resnet18(m=2,input=8,classes=5)",
+        "resnet18(m=4,input=8,classes=5)",
+        "resnet18(m=2,input=16,classes=5)",
+        "5x5x3x(m=2,input=8,classes=5)",
+    ];
+    let mut args = vec!["scale"];
+    args.extend(specs);
+    args.extend(["--relu", "gc,ot", "--repeat", "1", "--json", "--plot-dir"]);
+    let plot_dir = plots.to_str().unwrap();
+    args.push(plot_dir);
+    let v = pi_bench(&args);
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 8, "{v}");
+    assert_eq!(v["failed"].as_array().map(Vec::len), Some(0));
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["spec"], specs[i / 2]);
+        assert_eq!(r["relu_mode"], ["gc", "ot"][i % 2]);
+        assert_eq!(r["bit_exact"], true, "{r}");
+        assert!(r["relus"].as_u64().unwrap() > 0);
+        assert!(r["macs"].as_u64().unwrap() > 0);
+        assert_eq!(r["offline_seconds"]["n"], 1);
+        for key in ["offline_bytes", "online_bytes", "client_storage_bytes"] {
+            assert!(r[key].as_u64().unwrap() > 0, "{key}: {r}");
+        }
+        for party in ["client", "server"] {
+            assert!(
+                r[format!("{party}_peak_rss_bytes")]["median"]
+                    .as_f64()
+                    .unwrap()
+                    > 0.0
+            );
+        }
+    }
+    // Bigger networks cost more bytes, in either mode.
+    for mode in 0..2 {
+        let bytes = |i: usize| rows[2 * i + mode]["offline_bytes"].as_u64().unwrap();
+        assert!(bytes(1) > bytes(0) && bytes(2) > bytes(0));
+    }
+    let fits = v["fits"].as_array().expect("fits");
+    assert_eq!(fits.len(), 10, "five metrics in each of two modes: {v}");
+    for f in fits {
+        for key in ["per_relu", "per_mac", "intercept", "r2"] {
+            assert!(f[key].as_f64().is_some_and(f64::is_finite), "{key}: {f}");
+        }
+        assert_eq!(f["residuals"].as_array().map(Vec::len), Some(4));
+    }
+    for mode in ["gc", "ot"] {
+        for plot in ["relus_vs_online", "macs_vs_offline"] {
+            let p = plots.join(format!("{mode}_{plot}.svg"));
+            let svg = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+            assert!(svg.contains("<svg"), "{p:?}");
+        }
+    }
+}
+
+/// `load` and `compare` take the client's budgets: a storage budget below
+/// one inference's material is refused with both figures, and material can
+/// live on disk.
+#[test]
+fn load_takes_the_clients_budgets_and_storage_directory() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pi-bench"))
+        .args([
+            "load",
+            "resnet18(m=2,input=8,classes=5)",
+            "--rate",
+            "1",
+            "--requests",
+            "1",
+            "--max-storage",
+            "1KiB",
+        ])
+        .output()
+        .expect("run pi-bench");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("storage budget allows")
+            && err.contains("(1024 bytes)")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("material");
+    let v = pi_bench(&[
+        "load",
+        "resnet18(m=2,input=8,classes=5)",
+        "--relu",
+        "gc,ot",
+        "--rate",
+        "1",
+        "--requests",
+        "2",
+        "--storage-dir",
+        store.to_str().unwrap(),
+        "--json",
+    ]);
+    for m in v["models"].as_array().expect("models") {
+        assert_eq!(m["unloaded"]["bit_exact"], true, "{m}");
+        assert_eq!(m["rates"][0]["bit_exact"], 2, "{m}");
+    }
+    // Every file was consumed and removed.
+    let left: Vec<_> = std::fs::read_dir(&store).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -73,6 +73,8 @@ pub struct LoadArgs {
     /// checked against. Remote without it: answers are not checked.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub budget: pi_client::cli::BudgetArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -109,6 +111,7 @@ impl LoadArgs {
                 names: self.name.clone(),
                 server_name: self.server_name.clone(),
             }),
+            budget: self.budget.clone(),
         }
     }
 }

@@ -117,6 +117,9 @@ pub struct LoadOptions {
     /// Load this server instead of starting one (`specs` is then empty, or
     /// one spec the server's network must equal).
     pub remote: Option<Remote>,
+    /// The clients' budgets and material directory (as `pi-client`'s
+    /// `--max-storage`, `--max-memory`, `--storage-dir`).
+    pub budget: pi_client::cli::BudgetArgs,
 }
 
 /// What a progress display is told.
@@ -191,8 +194,7 @@ pub fn run(opts: &LoadOptions, progress: &mut dyn Progress) -> Result<LoadResult
                 names: names.clone(),
                 addr: server.addr().to_string(),
                 server_name: "localhost".into(),
-                relu,
-                expect: None,
+                config: opts.budget.config(relu)?,
                 server_pid: Some(server.pid()),
             };
             let name = run_name(opts, spec, relu);

@@ -12,6 +12,7 @@
 
 use anyhow::{Context, Result, bail};
 use pi_models::fixed::quantize_input;
+use pi_protocol::ClientConfig;
 use pi_protocol::transport::ChannelConfig;
 
 use super::target::{Inputs, Target, connectors};
@@ -79,8 +80,10 @@ pub(super) fn run(
                 .server_name
                 .clone()
                 .unwrap_or_else(|| pi_client::host_of(&remote.addr).to_string()),
-            relu,
-            expect: expect.clone(),
+            config: ClientConfig {
+                expect: expect.clone(),
+                ..opts.budget.config(relu)?
+            },
             server_pid: None,
         };
         // The network, its normalisation and the ring, from a first handshake.

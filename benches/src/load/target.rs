@@ -3,9 +3,8 @@
 //! oracle.
 
 use anyhow::{Context, Result};
-use pi_models::network::Description;
 use pi_protocol::transport::{TlsChannel, TlsConnector};
-use pi_protocol::{ClientConfig, ClientReport, ClientSession, ReluMode};
+use pi_protocol::{ClientConfig, ClientReport, ClientSession};
 
 use crate::machine::{self, Cpu};
 
@@ -20,10 +19,10 @@ pub(crate) struct Target {
     pub addr: String,
     /// Checked against the server certificate.
     pub server_name: String,
-    /// Activation protocol asked for.
-    pub relu: ReluMode,
-    /// Refuse any other network (a SPEC given with `--connect`).
-    pub expect: Option<Description>,
+    /// What every session asks for and accepts: the activation protocol,
+    /// the budgets and material directory (`--max-storage`, `--max-memory`,
+    /// `--storage-dir`) and, with `--connect SPEC`, the network to insist on.
+    pub config: ClientConfig,
     /// The server's process id when it runs on this machine as our child.
     pub server_pid: Option<u32>,
 }
@@ -36,12 +35,7 @@ impl Target {
             .connect(self.addr.as_str(), &self.server_name)
             .await
             .with_context(|| format!("connecting to the server at {}", self.addr))?;
-        let config = ClientConfig {
-            relu: self.relu,
-            expect: self.expect.clone(),
-            ..ClientConfig::default()
-        };
-        let session = ClientSession::handshake(&mut ch, &config)
+        let session = ClientSession::handshake(&mut ch, &self.config)
             .await
             .context("session handshake")?;
         Ok((ch, session))
