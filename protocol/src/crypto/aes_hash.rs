@@ -157,6 +157,26 @@ impl FixedKeyAes {
         }
     }
 
+    /// In place: `xs[j] = TCCR(xs[j], tweak(j))`, a batch of blocks per AES
+    /// call through one stack buffer (wiped after), no heap temporaries.
+    pub fn tccr_in_place_with(&self, xs: &mut [Block], tweak: impl Fn(usize) -> Block) {
+        let mut p = [Block::ZERO; AES_BATCH];
+        for (c, chunk) in xs.chunks_mut(AES_BATCH).enumerate() {
+            let p = &mut p[..chunk.len()];
+            p.copy_from_slice(chunk);
+            self.permute_many(p);
+            let base = c * AES_BATCH;
+            for (j, (x, pj)) in chunk.iter_mut().zip(p.iter()).enumerate() {
+                *x = *pj ^ tweak(base + j);
+            }
+            self.permute_many(chunk);
+            for (x, pj) in chunk.iter_mut().zip(p.iter()) {
+                *x ^= *pj;
+            }
+        }
+        p.zeroize();
+    }
+
     /// TCCR for one block.
     pub fn tccr(&self, x: Block, tweak: Block) -> Block {
         let mut out = [Block::ZERO];

@@ -144,24 +144,9 @@ fn with_columns<T>(len: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
     })
 }
 
-/// In place: `xs[j] = TCCR(xs[j], tweak(first + j))` (Guo et al. 2020),
-/// hashing a few hundred blocks per AES call without heap temporaries.
+/// In place: `xs[j] = TCCR(xs[j], tweak(first + j))` (Guo et al. 2020).
 fn tccr_in_place(h: &FixedKeyAes, nonce: u64, first: u64, xs: &mut [Block]) {
-    let mut p = [Block::ZERO; AES_BATCH];
-    for (c, chunk) in xs.chunks_mut(AES_BATCH).enumerate() {
-        let p = &mut p[..chunk.len()];
-        p.copy_from_slice(chunk);
-        h.permute_many(p);
-        let base = first + (c * AES_BATCH) as u64;
-        for (j, (x, pj)) in chunk.iter_mut().zip(p.iter()).enumerate() {
-            *x = *pj ^ tweak(nonce, base + j as u64);
-        }
-        h.permute_many(chunk);
-        for (x, pj) in chunk.iter_mut().zip(p.iter()) {
-            *x ^= *pj;
-        }
-    }
-    p.zeroize();
+    h.tccr_in_place_with(xs, |j| tweak(nonce, first + j as u64));
 }
 
 /// Calls `f(j, H(j, q_j), H(j, q_j ⊕ Δ))` for every row, hashing both

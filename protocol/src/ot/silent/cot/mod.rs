@@ -93,22 +93,7 @@ fn check_batch(n: usize) -> Result<()> {
 
 /// In place: `xs[j] = TCCR(xs[j], tweak(first + j))` (Guo et al. 2020).
 fn hash_in_place(nonce: u64, first: u64, xs: &mut [Block]) {
-    let h = FixedKeyAes::new();
-    let mut p = [Block::ZERO; AES_BATCH];
-    for (c, chunk) in xs.chunks_mut(AES_BATCH).enumerate() {
-        let p = &mut p[..chunk.len()];
-        p.copy_from_slice(chunk);
-        h.permute_many(p);
-        let base = first + (c * AES_BATCH) as u64;
-        for (j, (x, pj)) in chunk.iter_mut().zip(p.iter()).enumerate() {
-            *x = *pj ^ tweak(nonce, base + j as u64);
-        }
-        h.permute_many(chunk);
-        for (x, pj) in chunk.iter_mut().zip(p.iter()) {
-            *x ^= *pj;
-        }
-    }
-    p.zeroize();
+    FixedKeyAes::new().tccr_in_place_with(xs, |j| tweak(nonce, first + j as u64));
 }
 
 /// The sender's round message: the correction c = K_0 ⊕ q of every level
