@@ -30,7 +30,7 @@
 //! - [`footprint`]: the client's storage and peak memory per inference,
 //!   checked against its budgets in the handshake.
 //! - [`store`]: the client's preprocessed material on disk (one file per
-//!   inference, records with a keyed MAC), read back layer by layer.
+//!   inference, records sealed with AES-128-GCM), read back layer by layer.
 //!
 //! Cryptographic cores are sans-IO state machines; only drivers touch a
 //! [`transport::Channel`].

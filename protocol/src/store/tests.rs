@@ -1,5 +1,6 @@
-//! Material files: round trips, permissions, truncation, flipped bytes,
-//! records of another file, stale leftovers.
+//! Material files: round trips (records of several chunks read in odd
+//! pieces, empty records), permissions, truncation, flipped bytes, swapped
+//! chunks, records of another file, stale leftovers.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -76,7 +77,7 @@ fn a_truncated_file_is_a_truncation_fault() {
     let r = w.into_reader().unwrap();
     let len = std::fs::metadata(&path).unwrap().len();
     // Cut inside the last record's tag, then inside the second record's payload.
-    for (cut, record) in [(len - 5, 2), (8 + 1064 + 32 + 8 + 500, 1)] {
+    for (cut, record) in [(len - 5, 2), (8 + 1064 + 16 + 8 + 500, 1)] {
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -84,11 +85,12 @@ fn a_truncated_file_is_a_truncation_fault() {
             .set_len(cut)
             .unwrap();
         let mut r2 = MaterialReader {
-            inp: BufReader::new(File::open(&path).unwrap()),
+            inp: File::open(&path).unwrap(),
             guard: FileGuard(d.path().join("not-this-one")),
             key: r.key.clone(),
             records: 3,
             next: 0,
+            chunk: Zeroizing::new(Vec::new()),
         };
         let e = read_all(&mut r2, 1000).unwrap_err();
         assert!(
@@ -101,7 +103,7 @@ fn a_truncated_file_is_a_truncation_fault() {
 #[test]
 fn a_flipped_byte_anywhere_is_a_corruption_fault() {
     let (_t, d) = dir();
-    let record = 8 + 1064 + 32;
+    let record = 8 + 1064 + 16;
     // Header, mask words, payload, tag of the second record.
     for at in [
         record + 3,
@@ -129,6 +131,74 @@ fn a_flipped_byte_anywhere_is_a_corruption_fault() {
             "byte {at}: {e:?}"
         );
     }
+}
+
+#[test]
+fn records_of_several_chunks_round_trip_in_odd_pieces() {
+    let (_t, d) = dir();
+    let mut w = d.create().unwrap();
+    let sizes = [0, 1, CHUNK - 1, CHUNK, 2 * CHUNK + CHUNK / 2];
+    let data = |len: usize, r: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i * 31 + r * 7 + i / 4099) as u8)
+            .collect()
+    };
+    for (r, &len) in sizes.iter().enumerate() {
+        let mut out = w.record(len as u64).unwrap();
+        // Written in pieces that do not line up with the chunks.
+        for piece in data(len, r).chunks(CHUNK / 3 + 5) {
+            out.put(piece).unwrap();
+        }
+        out.finish().unwrap();
+    }
+    let path = w.path().to_path_buf();
+    let on_disk = std::fs::metadata(&path).unwrap().len() as usize;
+    let chunks_written: usize = sizes.iter().map(|&l| l.div_ceil(CHUNK).max(1)).sum();
+    assert_eq!(
+        on_disk,
+        sizes.iter().sum::<usize>() + 8 * sizes.len() + TAG * chunks_written
+    );
+    let mut r = w.into_reader().unwrap();
+    for (i, &len) in sizes.iter().enumerate() {
+        let mut inp = r.record(len as u64).unwrap();
+        let mut got = vec![0u8; len];
+        // Read in pieces: a small one, one across a chunk boundary, the rest
+        // (whole chunks straight into the buffer).
+        let a = len.min(7);
+        let b = (len - a).min(CHUNK + 3);
+        let (p1, rest) = got.split_at_mut(a);
+        let (p2, p3) = rest.split_at_mut(b);
+        inp.get(p1).unwrap();
+        inp.get(p2).unwrap();
+        inp.get(p3).unwrap();
+        inp.finish().unwrap();
+        assert!(got == data(len, i), "record {i} of {len} bytes");
+    }
+    assert_eq!(r.remaining(), 0);
+}
+
+#[test]
+fn swapped_chunks_do_not_pass() {
+    let (_t, d) = dir();
+    let mut w = d.create().unwrap();
+    let len = 2 * CHUNK;
+    let mut out = w.record(len as u64).unwrap();
+    out.put(&vec![1u8; CHUNK]).unwrap();
+    out.put(&vec![2u8; CHUNK]).unwrap();
+    out.finish().unwrap();
+    let path = w.path().to_path_buf();
+    let mut r = w.into_reader().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let sealed = CHUNK + TAG;
+    let (first, second) = bytes[8..].split_at_mut(sealed);
+    first.swap_with_slice(second);
+    std::fs::write(&path, &bytes).unwrap();
+    let mut inp = r.record(len as u64).unwrap();
+    let e = inp.get(&mut vec![0u8; len]).unwrap_err();
+    assert!(
+        matches!(e, Error::Store(StoreFault::Corrupted { record: 0, .. })),
+        "{e:?}"
+    );
 }
 
 #[test]
