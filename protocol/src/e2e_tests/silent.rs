@@ -182,7 +182,7 @@ async fn gc_sessions_have_their_own_delta_and_inferences_fresh_labels() {
             acts.iter()
                 .filter_map(|a| match &a.material {
                     crate::offline::ClientActMaterial::Gc(g) => Some(g),
-                    crate::offline::ClientActMaterial::Ot(_) => None,
+                    _ => None,
                 })
                 .flat_map(|g| g.relu.iter().chain(&g.trunc))
                 .flat_map(|(_, l)| l.labels().iter().map(|b| b.0))

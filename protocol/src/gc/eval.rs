@@ -92,14 +92,58 @@ impl Evaluator {
                 client.n, server.n
             )));
         }
+        let mut out = vec![0u64; n];
+        self.evaluate_part(
+            circuit,
+            tables.layer,
+            0,
+            &tables.bytes,
+            &client.labels,
+            &server.labels,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// Evaluates the instances `first..first + out.len()` of a layer, from
+    /// that range's tables and labels (a whole layer for
+    /// [`Self::evaluate_layer`]; a part read back from the client's own
+    /// authenticated files, whose tables were checked when they arrived):
+    /// writes `act(a_i + b_i) + p_i` to `out`. `first`
+    /// must start a chunk of [`CHUNK`] instances, as the tables are laid out
+    /// chunk by chunk.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if the range is not chunk-aligned or the slices'
+    /// lengths do not fit `out.len()` instances of `circuit`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn evaluate_part(
+        &mut self,
+        circuit: &Circuit,
+        layer: u32,
+        first: usize,
+        tables: &[u8],
+        client: &[Block],
+        server: &[Block],
+        out: &mut [u64],
+    ) -> Result<()> {
+        let n = out.len();
+        let l = circuit.params().l() as usize;
+        if !first.is_multiple_of(CHUNK)
+            || tables.len() != n * circuit.table_bytes()
+            || client.len() != n * l
+            || server.len() != n * l
+        {
+            return Err(Error::Internal(
+                "a part of garbled material does not fit its range",
+            ));
+        }
         let per = circuit.table_bytes();
-        let l = params.l() as usize;
         let s = &mut self.scratch;
         s.labels.resize(circuit.slots * CHUNK, Block::ZERO);
         s.hin.resize(3 * CHUNK, aes::Block::default());
         s.hscratch.resize(3 * CHUNK, aes::Block::default());
         s.packed.resize(CHUNK, 0);
-        let mut out = vec![0u64; n];
         let mut start = 0;
         while start < n {
             let cn = CHUNK.min(n - start);
@@ -108,17 +152,17 @@ impl Evaluator {
                 s,
                 circuit,
                 self.nonce,
-                tables.layer,
-                start,
-                &tables.bytes[start * per..(start + cn) * per],
-                &client.labels[start * l..(start + cn) * l],
-                &server.labels[start * l..(start + cn) * l],
+                layer,
+                first + start,
+                &tables[start * per..(start + cn) * per],
+                &client[start * l..(start + cn) * l],
+                &server[start * l..(start + cn) * l],
                 &mut out[start..start + cn],
             );
             start += cn;
         }
         s.wipe();
-        Ok(out)
+        Ok(())
     }
 }
 

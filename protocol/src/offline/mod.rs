@@ -207,6 +207,9 @@ pub(crate) struct ClientActivation {
 pub(crate) enum ClientActMaterial {
     /// Garbled circuits: tables and the client's input labels per sub-layer.
     Gc(ClientGcActivation),
+    /// Garbled circuits whose tables and labels wait on disk, read part by
+    /// part as they are evaluated ([`MaterialStore::next_part`]).
+    GcOnDisk,
     /// OT-based ReLU: the whole layer's material.
     Ot(crate::relu_ot::ClientMaterial),
 }

@@ -47,13 +47,24 @@ pub(crate) async fn run<C: Channel>(
         rec.step();
         ch.set_label(&rec.label(step.name()));
         if let Step::Activation(_) = step {
-            let act = acts.next().await?;
+            let act = acts.next(k).await?;
             match act.material {
                 ClientActMaterial::Ot(mat) => {
                     super::ot::client(ch, plan, mat, &act.out_mask).await?
                 }
                 ClientActMaterial::Gc(mat) => {
                     super::gc::client(ch, plan, k, mat, &act.out_mask, &mut evaluator).await?
+                }
+                ClientActMaterial::GcOnDisk => {
+                    super::gc::client_from_disk(
+                        ch,
+                        plan,
+                        k,
+                        &mut acts,
+                        &act.out_mask,
+                        &mut evaluator,
+                    )
+                    .await?
                 }
             }
             k += 1;

@@ -10,7 +10,7 @@ use super::packed;
 use crate::exec::off_executor;
 use crate::framing::{recv_bulk, send_bulk};
 use crate::gc::{Evaluator, ServerLabels};
-use crate::offline::{ClientGcActivation, ServerGcActivation};
+use crate::offline::{ClientGcActivation, MaterialStore, ServerGcActivation};
 use crate::plan::{SessionPlan, Sub};
 use crate::ring;
 use crate::transport::Channel;
@@ -74,6 +74,78 @@ pub(super) async fn client<C: Channel>(
             out[p] = v;
         }
     }
+    finish(ch, plan, out, out_mask).await
+}
+
+/// [`client`] with the sub-layers' tables and labels on disk: part j is
+/// evaluated while part j + 1 is read (the server waits meanwhile, so the
+/// reading has a core of its own on a shared machine).
+pub(super) async fn client_from_disk<C: Channel>(
+    ch: &mut C,
+    plan: &Arc<SessionPlan>,
+    k: usize,
+    acts: &mut MaterialStore,
+    out_mask: &[u64],
+    evaluator: &mut Option<Evaluator>,
+) -> Result<()> {
+    let l = plan.ring.bits() as usize;
+    let mut out = vec![0u64; out_mask.len()];
+    for which in [Sub::Relu, Sub::Trunc] {
+        let n = which.positions(plan, k).len();
+        if n == 0 {
+            continue;
+        }
+        let bytes = recv_bulk(ch, 16 * n * l).await?;
+        let plan2 = plan.clone();
+        let mut server =
+            off_executor(move || ServerLabels::from_bytes(plan2.act, n, &bytes)).await?;
+        let mut vals = vec![0u64; n];
+        let mut first = 0;
+        while first < n {
+            let part = acts.next_part(k, which, first).await?;
+            let count = part.len(plan);
+            if count == 0 || first + count > n {
+                return Err(Error::Internal("a stored part does not fit its sub-layer"));
+            }
+            let mut ev = evaluator
+                .take()
+                .ok_or(Error::Internal("garbled material without a garbler nonce"))?;
+            let plan2 = plan.clone();
+            let (ev, part, s, v) = off_executor(move || {
+                let mut vals = vals;
+                let range = part.first..part.first + count;
+                ev.evaluate_part(
+                    which.circuit(&plan2),
+                    which.layer(k),
+                    part.first,
+                    &part.tables,
+                    &part.labels,
+                    &server.labels[range.start * l..range.end * l],
+                    &mut vals[range],
+                )?;
+                Ok((ev, part, server, vals))
+            })
+            .await?;
+            *evaluator = Some(ev);
+            acts.recycle(part);
+            (server, vals) = (s, v);
+            first += count;
+        }
+        for (&p, v) in which.positions(plan, k).iter().zip(vals) {
+            out[p] = v;
+        }
+    }
+    finish(ch, plan, out, out_mask).await
+}
+
+/// Sends act(z) + p − r' and wipes act(z) + p.
+async fn finish<C: Channel>(
+    ch: &mut C,
+    plan: &SessionPlan,
+    mut out: Vec<u64>,
+    out_mask: &[u64],
+) -> Result<()> {
+    let ring = plan.ring;
     let y = ring::sub(&out, out_mask, ring);
     out.zeroize();
     send_bulk(ch, &ring::pack(&y, ring)).await?;
