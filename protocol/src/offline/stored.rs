@@ -246,8 +246,14 @@ impl MaterialStore {
                     .take()
                     .ok_or(Error::Internal("material written after it was sealed"))?;
                 let (plan, mode, k) = (d.plan.clone(), d.mode, d.next);
+                let parts: Vec<Slot> = d
+                    .slots
+                    .iter()
+                    .copied()
+                    .filter(|s| matches!(s, Slot::Part { k: pk, .. } if *pk == k))
+                    .collect();
                 let w = off_executor(move || {
-                    write_activation(&mut w, &plan, mode, k, act)?;
+                    write_activation(&mut w, &plan, mode, k, &parts, act)?;
                     Ok(w)
                 })
                 .await?;
@@ -299,8 +305,13 @@ impl MaterialStore {
         d.ahead = Some((slot, task));
     }
 
-    /// The record in slot `d.next`, which must be `want`.
-    async fn take(d: &mut DiskMaterial, want: Slot) -> Result<Loaded> {
+    /// The next record from disk, which must be one `want` accepts; the
+    /// record after it starts reading at once.
+    async fn take(&mut self, want: impl Fn(Slot) -> bool) -> Result<Loaded> {
+        self.read_ahead();
+        let Self::Disk(d) = self else {
+            return Err(Error::Internal("material in memory read as records"));
+        };
         let (slot, handle) = d
             .ahead
             .take()
@@ -309,10 +320,11 @@ impl MaterialStore {
         d.reader = Some(r);
         // Parts evaluated while this one was read went to `d.spares`.
         d.spares.merge(spares);
-        if slot != want {
+        if !want(slot) {
             return Err(Error::Internal("stored material read out of order"));
         }
         d.next += 1;
+        self.read_ahead();
         Ok(loaded)
     }
 
@@ -320,51 +332,26 @@ impl MaterialStore {
     /// mode its sub-layers follow as parts ([`Self::next_part`]), the first
     /// of which starts reading now.
     pub(crate) async fn next(&mut self, k: usize) -> Result<ClientActivation> {
-        match self {
-            Self::Memory(q) => q
+        if let Self::Memory(q) = self {
+            return q
                 .pop_front()
-                .ok_or(Error::Internal("activation material is missing")),
-            Self::Disk(_) => {
-                self.read_ahead();
-                let Self::Disk(d) = self else {
-                    return Err(Error::Internal("material store changed kind"));
-                };
-                let loaded = Self::take(d, Slot::Head(k)).await?;
-                self.read_ahead();
-                match loaded {
-                    Loaded::Head(act) => Ok(act),
-                    Loaded::Part(_) => Err(Error::Internal("stored material read out of order")),
-                }
-            }
+                .ok_or(Error::Internal("activation material is missing"));
+        }
+        match self.take(|s| s == Slot::Head(k)).await? {
+            Loaded::Head(act) => Ok(act),
+            Loaded::Part(_) => Err(Error::Internal("stored material read out of order")),
         }
     }
 
-    /// The next part of sub-layer `which` of activation `k`, from disk;
-    /// the record after it starts reading at once. `first` is where the
-    /// part must start.
+    /// The next part of sub-layer `which` of activation `k`, from disk,
+    /// which must start at instance `first`; the record after it starts
+    /// reading at once.
     pub(crate) async fn next_part(&mut self, k: usize, which: Sub, first: usize) -> Result<Part> {
-        let Self::Disk(d) = self else {
-            return Err(Error::Internal("parts of material held in memory"));
+        let want = |s| {
+            matches!(s, Slot::Part { k: pk, which: pw, first: pf, .. }
+                if pk == k && pw == which && pf == first)
         };
-        let Some(&want) = d.slots.get(d.next) else {
-            return Err(Error::Internal("activation material is missing"));
-        };
-        match want {
-            Slot::Part {
-                k: pk,
-                which: pw,
-                first: pf,
-                ..
-            } if pk == k && pw == which && pf == first => {}
-            _ => return Err(Error::Internal("stored material read out of order")),
-        }
-        self.read_ahead();
-        let Self::Disk(d) = self else {
-            return Err(Error::Internal("material store changed kind"));
-        };
-        let loaded = Self::take(d, want).await?;
-        self.read_ahead();
-        match loaded {
+        match self.take(want).await? {
             Loaded::Part(p) => Ok(p),
             Loaded::Head(_) => Err(Error::Internal("stored material read out of order")),
         }
@@ -378,19 +365,29 @@ impl MaterialStore {
     }
 }
 
-/// Writes activation `k`'s records, consuming its material.
+/// Bytes of activation `k`'s head record: its output mask, and in OT mode
+/// its material.
+fn head_bytes(plan: &SessionPlan, mode: ReluMode, k: usize) -> Result<u64> {
+    match mode {
+        ReluMode::Ot => crate::plan::client_activation_bytes(plan, mode, k),
+        ReluMode::Gc => {
+            let split = &plan.splits[k];
+            Ok(8 * (split.relu.len() + split.trunc.len()) as u64)
+        }
+    }
+}
+
+/// Writes activation `k`'s records (its head, then `parts`, its slots'
+/// parts), consuming its material.
 fn write_activation(
     w: &mut MaterialWriter,
     plan: &SessionPlan,
     mode: ReluMode,
     k: usize,
+    parts: &[Slot],
     act: ClientActivation,
 ) -> Result<()> {
-    let head_len = match mode {
-        ReluMode::Ot => crate::plan::client_activation_bytes(plan, mode, k)?,
-        ReluMode::Gc => 8 * act.out_mask.len() as u64,
-    };
-    let mut out = w.record(head_len)?;
+    let mut out = w.record(head_bytes(plan, mode, k)?)?;
     out.put_u64s(&act.out_mask)?;
     match (act.material, mode) {
         (ClientActMaterial::Ot(m), ReluMode::Ot) => {
@@ -400,10 +397,7 @@ fn write_activation(
         (ClientActMaterial::Gc(mut g), ReluMode::Gc) => {
             out.finish()?;
             let l = plan.ring.bits() as usize;
-            let mut parts = slots(plan, mode)
-                .into_iter()
-                .filter(|s| matches!(s, Slot::Part { k: pk, .. } if *pk == k))
-                .peekable();
+            let mut parts = parts.iter().copied().peekable();
             for which in [Sub::Relu, Sub::Trunc] {
                 let want = !which.positions(plan, k).is_empty();
                 let (tables, labels) = match g.take(which) {
@@ -463,11 +457,7 @@ fn read_head(
 ) -> Result<ClientActivation> {
     let split = &plan.splits[k];
     let n = split.relu.len() + split.trunc.len();
-    let len = match mode {
-        ReluMode::Ot => crate::plan::client_activation_bytes(plan, mode, k)?,
-        ReluMode::Gc => 8 * n as u64,
-    };
-    let mut inp = r.record(len)?;
+    let mut inp = r.record(head_bytes(plan, mode, k)?)?;
     let mut out_mask = Zeroizing::new(vec![0u64; n]);
     inp.get_u64s(&mut out_mask)?;
     let material = match mode {
