@@ -20,7 +20,7 @@ use zeroize::Zeroize;
 use super::base;
 use super::iknp::{
     ChosenMsg, CorrelatedZeros, ExtendMsg, KAPPA, Receiver, ReceiverBatch, ReceiverSetup, Sender,
-    SenderBatch,
+    SenderBatch, SoftMsg,
 };
 use crate::crypto::{Block, WipingRng};
 use crate::exec::join;
@@ -203,6 +203,41 @@ pub async fn receive_correlated<C: Channel>(
     }
     ch.flush().await?;
     Ok(out)
+}
+
+/// SoftSpoken correlated OT ([`super::iknp::SoftMsg`]: 2 bytes per OT
+/// and 4 KiB, against IKNP's 16 bytes per OT), sender side: one message
+/// for all `n` (at most [`super::iknp::MAX_BATCH`]); returns m0_j as
+/// [`send_correlated`] does.
+pub async fn send_correlated_soft<C: Channel>(
+    ch: &mut C,
+    sender: &mut Sender,
+    n: usize,
+) -> Result<CorrelatedZeros> {
+    let job = sender.begin_soft(n)?;
+    let frame = ch.recv(SoftMsg::byte_len(n)).await?;
+    off_executor(move || Ok(job.finish(&SoftMsg::from_vec(frame, n)?)?.into_correlated())).await
+}
+
+/// SoftSpoken correlated OT, receiver side: returns m0_j ⊕ choices[j]·Δ.
+pub async fn receive_correlated_soft<C: Channel, R: CryptoRng + Send + ?Sized>(
+    ch: &mut C,
+    receiver: &mut Receiver,
+    choices: &[bool],
+    rng: &mut R,
+) -> Result<Vec<Block>> {
+    let job = receiver.begin_soft(choices.len())?;
+    let mut choices = choices.to_vec();
+    let mut rng = WipingRng::fork(rng);
+    let (batch, msg) = off_executor(move || {
+        let r = job.run(&choices, &mut rng);
+        choices.zeroize();
+        r
+    })
+    .await?;
+    ch.send(msg.as_bytes()).await?;
+    ch.flush().await?;
+    Ok(batch.into_correlated())
 }
 
 /// Random OT, sender side: returns n random pairs.

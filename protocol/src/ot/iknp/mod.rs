@@ -47,11 +47,13 @@ use crate::{Error, Result};
 
 mod receiver;
 mod sender;
+mod softspoken;
 #[cfg(test)]
 mod tests;
 
 pub use receiver::{Receiver, ReceiverBatch, ReceiverExtension, ReceiverSetup};
 pub use sender::{Sender, SenderBatch, SenderExtension};
+pub use softspoken::{SoftMsg, SoftReceiverExtension, SoftSenderExtension};
 
 /// Computational security parameter κ: the number of base OTs and the width
 /// of the IKNP matrix (128-bit security, docs/ARCHITECTURE.md §4).
@@ -112,6 +114,19 @@ fn expand(prg: &FixedKeyAes, first: u64, out: &mut [Block]) {
         *o = Block((first + k as u64) as u128);
     }
     prg.permute_many(out);
+}
+
+/// Choice bits packed 128 per block, bit j of block j / 128 (padding bits
+/// zero): r of one extension.
+fn pack_choices(choices: &[bool], nblk: usize) -> Vec<Block> {
+    let mut r = vec![Block::ZERO; nblk];
+    for (blk, bits) in r.iter_mut().zip(choices.chunks(TILE)) {
+        blk.0 = bits
+            .iter()
+            .rev()
+            .fold(0u128, |acc, &b| (acc << 1) | b as u128);
+    }
+    r
 }
 
 /// An all-ones block if `bit`, else zero.

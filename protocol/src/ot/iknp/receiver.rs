@@ -118,14 +118,7 @@ impl ReceiverExtension {
             )));
         }
         let nblk = blocks_for(self.n);
-        // r packed 128 choices per block; the padding bits are zero.
-        let mut r = vec![Block::ZERO; nblk];
-        for (blk, bits) in r.iter_mut().zip(choices.chunks(TILE)) {
-            blk.0 = bits
-                .iter()
-                .rev()
-                .fold(0u128, |acc, &b| (acc << 1) | b as u128);
-        }
+        let r = pack_choices(choices, nblk);
         buf.clear();
         buf.reserve(ExtendMsg::byte_len(self.n));
         rows.zeroize();

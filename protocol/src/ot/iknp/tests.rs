@@ -242,3 +242,85 @@ proptest::proptest! {
         }
     }
 }
+
+/// One SoftSpoken batch through the wire encoding.
+fn extend_soft(
+    s: &mut Sender,
+    r: &mut Receiver,
+    choices: &[bool],
+    rng: &mut ChaCha20Rng,
+) -> (SenderBatch, ReceiverBatch) {
+    let (rb, msg) = r
+        .begin_soft(choices.len())
+        .unwrap()
+        .run(choices, rng)
+        .unwrap();
+    assert_eq!(msg.as_bytes().len(), SoftMsg::byte_len(choices.len()));
+    let msg = SoftMsg::from_vec(msg.as_bytes().to_vec(), choices.len()).unwrap();
+    (s.begin_soft(msg.n()).unwrap().finish(&msg).unwrap(), rb)
+}
+
+#[test]
+fn softspoken_correlated_ot_every_value() {
+    // Several Δ, so that the punctured leaf of each tree varies (Δ's low
+    // byte is one tree's path).
+    for (k, delta) in [
+        Block(0x0123_4567_89ab_cdef_0f1e_2d3c_4b5a_6979 | 1),
+        Block(u128::MAX),
+        Block(1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (mut s, mut r, mut rng) = setup(40 + k as u64, Some(delta));
+        for n in SIZES {
+            let choices = random_choices(&mut rng, n);
+            let (sb, rb) = extend_soft(&mut s, &mut r, &choices, &mut rng);
+            let m0 = sb.into_correlated();
+            let m0 = m0.as_slice();
+            let got = rb.into_correlated();
+            assert_eq!((m0.len(), got.len()), (n, n));
+            for j in 0..n {
+                assert_eq!(got[j], m0[j] ^ delta.select(choices[j]), "n = {n}, j = {j}");
+            }
+        }
+    }
+}
+
+#[test]
+fn softspoken_and_iknp_batches_share_the_index_space() {
+    let (mut s, mut r, mut rng) = setup(44, None);
+    let choices = random_choices(&mut rng, 300);
+    let (sb1, rb1) = extend(&mut s, &mut r, &choices);
+    let (sb2, rb2) = extend_soft(&mut s, &mut r, &choices, &mut rng);
+    let (sb3, rb3) = extend(&mut s, &mut r, &choices);
+    // Random OT hashes under distinct tweaks: no two batches share a pair.
+    let mut seen = std::collections::HashSet::new();
+    for (sb, rb) in [(sb1, rb1), (sb2, rb2), (sb3, rb3)] {
+        let pairs = sb.into_random();
+        let got = rb.into_random();
+        for j in 0..300 {
+            assert_eq!(got[j], pairs[j][choices[j] as usize]);
+            assert!(seen.insert(pairs[j][0].0), "pair reused");
+        }
+    }
+}
+
+#[test]
+fn softspoken_rejects_bad_messages() {
+    let (mut s, mut r, mut rng) = setup(45, None);
+    let choices = random_choices(&mut rng, 1000);
+    let (_, msg) = r.begin_soft(1000).unwrap().run(&choices, &mut rng).unwrap();
+    let bytes = msg.as_bytes().to_vec();
+    let short = bytes[..bytes.len() - 1].to_vec();
+    assert!(matches!(
+        SoftMsg::from_vec(short, 1000),
+        Err(Error::PeerMisbehaved(_))
+    ));
+    assert!(SoftMsg::from_vec(bytes.clone(), 0).is_err());
+    assert!(SoftMsg::from_vec(bytes.clone(), MAX_BATCH + 1).is_err());
+    // A message for another size does not fit the reserved batch.
+    let msg = SoftMsg::from_vec(bytes, 1000).unwrap();
+    assert!(s.begin_soft(999).unwrap().finish(&msg).is_err());
+    assert!(r.begin_soft(10).unwrap().run(&choices, &mut rng).is_err());
+}
