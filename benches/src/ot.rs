@@ -33,8 +33,8 @@ pub struct OtReport {
     /// Random-choice COTs per silent run (and the batch the bytes are
     /// amortised over).
     pub silent_n: usize,
-    /// Wall time of one silent setup (base OTs, IKNP for the setup round's
-    /// base, the setup round), both parties, ms.
+    /// Wall time of one silent setup (base OTs, SoftSpoken for the setup
+    /// round's base, the setup round), both parties, ms.
     pub silent_setup_ms: f64,
     /// Bytes of one silent setup, both directions.
     pub silent_setup_bytes: u64,
@@ -382,10 +382,11 @@ mod tests {
         );
         assert!((r.chosen_bytes_per_ot - (16.0 * 3072.0 / 3000.0 + 32.0)).abs() < 1e-9);
         assert!(r.iknp_ots_per_second > 0.0 && r.base_ot_ms > 0.0);
-        // Silent setup: base OTs (32 B + 128 points), IKNP's U for the setup
-        // base padded to 128 OTs, the setup round's corrections.
+        // Silent setup: base OTs (32 B + 128 points), SoftSpoken for the
+        // setup base (4 KiB of trees, 2 B per OT padded to 128 OTs), the
+        // setup round's corrections.
         let base = silent::SETUP.base_cots().div_ceil(128) * 128;
-        let setup = 32 + 128 * 32 + 16 * base + 16 * silent::SETUP.msg_blocks();
+        let setup = 32 + 128 * 32 + 4096 + 2 * base + 16 * silent::SETUP.msg_blocks();
         assert_eq!(r.silent_setup_bytes, setup as u64);
         // 50,000 outputs need one more round after the setup round's yield,
         // a small one (the setup parameters) since it covers the rest.

@@ -9,8 +9,8 @@
 //! session's silent OT ([`crate::ot::bulk`]): offline, one choice bit per
 //! OT whose choice the client fixes (l per position in GC mode, l − 1 in
 //! OT mode), the round messages of the main rounds the inference needs, and
-//! in the session's first offline phase the setup of each instance (IKNP
-//! and the setup round, about 1 MB); GC mode adds the garbled tables. The
+//! in the session's first offline phase the setup of each instance
+//! (SoftSpoken and the setup round, 409 KB); GC mode adds the garbled tables. The
 //! estimate is the larger of the first phase and any later one. Online, GC
 //! mode costs the server's labels, OT mode its round trips' messages.
 
@@ -32,12 +32,12 @@ pub struct PhaseBytes {
 /// multiplexer messages; 121 B measured at l = 37, rounded up).
 const OT_ONLINE_PER_POSITION: u64 = 128;
 
-/// Bytes both parties send to set up one silent OT instance: IKNP's base
-/// OTs (32 B and 128 points) and its U for the setup round's base (padded
-/// to 128 OTs), then the setup round's corrections.
+/// Bytes both parties send to set up one silent OT instance: the base OTs
+/// (32 B and 128 points), the SoftSpoken batch of the setup round's base,
+/// then the setup round's corrections.
 fn silent_setup_bytes() -> u64 {
-    let iknp = 32 + 128 * 32 + 16 * SETUP.base_cots().div_ceil(128) * 128;
-    (iknp + 16 * SETUP.msg_blocks()) as u64
+    let base = 32 + 128 * 32 + crate::ot::iknp::SoftMsg::byte_len(SETUP.base_cots());
+    (base + 16 * SETUP.msg_blocks()) as u64
 }
 
 /// Offline bytes of `ots` OTs from one silent instance with `chosen` choice
@@ -121,7 +121,8 @@ mod tests {
     use super::*;
     use pi_models::{Model, RingParams, weights};
 
-    /// The estimate is within 10% of the traffic of a real inference.
+    /// The estimate is within 10% of the traffic of a real inference (offline,
+    /// after its allowance for a later phase).
     #[tokio::test]
     async fn expected_traffic_matches_a_real_inference() {
         let model = Model::resolve("2x2x2x(m=2,phi=1-1-1-1,classes=4,input=8,channels=1)").unwrap();
@@ -152,8 +153,14 @@ mod tests {
             let got_on = r.online.bytes_sent + r.online.bytes_received;
             let want = server.expected_traffic(mode);
             let close = |a: u64, b: u64| (a as f64 - b as f64).abs() <= 0.1 * b as f64;
+            // Offline, the estimate may also exceed by its allowance for a
+            // later phase: one small round per silent instance, which a
+            // tiny model's first phase does not run.
+            let instances = if mode == ReluMode::Ot { 2 } else { 1 };
+            let slack = instances * 16 * SETUP.msg_blocks() as u64;
             assert!(
-                close(want.offline, got_off),
+                close(want.offline, got_off)
+                    || (want.offline > got_off && close(want.offline - slack, got_off)),
                 "{mode}: offline {want:?} vs {got_off}"
             );
             assert!(

@@ -175,10 +175,11 @@ async fn tiny_resnet18_matches_oracle_twice_and_reports_add_up() {
         serde_json::to_string(s).unwrap();
     }
     // The session's first offline phase also sets up the bulk OT: the
-    // client's part of that is IKNP's base OT point and U for the silent
-    // setup round's base (padded to 128 OTs); later phases send the same
-    // (fresh material, the same size) without it.
-    let setup = 32 + 16 * crate::ot::silent::SETUP.base_cots().div_ceil(128) * 128;
+    // client's part of that is the base OT point and the SoftSpoken batch
+    // for the silent setup round's base (4 KiB of trees, 2 B per OT padded
+    // to 128 OTs); later phases send the same (fresh material, the same
+    // size) without it.
+    let setup = 32 + 4096 + 2 * crate::ot::silent::SETUP.base_cots().div_ceil(128) * 128;
     assert_eq!(
         c[0].offline.bytes_sent,
         c[1].offline.bytes_sent + setup as u64

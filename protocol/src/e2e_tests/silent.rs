@@ -78,8 +78,8 @@ pub(super) fn silent_round_bytes(demand: u64, inferences: usize) -> Vec<u64> {
 /// 36 leaf bits in OT mode, none for random choices) and the reverse
 /// instance's round messages (OT mode); the server sends the garbled tables
 /// (GC mode) and the forward instance's round messages, 16 B per tree level
-/// of each round; the first phase adds each instance's setup (IKNP base
-/// OTs and U, the setup round). Round messages go out where the rounds
+/// of each round; the first phase adds each instance's setup (base OTs,
+/// the SoftSpoken batch, the setup round). Round messages go out where the rounds
 /// start (at the phase start or in an activation layer), so the count
 /// covers the activation layers and the bytes outside any layer. (IKNP
 /// would cost 16 B per OT instead: over 600 B per position.)
@@ -90,7 +90,8 @@ async fn activations_take_their_ots_from_silent_ot() {
     let positions = model.activations();
     let relus = model.network().stats().relus;
     // Setup bytes an instance's receiver and sender send.
-    let recv_setup = (32 + 16 * SETUP.base_cots().div_ceil(128) * 128) as u64;
+    // (SoftSpoken: 4 KiB of trees and 2 B per OT, padded to 128 OTs.)
+    let recv_setup = (32 + 4096 + 2 * SETUP.base_cots().div_ceil(128) * 128) as u64;
     let send_setup = (128 * 32 + 16 * SETUP.msg_blocks()) as u64;
     for mode in BOTH {
         let (s, c) = check_exact(&model, 2, 3, mode).await;

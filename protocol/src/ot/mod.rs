@@ -8,10 +8,12 @@
 //!   correlated (global Δ), random and chosen-message OT. Sans-IO state
 //!   machines with typed messages whose decoders check the batch size. Hash
 //!   tweaks carry a session nonce both parties derive from the base OT
-//!   messages ([`Sender::session_nonce`]).
+//!   messages ([`Sender::session_nonce`]). The same base OTs also give
+//!   SoftSpoken batches (Roy, CRYPTO 2022; 2 B per OT instead of 16,
+//!   [`iknp::SoftMsg`]), which bootstrap silent OT.
 //! - [`driver`]: the same over a [`crate::transport::Channel`], chunked.
 //! - [`silent`]: LPN-based ("silent") correlated OT in the style of Ferret,
-//!   bootstrapped by IKNP: a fraction of a byte per OT, for all bulk OT.
+//!   bootstrapped by SoftSpoken: a fraction of a byte per OT, for all bulk OT.
 //! - [`bulk`]: the session's bulk OT, [`BulkSender`] and [`BulkReceiver`]
 //!   in front of either extension ([`Extension`]: silent by default, IKNP
 //!   for comparison), so the phases never branch on it.

@@ -31,7 +31,9 @@ use crate::{Error, Misbehavior, Result};
 /// 3: silent OT for all bulk OT, set up once per session
 /// ([`crate::ot::bulk`]); GC mode under one Δ per session, no garbler nonce
 /// on the wire.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: silent OT bootstrapped by SoftSpoken instead of IKNP
+/// ([`crate::ot::iknp::SoftMsg`]).
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest architecture message accepted (pixel masks of large networks).
 pub const MAX_HELLO_BYTES: usize = 32 << 20;
 

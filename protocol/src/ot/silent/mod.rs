@@ -19,8 +19,9 @@
 //!   bits of the secret part), pseudorandom under primal LPN.
 //!
 //! # Bootstrapping and iteration
-//! The first round of a session ([`SETUP`] parameters) runs on IKNP
-//! correlated OTs ([`crate::ot::iknp`], random choices) and keeps the last
+//! The first round of a session ([`SETUP`] parameters) runs on correlated
+//! OTs from one SoftSpoken batch over the session's IKNP base OTs
+//! ([`crate::ot::iknp::SoftMsg`], random choices, 2 B per OT) and keeps the last
 //! [`MAIN`]`.base_cots()` of its outputs as the *reserve*. Every later round
 //! takes its base from the front of the reserve and puts back as many of
 //! its own last outputs, so after setup the receiver sends nothing. A later
@@ -46,7 +47,7 @@
 //! Semi-honest, 128-bit computational: the LPN parameters ([`params`])
 //! are those published for 128 bits; the tree hash is a circular
 //! correlation-robust hash under a fresh public AES key per tree and round;
-//! IKNP and base OT as in [`crate::ot`]. Secrets (Δ, bases, pools, tree
+//! SoftSpoken, IKNP and base OT as in [`crate::ot`]. Secrets (Δ, bases, pools, tree
 //! seeds, outputs) are wiped on drop.
 //!
 //! ```

@@ -82,7 +82,7 @@ pub const MAIN: LpnParams = LpnParams {
     depth: 13,
 };
 
-/// The bootstrapping round, run once per session on IKNP outputs, and the
+/// The bootstrapping round, run once per session on SoftSpoken outputs, and the
 /// small rounds after it: Wolverine Table 2, (n, k, t) = (642,048, 19,870,
 /// 2,508), trees of 2^8 leaves. Its n covers the base of the first [`MAIN`]
 /// round.

@@ -60,7 +60,7 @@ fn public_key(purpose: u8, nonce: u64, round: u64, tree: u64) -> [u8; 16] {
 pub const SMALL_YIELD: usize = SETUP.n() - SETUP.base_cots();
 
 /// Parameters of round `round` when `need` more outputs are planned than
-/// are pooled: the first round ([`SETUP`]) runs on IKNP outputs; later a
+/// are pooled: the first round ([`SETUP`]) runs on SoftSpoken outputs; later a
 /// [`MAIN`] round, unless one small round ([`SETUP`] again, 1/17 of the
 /// work) covers the need.
 fn round_params(round: u64, need: usize) -> LpnParams {

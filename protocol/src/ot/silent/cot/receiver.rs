@@ -25,7 +25,7 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    /// Starts from [`SETUP`]`.base_cots()` IKNP correlated OTs: the
+    /// Starts from [`SETUP`]`.base_cots()` correlated OTs (SoftSpoken's): the
     /// receiver's messages `blocks` for the uniformly random `choices`.
     ///
     /// # Errors

@@ -30,7 +30,7 @@ impl Drop for Sender {
 }
 
 impl Sender {
-    /// Starts from [`SETUP`]`.base_cots()` IKNP correlated OTs under `delta`
+    /// Starts from [`SETUP`]`.base_cots()` correlated OTs (SoftSpoken's) under `delta`
     /// (their zero messages), in the session with public nonce `nonce`;
     /// `rng` draws the tree seeds of every round.
     ///

@@ -4,7 +4,7 @@ use rand_core::{RngCore, SeedableRng};
 
 const NONCE: u64 = 0x1234_5678_9abc;
 
-/// A sender and receiver bootstrapped from ideal COTs (the IKNP path is
+/// A sender and receiver bootstrapped from ideal COTs (the SoftSpoken path is
 /// tested in the driver): q uniform, t = q ⊕ r·Δ for uniform r.
 fn pair(seed: u64) -> (Sender, Receiver) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);

@@ -20,8 +20,8 @@
 //!
 //! Messages, in order:
 //! - setup: IKNP's base OTs (receiver → sender 32 B, sender → receiver
-//!   4 KiB), IKNP's U for the [`SETUP`] base (receiver → sender,
-//!   16 B per OT), then the setup round;
+//!   4 KiB), one SoftSpoken batch for the [`SETUP`] base (receiver →
+//!   sender, 4 KiB and 2 B per OT: 84 KB), then the setup round;
 //! - per round: sender → receiver the corrections ([`RoundMsg`], 16 B per
 //!   tree level: 321 KB for the setup round and a small one, 274 KB for a
 //!   main round);
@@ -215,8 +215,8 @@ impl<T: RoundParty> Driven<T> {
     }
 }
 
-/// Sender setup: IKNP (base OTs and the [`SETUP`] base under Δ) and the
-/// setup round. `delta` (lsb 1, for instance the garbler's free-XOR Δ)
+/// Sender setup: IKNP's base OTs, the [`SETUP`] base under Δ by
+/// SoftSpoken, and the setup round. `delta` (lsb 1, for instance the garbler's free-XOR Δ)
 /// fixes the correlation; `None` draws it.
 ///
 /// # Errors
@@ -234,7 +234,7 @@ pub async fn setup_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
     bootstrap_sender(ch, &mut iknp, rng).await
 }
 
-/// Receiver setup: IKNP and the setup round.
+/// Receiver setup: IKNP's base OTs, SoftSpoken and the setup round.
 pub async fn setup_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(
     ch: &mut C,
     rng: &mut R,
@@ -244,7 +244,8 @@ pub async fn setup_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(
 }
 
 /// Sender setup on an IKNP session already set up (its Δ, lsb 1, becomes
-/// the silent Δ): the [`SETUP`] base by IKNP, then the setup round.
+/// the silent Δ): the [`SETUP`] base by SoftSpoken over its base OTs,
+/// then the setup round.
 pub async fn bootstrap_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
     ch: &mut C,
     iknp: &mut iknp::Sender,
@@ -253,7 +254,7 @@ pub async fn bootstrap_sender<C: Channel, R: CryptoRng + Send + ?Sized>(
     if !iknp.delta().lsb() {
         return Err(Error::BadInput("silent OT needs Δ with lsb 1".into()));
     }
-    let zeros = iknp_driver::send_correlated(ch, iknp, SETUP.base_cots()).await?;
+    let zeros = iknp_driver::send_correlated_soft(ch, iknp, SETUP.base_cots()).await?;
     let s = Sender::bootstrap(
         iknp.delta(),
         iknp.session_nonce(),
@@ -274,7 +275,7 @@ pub async fn bootstrap_receiver<C: Channel, R: CryptoRng + Send + ?Sized>(
     let mut choices: Vec<bool> = (0..SETUP.base_cots())
         .map(|_| rng.next_u32() & 1 == 1)
         .collect();
-    let got = iknp_driver::receive_correlated(ch, iknp, &choices).await;
+    let got = iknp_driver::receive_correlated_soft(ch, iknp, &choices, rng).await;
     let r = got.and_then(|t| Receiver::bootstrap(iknp.session_nonce(), &choices, t));
     choices.zeroize();
     let mut r = Driven::new(r?);

@@ -21,7 +21,7 @@ fn choices(seed: u64, n: usize) -> Vec<bool> {
     (0..n).map(|_| rng.next_u32() & 1 == 1).collect()
 }
 
-/// IKNP bootstrap, setup round, then batches that use up the setup
+/// SoftSpoken bootstrap, setup round, then batches that use up the setup
 /// round's yield and start a main round: every output is a COT, and the
 /// traffic is exactly what the module docs say.
 #[tokio::test]
@@ -54,10 +54,11 @@ async fn cots_over_memory_pair_with_exact_traffic() {
     let (q, t) = (q.unwrap(), t.unwrap());
     assert!((0..n).all(|j| q.as_slice()[j] ^ t.as_slice()[j] == delta.select(t.choice(j))));
     assert_eq!((s.rounds(), r.rounds()), (3, 3));
-    // Receiver: base OT point, IKNP's U (padded to 128 OTs). Sender:
-    // 128 base OT points, one correction message per round.
+    // Receiver: base OT point, SoftSpoken's trees (16 of depth 8, two
+    // blocks per level) and its 16 columns (2 B per OT, padded to 128 OTs).
+    // Sender: 128 base OT points, one correction message per round.
     let padded = SETUP.base_cots().div_ceil(128) * 128;
-    assert_eq!(cr.meter().total("").sent as usize, 32 + 16 * padded);
+    assert_eq!(cr.meter().total("").sent as usize, 32 + 4096 + 2 * padded);
     assert_eq!(
         cs.meter().total("").sent as usize,
         128 * 32 + 16 * (2 * SETUP.msg_blocks() + MAIN.msg_blocks())
