@@ -210,11 +210,19 @@ impl Pool {
 
     /// Moves the next `n` outputs (n ≤ len) into a new vector.
     fn take(&mut self, n: usize) -> Vec<Block> {
-        debug_assert!(n <= self.len);
         let mut out = Vec::with_capacity(n);
-        while out.len() < n {
+        self.take_into(n, &mut out);
+        out
+    }
+
+    /// Appends the next `n` outputs (n ≤ len) to `out`, which has room for
+    /// them (so it does not reallocate and leave unwiped copies).
+    fn take_into(&mut self, n: usize, out: &mut Vec<Block>) {
+        debug_assert!(n <= self.len && out.capacity() - out.len() >= n);
+        let end = out.len() + n;
+        while out.len() < end {
             let (buf, pos) = self.bufs.front_mut().expect("pool holds n outputs");
-            let m = (n - out.len()).min(buf.len() - *pos);
+            let m = (end - out.len()).min(buf.len() - *pos);
             out.extend_from_slice(&buf[*pos..*pos + m]);
             *pos += m;
             if *pos == buf.len() {
@@ -227,7 +235,6 @@ impl Pool {
             }
         }
         self.len -= n;
-        out
     }
 }
 

@@ -3,6 +3,27 @@
 
 use super::*;
 
+/// `dst.extend_from_slice(src)` for secret blocks: when `dst` must grow, the
+/// new buffer (at least twice the old capacity) gets a copy and the old one
+/// is wiped before it is freed, which a plain reallocation would not do.
+fn extend_wiping(dst: &mut Vec<Block>, src: &[Block]) {
+    if dst.capacity() - dst.len() < src.len() {
+        reserve_wiping(dst, src.len().max(dst.capacity()));
+    }
+    dst.extend_from_slice(src);
+}
+
+/// Room for `additional` more blocks in `dst`, moving (and wiping) its
+/// blocks into a buffer of exactly that size if it has to grow.
+pub(super) fn reserve_wiping(dst: &mut Vec<Block>, additional: usize) {
+    if dst.capacity() - dst.len() < additional {
+        let mut grown = Vec::with_capacity(dst.len() + additional);
+        grown.extend_from_slice(dst);
+        dst.zeroize();
+        *dst = grown;
+    }
+}
+
 /// The sender's side of a batch of random-choice COTs: q_j, so that the
 /// receiver holds q_j ⊕ b_j·Δ for its random b_j. Consumed by exactly one
 /// conversion; wiped on drop.
@@ -73,9 +94,16 @@ impl SenderCots {
                 "silent OT batches appended out of order".into(),
             ));
         }
-        self.blocks.extend_from_slice(&next.blocks);
+        extend_wiping(&mut self.blocks, &next.blocks);
         next.blocks.zeroize();
         Ok(())
+    }
+
+    /// Makes room for `additional` more outputs (appended batches then
+    /// land without a reallocation); a move to a larger buffer wipes the
+    /// old one.
+    pub fn reserve(&mut self, additional: usize) {
+        reserve_wiping(&mut self.blocks, additional);
     }
 
     /// Random OT: (H(j, q_j), H(j, q_j ⊕ Δ)) with the session-wide index j.
@@ -166,9 +194,16 @@ impl ReceiverCots {
                 "silent OT batches appended out of order".into(),
             ));
         }
-        self.blocks.extend_from_slice(&next.blocks);
+        extend_wiping(&mut self.blocks, &next.blocks);
         next.blocks.zeroize();
         Ok(())
+    }
+
+    /// Makes room for `additional` more outputs (appended batches then
+    /// land without a reallocation); a move to a larger buffer wipes the
+    /// old one.
+    pub fn reserve(&mut self, additional: usize) {
+        reserve_wiping(&mut self.blocks, additional);
     }
 
     /// Correlated OT with the random choices: t_j = m_{b_j}.

@@ -153,6 +153,30 @@ impl Receiver {
             blocks: self.pool.take(n),
         })
     }
+
+    /// Hands out the next `n` pooled outputs appended to `cots`, the batch
+    /// handed out last: [`Self::take`] and [`ReceiverCots::append`] without a
+    /// buffer of its own.
+    ///
+    /// # Errors
+    /// As [`Self::take`]; [`Error::BadInput`] if `cots` is not the batch
+    /// handed out last.
+    pub fn take_more(&mut self, cots: &mut ReceiverCots, n: usize) -> Result<()> {
+        check_batch(n)?;
+        if n > self.pool.len {
+            return Err(not_available(n, self.pool.len));
+        }
+        if cots.first + cots.len() as u64 != self.next_index {
+            return Err(Error::BadInput(
+                "silent OT outputs appended to a batch that was not handed out last".into(),
+            ));
+        }
+        self.planned = self.planned.saturating_sub(n);
+        self.next_index += n as u64;
+        super::outputs::reserve_wiping(&mut cots.blocks, n);
+        self.pool.take_into(n, &mut cots.blocks);
+        Ok(())
+    }
 }
 
 /// The receiver's work of one round (`Send + 'static`).

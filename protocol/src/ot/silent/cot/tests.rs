@@ -284,3 +284,56 @@ fn hostile_and_misused_messages_are_errors() {
     assert!(Sender::bootstrap(Block(3), 0, zeros(5), rng()).is_err());
     assert!(Receiver::bootstrap(0, &[false; 5], vec![Block::ZERO; 5]).is_err());
 }
+
+/// Appended batches keep every correlation whether or not room was
+/// reserved; with room reserved they land in place (no reallocation).
+#[test]
+fn appended_batches_stay_correlated() {
+    let (mut s, mut r) = pair(14);
+    round(&mut s, &mut r);
+    let delta = s.delta();
+    let sizes = [1usize, 7, 1000, 3, 5000, 129];
+    let total: usize = sizes.iter().sum();
+    for reserve in [false, true] {
+        let (mut q, mut t) = (s.take(sizes[0]).unwrap(), r.take(sizes[0]).unwrap());
+        if reserve {
+            q.reserve(total - sizes[0]);
+            t.reserve(total - sizes[0]);
+        }
+        let (qp, tp) = (q.as_slice().as_ptr(), t.as_slice().as_ptr());
+        for &n in &sizes[1..] {
+            q.append(s.take(n).unwrap()).unwrap();
+            t.append(r.take(n).unwrap()).unwrap();
+        }
+        assert_eq!((q.len(), t.len()), (total, total));
+        for j in 0..total {
+            assert_eq!(t.as_slice()[j], q.as_slice()[j] ^ delta.select(t.choice(j)));
+        }
+        if reserve {
+            assert_eq!((q.as_slice().as_ptr(), t.as_slice().as_ptr()), (qp, tp));
+        }
+    }
+}
+
+/// `take_more` appends in place, keeps the correlation, and refuses a batch
+/// that was not handed out last.
+#[test]
+fn take_more_appends_the_next_outputs() {
+    let (mut s, mut r) = pair(15);
+    round(&mut s, &mut r);
+    let delta = s.delta();
+    let (mut q, mut t) = (s.take(10).unwrap(), r.take(10).unwrap());
+    for n in [1usize, 500, 3000] {
+        s.take_more(&mut q, n).unwrap();
+        r.take_more(&mut t, n).unwrap();
+    }
+    assert_eq!((q.len(), t.len()), (3511, 3511));
+    for j in 0..q.len() {
+        assert_eq!(t.as_slice()[j], q.as_slice()[j] ^ delta.select(t.choice(j)));
+    }
+    // Another batch was handed out since: q and t are no longer the last.
+    let (_q2, _t2) = (s.take(5).unwrap(), r.take(5).unwrap());
+    assert!(matches!(s.take_more(&mut q, 5), Err(Error::BadInput(_))));
+    assert!(matches!(r.take_more(&mut t, 5), Err(Error::BadInput(_))));
+    assert!(s.take_more(&mut q, 1 << 40).is_err());
+}

@@ -102,6 +102,9 @@ pub trait RoundParty: Send + Sized + 'static {
     fn finish_round(&mut self, out: RoundOutput) -> Result<()>;
     /// Hands out the next `n` pooled outputs.
     fn take(&mut self, n: usize) -> Result<Self::Cots>;
+    /// Hands out the next `n` pooled outputs appended to the batch handed
+    /// out last.
+    fn take_more(&mut self, cots: &mut Self::Cots, n: usize) -> Result<()>;
     /// Starts the next round: its message now, the rest in the background.
     fn start<C: Channel>(
         d: &mut Driven<Self>,
@@ -125,6 +128,9 @@ impl RoundParty for Sender {
     }
     fn take(&mut self, n: usize) -> Result<SenderCots> {
         Sender::take(self, n)
+    }
+    fn take_more(&mut self, cots: &mut SenderCots, n: usize) -> Result<()> {
+        Sender::take_more(self, cots, n)
     }
     /// The trees and their corrections now (sent), the code in the background.
     async fn start<C: Channel>(d: &mut Driven<Self>, ch: &mut C) -> Result<()> {
@@ -153,6 +159,9 @@ impl RoundParty for Receiver {
     }
     fn take(&mut self, n: usize) -> Result<ReceiverCots> {
         Receiver::take(self, n)
+    }
+    fn take_more(&mut self, cots: &mut ReceiverCots, n: usize) -> Result<()> {
+        Receiver::take_more(self, cots, n)
     }
     /// Receives the corrections now, rebuilds the trees and applies the
     /// code in the background.
@@ -203,15 +212,33 @@ impl<T: RoundParty> Driven<T> {
     /// necessary; then starts the next round if the announced demand
     /// exceeds the pool.
     async fn take<C: Channel>(&mut self, ch: &mut C, len: usize) -> Result<T::Cots> {
+        self.make_available(ch, len).await?;
+        let out = self.core.take(len)?;
+        self.start_if_wanted(ch).await?;
+        Ok(out)
+    }
+
+    /// [`Self::take`], appending to `out`, the batch handed out last.
+    async fn take_more<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        out: &mut T::Cots,
+        len: usize,
+    ) -> Result<()> {
+        self.make_available(ch, len).await?;
+        self.core.take_more(out, len)?;
+        self.start_if_wanted(ch).await
+    }
+
+    /// Runs rounds until the pool holds `len` outputs.
+    async fn make_available<C: Channel>(&mut self, ch: &mut C, len: usize) -> Result<()> {
         while self.core.available() < len {
             if self.ahead.is_none() {
                 T::start(self, ch).await?;
             }
             self.finish().await?;
         }
-        let out = self.core.take(len)?;
-        self.start_if_wanted(ch).await?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -302,9 +329,9 @@ pub async fn send_cots<C: Channel>(
 ) -> Result<SenderCots> {
     s.plan(ch, n).await?;
     let mut out = s.take(ch, n.min(PIECE)).await?;
+    out.reserve(n - out.len());
     for (_, len) in pieces(n).skip(1) {
-        let piece = s.take(ch, len).await?;
-        out.append(piece)?;
+        s.take_more(ch, &mut out, len).await?;
     }
     Ok(out)
 }
@@ -317,9 +344,9 @@ pub async fn receive_cots<C: Channel>(
 ) -> Result<ReceiverCots> {
     r.plan(ch, n).await?;
     let mut out = r.take(ch, n.min(PIECE)).await?;
+    out.reserve(n - out.len());
     for (_, len) in pieces(n).skip(1) {
-        let piece = r.take(ch, len).await?;
-        out.append(piece)?;
+        r.take_more(ch, &mut out, len).await?;
     }
     Ok(out)
 }
