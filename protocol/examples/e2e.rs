@@ -43,23 +43,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let digits_x = spec.ends_with(".toml").then(|| {
         let dir = std::path::Path::new(&spec)
             .parent()
-            .unwrap()
+            .unwrap_or(std::path::Path::new("."))
             .join("test_x.npy");
         pi_models::model::read_npy_f32(&std::fs::read(dir).ok()?).ok()
     });
-    let inputs: Vec<Vec<u64>> = (0..count)
-        .map(|i| {
-            let x: Vec<f32> = match &digits_x {
-                Some(Some((xs, _))) => model
-                    .prepare_input(xs[i * numel..(i + 1) * numel].to_vec(), &[1, 16, 16])
-                    .unwrap(),
-                _ => (0..numel)
-                    .map(|_| (rng.next_u32() as f64 / u32::MAX as f64 * 2.0 - 1.0) as f32)
-                    .collect(),
-            };
-            quantize_input(&x, ring).unwrap()
-        })
-        .collect();
+    let mut inputs: Vec<Vec<u64>> = Vec::with_capacity(count);
+    for i in 0..count {
+        let x: Vec<f32> = match &digits_x {
+            Some(Some((xs, _))) => {
+                let image = xs.get(i * numel..(i + 1) * numel).ok_or_else(|| {
+                    format!("test_x.npy holds fewer than {count} images of {numel} values")
+                })?;
+                model.prepare_input(image.to_vec(), &[1, 16, 16])?
+            }
+            _ => (0..numel)
+                .map(|_| (rng.next_u32() as f64 / u32::MAX as f64 * 2.0 - 1.0) as f32)
+                .collect(),
+        };
+        inputs.push(quantize_input(&x, ring)?);
+    }
     let (mut cs, mut cc) = memory_pair();
     let inputs2 = inputs.clone();
     let (s, c) = tokio::join!(

@@ -1,7 +1,7 @@
 #!/bin/bash
 # README, scaling study: resnet18(input=64,classes=200), two processes over loopback TLS,
 # GC mode from disk and from memory, OT mode from memory and disk; peak RSS of each party.
-# Usage: B=DIR_WITH_BINARIES D=WORK_DIR docs/scaling/tinyimagenet/run.sh (binaries: pi-server, pi-client, pi-models)
+# Usage: B=DIR_WITH_BINARIES D=WORK_DIR [REPEAT=N] docs/scaling/tinyimagenet/run.sh (binaries: pi-server, pi-client, pi-models)
 set -u
 B=$(cd "${B:-target/release}" && pwd); D=${D:-$PWD}; M='resnet18(input=64,classes=200)'
 cd $D
@@ -32,8 +32,14 @@ run() { # name relu [client options...]
   kill -INT $(pgrep -P $spid) $spid 2>/dev/null; wait $spid
   ls -la store 2>/dev/null | head -3
 }
-run gc-disk gc --storage-dir $D/store
-run gc-mem gc
-run ot-mem ot
-run ot-disk ot --storage-dir $D/store
+# REPEAT=N runs the four configurations N times, alternating, with -1..-N
+# after each name (the evening's table: REPEAT=3); one pass by default.
+REPEAT=${REPEAT:-1}
+for k in $(seq 1 $REPEAT); do
+  sfx=; [ "$REPEAT" -gt 1 ] && sfx=-$k
+  run gc-disk$sfx gc --storage-dir $D/store
+  run gc-mem$sfx gc
+  run ot-mem$sfx ot
+  run ot-disk$sfx ot --storage-dir $D/store
+done
 echo done >&2

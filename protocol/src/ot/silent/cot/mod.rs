@@ -208,6 +208,27 @@ impl Pool {
         self.bufs.push_back((buf, 0));
     }
 
+    /// The bookkeeping of handing out the next `n` outputs: checks that
+    /// they are pooled, counts them off the announced demand `planned` and
+    /// returns the session index of the first (`next_index` moves on).
+    fn hand_out(&self, planned: &mut usize, next_index: &mut u64, n: usize) -> Result<u64> {
+        check_batch(n)?;
+        if n > self.len {
+            return Err(not_available(n, self.len));
+        }
+        *planned = planned.saturating_sub(n);
+        let first = *next_index;
+        *next_index += n as u64;
+        Ok(first)
+    }
+
+    /// Moves the next `n` outputs (n ≤ len) onto the end of `out`, which
+    /// grows (wiping its old buffer) if it has no room.
+    fn append_to(&mut self, n: usize, out: &mut Vec<Block>) {
+        outputs::reserve_wiping(out, n);
+        self.take_into(n, out);
+    }
+
     /// Moves the next `n` outputs (n ≤ len) into a new vector.
     fn take(&mut self, n: usize) -> Vec<Block> {
         let mut out = Vec::with_capacity(n);

@@ -168,13 +168,9 @@ impl Sender {
     /// # Errors
     /// [`Error::BadInput`] if fewer are available or `n` is too large.
     pub fn take(&mut self, n: usize) -> Result<SenderCots> {
-        check_batch(n)?;
-        if n > self.pool.len {
-            return Err(not_available(n, self.pool.len));
-        }
-        self.planned = self.planned.saturating_sub(n);
-        let first = self.next_index;
-        self.next_index += n as u64;
+        let first = self
+            .pool
+            .hand_out(&mut self.planned, &mut self.next_index, n)?;
         Ok(SenderCots {
             delta: self.delta,
             nonce: self.nonce,
@@ -191,19 +187,14 @@ impl Sender {
     /// As [`Self::take`]; [`Error::BadInput`] if `cots` is not the batch
     /// handed out last.
     pub fn take_more(&mut self, cots: &mut SenderCots, n: usize) -> Result<()> {
-        check_batch(n)?;
-        if n > self.pool.len {
-            return Err(not_available(n, self.pool.len));
-        }
         if cots.first + cots.len() as u64 != self.next_index || cots.delta != self.delta {
             return Err(Error::BadInput(
                 "silent OT outputs appended to a batch that was not handed out last".into(),
             ));
         }
-        self.planned = self.planned.saturating_sub(n);
-        self.next_index += n as u64;
-        super::outputs::reserve_wiping(&mut cots.blocks, n);
-        self.pool.take_into(n, &mut cots.blocks);
+        self.pool
+            .hand_out(&mut self.planned, &mut self.next_index, n)?;
+        self.pool.append_to(n, &mut cots.blocks);
         Ok(())
     }
 }
