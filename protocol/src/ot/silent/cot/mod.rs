@@ -248,8 +248,11 @@ impl Pool {
             *pos += m;
             if *pos == buf.len() {
                 let (mut done, _) = self.bufs.pop_front().expect("front exists");
-                done.zeroize();
-                done.clear();
+                // Wiped in place, length kept: past its length the buffer
+                // was wiped when the round's reserve was split off, so all
+                // its capacity is zero and [`zeroed`] need not write it
+                // again.
+                done.as_mut_slice().zeroize();
                 if done.capacity() > self.spare.capacity() {
                     self.spare = done;
                 }
@@ -267,10 +270,15 @@ impl Drop for Pool {
     }
 }
 
-/// A buffer of `n` zero blocks, reusing `buf`'s memory (which must hold no
-/// secret: it is empty or wiped).
+/// A buffer of `n` zero blocks, reusing `buf`'s memory, which must be all
+/// zero (empty, or wiped as [`Pool::take_into`] leaves the spare): only
+/// blocks past its length are written.
 fn zeroed(mut buf: Vec<Block>, n: usize) -> Vec<Block> {
-    buf.clear();
+    debug_assert!(
+        buf.iter().all(|&b| b == Block::ZERO),
+        "round buffer not wiped"
+    );
+    buf.truncate(n);
     buf.resize(n, Block::ZERO);
     buf
 }

@@ -337,3 +337,32 @@ fn take_more_appends_the_next_outputs() {
     assert!(matches!(r.take_more(&mut t, 5), Err(Error::BadInput(_))));
     assert!(s.take_more(&mut q, 1 << 40).is_err());
 }
+
+/// A round buffer handed out to the end stays, wiped in place and with its
+/// memory, as the spare of the next round; a round on it (or, after
+/// [`zeroed`] took it, on fresh memory) still gives COTs.
+#[test]
+fn a_used_up_buffer_is_kept_wiped_for_the_next_round() {
+    let (mut s, mut r) = pair(16);
+    round(&mut s, &mut r);
+    let cap = s.pool.bufs[0].0.capacity();
+    let n = s.available();
+    let (_q, _t) = (s.take(n).unwrap(), r.take(n).unwrap());
+    for pool in [&s.pool, &r.pool] {
+        assert_eq!((pool.len, pool.spare.capacity()), (0, cap));
+        assert!(!pool.spare.is_empty());
+        assert!(pool.spare.iter().all(|&b| b == Block::ZERO));
+    }
+    let ptr = r.pool.spare.as_ptr();
+    let buf = zeroed(std::mem::take(&mut r.pool.spare), SETUP.n());
+    assert_eq!((buf.as_ptr(), buf.len()), (ptr, SETUP.n()));
+    assert!(buf.iter().all(|&b| b == Block::ZERO));
+    r.pool.spare = buf;
+    let delta = s.delta();
+    for _ in 0..2 {
+        round(&mut s, &mut r);
+        let n = s.available();
+        let (q, t) = (s.take(n).unwrap(), r.take(n).unwrap());
+        check_cots(delta, &q, &t);
+    }
+}
