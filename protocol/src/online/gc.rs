@@ -59,20 +59,17 @@ pub(super) async fn client<C: Channel>(
         };
         let n = labels.len();
         let bytes = recv_bulk(ch, 16 * n * l).await?;
-        let mut ev = evaluator
-            .take()
-            .ok_or(Error::Internal("garbled material without a garbler nonce"))?;
+        let ev = take_evaluator(evaluator)?;
         let plan2 = plan.clone();
         let (ev, vals) = off_executor(move || {
+            let mut ev = ev;
             let server = ServerLabels::from_bytes(plan2.act, n, &bytes)?;
             let vals = ev.evaluate_layer(which.circuit(&plan2), tables, labels, server)?;
             Ok((ev, vals))
         })
         .await?;
         *evaluator = Some(ev);
-        for (&p, v) in which.positions(plan, k).iter().zip(vals) {
-            out[p] = v;
-        }
+        scatter(&mut out, which.positions(plan, k), vals);
     }
     finish(ch, plan, out, out_mask).await
 }
@@ -91,7 +88,8 @@ pub(super) async fn client_from_disk<C: Channel>(
     let l = plan.ring.bits() as usize;
     let mut out = vec![0u64; out_mask.len()];
     for which in [Sub::Relu, Sub::Trunc] {
-        let n = which.positions(plan, k).len();
+        let positions = which.positions(plan, k);
+        let n = positions.len();
         if n == 0 {
             continue;
         }
@@ -107,12 +105,10 @@ pub(super) async fn client_from_disk<C: Channel>(
             if count == 0 || first + count > n {
                 return Err(Error::Internal("a stored part does not fit its sub-layer"));
             }
-            let mut ev = evaluator
-                .take()
-                .ok_or(Error::Internal("garbled material without a garbler nonce"))?;
+            let ev = take_evaluator(evaluator)?;
             let plan2 = plan.clone();
             let (ev, part, s, v) = off_executor(move || {
-                let mut vals = vals;
+                let (mut ev, mut vals) = (ev, vals);
                 let range = part.first..part.first + count;
                 ev.evaluate_part(
                     which.circuit(&plan2),
@@ -131,11 +127,24 @@ pub(super) async fn client_from_disk<C: Channel>(
             (server, vals) = (s, v);
             first += count;
         }
-        for (&p, v) in which.positions(plan, k).iter().zip(vals) {
-            out[p] = v;
-        }
+        scatter(&mut out, positions, vals);
     }
     finish(ch, plan, out, out_mask).await
+}
+
+/// The inference's evaluator, lent to one sub-layer (the caller puts it
+/// back).
+fn take_evaluator(evaluator: &mut Option<Evaluator>) -> Result<Evaluator> {
+    evaluator
+        .take()
+        .ok_or(Error::Internal("garbled material without a garbler nonce"))
+}
+
+/// `out[positions[i]] = vals[i]`: a sub-layer's results in place.
+fn scatter(out: &mut [u64], positions: &[usize], vals: Vec<u64>) {
+    for (&p, v) in positions.iter().zip(vals) {
+        out[p] = v;
+    }
 }
 
 /// Sends act(z) + p − r' and wipes act(z) + p.
