@@ -248,10 +248,10 @@ impl Pool {
             *pos += m;
             if *pos == buf.len() {
                 let (mut done, _) = self.bufs.pop_front().expect("front exists");
-                // Wiped in place, length kept: past its length the buffer
-                // was wiped when the round's reserve was split off, so all
-                // its capacity is zero and [`zeroed`] need not write it
-                // again.
+                // Wiped in place with its length kept (past that length it
+                // was wiped when the round's reserve was split off), so the
+                // next round's [`zeroed`] writes only the blocks past the
+                // length instead of the whole buffer again.
                 done.as_mut_slice().zeroize();
                 if done.capacity() > self.spare.capacity() {
                     self.spare = done;
