@@ -339,8 +339,8 @@ fn take_more_appends_the_next_outputs() {
 }
 
 /// A round buffer handed out to the end stays, wiped in place and with its
-/// memory, as the spare of the next round; a round on it (or, after
-/// [`zeroed`] took it, on fresh memory) still gives COTs.
+/// memory, as the spare of the next round; [`zeroed`] reuses that memory,
+/// and rounds on it still give COTs.
 #[test]
 fn a_used_up_buffer_is_kept_wiped_for_the_next_round() {
     let (mut s, mut r) = pair(16);
