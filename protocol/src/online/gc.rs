@@ -59,10 +59,9 @@ pub(super) async fn client<C: Channel>(
         };
         let n = labels.len();
         let bytes = recv_bulk(ch, 16 * n * l).await?;
-        let ev = take_evaluator(evaluator)?;
+        let mut ev = take_evaluator(evaluator)?;
         let plan2 = plan.clone();
         let (ev, vals) = off_executor(move || {
-            let mut ev = ev;
             let server = ServerLabels::from_bytes(plan2.act, n, &bytes)?;
             let vals = ev.evaluate_layer(which.circuit(&plan2), tables, labels, server)?;
             Ok((ev, vals))
@@ -105,10 +104,10 @@ pub(super) async fn client_from_disk<C: Channel>(
             if count == 0 || first + count > n {
                 return Err(Error::Internal("a stored part does not fit its sub-layer"));
             }
-            let ev = take_evaluator(evaluator)?;
+            let mut ev = take_evaluator(evaluator)?;
             let plan2 = plan.clone();
             let (ev, part, s, v) = off_executor(move || {
-                let (mut ev, mut vals) = (ev, vals);
+                let mut vals = vals;
                 let range = part.first..part.first + count;
                 ev.evaluate_part(
                     which.circuit(&plan2),
